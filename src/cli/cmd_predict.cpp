@@ -1,0 +1,88 @@
+// `capscale predict`: no execution. The plan for N chips of one target (caps allowed) timed by
+// the cost model and the timeline engine; with --search, the best plan that fits.
+#include <chrono>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "common/error.hpp"
+
+namespace capscale::cli {
+namespace {
+
+struct PredictOptions {
+  std::string model, chip;
+  int64_t gpus = 0;
+  ParallelFlags par;
+  bool search = false, json = false;
+  int top = 5;
+};
+
+int predict_cmd(const PredictOptions& o) {
+  const auto model = config::load_model(o.model);
+  const auto target = config::parse_target(o.chip, "--chip");
+  const auto chip = config::resolve_target(target);
+  if (o.gpus < 1) throw InputError("--gpus", "", "must be >= 1");
+  std::ostream& log = o.json ? std::cerr : std::cout;
+  std::vector<predict::SummaryRow> rows;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string footer;
+  if (o.search) {
+    predict::SearchOptions so;
+    so.gpus = o.gpus;
+    so.seq_length = o.par.seq_length;
+    so.global_batch_size = o.par.global_batch_size;
+    so.precision = config::parse_precision(o.par.precision, "--precision");
+    so.top = o.top;
+    if (so.global_batch_size < 1) throw InputError("--global-batch-size", "", "is required with --search");
+    const auto r = predict::search(model, chip, so);
+    rows = r.ranked;
+    footer = "# search: " + std::to_string(r.candidates) + " candidates, " + std::to_string(r.fitting) + " fit in " +
+             fmt(chip.usable_memory_bytes() / 1e9, 1) + " GB usable";
+    if (rows.empty()) {
+      log << footer << "\n# verdict: no configuration of " << model.name << " fits " << o.gpus << " x " << chip.name << "\n";
+      if (o.json) std::cout << "[]" << std::endl;
+      return 0;
+    }
+  } else {
+    const auto p = config::resolve(o.par.to_config(), model, o.gpus, "predict");
+    rows.push_back(predict::predict(model, chip, p).row);
+  }
+  for (auto& r : rows) r.target = target.spec;
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (!o.search) print_config(log, model, rows[0].parallel, "");
+  print_summary_table(log, rows);
+  if (!footer.empty()) log << footer << "\n";
+  log << "# predicted in " << fmt(ms, 1) << " ms; verdict: "
+      << (rows[0].fits ? "fits" : "DOES NOT FIT (" + fmt(rows[0].memory_gb_per_chip, 1) + " GB needed, " +
+                                      fmt(rows[0].memory_capacity_gb, 1) + " GB usable)")
+      << "\n";
+  if (o.json) {
+    if (o.search) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& r : rows) arr.push_back(to_json(r));
+      std::cout << arr.dump(2) << std::endl;
+    } else {
+      std::cout << to_json(rows[0]).dump(2) << std::endl;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+Action add_predict(CLI::App& app) {
+  auto* cmd = app.add_subcommand("predict", "Predict a training step on N chips of a target (no execution)");
+  auto o = std::make_shared<PredictOptions>();
+  cmd->add_option("--model", o->model, "model name, YAML or HuggingFace config.json")->required();
+  cmd->add_option("--chip", o->chip, "target CHIP[@key=value,...], e.g. h100@nic=200")->required();
+  cmd->add_option("--gpus", o->gpus, "number of chips")->required();
+  add_parallel_flags(cmd, o->par);
+  cmd->add_flag("--search", o->search, "search the best plan that fits memory (ranked by tokens/s per chip)");
+  cmd->add_option("--top", o->top, "rows to show with --search");
+  cmd->add_flag("--json", o->json, "print JSON on stdout");
+  return [o](const Invocation&) { return predict_cmd(*o); };
+}
+
+}  // namespace capscale::cli

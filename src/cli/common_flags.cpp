@@ -1,0 +1,31 @@
+// Flags shared by run and predict.
+#include "cli/commands.hpp"
+
+namespace capscale::cli {
+
+void add_parallel_flags(CLI::App* cmd, ParallelFlags& f) {
+  cmd->add_option("--tp", f.tp, "tensor_model_parallel_size");
+  cmd->add_option("--pp", f.pp, "pipeline_model_parallel_size");
+  cmd->add_option("--vpp", f.vpp, "virtual_pipeline_model_parallel_size (chunks per pipeline rank)");
+  cmd->add_option("--cp", f.cp, "context_parallel_size");
+  cmd->add_flag("--sequence-parallel", f.sequence_parallel, "sequence parallelism (needs tp > 1)");
+  cmd->add_option("--micro-batch-size", f.micro_batch_size, "sequences per micro-batch");
+  cmd->add_option("--global-batch-size", f.global_batch_size, "sequences per step (default micro-batch x dp)");
+  cmd->add_option("--seq-length", f.seq_length, "sequence length (default: the model's)");
+  cmd->add_option("--recompute", f.recompute, "activation recompute: none | selective | full");
+  cmd->add_option("--zero", f.zero, "1 = distributed optimizer (ZeRO-1), 0 = plain all-reduce");
+  cmd->add_option("--precision", f.precision, "bf16 | fp16 | fp8");
+}
+
+config::ParallelConfig ParallelFlags::to_config() const {
+  config::ParallelConfig p;
+  p.tp = tp, p.pp = pp, p.vpp = vpp, p.cp = cp;
+  p.sequence_parallel = sequence_parallel;
+  p.micro_batch_size = micro_batch_size, p.global_batch_size = global_batch_size, p.seq_length = seq_length;
+  p.recompute = config::parse_recompute(recompute, "--recompute");
+  p.precision = config::parse_precision(precision, "--precision");
+  p.zero = zero;
+  return p;
+}
+
+}  // namespace capscale::cli

@@ -1,0 +1,68 @@
+// capscale's entry point: parses the subcommand, runs it, and turns errors into one clear line
+// and an exit code (2 bad input, 1 runtime failure, 130 interrupted). Under MPI a failing rank
+// aborts the whole job with a message naming its rank and host.
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "common/error.hpp"
+#include "mpi/mpi_context.hpp"
+
+namespace {
+
+int fail(const std::string& message, int code) {
+  int inited = 0, finalized = 0, size = 1;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (inited && !finalized) {
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) capscale::mpi::abort_job(message, code);  // names rank and host, never returns
+  }
+  std::cerr << "capscale: error: " << message << "\n";
+  if (inited && !finalized) MPI_Finalize();
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace capscale;
+  CLI::App app{"capscale: LLM training throughput per chip, on real hardware and emulated capped targets"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(CAPSCALE_VERSION) + " (" + CAPSCALE_GIT_SHA + ")");
+  std::vector<std::pair<CLI::App*, cli::Action>> commands;
+  auto add = [&](cli::Action (*adder)(CLI::App&)) {
+    const size_t before = app.get_subcommands({}).size();
+    cli::Action a = adder(app);
+    commands.emplace_back(app.get_subcommands({})[before], std::move(a));
+  };
+  add(cli::add_run);
+  add(cli::add_predict);
+  add(cli::add_sweep);
+  add(cli::add_report);
+  add(cli::add_bench);
+  add(cli::add_list);
+  add(cli::add_check);
+  add(cli::add_validate);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  cli::Invocation inv{&argc, &argv, ""};
+  for (int i = 0; i < argc; ++i) inv.command_line += (i ? " " : "") + std::string(argv[i]);
+  try {
+    for (auto& [cmd, action] : commands)
+      if (cmd->parsed()) return action(inv);
+  } catch (const InputError& e) {
+    return fail(e.what(), 2);
+  } catch (const Interrupted& e) {
+    return fail(e.what(), 130);
+  } catch (const std::exception& e) {
+    return fail(e.what(), 1);
+  }
+  return 0;
+}

@@ -1,0 +1,183 @@
+// Chip profile loading and cap parsing/application; see chip.hpp.
+#include "config/chip.hpp"
+
+#include <cmath>
+#include <filesystem>
+
+#include "common/error.hpp"
+#include "config/fields.hpp"
+#include "config/paths.hpp"
+
+namespace capscale::config {
+
+std::string to_string(Precision p) {
+  switch (p) {
+    case Precision::kBf16: return "bf16";
+    case Precision::kFp16: return "fp16";
+    case Precision::kFp8: return "fp8";
+    case Precision::kFp32: return "fp32";
+  }
+  return "?";
+}
+
+bool ChipProfile::supports(Precision p) const { return peak_tflops.count(to_string(p)) > 0; }
+
+double ChipProfile::peak_flops(Precision p) const {
+  auto it = peak_tflops.find(to_string(p));
+  if (it == peak_tflops.end()) {
+    throw InputError(origin.empty() ? name : origin, "peak_tflops." + to_string(p),
+                     "is not given: chip '" + name + "' does not support " + to_string(p));
+  }
+  return it->second * 1e12;
+}
+
+const std::vector<std::string>& cap_keys() {
+  static const std::vector<std::string> keys = {"nvlink", "nic", "tflops", "hbm_tbps", "hbm_gb", "nvlink_domain"};
+  return keys;
+}
+
+TargetSpec parse_target(const std::string& text, const std::string& where) {
+  TargetSpec t;
+  t.spec = text;
+  const auto at = text.find('@');
+  t.chip_name = text.substr(0, at);
+  if (t.chip_name.empty()) throw InputError(where, "", "target '" + text + "' has no chip name (CHIP[@key=value,...])");
+  if (at == std::string::npos) return t;
+  const std::string rest = text.substr(at + 1);
+  if (rest.empty()) throw InputError(where, "", "target '" + text + "' has '@' but no caps; allowed keys: " + join(cap_keys()));
+  size_t pos = 0;
+  while (pos <= rest.size()) {
+    const auto comma = rest.find(',', pos);
+    const std::string item = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) {
+      throw InputError(where, item, "is not key=value in target '" + text + "'; allowed keys: " + join(cap_keys()));
+    }
+    Cap cap;
+    cap.key = item.substr(0, eq);
+    bool known = false;
+    for (const auto& k : cap_keys()) known = known || k == cap.key;
+    if (!known) throw InputError(where, cap.key, "is not a cap key in '" + text + "'; allowed: " + join(cap_keys()));
+    std::string value = item.substr(eq + 1);
+    if (!value.empty() && value.back() == '%') {
+      cap.percent = true;
+      value.pop_back();
+    }
+    char* end = nullptr;
+    errno = 0;
+    cap.value = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(cap.value)) {
+      throw InputError(where, cap.key, "needs a number or N% in '" + text + "', got '" + item.substr(eq + 1) + "'");
+    }
+    if (cap.value <= 0) throw InputError(where, cap.key, "must be > 0 in '" + text + "'");
+    if (cap.percent && cap.value > 100) throw InputError(where, cap.key, "percentage must be in (0, 100] in '" + text + "'");
+    if (cap.value > 1e9) throw InputError(where, cap.key, "is implausibly large in '" + text + "'");
+    if (cap.key == "nvlink_domain" && (cap.percent || cap.value != std::floor(cap.value))) {
+      throw InputError(where, cap.key, "must be a whole number of chips in '" + text + "'");
+    }
+    t.caps.push_back(cap);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return t;
+}
+
+std::vector<TargetSpec> parse_target_list(const std::string& text, const std::string& where) {
+  // "h200,h20@nvlink=400,nic=200,h800": an item with '=' continues the previous target's caps.
+  std::vector<std::string> items;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const auto comma = text.find(',', pos);
+    items.push_back(text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  std::vector<std::string> specs;
+  for (const auto& item : items) {
+    if (item.empty()) throw InputError(where, "", "has an empty target in '" + text + "'");
+    if (item.find('=') != std::string::npos && item.find('@') == std::string::npos && !specs.empty()) {
+      specs.back() += "," + item;
+    } else {
+      specs.push_back(item);
+    }
+  }
+  std::vector<TargetSpec> out;
+  for (const auto& s : specs) out.push_back(parse_target(s, where));
+  return out;
+}
+
+ChipProfile load_chip_yaml(const std::string& path) {
+  const Fields f(load_yaml_file(path), path);
+  ChipProfile c;
+  c.origin = path;
+  c.name = f.get_string("name");
+  c.description = f.get_string("description", "");
+  c.arch = f.get_enum("arch", {"hopper", "ampere", "blackwell", "ascend", "cpu"});
+  const Fields peaks = f.get_map("peak_tflops");
+  for (const auto& k : peaks.keys()) c.peak_tflops[k] = peaks.get_double(k, 1e-6, 1e6);
+  peaks.finish({"bf16", "fp16", "fp8", "fp32"});
+  if (c.peak_tflops.empty()) throw InputError(path, "peak_tflops", "must give at least one of bf16, fp16, fp8, fp32");
+  c.hbm_gb = f.get_double("hbm_gb", 1e-3, 1e6);
+  c.hbm_tbps = f.get_double("hbm_tbps", 1e-6, 1e4);
+  c.nvlink_gbps = f.get_double("nvlink_gbps", 1e-6, 1e7);
+  c.nvlink_domain = f.get_int("nvlink_domain", 1, 1 << 20);
+  c.nic_gbps = f.get_double("nic_gbps", 1e-6, 1e7);
+  c.nvlink_latency_us = f.get_double("nvlink_latency_us", 0, 1e6, c.nvlink_latency_us);
+  c.nic_latency_us = f.get_double("nic_latency_us", 0, 1e6, c.nic_latency_us);
+  if (f.has("efficiency")) {
+    const Fields e = f.get_map("efficiency");
+    c.efficiency.gemm = e.get_double("gemm", 1e-3, 1, c.efficiency.gemm);
+    c.efficiency.attention = e.get_double("attention", 1e-3, 1, c.efficiency.attention);
+    c.efficiency.hbm = e.get_double("hbm", 1e-3, 1, c.efficiency.hbm);
+    c.efficiency.nvlink = e.get_double("nvlink", 1e-3, 1, c.efficiency.nvlink);
+    c.efficiency.nic = e.get_double("nic", 1e-3, 1, c.efficiency.nic);
+    e.finish({"gemm", "attention", "hbm", "nvlink", "nic"});
+  }
+  c.reserved_gb = f.get_double("reserved_gb", 0, c.hbm_gb, 0);
+  c.chips_per_package = f.get_int("chips_per_package", 1, 64, 1);
+  c.sources = f.get_string_map("sources");
+  f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbps", "nvlink_domain",
+            "nic_gbps", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
+            "sources"});
+  return c;
+}
+
+ChipProfile load_chip(const std::string& name_or_path) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(name_or_path, ec)) return load_chip_yaml(name_or_path);
+  if (const std::string p = find_config("chips", name_or_path); !p.empty()) return load_chip_yaml(p);
+  throw InputError("chip", "", "'" + name_or_path + "' is neither a file nor a known chip; known: " +
+                                   join(list_configs("chips")));
+}
+
+ChipProfile apply_caps(ChipProfile chip, const TargetSpec& target) {
+  auto capped = [](double own, const Cap& cap) { return cap.percent ? own * cap.value / 100.0 : cap.value; };
+  for (const Cap& cap : target.caps) {
+    if (cap.key == "nvlink") chip.nvlink_gbps = capped(chip.nvlink_gbps, cap);
+    else if (cap.key == "nic") chip.nic_gbps = capped(chip.nic_gbps, cap);
+    else if (cap.key == "hbm_tbps") chip.hbm_tbps = capped(chip.hbm_tbps, cap);
+    else if (cap.key == "hbm_gb") {
+      chip.hbm_gb = capped(chip.hbm_gb, cap);
+      if (chip.reserved_gb >= chip.hbm_gb) {
+        throw InputError(target.spec, "hbm_gb", "leaves no memory after the chip's reserved " +
+                                                    std::to_string(chip.reserved_gb) + " GB");
+      }
+    } else if (cap.key == "nvlink_domain") chip.nvlink_domain = static_cast<int64_t>(capped(double(chip.nvlink_domain), cap));
+    else if (cap.key == "tflops") {
+      // The cap is on the dense 16-bit peak; other dtypes keep their ratio to it (H20: 148 bf16, 296 fp8).
+      const double base = chip.peak_tflops.count("bf16") ? chip.peak_tflops["bf16"]
+                          : chip.peak_tflops.count("fp16") ? chip.peak_tflops["fp16"] : chip.peak_tflops.begin()->second;
+      const double scale = capped(base, cap) / base;
+      for (auto& [dtype, v] : chip.peak_tflops) v *= scale;
+    }
+  }
+  if (!target.caps.empty()) {
+    chip.name = target.spec;
+    chip.description += " (capped: " + target.spec + ")";
+  }
+  return chip;
+}
+
+ChipProfile resolve_target(const TargetSpec& target) { return apply_caps(load_chip(target.chip_name), target); }
+
+}  // namespace capscale::config

@@ -1,0 +1,83 @@
+// Chip profiles (configs/chips/*.yaml) and target specs with caps, `CHIP[@key=value,...]`.
+// Figures are kept in the units of the datasheet (TFLOP/s, GB, TB/s, NVLink GB/s bidirectional,
+// NIC Gb/s); the *_Bps() accessors give the unidirectional bytes/s the cost model works in.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace capscale::config {
+
+enum class Precision { kBf16, kFp16, kFp8, kFp32 };
+std::string to_string(Precision p);
+
+/// Achieved fractions of the nameplate figures (see docs/configs.md and each chip's sources).
+struct Efficiency {
+  double gemm = 0.75;
+  double attention = 0.6;
+  double hbm = 0.85;
+  double nvlink = 0.8;
+  double nic = 0.85;
+};
+
+struct ChipProfile {
+  std::string name;
+  std::string description;
+  std::string arch;
+  std::map<std::string, double> peak_tflops;  ///< dense, by dtype name
+  double hbm_gb = 0;
+  double hbm_tbps = 0;
+  double nvlink_gbps = 0;  ///< bidirectional total per chip (datasheet convention)
+  int64_t nvlink_domain = 1;
+  double nic_gbps = 0;  ///< per chip, one direction, Gb/s
+  double nvlink_latency_us = 3;
+  double nic_latency_us = 10;
+  Efficiency efficiency;
+  double reserved_gb = 0;
+  int64_t chips_per_package = 1;
+  std::map<std::string, std::string> sources;
+  std::string origin;
+
+  /// Dense peak FLOP/s for a precision; throws InputError if the chip lacks it (fp8 on A100).
+  double peak_flops(Precision p) const;
+  bool supports(Precision p) const;
+  double hbm_Bps() const { return hbm_tbps * 1e12; }
+  double nvlink_Bps_per_direction() const { return nvlink_gbps * 1e9 / 2; }
+  double nic_Bps() const { return nic_gbps * 1e9 / 8; }
+  double usable_memory_bytes() const { return (hbm_gb - reserved_gb) * 1e9; }
+};
+
+/// One cap: key (nvlink, nic, tflops, hbm_tbps, hbm_gb, nvlink_domain) and an absolute value or
+/// a percentage of the chip's own figure.
+struct Cap {
+  std::string key;
+  double value = 0;
+  bool percent = false;
+};
+
+/// A target: a chip profile plus caps, e.g. `h200@nvlink=400`. `spec` keeps the text as given.
+struct TargetSpec {
+  std::string spec;
+  std::string chip_name;
+  std::vector<Cap> caps;
+};
+
+/// Allowed cap keys, in the order documented.
+const std::vector<std::string>& cap_keys();
+
+/// Parses `CHIP[@key=value,...]`; throws InputError naming `where`, the key and the allowed keys.
+TargetSpec parse_target(const std::string& text, const std::string& where = "--emulate");
+/// Parses a comma-separated list of targets (caps use ',' too, so split on ',' only before a name
+/// that is not key=value).
+std::vector<TargetSpec> parse_target_list(const std::string& text, const std::string& where);
+
+ChipProfile load_chip_yaml(const std::string& path);
+/// Loads a chip by name from configs/chips or by path.
+ChipProfile load_chip(const std::string& name_or_path);
+/// Chip with its caps applied (name becomes the spec text).
+ChipProfile apply_caps(ChipProfile chip, const TargetSpec& target);
+/// load_chip(target.chip_name) + apply_caps.
+ChipProfile resolve_target(const TargetSpec& target);
+
+}  // namespace capscale::config

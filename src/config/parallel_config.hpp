@@ -1,0 +1,53 @@
+// How one training step is parallelised and batched (Megatron's ModelParallelConfig names; short
+// tp/pp/dp/cp/vpp in code). Defaults live here; validate() reports every violation at once.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/chip.hpp"
+#include "config/model_config.hpp"
+
+namespace capscale::config {
+
+enum class Recompute { kNone, kSelective, kFull };
+enum class Schedule { kNoPipelining, kOneFOneB, kInterleaved1F1B };
+
+std::string to_string(Recompute r);
+std::string to_string(Schedule s);
+Recompute parse_recompute(const std::string& s, const std::string& where);
+Precision parse_precision(const std::string& s, const std::string& where);
+
+struct ParallelConfig {
+  int64_t tp = 1;   ///< tensor_model_parallel_size
+  int64_t pp = 1;   ///< pipeline_model_parallel_size
+  int64_t cp = 1;   ///< context_parallel_size
+  int64_t vpp = 1;  ///< virtual_pipeline_model_parallel_size (model chunks per pipeline rank)
+  int64_t dp = 1;   ///< data parallel size: world / (tp·pp·cp), set by resolve()
+  bool sequence_parallel = false;
+  int64_t micro_batch_size = 1;
+  int64_t global_batch_size = 0;  ///< sequences per step; 0 → micro_batch_size·dp
+  int64_t seq_length = 0;         ///< 0 → the model's
+  Recompute recompute = Recompute::kNone;
+  int zero = 0;  ///< 1 = distributed optimizer (ZeRO-1): reduce-scatter grads, all-gather params
+  Precision precision = Precision::kBf16;
+  bool overlap_grad_reduce = true;  ///< DP reduction overlaps the last micro-batch's backward
+
+  int64_t model_parallel() const { return tp * pp * cp; }
+  int64_t world() const { return model_parallel() * dp; }
+  /// Micro-batches per step on each pipeline: global / (micro · dp).
+  int64_t num_microbatches() const { return global_batch_size / (micro_batch_size * dp); }
+  Schedule schedule() const {
+    return pp == 1 ? Schedule::kNoPipelining : vpp > 1 ? Schedule::kInterleaved1F1B : Schedule::kOneFOneB;
+  }
+};
+
+/// Fills dp from world size, seq_length and global batch defaults, then validates against the
+/// model. Throws one InputError listing every violation; `where` names the flag source.
+ParallelConfig resolve(ParallelConfig p, const ModelConfig& model, int64_t world, const std::string& where);
+
+/// Violations as "field: problem" strings (empty when valid); used by resolve() and by --search to
+/// skip invalid candidates without exceptions.
+std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& model, int64_t world);
+
+}  // namespace capscale::config

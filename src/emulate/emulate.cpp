@@ -1,0 +1,102 @@
+// Emulation of targets from host measurements; see emulate.hpp.
+#include "emulate/emulate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "common/error.hpp"
+
+namespace capscale::emulate {
+
+using plan::OpKind;
+
+namespace {
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+}  // namespace
+
+std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measurements& m) {
+  std::vector<std::vector<double>> out(plan.stages.size());
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    const auto& ops = plan.stages[s].ops;
+    out[s].assign(ops.size(), 0);
+    std::vector<size_t> ranks;
+    for (size_t r = 0; r < m.rank_stage.size(); ++r)
+      if (m.rank_stage[r] == int64_t(s)) ranks.push_back(r);
+    if (ranks.empty()) continue;
+    const size_t steps = m.op_s[ranks[0]].size();
+    double min_recv = INFINITY;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      std::vector<double> per_step;
+      for (size_t k = 0; k < steps; ++k) {
+        double acc = ops[i].kind == OpKind::kCollective ? INFINITY : 0;
+        for (size_t r : ranks) {
+          const double v = m.op_s[r][k][i];
+          if (ops[i].kind == OpKind::kCollective) acc = std::min(acc, v);
+          else acc += v / double(ranks.size());
+          if (ops[i].kind == OpKind::kSendRecv && !ops[i].is_send) min_recv = std::min(min_recv, v);
+        }
+        per_step.push_back(acc);
+      }
+      out[s][i] = median(per_step);
+    }
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (ops[i].kind == OpKind::kSendRecv && !ops[i].is_send) out[s][i] = std::isfinite(min_recv) ? min_recv : 0;
+  }
+  return out;
+}
+
+double measured_step_s(const Measurements& m) {
+  if (m.wall_s.empty()) return 0;
+  std::vector<double> slowest(m.wall_s[0].size(), 0);
+  for (const auto& rank : m.wall_s)
+    for (size_t k = 0; k < rank.size() && k < slowest.size(); ++k) slowest[k] = std::max(slowest[k], rank[k]);
+  return median(slowest);
+}
+
+TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vector<double>>& host_s,
+                            const config::ChipProfile& host, const config::ChipProfile& target) {
+  const auto& p = plan.parallel;
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  const predict::CostModel target_cost(target, p.precision, layout);
+  const bool same_arch = host.arch == target.arch;
+  std::unique_ptr<predict::CostModel> host_cost;
+  if (same_arch) host_cost = std::make_unique<predict::CostModel>(host, p.precision, layout);
+  TargetResult r;
+  r.durations.resize(plan.stages.size());
+  r.sources.resize(plan.stages.size());
+  bool all_dilated = true;
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    for (size_t i = 0; i < plan.stages[s].ops.size(); ++i) {
+      const auto& op = plan.stages[s].ops[i];
+      const double modelled = target_cost.duration(op);
+      if (same_arch && i < host_s[s].size() && host_s[s][i] > 0) {
+        // Both durations from the same model, so their ratio is the roofline ratio for compute ops
+        // and the α–β ratio for communication; the host's measurement carries its achieved fraction.
+        const double host_model = host_cost->duration(op);
+        r.durations[s].push_back(host_model > 0 ? host_s[s][i] * modelled / host_model : modelled);
+        r.sources[s].push_back("dilated");
+      } else {
+        r.durations[s].push_back(modelled);
+        r.sources[s].push_back("roofline");
+        all_dilated = false;
+      }
+    }
+  }
+  const auto tl = predict::simulate(plan, r.durations);
+  r.row.model = plan.model.name;
+  r.row.target = target.name;
+  r.row.source = all_dilated ? "dilated" : "roofline";
+  double need_gb = 0;
+  r.row.fits = predict::fits_memory(plan.model, target, p, &need_gb);
+  r.row.memory_gb_per_chip = need_gb;
+  r.row.memory_capacity_gb = target.usable_memory_bytes() / 1e9;
+  predict::fill_throughput(r.row, plan, target, tl.step_time_s, tl.breakdown);
+  return r;
+}
+
+}  // namespace capscale::emulate

@@ -1,0 +1,44 @@
+// Turning one real run into target numbers. Measured per-op times from the host are aggregated per
+// stage, then each op gets a duration on each target: the host's measurement dilated by the ratio
+// of target to host rooflines when both share an architecture (DESIGN.md:
+// t_target = t_host · max(F/P_t, M/B_t) / max(F/P_h, M/B_h), keeping the host's achieved fraction),
+// else the modelled duration (source `roofline`, or `calibrated` with a calibration file). The
+// same timeline engine then gives each target's step.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "config/chip.hpp"
+#include "plan/plan.hpp"
+#include "predict/cost_model.hpp"
+#include "predict/predictor.hpp"
+
+namespace capscale::emulate {
+
+/// Every rank's measured op times for every timed step: ranks × steps × ops(of the rank's stage).
+struct Measurements {
+  std::vector<int64_t> rank_stage;                       ///< pipeline stage of each rank
+  std::vector<std::vector<std::vector<double>>> op_s;    ///< [rank][step][op]
+  std::vector<std::vector<double>> wall_s;               ///< [rank][step]
+};
+
+/// Host durations per stage and op, robust to waiting: compute ops take the median over steps of
+/// the mean over the stage's ranks; collectives the median over steps of the minimum over ranks
+/// (the last rank to arrive waits for nobody, so its time is the collective's own); receives the
+/// minimum over all of the stage's receives of that size (one whose data had already arrived).
+std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measurements& m);
+
+/// Median over steps of the slowest rank's wall time: the measured step time.
+double measured_step_s(const Measurements& m);
+
+struct TargetResult {
+  predict::SummaryRow row;
+  std::vector<std::vector<double>> durations;  ///< per stage, per op
+  std::vector<std::vector<std::string>> sources;
+};
+
+/// Durations of the plan on `target`, from the host's measured durations where dilation is valid.
+TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vector<double>>& host_s,
+                            const config::ChipProfile& host, const config::ChipProfile& target);
+
+}  // namespace capscale::emulate

@@ -1,0 +1,136 @@
+// CPU benchmarks: the executor's GEMM and collective paths against direct OpenBLAS / MPI loops on
+// the same shapes in the same run (see bench.hpp for the ratio's meaning).
+#include <cblas.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "exec/bench.hpp"
+#include "predict/cost_model.hpp"
+
+namespace capscale::exec {
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+plan::StagePlan repeated_op_plan(const plan::Op& op, int count) {
+  plan::StagePlan st;
+  st.ops.assign(count, op);
+  return st;
+}
+
+namespace {
+
+plan::Op gemm_op(int64_t m, int64_t n, int64_t k) {
+  plan::Op op;
+  op.kind = plan::OpKind::kGemm;
+  op.m = m, op.n = n, op.k = k;
+  op.flops = 2.0 * double(m) * double(n) * double(k);
+  return op;
+}
+
+// Alternates path and direct in rounds so that drift (other load, frequency) hits both alike.
+template <typename PathFn, typename DirectFn>
+void interleaved(int rounds, PathFn path, DirectFn direct, std::vector<double>& p, std::vector<double>& d) {
+  for (int r = 0; r < rounds; ++r) {
+    path(p);
+    direct(d);
+  }
+}
+
+}  // namespace
+
+std::vector<BenchRow> bench_cpu_gemm(Executor& ex, const BenchOptions& o) {
+  std::vector<BenchRow> rows;
+  for (const auto& s : o.gemm_shapes) {
+    const int64_t m = s[0], n = s[1], k = s[2];
+    const plan::Op op = gemm_op(m, n, k);
+    const plan::StagePlan st = repeated_op_plan(op, o.iters);
+    ex.prepare(st);
+    std::vector<float> A(m * k, 0.5f), B(k * n, 0.25f), C(m * n, 0.f);
+    auto direct_once = [&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, A.data(), k, B.data(), n, 0.0f, C.data(), n);
+    };
+    for (int w = 0; w < o.warmup; ++w) direct_once();
+    ex.run_step(repeated_op_plan(op, o.warmup), -1);
+    std::vector<double> path, direct;
+    interleaved(3, [&](std::vector<double>& out) {
+      const auto t = ex.run_step(st, -1);
+      out.insert(out.end(), t.op_s.begin(), t.op_s.end());
+    }, [&](std::vector<double>& out) {
+      for (int i = 0; i < o.iters; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        direct_once();
+        out.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+    }, path, direct);
+    BenchRow r;
+    r.what = "gemm";
+    r.shape = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+    r.dtype = ex.gemm_dtype();
+    r.path_s = median_of(path);
+    r.direct_s = median_of(direct);
+    r.path_rate = op.flops / r.path_s / 1e12;
+    r.direct_rate = op.flops / r.direct_s / 1e12;
+    r.ratio = r.direct_s / r.path_s;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const BenchOptions& o) {
+  std::vector<BenchRow> rows;
+  MPI_Comm comm = ctx.comms->get(parallel::Group::kTp);
+  int n = 1;
+  MPI_Comm_size(comm, &n);
+  for (int64_t bytes : o.comm_bytes) {
+    plan::Op op;
+    op.kind = plan::OpKind::kCollective;
+    op.coll = plan::CollKind::kAllReduce;
+    op.group = parallel::Group::kTp;
+    op.stream = plan::Stream::kTp;
+    op.bytes = bytes;
+    const plan::StagePlan st = repeated_op_plan(op, o.iters);
+    ex.prepare(st);
+    const int count = static_cast<int>(bytes / 4 / n * n);
+    std::vector<float> buf(count, 1.0f);
+    auto direct_once = [&] { MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, comm); };
+    for (int w = 0; w < o.warmup; ++w) direct_once();
+    ex.run_step(repeated_op_plan(op, o.warmup), -1);
+    std::vector<double> path, direct;
+    interleaved(3, [&](std::vector<double>& out) {
+      const auto t = ex.run_step(st, -1);
+      out.insert(out.end(), t.op_s.begin(), t.op_s.end());
+    }, [&](std::vector<double>& out) {
+      MPI_Barrier(comm);
+      for (int i = 0; i < o.iters; ++i) {
+        const double t0 = MPI_Wtime();
+        direct_once();
+        out.push_back(MPI_Wtime() - t0);
+      }
+    }, path, direct);
+    // The slowest rank's median decides a collective's speed; agree on it across ranks.
+    double pm = median_of(path), dm = median_of(direct);
+    MPI_Allreduce(MPI_IN_PLACE, &pm, 1, MPI_DOUBLE, MPI_MAX, comm);
+    MPI_Allreduce(MPI_IN_PLACE, &dm, 1, MPI_DOUBLE, MPI_MAX, comm);
+    BenchRow r;
+    r.what = "all_reduce";
+    r.shape = std::to_string(bytes) + " B";
+    r.dtype = "fp32";
+    r.path_s = pm;
+    r.direct_s = dm;
+    // nccl-tests bus bandwidth: S/t × 2(n−1)/n.
+    const double f = predict::bus_factor(plan::CollKind::kAllReduce, n);
+    r.path_rate = double(count) * 4 / pm * f / 1e9;
+    r.direct_rate = double(count) * 4 / dm * f / 1e9;
+    r.ratio = dm / pm;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+}  // namespace capscale::exec

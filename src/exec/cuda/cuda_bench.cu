@@ -1,0 +1,228 @@
+// CUDA benchmarks: the executor's GEMM and all-reduce paths against direct library loops on the
+// same shapes in the same run (bench.hpp has the ratio's meaning). The direct GEMM loop calls
+// cublasLtMatmul with the executor's own descriptors and heuristic algorithm, so the ratio measures
+// the executor's overhead, not a different kernel; the direct all-reduce is nccl-tests' loop
+// (in-place ncclAllReduce on a communicator of its own, bf16 sum).
+#include <mpi.h>
+
+#include <algorithm>
+#include <array>
+#include <vector>
+
+#include "exec/bench.hpp"
+#include "exec/cuda/cuda_check.hpp"
+#include "exec/cuda/kernels.cuh"
+#include "predict/cost_model.hpp"
+
+namespace capscale::exec {
+namespace {
+
+class Scratch {
+ public:
+  explicit Scratch(size_t bytes) { CAPSCALE_CUDA_CHECK(cudaMalloc(&p_, std::max<size_t>(bytes, 1))); }
+  ~Scratch() { cudaFree(p_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  void* get() const { return p_; }
+
+ private:
+  void* p_ = nullptr;
+};
+
+class Stream {
+ public:
+  Stream() { CAPSCALE_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+  ~Stream() { cudaStreamDestroy(s_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+// One start/end event pair per timed call, read after the loop (as the executor times its ops).
+class EventPairs {
+ public:
+  explicit EventPairs(int n) : ev_(size_t(2 * std::max(n, 0))) {
+    for (auto& e : ev_) CAPSCALE_CUDA_CHECK(cudaEventCreate(&e));
+  }
+  ~EventPairs() {
+    for (auto e : ev_)
+      if (e) cudaEventDestroy(e);
+  }
+  EventPairs(const EventPairs&) = delete;
+  EventPairs& operator=(const EventPairs&) = delete;
+  cudaEvent_t start(int i) const { return ev_[2 * i]; }
+  cudaEvent_t end(int i) const { return ev_[2 * i + 1]; }
+  void append_seconds(int n, std::vector<double>& out) const {
+    for (int i = 0; i < n; ++i) {
+      float ms = 0;
+      CAPSCALE_CUDA_CHECK(cudaEventElapsedTime(&ms, start(i), end(i)));
+      out.push_back(double(ms) * 1e-3);
+    }
+  }
+
+ private:
+  std::vector<cudaEvent_t> ev_;
+};
+
+cuda::CudaExecutorAccess& cuda_access(Executor& ex, const char* what) {
+  auto* acc = dynamic_cast<cuda::CudaExecutorAccess*>(&ex);
+  if (!acc) throw InputError("bench", what, "needs the CUDA executor, got backend '" + ex.backend() + "'");
+  CAPSCALE_CUDA_CHECK(cudaSetDevice(acc->device_id()));
+  return *acc;
+}
+
+plan::Op gemm_op(int64_t m, int64_t n, int64_t k) {
+  plan::Op op;
+  op.kind = plan::OpKind::kGemm;
+  op.m = m, op.n = n, op.k = k;
+  op.flops = 2.0 * double(m) * double(n) * double(k);  // 2mnk
+  return op;
+}
+
+// Path and direct alternate in rounds so that drift (clocks, other load) hits both alike.
+constexpr int kRounds = 3;
+
+}  // namespace
+
+std::vector<BenchRow> bench_cuda_gemm(Executor& ex, const BenchOptions& o) {
+  cuda::CudaExecutorAccess& acc = cuda_access(ex, "gemm");
+  // 8192³ first: DESIGN.md's budget (≥ 750 TFLOP/s bf16 on H100/H200) is stated for it.
+  std::vector<std::array<int64_t, 3>> shapes{{8192, 8192, 8192}};
+  for (const auto& s : o.gemm_shapes)
+    if (std::find(shapes.begin(), shapes.end(), s) == shapes.end()) shapes.push_back(s);
+  const double timeout_s = cuda::nccl_timeout_s();
+  Stream stream;
+  std::vector<BenchRow> rows;
+  for (const auto& s : shapes) {
+    const int64_t m = s[0], n = s[1], k = s[2];
+    const plan::Op op = gemm_op(m, n, k);
+    const plan::StagePlan st = repeated_op_plan(op, o.iters);
+    ex.prepare(st);
+    const cuda::LtGemm& g = acc.gemm_plan(m, n, k);
+    Scratch a(g.a_bytes()), w(g.w_bytes()), c(g.c_bytes()), ws(g.workspace_bytes());
+    cuda::fill_random(a.get(), int64_t(g.a_bytes() / cuda::dtype_bytes(g.in_type())), g.in_type(), 1, stream.get());
+    cuda::fill_random(w.get(), int64_t(g.w_bytes() / cuda::dtype_bytes(g.in_type())), g.in_type(), 2, stream.get());
+    const float alpha = 1.0f, beta = 0.0f;
+    auto direct_once = [&] {
+      CAPSCALE_CUBLAS_CHECK(cublasLtMatmul(g.handle(), g.desc(), &alpha, w.get(), g.w_layout(), a.get(), g.a_layout(), &beta, c.get(),
+                                           g.c_layout(), c.get(), g.c_layout(), &g.algo(), ws.get(), g.workspace_bytes(), stream.get()));
+    };
+    for (int i = 0; i < o.warmup; ++i) direct_once();
+    cuda::sync_stream_watchdog(stream.get(), nullptr, timeout_s, "the direct GEMM warm-up");
+    if (o.warmup > 0) ex.run_step(repeated_op_plan(op, o.warmup), -1);
+    EventPairs ev(o.iters);
+    std::vector<double> path, direct;
+    for (int r = 0; r < kRounds; ++r) {
+      const StepTimes t = ex.run_step(st, -1);
+      path.insert(path.end(), t.op_s.begin(), t.op_s.end());
+      for (int i = 0; i < o.iters; ++i) {
+        CAPSCALE_CUDA_CHECK(cudaEventRecord(ev.start(i), stream.get()));
+        direct_once();
+        CAPSCALE_CUDA_CHECK(cudaEventRecord(ev.end(i), stream.get()));
+      }
+      cuda::sync_stream_watchdog(stream.get(), nullptr, timeout_s, "the direct GEMM loop");
+      ev.append_seconds(o.iters, direct);
+    }
+    BenchRow row;
+    row.what = "gemm";
+    row.shape = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+    row.dtype = cuda::to_string(g.in_type());
+    row.path_s = median_of(path);
+    row.direct_s = median_of(direct);
+    row.path_rate = row.path_s > 0 ? op.flops / row.path_s / 1e12 : 0;
+    row.direct_rate = row.direct_s > 0 ? op.flops / row.direct_s / 1e12 : 0;
+    row.ratio = row.path_s > 0 ? row.direct_s / row.path_s : 0;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+std::vector<BenchRow> bench_cuda_comm(Executor& ex, const ExecContext& ctx, const BenchOptions& o) {
+  cuda_access(ex, "comm");
+  if (!ctx.comms) throw InputError("bench", "comm", "needs the MPI communicators of a tp = world layout");
+  MPI_Comm mc = ctx.comms->get(parallel::Group::kTp);
+  int n = 1, rank = 0;
+  CAPSCALE_MPI_CHECK(MPI_Comm_size(mc, &n));
+  CAPSCALE_MPI_CHECK(MPI_Comm_rank(mc, &rank));
+  if (n < 2) {
+    throw InputError("bench", "comm", "needs at least 2 ranks (got 1): start it under mpirun -np N with N >= 2");
+  }
+  const double timeout_s = cuda::nccl_timeout_s();
+  // The direct loop's own communicator, made the way nccl-tests makes its (blocking init).
+  ncclUniqueId id{};
+  if (rank == 0) CAPSCALE_NCCL_CHECK(ncclGetUniqueId(&id));
+  CAPSCALE_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, mc));
+  ncclComm_t comm = nullptr;
+  CAPSCALE_NCCL_CHECK(ncclCommInitRank(&comm, n, id, rank));
+  // Destroyed when done; aborted when leaving by an exception (null if the watchdog aborted it).
+  struct CommGuard {
+    ncclComm_t& c;
+    bool ok = false;
+    ~CommGuard() {
+      if (!c) return;
+      if (ok) ncclCommDestroy(c);
+      else ncclCommAbort(c);
+    }
+  } guard{comm};
+  Stream stream;
+  int64_t max_bytes = 2;
+  for (int64_t b : o.comm_bytes) max_bytes = std::max(max_bytes, b);
+  Scratch buf{size_t(max_bytes)};
+  cuda::fill_random(buf.get(), max_bytes / 2, cuda::DType::kBf16, 3, stream.get());
+  EventPairs ev(o.iters);
+  std::vector<BenchRow> rows;
+  for (int64_t bytes : o.comm_bytes) {
+    plan::Op op;
+    op.kind = plan::OpKind::kCollective;
+    op.coll = plan::CollKind::kAllReduce;
+    op.group = parallel::Group::kTp;
+    op.stream = plan::Stream::kTp;
+    op.bytes = bytes;
+    const plan::StagePlan st = repeated_op_plan(op, o.iters);
+    ex.prepare(st);
+    const int64_t count = bytes / 2;  // bf16 elements, as the executor sends
+    auto direct_once = [&] {
+      CAPSCALE_NCCL_CHECK(ncclAllReduce(buf.get(), buf.get(), size_t(count), ncclBfloat16, ncclSum, comm, stream.get()));
+    };
+    for (int i = 0; i < o.warmup; ++i) direct_once();
+    cuda::sync_stream_watchdog(stream.get(), &comm, timeout_s, "the direct all-reduce warm-up");
+    if (o.warmup > 0) ex.run_step(repeated_op_plan(op, o.warmup), -1);
+    std::vector<double> path, direct;
+    for (int r = 0; r < kRounds; ++r) {
+      const StepTimes t = ex.run_step(st, -1);
+      path.insert(path.end(), t.op_s.begin(), t.op_s.end());
+      CAPSCALE_MPI_CHECK(MPI_Barrier(mc));
+      for (int i = 0; i < o.iters; ++i) {
+        CAPSCALE_CUDA_CHECK(cudaEventRecord(ev.start(i), stream.get()));
+        direct_once();
+        CAPSCALE_CUDA_CHECK(cudaEventRecord(ev.end(i), stream.get()));
+      }
+      cuda::sync_stream_watchdog(stream.get(), &comm, timeout_s, "the direct all-reduce loop");
+      ev.append_seconds(o.iters, direct);
+    }
+    // The slowest rank's median decides a collective's speed; agree on it across ranks.
+    double pm = median_of(path), dm = median_of(direct);
+    CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &pm, 1, MPI_DOUBLE, MPI_MAX, mc));
+    CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &dm, 1, MPI_DOUBLE, MPI_MAX, mc));
+    BenchRow row;
+    row.what = "all_reduce";
+    row.shape = std::to_string(bytes) + " B";
+    row.dtype = "bf16";
+    row.path_s = pm;
+    row.direct_s = dm;
+    // nccl-tests doc/PERFORMANCE.md: busbw = algbw · 2(n−1)/n for all-reduce, algbw = S/t.
+    const double f = predict::bus_factor(plan::CollKind::kAllReduce, n);
+    const double moved = double(count) * 2;
+    row.path_rate = pm > 0 ? moved / pm * f / 1e9 : 0;
+    row.direct_rate = dm > 0 ? moved / dm * f / 1e9 : 0;
+    row.ratio = pm > 0 ? dm / pm : 0;
+    rows.push_back(row);
+  }
+  guard.ok = true;
+  return rows;
+}
+
+}  // namespace capscale::exec

@@ -1,0 +1,71 @@
+// The executor contract: run one stage's plan for real, one step at a time, and return every op's
+// measured time and the step's wall time. The CPU (OpenBLAS + MPI) and CUDA (cuBLAS + NCCL)
+// executors implement it; cli/cmd_run.cpp drives both the same way.
+#pragma once
+#include <csignal>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mpi/mpi_context.hpp"
+#include "plan/plan.hpp"
+
+namespace capscale::exec {
+
+struct StepTimes {
+  std::vector<double> op_s;  ///< per op of the stage, seconds
+  double wall_s = 0;         ///< from the step's start barrier to this rank's last op finishing
+};
+
+/// Everything an executor needs besides the plan: where it runs and with which communicators.
+struct ExecContext {
+  const mpi::Session* session = nullptr;
+  const parallel::Layout* layout = nullptr;
+  const mpi::Communicators* comms = nullptr;
+  int world_rank = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  /// "cpu" or "cuda".
+  virtual std::string backend() const = 0;
+  /// Device description for the /ranks table (CPU model, or GPU name and PCI bus id).
+  virtual std::string device() const = 0;
+  /// The GEMM data type actually used (e.g. "bf16 (cblas_sbgemm)" or "fp32 (cblas_sgemm)").
+  virtual std::string gemm_dtype() const = 0;
+  /// Allocates buffers for the stage's largest ops; throws DoesNotFitError naming the sizes when
+  /// they exceed the device's memory.
+  virtual void prepare(const plan::StagePlan& stage) = 0;
+  /// Runs the stage's ops once, in list order (respecting dependencies), and times them.
+  /// `step` is passed to the fault injector.
+  virtual StepTimes run_step(const plan::StagePlan& stage, int step) = 0;
+};
+
+/// Test hook and reliability drill: CAPSCALE_FAULT="rank=R,step=S,op=I,mode=kill|throw|hang" makes
+/// rank R fail at op I of step S. Parsed once per executor.
+class FaultInjector {
+ public:
+  explicit FaultInjector(int world_rank);
+  /// Call before each op; kills, throws or hangs when this is the chosen op.
+  void maybe_fail(int step, size_t op_index) const;
+
+ private:
+  bool armed_ = false;
+  int step_ = 0;
+  size_t op_ = 0;
+  std::string mode_;
+};
+
+/// Set by SIGINT/SIGTERM (the only process-wide state; a signal handler cannot reach an object).
+extern volatile std::sig_atomic_t g_interrupted;
+void install_interrupt_handlers();
+
+/// CPU executor (always available).
+std::unique_ptr<Executor> make_cpu_executor(const ExecContext& ctx);
+/// CUDA executor; throws InputError when built without CUDA or when no device is present.
+std::unique_ptr<Executor> make_cuda_executor(const ExecContext& ctx);
+/// Whether a CUDA device is usable from this process (false when built without CUDA).
+bool cuda_device_available();
+
+}  // namespace capscale::exec

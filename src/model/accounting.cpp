@@ -1,0 +1,103 @@
+// Accounting formulas; see accounting.hpp for citations.
+#include "model/accounting.hpp"
+
+#include <algorithm>
+
+#include "common/checked.hpp"
+#include "plan/plan.hpp"
+
+namespace capscale::model {
+
+using config::Activation;
+using config::ModelConfig;
+using config::Normalization;
+
+namespace {
+int64_t norm_params(const ModelConfig& m) {
+  return m.normalization == Normalization::kLayerNorm ? 2 * m.hidden_size : m.hidden_size;
+}
+}  // namespace
+
+int64_t layer_params_per_rank(const ModelConfig& m, int64_t tp) {
+  const int64_t h = m.hidden_size, d = m.kv_channels;
+  const int64_t q = m.num_attention_heads * d, kv = 2 * m.num_query_groups * d;
+  int64_t p = checked_mul(h, q + kv, "layer params") / tp;                            // QKV
+  p += checked_mul(q, h, "layer params") / tp;                                          // attention projection
+  p += checked_mul(checked_mul(h, m.ffn_hidden_size, "layer params"), m.mlp_matrices(), "layer params") / tp;  // MLP
+  p += 2 * norm_params(m);                                                              // two norms
+  if (m.add_bias_linear) {
+    p += (q + kv) / tp + h;                                          // QKV bias (split), proj bias (replicated)
+    p += m.ffn_hidden_size * (m.mlp_matrices() - 1) / tp + h;        // FC1 bias (split), FC2 bias
+  }
+  return p;
+}
+
+int64_t embedding_params_per_rank(const ModelConfig& m, int64_t tp) {
+  int64_t p = checked_mul(m.vocab_size, m.hidden_size, "embedding params") / tp;
+  if (m.position_embedding == config::PositionEmbedding::kLearned) p += m.seq_length * m.hidden_size;
+  return p;
+}
+
+int64_t head_params_per_rank(const ModelConfig& m, int64_t tp) {
+  int64_t p = norm_params(m);
+  if (!m.tie_embeddings) p += checked_mul(m.vocab_size, m.hidden_size, "head params") / tp;
+  return p;
+}
+
+int64_t total_params(const ModelConfig& m) {
+  return checked_add(checked_mul(m.num_layers, layer_params_per_rank(m, 1), "total params"),
+                     embedding_params_per_rank(m, 1) + head_params_per_rank(m, 1), "total params");
+}
+
+double model_flops_per_token(const ModelConfig& m, int64_t s) {
+  // Forward FLOPs per token are 2 × (weights each token multiplies) plus attention's QKᵀ and PV,
+  // 4·s·(heads·head_dim) per layer; training is 3× forward (backward = 2× forward).
+  const double h = double(m.hidden_size), d = double(m.kv_channels);
+  const double q = double(m.num_attention_heads) * d, kv = 2.0 * double(m.num_query_groups) * d;
+  const double matmul_per_layer = h * (q + kv) + q * h + h * double(m.ffn_hidden_size) * double(m.mlp_matrices());
+  const double fwd = double(m.num_layers) * (2.0 * matmul_per_layer + 4.0 * double(s) * q) +
+                     2.0 * double(m.vocab_size) * h;  // logits
+  return 3.0 * fwd;
+}
+
+double sc21_eq3_flops(const ModelConfig& m, int64_t B, int64_t s) {
+  const double l = double(m.num_layers), h = double(m.hidden_size), V = double(m.vocab_size);
+  return 96.0 * double(B) * double(s) * l * h * h * (1.0 + double(s) / (6.0 * h) + V / (16.0 * l * h));
+}
+
+double sc21_no_recompute_flops(const ModelConfig& m, int64_t B, int64_t s) {
+  const double l = double(m.num_layers), h = double(m.hidden_size), V = double(m.vocab_size);
+  return 72.0 * double(B) * double(s) * l * h * h * (1.0 + double(s) / (6.0 * h) + V / (12.0 * l * h));
+}
+
+double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelConfig& p) {
+  const double s = double(p.seq_length) / double(p.cp), b = double(p.micro_batch_size), h = double(m.hidden_size);
+  const double a = double(m.num_attention_heads), t = double(p.tp);
+  const double attn_term = p.recompute == config::Recompute::kNone ? 5.0 * a * s / h : 0.0;
+  if (p.recompute == config::Recompute::kFull) return 2.0 * s * b * h / (p.sequence_parallel ? t : 1.0);
+  if (p.sequence_parallel) return s * b * h / t * (34.0 + attn_term);
+  return s * b * h * (10.0 + 24.0 / t + attn_term / t);
+}
+
+MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {
+  // Stage 0 holds the embedding and, under 1F1B, min(pp, micro-batches) micro-batches in flight;
+  // the interleaved schedule needs (1 + (pp−1)/(pp·vpp)) × that (Narayanan et al. SC21 §2.2.2).
+  const auto layers = plan::split_layers(m.num_layers, p.pp, p.vpp);
+  double params = double(embedding_params_per_rank(m, p.tp));
+  int64_t stage_layers = 0;
+  for (int64_t c = 0; c < p.vpp; ++c) stage_layers += layers[c * p.pp];
+  params += double(stage_layers) * double(layer_params_per_rank(m, p.tp));
+  if (p.pp == 1) params += double(head_params_per_rank(m, p.tp));
+  MemoryEstimate e;
+  e.weights = 2.0 * params;
+  e.grads = 4.0 * params;
+  e.optimizer = 12.0 * params / (p.zero ? double(p.dp * p.cp) : 1.0);
+  double in_flight = double(std::min<int64_t>(p.pp, p.num_microbatches()));
+  if (p.vpp > 1) in_flight *= 1.0 + double(p.pp - 1) / double(p.pp * p.vpp);
+  e.activations = in_flight * double(stage_layers) / double(p.vpp) * activation_bytes_per_layer(m, p) * double(p.vpp);
+  // Embedding output of the micro-batches in flight (sbh·2 bytes each) sits on stage 0 too.
+  e.activations += in_flight * double(p.seq_length / p.cp) * double(p.micro_batch_size) * double(m.hidden_size) * 2.0;
+  return e;
+}
+
+}  // namespace capscale::model

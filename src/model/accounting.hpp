@@ -1,0 +1,46 @@
+// Parameter, FLOP and memory accounting for dense transformers, each with its closed form and
+// citation. The plan's per-op FLOPs must add up to these (tests check that); MFU/HFU are defined here.
+#pragma once
+#include <cstdint>
+
+#include "config/chip.hpp"
+#include "config/model_config.hpp"
+#include "config/parallel_config.hpp"
+
+namespace capscale::model {
+
+/// Parameters of one transformer layer held by one tensor-parallel rank (weights split over tp;
+/// norms and row-parallel biases replicated).
+int64_t layer_params_per_rank(const config::ModelConfig& m, int64_t tp);
+/// Input embedding (vocab-parallel) + learned position embedding on one tp rank.
+int64_t embedding_params_per_rank(const config::ModelConfig& m, int64_t tp);
+/// Final norm + untied output layer on one tp rank (the tied case holds no output weights).
+int64_t head_params_per_rank(const config::ModelConfig& m, int64_t tp);
+/// Total parameters of the model (tp = 1).
+int64_t total_params(const config::ModelConfig& m);
+
+/// Model FLOPs per token, forward + backward, no recompute, attention counted as in PaLM App. B
+/// (not halved for the causal mask): 6·N_matmul + 12·l·h_attn·s, with GQA/SwiGLU terms from the
+/// GEMM shapes. Equals the DGXC README formula (12Lh²(1+G/H+s/h) + 18L·ffn·h + 6Vh) for Llama and
+/// SC21's 72lh²(1 + s/6h + V/12lh) per token for GPT.
+double model_flops_per_token(const config::ModelConfig& m, int64_t seq_length);
+/// Narayanan et al. SC21 Eq. 3 (full recompute): 96·B·s·l·h²·(1 + s/6h + V/16lh) per step.
+double sc21_eq3_flops(const config::ModelConfig& m, int64_t batch, int64_t seq_length);
+/// The same paper's no-recompute form: 72·B·s·l·h²·(1 + s/6h + V/12lh).
+double sc21_no_recompute_flops(const config::ModelConfig& m, int64_t batch, int64_t seq_length);
+
+/// Memory per rank in bytes on the most loaded pipeline stage (stage 0), Korthikanti et al. 2022.
+struct MemoryEstimate {
+  double weights = 0;      ///< 2 B/param (bf16)
+  double grads = 0;        ///< 4 B/param (fp32 main grads, Megatron default for bf16)
+  double optimizer = 0;    ///< 12 B/param (fp32 master, Adam m and v), ÷ dp·cp under ZeRO-1
+  double activations = 0;  ///< in-flight micro-batches × per-layer activations
+  double total() const { return weights + grads + optimizer + activations; }
+};
+MemoryEstimate memory_per_rank(const config::ModelConfig& m, const config::ParallelConfig& p);
+/// Activation bytes of one layer for one micro-batch on one rank (Korthikanti et al. 2022, Table 2):
+/// sbh(34 + 5as/h) without parallelism; sbh(10 + 24/t + 5as/(ht)) with TP; sbh/t·(34 + 5as/h) with
+/// TP+SP; selective recompute drops the 5as/h term; full recompute keeps only the 2sbh input.
+double activation_bytes_per_layer(const config::ModelConfig& m, const config::ParallelConfig& p);
+
+}  // namespace capscale::model

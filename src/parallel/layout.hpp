@@ -1,0 +1,40 @@
+// Rank → (tp, cp, dp, pp) coordinates and process groups, in Megatron's order tp-cp-ep-dp-pp
+// (megatron/core/parallel_state.py, RankGenerator): tp varies fastest, pp slowest. ep is 1 until
+// MoE lands; it is kept in the order so adding it changes no rank numbering for dense models.
+// An explicit object instead of Megatron's module globals.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace capscale::parallel {
+
+enum class Group { kTp, kCp, kDp, kPp, kDpCp, kEmbedding };
+std::string to_string(Group g);
+
+struct Coords {
+  int64_t tp = 0, cp = 0, dp = 0, pp = 0;
+};
+
+class Layout {
+ public:
+  Layout(int64_t tp, int64_t cp, int64_t dp, int64_t pp);
+
+  int64_t world() const { return tp_ * cp_ * dp_ * pp_; }
+  int64_t size(Group g) const;
+  Coords coords(int64_t rank) const;
+  int64_t rank_of(const Coords& c) const;
+  /// Ranks in `rank`'s group of kind g, in increasing order of the group-local index.
+  std::vector<int64_t> members(Group g, int64_t rank) const;
+  /// All groups of kind g, each a list of ranks (what Megatron's RankGenerator.get_ranks returns).
+  std::vector<std::vector<int64_t>> all_groups(Group g) const;
+  /// A stable colour for MPI_Comm_split: equal for ranks in the same group.
+  int64_t group_id(Group g, int64_t rank) const;
+  /// Index of `rank` inside its group of kind g.
+  int64_t group_rank(Group g, int64_t rank) const;
+
+ private:
+  int64_t tp_, cp_, dp_, pp_;
+};
+
+}  // namespace capscale::parallel

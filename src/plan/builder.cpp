@@ -1,0 +1,465 @@
+// Plan builder for dense GPT / Llama layers under TP (+SP), CP, PP (1F1B, interleaved) and DP
+// (all-reduce or ZeRO-1), with recompute none / selective / full. Op shapes follow Megatron-Core's
+// ColumnParallelLinear / RowParallelLinear: QKV and FC1 split their output columns over tp, the
+// attention projection and FC2 split their input rows; each linear's backward is a dgrad GEMM
+// (dX = dY·Wᵀ) and a wgrad GEMM (dW = Xᵀ·dY). Communication per layer (Korthikanti et al. 2022,
+// Fig. 5): without SP an all-reduce after each row-parallel linear in forward and after each
+// column-parallel linear's dgrad in backward; with SP an all-gather before and a reduce-scatter
+// after each of them instead, plus the all-gather Megatron repeats in backward for the wgrad input.
+#include <algorithm>
+
+#include "common/checked.hpp"
+#include "common/error.hpp"
+#include "model/accounting.hpp"
+#include "plan/plan.hpp"
+
+namespace capscale::plan {
+namespace {
+
+using config::ModelConfig;
+using config::ParallelConfig;
+using config::Recompute;
+using parallel::Group;
+
+constexpr int64_t kActBytes = 2;   // bf16/fp16 activations
+constexpr int64_t kGradBytes = 4;  // Megatron reduces bf16 grads in fp32 (accumulate_allreduce_grads_in_fp32)
+constexpr int64_t kParamBytes = 2;
+// Adam step bytes per parameter: read fp32 param, grad, m, v (16 B), write param, m, v (12 B) and
+// the bf16 model copy (2 B) — a bandwidth-bound elementwise pass.
+constexpr int64_t kAdamBytesPerParam = 30;
+
+/// Emits one stage's ops, keeping track of which compute op the next comm op reads and which comm
+/// ops the next compute op must wait for.
+class StageBuilder {
+ public:
+  StageBuilder(const ModelConfig& m, const ParallelConfig& p, StagePlan& stage, const std::vector<int64_t>& layers_per_chunk)
+      : m_(m), p_(p), st_(stage), layers_per_chunk_(layers_per_chunk) {
+    tokens_ = checked_mul(p.micro_batch_size, p.seq_length / p.cp, "tokens per micro-batch");
+    sp_tokens_ = p.sequence_parallel ? tokens_ / p.tp : tokens_;
+    heads_ = m.num_attention_heads / p.tp;
+    groups_ = m.num_query_groups / p.tp;
+    d_ = m.kv_channels;
+    h_ = m.hidden_size;
+    act_msg_ = checked_mul(checked_mul(sp_tokens_, h_, "activation message"), kActBytes, "activation message");
+  }
+
+  void build();
+
+ private:
+  int32_t emit(Op op) {
+    st_.ops.push_back(op);
+    return static_cast<int32_t>(st_.ops.size() - 1);
+  }
+  // A compute op waits for the comm ops the previous code path produced.
+  int32_t compute(Op op) {
+    op.stream = Stream::kCompute;
+    for (int32_t d : pending_) op.add_dep(d);
+    pending_.clear();
+    last_compute_ = emit(op);
+    return last_compute_;
+  }
+  // A blocking comm op: reads the last compute op's output; the next compute op waits for it.
+  int32_t comm(Op op, Stream s) {
+    op.stream = s;
+    op.kind = OpKind::kCollective;
+    if (last_compute_ >= 0) op.add_dep(last_compute_);
+    for (int32_t d : pending_) op.add_dep(d);
+    pending_.clear();
+    const int32_t idx = emit(op);
+    pending_.push_back(idx);
+    return idx;
+  }
+
+  Op base(OpName name, Phase ph, int64_t layer) const {
+    Op op;
+    op.name = name;
+    op.phase = ph;
+    op.layer = static_cast<int32_t>(layer);
+    op.microbatch = static_cast<int32_t>(mb_);
+    op.chunk = static_cast<int32_t>(chunk_);
+    return op;
+  }
+  void gemm(OpName name, Phase ph, int64_t layer, int64_t m, int64_t n, int64_t k, bool wgrad = false) {
+    Op op = base(name, ph, layer);
+    op.kind = OpKind::kGemm;
+    op.m = m, op.n = n, op.k = k;
+    op.wgrad = wgrad;
+    op.flops = 2.0 * double(m) * double(n) * double(k);  // 2mnk
+    op.bytes = checked_mul(checked_add(checked_add(checked_mul(m, k, "gemm"), checked_mul(k, n, "gemm"), "gemm"),
+                                       checked_mul(m, n, "gemm"), "gemm"), kActBytes, "gemm bytes");
+    compute(op);
+  }
+  // A linear layer in forward, or its two backward GEMMs.
+  void linear(OpName name, Phase ph, int64_t layer, int64_t m, int64_t n, int64_t k) {
+    if (ph == Phase::kBackward) {
+      gemm(name, ph, layer, m, k, n);        // dgrad: [m×n]·[n×k]
+      gemm(name, ph, layer, k, n, m, true);  // wgrad: [k×m]·[m×n]
+    } else {
+      gemm(name, ph, layer, m, n, k);
+    }
+  }
+  void elementwise(OpName name, Phase ph, int64_t layer, int64_t bytes) {
+    Op op = base(name, ph, layer);
+    op.kind = OpKind::kElementwise;
+    op.bytes = bytes;
+    compute(op);
+  }
+  void collective(OpName name, Phase ph, int64_t layer, CollKind kind, Group g, int64_t bytes, Stream s) {
+    Op op = base(name, ph, layer);
+    op.coll = kind;
+    op.group = g;
+    op.bytes = bytes;
+    comm(op, s);
+  }
+  // TP collective of one activation-sized tensor (skipped when tp == 1).
+  void tp_comm(OpName name, Phase ph, int64_t layer, CollKind kind) {
+    if (p_.tp == 1) return;
+    collective(name, ph, layer, kind, Group::kTp, checked_mul(tokens_ * h_, kActBytes, "tp message"), Stream::kTp);
+  }
+  void attention(Phase ph, int64_t layer) {
+    Op op = base(OpName::kCoreAttention, ph, layer);
+    op.kind = OpKind::kAttention;
+    op.batch = p_.micro_batch_size * heads_;
+    op.m = p_.seq_length / p_.cp;  // local queries
+    op.n = p_.seq_length;           // keys: the whole sequence (CP exchanges K/V)
+    op.k = d_;
+    op.causal = true;
+    // QKᵀ and PV: 4·b·heads·s_q·s_k·d forward (Narayanan SC21's 4Bs²h per layer at cp=tp=1);
+    // backward twice that. Not halved for the causal mask, as in the papers' accounting.
+    const double fwd = 4.0 * double(op.batch) * double(op.m) * double(op.n) * double(op.k);
+    op.flops = ph == Phase::kBackward ? 2 * fwd : fwd;
+    op.bytes = checked_mul(checked_mul(op.batch, (2 * op.m + 2 * op.n) * op.k, "attention bytes"), kActBytes, "attention bytes");
+    compute(op);
+  }
+
+  void layer_forward(int64_t layer, Phase ph);
+  void layer_backward(int64_t layer);
+  void embedding_forward();
+  void embedding_backward();
+  void head_forward();
+  void head_backward();
+  void forward_unit(int64_t mb, int64_t chunk);
+  void backward_unit(int64_t mb, int64_t chunk);
+  void grad_reduce(int64_t layer, int64_t params);
+  void optimizer();
+
+  int64_t global_chunk(int64_t chunk) const { return chunk * p_.pp + st_.pp_rank; }
+  bool first_chunk(int64_t chunk) const { return global_chunk(chunk) == 0; }
+  bool last_chunk(int64_t chunk) const { return global_chunk(chunk) == p_.pp * p_.vpp - 1; }
+  int64_t stage_of(int64_t g) const { return g % p_.pp; }
+  // Tag of the message entering global chunk g for micro-batch mb; dir 0 activations, 1 grads.
+  int64_t tag(int64_t mb, int64_t g, int dir) const { return (mb * p_.pp * p_.vpp + g) * 2 + dir; }
+  void send(OpName name, int64_t to_g, int dir) {
+    Op op = base(name, Phase::kForward, -1);
+    op.phase = dir ? Phase::kBackward : Phase::kForward;
+    op.kind = OpKind::kSendRecv;
+    op.stream = Stream::kPpSend;
+    op.is_send = true;
+    op.peer = static_cast<int32_t>(stage_of(to_g));
+    op.tag = tag(mb_, to_g, dir);
+    op.bytes = act_msg_;
+    op.group = Group::kPp;
+    if (last_compute_ >= 0) op.add_dep(last_compute_);
+    emit(op);
+  }
+  void recv(OpName name, int64_t from_g, int64_t my_g, int dir) {
+    Op op = base(name, Phase::kForward, -1);
+    op.phase = dir ? Phase::kBackward : Phase::kForward;
+    op.kind = OpKind::kSendRecv;
+    op.stream = Stream::kPpRecv;
+    op.peer = static_cast<int32_t>(stage_of(from_g));
+    op.tag = tag(mb_, my_g, dir);
+    op.bytes = act_msg_;
+    op.group = Group::kPp;
+    pending_.push_back(emit(op));
+  }
+
+  const ModelConfig& m_;
+  const ParallelConfig& p_;
+  StagePlan& st_;
+  const std::vector<int64_t>& layers_per_chunk_;
+  int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, act_msg_;
+  int64_t mb_ = 0, chunk_ = 0;
+  int32_t last_compute_ = -1;
+  std::vector<int32_t> pending_;
+  std::vector<int32_t> param_gather_;  // ZeRO-1: per global layer, the all-gather its first forward waits for
+  int64_t first_layer_ = 0;
+};
+
+void StageBuilder::layer_forward(int64_t layer, Phase ph) {
+  const bool sp = p_.sequence_parallel;
+  const int64_t T = tokens_, Ts = sp_tokens_;
+  const int64_t q = heads_ * d_, kv = 2 * groups_ * d_;
+  const int64_t f_local = m_.ffn_hidden_size / p_.tp;
+  if (ph == Phase::kForward && mb_ == 0 && !param_gather_.empty()) {
+    pending_.push_back(param_gather_[layer - first_layer_]);
+  }
+  elementwise(OpName::kInputNorm, ph, layer, 2 * Ts * h_ * kActBytes);
+  if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
+  linear(OpName::kQkv, ph, layer, T, q + kv, h_);
+  if (p_.cp > 1) {
+    // Ring attention exchanges every peer's K and V: an all-gather of the K/V shards on the cp group.
+    collective(OpName::kCpKv, ph, layer, CollKind::kAllGather, Group::kCp,
+               checked_mul(T * kv, kActBytes * p_.cp, "cp kv"), Stream::kCp);
+  }
+  attention(ph, layer);
+  linear(OpName::kAttnProj, ph, layer, T, h_, q);
+  tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  elementwise(OpName::kPostAttnNorm, ph, layer, 5 * Ts * h_ * kActBytes);  // residual add + norm
+  if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
+  linear(OpName::kFc1, ph, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
+  elementwise(OpName::kActivation, ph, layer, T * f_local * (m_.mlp_matrices() == 3 ? 3 : 2) * kActBytes);
+  linear(OpName::kFc2, ph, layer, T, h_, f_local);
+  tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  elementwise(OpName::kResidual, ph, layer, 3 * Ts * h_ * kActBytes);
+}
+
+void StageBuilder::layer_backward(int64_t layer) {
+  const bool sp = p_.sequence_parallel;
+  const Phase B = Phase::kBackward;
+  const int64_t T = tokens_, Ts = sp_tokens_;
+  const int64_t q = heads_ * d_, kv = 2 * groups_ * d_;
+  const int64_t f_local = m_.ffn_hidden_size / p_.tp;
+  if (p_.recompute == Recompute::kFull) layer_forward(layer, Phase::kRecompute);
+  elementwise(OpName::kResidual, B, layer, 3 * Ts * h_ * kActBytes);
+  if (sp) tp_comm(OpName::kSpAllGather, B, layer, CollKind::kAllGather);  // bwd of FC2's reduce-scatter
+  linear(OpName::kFc2, B, layer, T, h_, f_local);
+  elementwise(OpName::kActivation, B, layer, T * f_local * (m_.mlp_matrices() == 3 ? 5 : 3) * kActBytes);
+  if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // FC1's input again, for wgrad
+  linear(OpName::kFc1, B, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
+  tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  elementwise(OpName::kPostAttnNorm, B, layer, 6 * Ts * h_ * kActBytes);
+  if (sp) tp_comm(OpName::kSpAllGather, B, layer, CollKind::kAllGather);  // bwd of proj's reduce-scatter
+  linear(OpName::kAttnProj, B, layer, T, h_, q);
+  if (p_.recompute == Recompute::kSelective) attention(Phase::kRecompute, layer);
+  attention(B, layer);
+  if (p_.cp > 1) {
+    collective(OpName::kCpKv, B, layer, CollKind::kReduceScatter, Group::kCp,
+               checked_mul(T * kv, kActBytes * p_.cp, "cp kv"), Stream::kCp);
+  }
+  if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // QKV's input again, for wgrad
+  linear(OpName::kQkv, B, layer, T, q + kv, h_);
+  tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  elementwise(OpName::kInputNorm, B, layer, 4 * Ts * h_ * kActBytes);
+}
+
+void StageBuilder::embedding_forward() {
+  // Vocab-parallel embedding: each tp rank looks up its vocabulary slice, then an all-reduce
+  // (reduce-scatter under SP) sums the slices.
+  elementwise(OpName::kEmbedding, Phase::kForward, -1, tokens_ * h_ * kActBytes);
+  tp_comm(OpName::kTpReduce, Phase::kForward, -1, p_.sequence_parallel ? CollKind::kReduceScatter : CollKind::kAllReduce);
+}
+
+void StageBuilder::embedding_backward() {
+  elementwise(OpName::kEmbedding, Phase::kBackward, -1, 2 * tokens_ * h_ * kActBytes);
+}
+
+void StageBuilder::head_forward() {
+  const int64_t v_local = m_.vocab_size / p_.tp;
+  elementwise(OpName::kFinalNorm, Phase::kForward, -1, 2 * sp_tokens_ * h_ * kActBytes);
+  if (p_.sequence_parallel) tp_comm(OpName::kSpAllGather, Phase::kForward, -1, CollKind::kAllGather);
+  linear(OpName::kLogits, Phase::kForward, -1, tokens_, v_local, h_);
+  // Vocab-parallel cross entropy: fp32 logits read and written once, plus small tp all-reduces
+  // of the max and the sum (3 fp32 values per token).
+  elementwise(OpName::kCrossEntropy, Phase::kForward, -1, 2 * tokens_ * v_local * 4);
+  if (p_.tp > 1) collective(OpName::kTpReduce, Phase::kForward, -1, CollKind::kAllReduce, Group::kTp, tokens_ * 12, Stream::kTp);
+}
+
+void StageBuilder::head_backward() {
+  const int64_t v_local = m_.vocab_size / p_.tp;
+  elementwise(OpName::kCrossEntropy, Phase::kBackward, -1, 2 * tokens_ * v_local * 4);
+  linear(OpName::kLogits, Phase::kBackward, -1, tokens_, v_local, h_);
+  tp_comm(OpName::kTpReduce, Phase::kBackward, -1, p_.sequence_parallel ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  elementwise(OpName::kFinalNorm, Phase::kBackward, -1, 4 * sp_tokens_ * h_ * kActBytes);
+}
+
+void StageBuilder::grad_reduce(int64_t layer, int64_t params) {
+  if (p_.dp * p_.cp == 1) return;
+  Op op = base(OpName::kGradReduce, Phase::kBackward, layer);
+  op.kind = OpKind::kCollective;
+  op.stream = Stream::kDp;
+  op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
+  op.group = Group::kDpCp;
+  op.bytes = checked_mul(params, kGradBytes, "gradient bytes");
+  if (last_compute_ >= 0) op.add_dep(last_compute_);
+  const int32_t idx = emit(op);
+  // Without overlap the next compute op waits for the reduction (Megatron without --overlap-grad-reduce).
+  if (!p_.overlap_grad_reduce) pending_.push_back(idx);
+}
+
+void StageBuilder::forward_unit(int64_t mb, int64_t chunk) {
+  mb_ = mb, chunk_ = chunk;
+  const int64_t g = global_chunk(chunk);
+  if (first_chunk(chunk)) embedding_forward();
+  else recv(OpName::kRecvActivation, g - 1, g, 0);
+  for (int64_t layer : st_.chunk_layers[chunk]) layer_forward(layer, Phase::kForward);
+  if (last_chunk(chunk)) head_forward();
+  else send(OpName::kSendActivation, g + 1, 0);
+}
+
+void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
+  mb_ = mb, chunk_ = chunk;
+  const int64_t g = global_chunk(chunk);
+  const bool last_mb = mb == p_.num_microbatches() - 1;
+  const int64_t layer_params = model::layer_params_per_rank(m_, p_.tp);
+  if (last_chunk(chunk)) head_backward();
+  else recv(OpName::kRecvGrad, g + 1, g, 1);
+  if (last_chunk(chunk) && last_mb) grad_reduce(-1, model::head_params_per_rank(m_, p_.tp));
+  const auto& layers = st_.chunk_layers[chunk];
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    layer_backward(*it);
+    if (last_mb) grad_reduce(*it, layer_params);  // --overlap-grad-reduce: bucket per layer
+  }
+  if (first_chunk(chunk)) {
+    embedding_backward();
+    if (last_mb) {
+      if (m_.tie_embeddings && p_.pp > 1) {
+        // The tied word embedding lives on the first and last stage; their grads are summed first.
+        collective(OpName::kEmbeddingGrad, Phase::kBackward, -1, CollKind::kAllReduce, Group::kEmbedding,
+                   checked_mul(model::embedding_params_per_rank(m_, p_.tp), kGradBytes, "embedding grad"), Stream::kDp);
+        pending_.clear();
+      }
+      grad_reduce(-1, model::embedding_params_per_rank(m_, p_.tp));
+    }
+  } else {
+    send(OpName::kSendGrad, g - 1, 1);
+  }
+}
+
+void StageBuilder::optimizer() {
+  // The optimizer waits for every gradient reduction on this rank (the last op on the dp stream).
+  for (int32_t i = static_cast<int32_t>(st_.ops.size()) - 1; i >= 0; --i) {
+    if (st_.ops[i].stream == Stream::kDp) {
+      pending_.push_back(i);
+      break;
+    }
+  }
+  mb_ = -1, chunk_ = 0;
+  const int64_t shard = p_.zero ? p_.dp * p_.cp : 1;
+  const int64_t opt_params = (st_.params + shard - 1) / shard;
+  elementwise(OpName::kOptimizerStep, Phase::kOptimizer, -1, checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"));
+  st_.ops.back().phase = Phase::kOptimizer;
+}
+
+void StageBuilder::build() {
+  // Which global layers live in each of this stage's chunks.
+  st_.chunk_layers.assign(p_.vpp, {});
+  int64_t first = 0;
+  for (int64_t g = 0; g < p_.pp * p_.vpp; ++g) {
+    if (stage_of(g) == st_.pp_rank) {
+      for (int64_t l = 0; l < layers_per_chunk_[g]; ++l) st_.chunk_layers[g / p_.pp].push_back(first + l);
+    }
+    first += layers_per_chunk_[g];
+  }
+  st_.params = 0;
+  for (int64_t c = 0; c < p_.vpp; ++c) {
+    st_.params += int64_t(st_.chunk_layers[c].size()) * model::layer_params_per_rank(m_, p_.tp);
+    if (first_chunk(c)) st_.params += model::embedding_params_per_rank(m_, p_.tp);
+    if (last_chunk(c)) st_.params += model::head_params_per_rank(m_, p_.tp);
+  }
+  // ZeRO-1 (distributed optimizer): each layer's bf16 params are all-gathered from their dp shards;
+  // Megatron overlaps this with the forward pass (--overlap-param-gather), so in steady state the
+  // step starts with one all-gather per layer on the dp stream, each first forward waiting for its own.
+  if (p_.zero && p_.dp * p_.cp > 1) {
+    for (int64_t c = 0; c < p_.vpp; ++c) {
+      for (int64_t layer : st_.chunk_layers[c]) {
+        Op op = base(OpName::kParamGather, Phase::kForward, layer);
+        op.kind = OpKind::kCollective;
+        op.stream = Stream::kDp;
+        op.coll = CollKind::kAllGather;
+        op.group = Group::kDpCp;
+        op.microbatch = -1;
+        op.bytes = checked_mul(model::layer_params_per_rank(m_, p_.tp), kParamBytes, "param gather");
+        param_gather_.push_back(emit(op));
+      }
+    }
+    // Layers are visited in chunk order; layer ids are contiguous within a chunk, so index by
+    // position: map layer → position.
+  }
+  first_layer_ = st_.chunk_layers[0].empty() ? 0 : st_.chunk_layers[0].front();
+  // param_gather_ is indexed by (layer - first_layer_) only when chunks are contiguous (vpp == 1);
+  // with vpp > 1 build a dense lookup instead.
+  if (!param_gather_.empty() && p_.vpp > 1) {
+    std::vector<int32_t> dense;
+    int64_t lo = INT64_MAX, hi = -1;
+    for (const auto& ch : st_.chunk_layers)
+      for (int64_t l : ch) lo = std::min(lo, l), hi = std::max(hi, l);
+    dense.assign(hi - lo + 1, -1);
+    size_t i = 0;
+    for (const auto& ch : st_.chunk_layers)
+      for (int64_t l : ch) dense[l - lo] = param_gather_[i++];
+    param_gather_ = dense;
+    first_layer_ = lo;
+  }
+  for (const ScheduleItem& item : schedule_order(p_, st_.pp_rank)) {
+    if (item.forward) forward_unit(item.microbatch, item.chunk);
+    else backward_unit(item.microbatch, item.chunk);
+  }
+  optimizer();
+}
+
+}  // namespace
+
+std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp) {
+  const int64_t chunks = pp * vpp;
+  const int64_t base = (num_layers + chunks - 1) / chunks;
+  std::vector<int64_t> out(chunks, base);
+  int64_t deficit = base * chunks - num_layers;
+  // Take one layer from the first chunk, the last, the second, the second-to-last, …
+  for (int64_t i = 0; deficit > 0; ++i, --deficit) {
+    const int64_t idx = (i % 2 == 0) ? i / 2 : chunks - 1 - i / 2;
+    out[idx] -= 1;
+  }
+  return out;
+}
+
+std::vector<ScheduleItem> schedule_order(const ParallelConfig& p, int64_t rank) {
+  const int64_t m = p.num_microbatches();
+  std::vector<ScheduleItem> out;
+  switch (p.schedule()) {
+    case config::Schedule::kNoPipelining:
+      for (int64_t i = 0; i < m; ++i) out.push_back({i, 0, true}), out.push_back({i, 0, false});
+      break;
+    case config::Schedule::kOneFOneB: {
+      // Narayanan et al. SC21 §2.2.1 / Megatron forward_backward_pipelining_without_interleaving.
+      const int64_t warmup = std::min(p.pp - rank - 1, m);
+      for (int64_t i = 0; i < warmup; ++i) out.push_back({i, 0, true});
+      for (int64_t i = 0; i < m - warmup; ++i) out.push_back({warmup + i, 0, true}), out.push_back({i, 0, false});
+      for (int64_t i = m - warmup; i < m; ++i) out.push_back({i, 0, false});
+      break;
+    }
+    case config::Schedule::kInterleaved1F1B: {
+      // Megatron forward_backward_pipelining_with_interleaving: virtual micro-batch k runs chunk
+      // (k mod pp·vpp) / pp, micro-batch (k / (pp·vpp))·pp + k mod pp; backward visits chunks in
+      // reverse.
+      const int64_t total = m * p.vpp;
+      int64_t warmup = (m == p.pp) ? total : std::min((p.pp - rank - 1) * 2 + (p.vpp - 1) * p.pp, total);
+      auto item = [&](int64_t k, bool fwd) {
+        const int64_t in_group = k % (p.pp * p.vpp);
+        int64_t chunk = in_group / p.pp;
+        if (!fwd) chunk = p.vpp - 1 - chunk;
+        return ScheduleItem{(k / (p.pp * p.vpp)) * p.pp + k % p.pp, chunk, fwd};
+      };
+      for (int64_t k = 0; k < warmup; ++k) out.push_back(item(k, true));
+      for (int64_t k = 0; k < total - warmup; ++k) out.push_back(item(warmup + k, true)), out.push_back(item(k, false));
+      for (int64_t k = total - warmup; k < total; ++k) out.push_back(item(k, false));
+      break;
+    }
+  }
+  return out;
+}
+
+Plan build_plan(const ModelConfig& model, const ParallelConfig& parallel) {
+  Plan plan;
+  plan.model = model;
+  plan.parallel = parallel;
+  plan.layers_per_chunk = split_layers(model.num_layers, parallel.pp, parallel.vpp);
+  plan.stages.resize(parallel.pp);
+  for (int64_t s = 0; s < parallel.pp; ++s) {
+    plan.stages[s].pp_rank = s;
+    StageBuilder(model, parallel, plan.stages[s], plan.layers_per_chunk).build();
+  }
+  return plan;
+}
+
+}  // namespace capscale::plan

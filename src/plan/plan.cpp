@@ -1,0 +1,84 @@
+// Names and small helpers of the Plan data types.
+#include "plan/plan.hpp"
+
+namespace capscale::plan {
+
+void Op::add_dep(int32_t idx) {
+  for (uint8_t i = 0; i < ndeps; ++i)
+    if (deps[i] == idx) return;
+  if (ndeps < deps.size()) {
+    deps[ndeps++] = idx;
+  } else {
+    // Keep the latest producer: with in-order streams it implies the earlier ones on its stream.
+    deps[deps.size() - 1] = std::max(deps[deps.size() - 1], idx);
+  }
+}
+
+std::string to_string(OpKind k) {
+  switch (k) {
+    case OpKind::kGemm: return "gemm";
+    case OpKind::kAttention: return "attention";
+    case OpKind::kElementwise: return "elementwise";
+    case OpKind::kCollective: return "collective";
+    case OpKind::kSendRecv: return "sendrecv";
+  }
+  return "?";
+}
+
+std::string to_string(Stream s) {
+  switch (s) {
+    case Stream::kCompute: return "compute";
+    case Stream::kTp: return "tp";
+    case Stream::kCp: return "cp";
+    case Stream::kDp: return "dp";
+    case Stream::kPpSend: return "pp_send";
+    case Stream::kPpRecv: return "pp_recv";
+  }
+  return "?";
+}
+
+std::string to_string(CollKind c) {
+  switch (c) {
+    case CollKind::kNone: return "none";
+    case CollKind::kAllReduce: return "all_reduce";
+    case CollKind::kReduceScatter: return "reduce_scatter";
+    case CollKind::kAllGather: return "all_gather";
+  }
+  return "?";
+}
+
+std::string to_string(Phase p) {
+  switch (p) {
+    case Phase::kForward: return "fwd";
+    case Phase::kBackward: return "bwd";
+    case Phase::kRecompute: return "recompute";
+    case Phase::kOptimizer: return "optimizer";
+  }
+  return "?";
+}
+
+std::string to_string(OpName n) {
+  static const char* names[] = {"embedding", "input_norm", "qkv", "core_attention", "attn_proj", "post_attn_norm",
+                                "fc1", "activation", "fc2", "residual", "final_norm", "logits", "cross_entropy",
+                                "sp_all_gather", "tp_reduce", "cp_kv", "grad_reduce", "param_gather",
+                                "embedding_grad", "optimizer_step", "send_activation", "recv_activation",
+                                "send_grad", "recv_grad", "wgrad_all_gather"};
+  return names[static_cast<int>(n)];
+}
+
+std::string Op::label() const {
+  std::string s = to_string(phase);
+  if (microbatch >= 0) s += "/mb" + std::to_string(microbatch);
+  if (layer >= 0) s += "/L" + std::to_string(layer);
+  s += "/" + to_string(name);
+  if (kind == OpKind::kGemm && phase != Phase::kForward) s += wgrad ? ".wgrad" : ".dgrad";
+  return s;
+}
+
+int64_t Plan::num_ops() const {
+  int64_t n = 0;
+  for (const auto& s : stages) n += int64_t(s.ops.size());
+  return n;
+}
+
+}  // namespace capscale::plan

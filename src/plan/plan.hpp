@@ -1,0 +1,105 @@
+// The Plan: per-pipeline-stage lists of ops (GEMM, attention, elementwise, collective, send/recv)
+// with stream ids and dependencies, sized from the model. Plans are data: no CUDA, MPI or HDF5 here.
+// The CPU executor, the CUDA executor and the timeline engine all walk the same Plan.
+//
+// Symmetry: every rank of one pipeline stage (its TP peers, CP peers and DP replicas) runs the same
+// op list on equally sized shards, so a Plan stores one list per stage; rank r runs
+// stages[layout.coords(r).pp]. This is what lets the predictor cost grow with pp × micro-batches ×
+// layers instead of the number of chips.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/model_config.hpp"
+#include "config/parallel_config.hpp"
+#include "parallel/layout.hpp"
+
+namespace capscale::plan {
+
+enum class OpKind : uint8_t { kGemm, kAttention, kElementwise, kCollective, kSendRecv };
+/// Streams as on a GPU: compute, one per communication kind. Ops on one stream run in order.
+enum class Stream : uint8_t { kCompute, kTp, kCp, kDp, kPpSend, kPpRecv };
+constexpr int kNumStreams = 6;
+enum class CollKind : uint8_t { kNone, kAllReduce, kReduceScatter, kAllGather };
+enum class Phase : uint8_t { kForward, kBackward, kRecompute, kOptimizer };
+/// What an op is in the model, for names, NVTX ranges and per-kind tables.
+enum class OpName : uint8_t {
+  kEmbedding, kInputNorm, kQkv, kCoreAttention, kAttnProj, kPostAttnNorm, kFc1, kActivation, kFc2,
+  kResidual, kFinalNorm, kLogits, kCrossEntropy, kSpAllGather, kTpReduce, kCpKv, kGradReduce,
+  kParamGather, kEmbeddingGrad, kOptimizerStep, kSendActivation, kRecvActivation, kSendGrad, kRecvGrad,
+  kWgradGather
+};
+
+std::string to_string(OpKind k);
+std::string to_string(Stream s);
+std::string to_string(CollKind c);
+std::string to_string(Phase p);
+std::string to_string(OpName n);
+
+struct Op {
+  OpKind kind = OpKind::kElementwise;
+  Stream stream = Stream::kCompute;
+  Phase phase = Phase::kForward;
+  OpName name = OpName::kResidual;
+  CollKind coll = CollKind::kNone;
+  parallel::Group group = parallel::Group::kTp;
+  bool causal = false;   ///< attention
+  bool is_send = false;  ///< send/recv
+  bool wgrad = false;    ///< GEMM computing a weight gradient
+  int32_t layer = -1;    ///< global layer index; -1 for embedding/logits/optimizer ops
+  int32_t microbatch = -1;
+  int32_t chunk = 0;     ///< virtual pipeline chunk on this stage
+  int32_t peer = -1;     ///< send/recv: the other pipeline stage
+  int64_t tag = -1;      ///< send/recv: equal on the matching send and recv
+  /// GEMM: batch × [m×k]·[k×n]. Attention: batch = micro-batch × local heads, m = query length,
+  /// n = key length, k = head dim.
+  int64_t m = 0, n = 0, k = 0, batch = 1;
+  /// Bytes: elementwise = read + write; collective = the buffer S of nccl-tests' convention
+  /// (all-reduce: the buffer; all-gather / reduce-scatter: the gathered total); send/recv: message.
+  int64_t bytes = 0;
+  double flops = 0;  ///< FLOPs this rank executes (attention counted without causal halving)
+  uint8_t ndeps = 0;
+  std::array<int32_t, 4> deps{};  ///< indices into the same stage's op list (cross-stream waits)
+
+  void add_dep(int32_t idx);
+  std::string label() const;  ///< e.g. "fwd/mb0/L3/fc1"
+};
+
+struct StagePlan {
+  int64_t pp_rank = 0;
+  std::vector<Op> ops;
+  std::vector<std::vector<int64_t>> chunk_layers;  ///< global layer ids per virtual chunk
+  int64_t params = 0;  ///< parameters held by one rank of this stage (after TP sharding)
+};
+
+struct Plan {
+  config::ModelConfig model;
+  config::ParallelConfig parallel;
+  std::vector<StagePlan> stages;
+  /// Layers per global model chunk (index c·pp + p), Megatron's uneven split shown.
+  std::vector<int64_t> layers_per_chunk;
+
+  int64_t num_ops() const;
+  int64_t world() const { return parallel.world(); }
+};
+
+/// Megatron's uneven split: layers per global chunk (pp·vpp of them). When num_layers does not
+/// divide, the first and last chunks get one fewer layer each (then the second and second-to-last
+/// …), as Megatron's --decoder-first/last-pipeline-num-layers do (Llama 3 405B: 126 layers on pp 16
+/// → 7, 8 × 14, 7).
+std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp);
+
+/// The order of (micro-batch, chunk, forward?) units on one stage for the configured schedule.
+struct ScheduleItem {
+  int64_t microbatch;
+  int64_t chunk;
+  bool forward;
+};
+std::vector<ScheduleItem> schedule_order(const config::ParallelConfig& p, int64_t pp_rank);
+
+/// Builds the plan for a resolved ParallelConfig (dp set). Throws InputError for sizes that overflow.
+Plan build_plan(const config::ModelConfig& model, const config::ParallelConfig& parallel);
+
+}  // namespace capscale::plan

@@ -1,0 +1,107 @@
+// Cost model; see cost_model.hpp.
+#include "predict/cost_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+namespace capscale::predict {
+
+using plan::CollKind;
+using plan::OpKind;
+
+GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t domain) {
+  const auto members = layout.members(g, 0);
+  std::set<int64_t> domains;
+  for (int64_t r : members) domains.insert(r / domain);
+  GroupSpan s;
+  s.size = int64_t(members.size());
+  s.domains = int64_t(domains.size());
+  s.per_domain = std::max<int64_t>(1, s.size / s.domains);
+  return s;
+}
+
+double bus_factor(CollKind kind, int64_t n) {
+  if (n <= 1) return 0;
+  const double f = double(n - 1) / double(n);
+  return kind == CollKind::kAllReduce ? 2 * f : f;
+}
+
+namespace {
+// One ring phase (reduce-scatter or all-gather) over n ranks on a link of bandwidth B.
+double ring_phase(double S, int64_t n, double B, double alpha) {
+  if (n <= 1) return 0;
+  return double(n - 1) / double(n) * S / B + double(n - 1) * alpha;
+}
+// Inter-domain latency: NCCL switches to trees at scale; take the cheaper of ring and tree steps.
+double inter_steps(int64_t n) { return std::min(double(n - 1), 2.0 * std::ceil(std::log2(double(n)))); }
+}  // namespace
+
+double collective_time(CollKind kind, int64_t bytes, const GroupSpan& span, const LinkParams& link) {
+  if (span.size <= 1 || bytes <= 0) return 0;
+  const double S = double(bytes);
+  const int phases = kind == CollKind::kAllReduce ? 2 : 1;
+  if (span.domains == 1) return phases * ring_phase(S, span.size, link.intra_Bps, link.intra_alpha_s);
+  // Flat ring through every rank: the NIC is the bottleneck link.
+  const double flat = phases * (double(span.size - 1) / double(span.size) * S / link.inter_Bps +
+                                double(span.size - 1) * link.inter_alpha_s);
+  // Two-level: within each domain over NVLink, then each of the per_domain ranks runs its own
+  // inter-domain collective on a 1/per_domain slice (all NICs busy in parallel), then back.
+  const int64_t L = span.per_domain, D = span.domains;
+  const double intra = phases * ring_phase(S, L, link.intra_Bps, link.intra_alpha_s);
+  const double inter = phases * (double(D - 1) / double(D) * (S / double(L)) / link.inter_Bps +
+                                 inter_steps(D) * link.inter_alpha_s);
+  return std::min(flat, intra + inter);
+}
+
+CostModel::CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout)
+    : chip_(chip), peak_flops_(chip.peak_flops(precision)) {
+  link_.intra_Bps = chip.nvlink_Bps_per_direction() * chip.efficiency.nvlink;
+  link_.intra_alpha_s = chip.nvlink_latency_us * 1e-6;
+  link_.inter_Bps = chip.nic_Bps() * chip.efficiency.nic;
+  link_.inter_alpha_s = chip.nic_latency_us * 1e-6;
+  for (auto g : {parallel::Group::kTp, parallel::Group::kCp, parallel::Group::kDp, parallel::Group::kPp,
+                 parallel::Group::kDpCp, parallel::Group::kEmbedding}) {
+    spans_[static_cast<int>(g)] = group_span(layout, g, chip.nvlink_domain);
+  }
+  pp_crosses_domain_ = spans_[static_cast<int>(parallel::Group::kPp)].domains > 1;
+}
+
+double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops) const {
+  // Roofline with the chip's achieved GEMM fraction, derated for thin dimensions: a dimension x
+  // fills x/(x+64) of the tensor-core tiles on average (partial tiles and waves; the 64 is half a
+  // typical 128-wide cuBLAS tile), so 8192-wide GEMMs run at ~99 % of the large-GEMM rate and
+  // 128-wide ones at ~2/3.
+  auto fill = [](int64_t x) { return double(x) / (double(x) + 64.0); };
+  const double eff = chip_.efficiency.gemm * fill(m) * fill(n) * fill(k);
+  const double bytes = 2.0 * (double(m) * k + double(k) * n + double(m) * n);
+  return std::max(flops / (peak_flops_ * eff), bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
+}
+
+double CostModel::attention_time(const plan::Op& op) const {
+  // Flash attention skips the masked half of a causal score matrix, so it executes half the
+  // accounted FLOPs; bytes are Q, K, V, O (and their grads) once.
+  const double exec_flops = op.causal ? 0.5 * op.flops : op.flops;
+  return std::max(exec_flops / (peak_flops_ * chip_.efficiency.attention),
+                  double(op.bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
+}
+
+double CostModel::elementwise_time(int64_t bytes) const {
+  return double(bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm) + kKernelOverheadS;
+}
+
+double CostModel::duration(const plan::Op& op) const {
+  switch (op.kind) {
+    case OpKind::kGemm: return gemm_time(op.m, op.n, op.k, op.flops);
+    case OpKind::kAttention: return attention_time(op);
+    case OpKind::kElementwise: return elementwise_time(op.bytes);
+    case OpKind::kCollective: return collective_time(op.coll, op.bytes, span(op.group), link_);
+    case OpKind::kSendRecv:
+      if (!op.is_send) return 0;  // a receive completes when its matching send does
+      return pp_crosses_domain_ ? double(op.bytes) / link_.inter_Bps + link_.inter_alpha_s
+                                : double(op.bytes) / link_.intra_Bps + link_.intra_alpha_s;
+  }
+  return 0;
+}
+
+}  // namespace capscale::predict

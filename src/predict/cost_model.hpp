@@ -1,0 +1,61 @@
+// Modelled op durations on a target chip: roofline for compute (achieved-fraction efficiencies
+// from the chip profile) and α–β costs for collectives, ring vs two-level hierarchical (NVLink
+// inside the domain, NIC across) as NCCL would choose, with a tree's log-latency across domains.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "config/chip.hpp"
+#include "parallel/layout.hpp"
+#include "plan/plan.hpp"
+
+namespace capscale::predict {
+
+/// Where a process group's members sit: how many per scale-up domain, how many domains.
+struct GroupSpan {
+  int64_t size = 1;
+  int64_t per_domain = 1;
+  int64_t domains = 1;
+};
+
+/// Span of the group of kind g containing rank 0, ranks placed consecutively into domains of
+/// `domain` chips (one rank per chip, as with one rank per GPU on consecutive node slots).
+GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t domain);
+
+/// α–β collective times (seconds). `bytes` follows nccl-tests' convention (see plan::Op::bytes).
+/// Ring all-reduce 2(n−1)/n·S/B + 2(n−1)α; reduce-scatter / all-gather (n−1)/n·S/B + (n−1)α.
+struct LinkParams {
+  double intra_Bps = 0, intra_alpha_s = 0;  ///< scale-up, per direction, achieved
+  double inter_Bps = 0, inter_alpha_s = 0;  ///< scale-out per chip, achieved
+};
+double collective_time(plan::CollKind kind, int64_t bytes, const GroupSpan& span, const LinkParams& link);
+/// nccl-tests bus-bandwidth factor (doc/PERFORMANCE.md): all-reduce 2(n−1)/n, others (n−1)/n.
+double bus_factor(plan::CollKind kind, int64_t n);
+
+class CostModel {
+ public:
+  CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout);
+
+  /// Duration of one op on this chip.
+  double duration(const plan::Op& op) const;
+  double gemm_time(int64_t m, int64_t n, int64_t k, double flops) const;
+  double attention_time(const plan::Op& op) const;
+  double elementwise_time(int64_t bytes) const;
+  const LinkParams& link() const { return link_; }
+  const GroupSpan& span(parallel::Group g) const { return spans_[static_cast<int>(g)]; }
+  const config::ChipProfile& chip() const { return chip_; }
+
+  /// Fixed cost of one kernel launch on the device (seconds): a few µs on current GPUs
+  /// (CUDA launch latency; cf. llm.c's note on kernel fusion), kept small and constant.
+  static constexpr double kKernelOverheadS = 3e-6;
+
+ private:
+  config::ChipProfile chip_;
+  double peak_flops_;
+  LinkParams link_;
+  std::array<GroupSpan, 6> spans_{};
+  bool pp_crosses_domain_ = true;
+};
+
+}  // namespace capscale::predict

@@ -1,0 +1,82 @@
+// One prediction: model + target chip + chip count + parallel config → the summary row that
+// `predict --json`, `run --emulate` and sweeps share (DESIGN.md, CLI contract).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "config/chip.hpp"
+#include "config/model_config.hpp"
+#include "config/parallel_config.hpp"
+#include "model/accounting.hpp"
+#include "plan/plan.hpp"
+#include "predict/cost_model.hpp"
+#include "predict/timeline.hpp"
+
+namespace capscale::predict {
+
+/// The --json row (DESIGN.md): one per target / sweep point.
+struct SummaryRow {
+  std::string model;
+  std::string target;  ///< spec as given, e.g. "h200@nvlink=400"
+  int64_t gpus = 0;
+  config::ParallelConfig parallel;
+  double step_time_s = 0;
+  double tokens_per_s = 0;
+  double tokens_per_s_per_chip = 0;
+  double tflops_per_chip = 0;  ///< model FLOPs (no recompute) per second per chip, in TFLOP/s
+  double mfu = 0;              ///< model FLOPs / (chips × dense peak) (PaLM App. B)
+  double hfu = 0;              ///< executed FLOPs incl. recompute / (chips × dense peak)
+  double memory_gb_per_chip = 0;
+  double memory_capacity_gb = 0;  ///< usable HBM of the target (after reserved)
+  bool fits = false;
+  Breakdown breakdown;
+  std::string source;  ///< measured | dilated | calibrated | roofline
+};
+
+/// FLOPs executed per step by all ranks together (GEMMs and attention, recompute included).
+double executed_flops(const plan::Plan& plan);
+
+/// Fills the throughput fields of `row` from a simulated step.
+void fill_throughput(SummaryRow& row, const plan::Plan& plan, const config::ChipProfile& chip,
+                     double step_time_s, const Breakdown& breakdown);
+
+/// Modelled durations of every op of the plan on `chip`.
+std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const CostModel& cost);
+
+struct PredictOptions {
+  bool keep_timings = false;
+};
+
+struct Prediction {
+  SummaryRow row;
+  TimelineResult timeline;
+};
+
+/// Predicts one configuration. The parallel config must already be resolved (dp set). A plan that
+/// does not fit is still timed (the row says fits=false) so users can see what it would cost.
+Prediction predict(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                   const PredictOptions& options = {});
+
+/// Memory check only (cheap): bytes per chip and whether they fit the chip.
+bool fits_memory(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                 double* need_gb = nullptr);
+
+struct SearchOptions {
+  int64_t gpus = 0;
+  int64_t global_batch_size = 0;
+  int64_t seq_length = 0;
+  config::Precision precision = config::Precision::kBf16;
+  int64_t max_tp = 0;  ///< 0 → the chip's NVLink domain (capped at 8·chips_per_package)
+  int top = 5;         ///< how many ranked candidates to return
+};
+
+struct SearchResult {
+  std::vector<SummaryRow> ranked;  ///< best first; empty when nothing fits
+  int64_t candidates = 0;          ///< configurations considered
+  int64_t fitting = 0;             ///< of which fit in memory
+};
+
+/// The best (tp, pp, vpp, cp, micro-batch, recompute, ZeRO) that fits, ranked by tokens/s per chip.
+SearchResult search(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& options);
+
+}  // namespace capscale::predict

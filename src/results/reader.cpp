@@ -1,0 +1,81 @@
+// Reading result files; see reader.hpp.
+#include "results/reader.hpp"
+
+#include <filesystem>
+
+#include "common/error.hpp"
+#include "results/h5.hpp"
+#include "results/writer.hpp"
+
+namespace capscale::results {
+
+ResultFile read_result(const std::string& path) {
+  h5::quiet();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw InputError(path, "", "does not exist or is not a file");
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(path, "", "is not an HDF5 file (or is truncated)");
+  ResultFile r;
+  r.path = path;
+  try {
+    h5::Handle f = h5::open_file(path, false);
+    if (!h5::has_attr(f.id(), "schema_version")) {
+      throw InputError(path, "schema_version", "is missing: not a capscale result file");
+    }
+    r.schema_version = h5::read_attr_int(f.id(), "schema_version");
+    if (r.schema_version != kSchemaVersion) {
+      throw InputError(path, "schema_version", "is " + std::to_string(r.schema_version) + "; this capscale reads version " +
+                                                   std::to_string(kSchemaVersion));
+    }
+    r.kind = h5::read_attr_string(f.id(), "kind");
+    r.command_line = h5::read_attr_string(f.id(), "command_line");
+    r.created_utc = h5::read_attr_string(f.id(), "created_utc");
+    r.git_sha = h5::read_attr_string(f.id(), "git_sha");
+    if (!h5::exists(f.id(), "summary")) throw InputError(path, "summary", "table is missing (truncated file?)");
+    h5::Table t = summary_table();
+    h5::read_table(f.id(), "summary", t);
+    for (size_t i = 0; i < t.rows(); ++i) {
+      r.rows.push_back(summary_row_from(t, i));
+      r.keys.push_back(t.get_str(i, "key"));
+      r.statuses.push_back(t.get_str(i, "status"));
+    }
+    if (r.kind == "sweep" && h5::exists(f.id(), "config")) {
+      h5::Handle cfg = h5::open_group(f.id(), "config");
+      if (h5::has_attr(cfg.id(), "sweep_yaml")) r.sweep_yaml = h5::read_attr_string(cfg.id(), "sweep_yaml");
+    }
+    if (r.kind == "run") {
+      h5::Handle cfg = h5::open_group(f.id(), "config");
+      r.model_json = h5::read_attr_string(cfg.id(), "model_json");
+      r.parallel_json = h5::read_attr_string(cfg.id(), "parallel_json");
+      h5::Handle ds(h5::check(H5Dopen2(f.id(), "summary", H5P_DEFAULT), "opening summary"), h5::Handle::Kind::kDataset);
+      r.engine_step_s = [&] { double v = 0; h5::Handle a(h5::check(H5Aopen(ds.id(), "engine_step_s", H5P_DEFAULT), "attr"), h5::Handle::Kind::kAttribute); H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v); return v; }();
+      r.measured_step_s = [&] { double v = 0; h5::Handle a(h5::check(H5Aopen(ds.id(), "measured_step_s", H5P_DEFAULT), "attr"), h5::Handle::Kind::kAttribute); H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v); return v; }();
+      r.engine_error = r.measured_step_s > 0 ? (r.engine_step_s - r.measured_step_s) / r.measured_step_s : 0;
+      h5::Table ranks({{"rank", h5::ColType::kI64}});
+      h5::read_table(f.id(), "ranks", ranks);
+      r.ranks = int64_t(ranks.rows());
+      h5::Handle tg = h5::open_group(f.id(), "targets");
+      for (size_t i = 0; i < r.rows.size(); ++i) {
+        const std::string g = group_name(r.rows[i].target);
+        if (!h5::exists(tg.id(), g)) continue;
+        h5::Handle grp = h5::open_group(tg.id(), g);
+        h5::Table ops({{"stage", h5::ColType::kI64}, {"op_index", h5::ColType::kI64}, {"duration_s", h5::ColType::kF64}});
+        h5::read_table(grp.id(), "ops", ops);
+        TargetDurations td;
+        td.spec = r.rows[i].target;
+        for (size_t k = 0; k < ops.rows(); ++k) {
+          const auto s = size_t(ops.get_i64(k, "stage"));
+          if (td.durations.size() <= s) td.durations.resize(s + 1);
+          td.durations[s].push_back(ops.get_f64(k, "duration_s"));
+        }
+        r.targets.push_back(std::move(td));
+      }
+    }
+  } catch (const InputError&) {
+    throw;
+  } catch (const Error& e) {
+    throw InputError(path, "", std::string("is not a readable capscale result (truncated or corrupt?): ") + e.what());
+  }
+  return r;
+}
+
+}  // namespace capscale::results

@@ -1,0 +1,33 @@
+// Reading capscale HDF5 files back (report, resume, tests). Anything that is not a complete
+// capscale file of a known schema version is an InputError naming the file and the problem.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "predict/predictor.hpp"
+
+namespace capscale::results {
+
+struct TargetDurations {
+  std::string spec;
+  std::vector<std::vector<double>> durations;  ///< per stage, per op
+};
+
+struct ResultFile {
+  std::string path;
+  std::string kind;  ///< run | sweep | predict
+  int64_t schema_version = 0;
+  std::string command_line, created_utc, git_sha;
+  std::vector<predict::SummaryRow> rows;
+  std::vector<std::string> keys, statuses;
+  std::string model_json, parallel_json;  ///< run files
+  std::string sweep_yaml;                 ///< sweep files
+  std::vector<TargetDurations> targets;   ///< run files
+  double engine_step_s = 0, measured_step_s = 0, engine_error = 0;
+  int64_t ranks = 0, op_rows = 0;
+};
+
+/// Opens and validates a result file (a finished one, or a sweep's .partial).
+ResultFile read_result(const std::string& path);
+
+}  // namespace capscale::results
