@@ -32,6 +32,10 @@ struct ParallelConfig {
   int zero = 0;  ///< 1 = distributed optimizer (ZeRO-1): reduce-scatter grads, all-gather params
   Precision precision = Precision::kBf16;
   bool overlap_grad_reduce = true;  ///< DP reduction overlaps the last micro-batch's backward
+  /// Fused (flash) attention: the s×s scores are never stored, so the 5as/h activation term of
+  /// Korthikanti et al. is absent, as it is for Megatron-Core with Transformer Engine's fused
+  /// attention. Off for runs that predate it (SC21 used full recompute, where it does not matter).
+  bool flash_attention = true;
 
   int64_t model_parallel() const { return tp * pp * cp; }
   int64_t world() const { return model_parallel() * dp; }

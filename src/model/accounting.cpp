@@ -73,7 +73,7 @@ double sc21_no_recompute_flops(const ModelConfig& m, int64_t B, int64_t s) {
 double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelConfig& p) {
   const double s = double(p.seq_length) / double(p.cp), b = double(p.micro_batch_size), h = double(m.hidden_size);
   const double a = double(m.num_attention_heads), t = double(p.tp);
-  const double attn_term = p.recompute == config::Recompute::kNone ? 5.0 * a * s / h : 0.0;
+  const double attn_term = (p.recompute == config::Recompute::kNone && !p.flash_attention) ? 5.0 * a * s / h : 0.0;
   if (p.recompute == config::Recompute::kFull) return 2.0 * s * b * h / (p.sequence_parallel ? t : 1.0);
   if (p.sequence_parallel) return s * b * h / t * (34.0 + attn_term);
   return s * b * h * (10.0 + 24.0 / t + attn_term / t);
@@ -94,7 +94,7 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
   e.optimizer = 12.0 * params / (p.zero ? double(p.dp * p.cp) : 1.0);
   double in_flight = double(std::min<int64_t>(p.pp, p.num_microbatches()));
   if (p.vpp > 1) in_flight *= 1.0 + double(p.pp - 1) / double(p.pp * p.vpp);
-  e.activations = in_flight * double(stage_layers) / double(p.vpp) * activation_bytes_per_layer(m, p) * double(p.vpp);
+  e.activations = in_flight * double(stage_layers) * activation_bytes_per_layer(m, p);
   // Embedding output of the micro-batches in flight (sbh·2 bytes each) sits on stage 0 too.
   e.activations += in_flight * double(p.seq_length / p.cp) * double(p.micro_batch_size) * double(m.hidden_size) * 2.0;
   return e;

@@ -40,7 +40,8 @@ struct MemoryEstimate {
 MemoryEstimate memory_per_rank(const config::ModelConfig& m, const config::ParallelConfig& p);
 /// Activation bytes of one layer for one micro-batch on one rank (Korthikanti et al. 2022, Table 2):
 /// sbh(34 + 5as/h) without parallelism; sbh(10 + 24/t + 5as/(ht)) with TP; sbh/t·(34 + 5as/h) with
-/// TP+SP; selective recompute drops the 5as/h term; full recompute keeps only the 2sbh input.
+/// TP+SP; selective recompute (or fused flash attention, ParallelConfig::flash_attention) drops the
+/// 5as/h term; full recompute keeps only the 2sbh input.
 double activation_bytes_per_layer(const config::ModelConfig& m, const config::ParallelConfig& p);
 
 }  // namespace capscale::model

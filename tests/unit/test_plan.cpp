@@ -1,1 +1,108 @@
+// Plan builder: Megatron's uneven layer split, schedule orders, structural invariants (every
+// receive has exactly one matching send, dependencies point backwards), op shapes.
 #include <gtest/gtest.h>
+
+#include <map>
+#include <numeric>
+
+#include "config/model_config.hpp"
+#include "plan/plan.hpp"
+
+using namespace capscale;
+using plan::OpKind;
+
+TEST(Plan, UnevenLayerSplitLikeMegatron) {
+  // Llama 3 405B: 126 layers on pp 16 → 7 on the first and last stage, 8 elsewhere.
+  const auto s = plan::split_layers(126, 16, 1);
+  EXPECT_EQ(s.front(), 7);
+  EXPECT_EQ(s.back(), 7);
+  for (size_t i = 1; i + 1 < s.size(); ++i) EXPECT_EQ(s[i], 8);
+  EXPECT_EQ(std::accumulate(s.begin(), s.end(), int64_t(0)), 126);
+  EXPECT_EQ(plan::split_layers(80, 4, 5), std::vector<int64_t>(20, 4));
+  const auto v = plan::split_layers(126, 8, 8);  // 64 chunks: first and last get 1 layer
+  EXPECT_EQ(v.front(), 1);
+  EXPECT_EQ(v.back(), 1);
+  EXPECT_EQ(std::accumulate(v.begin(), v.end(), int64_t(0)), 126);
+}
+
+TEST(Plan, OneFOneBOrder) {
+  config::ParallelConfig p;
+  p.pp = 4, p.dp = 1, p.global_batch_size = 8, p.micro_batch_size = 1;
+  // Stage 0: 3 warm-up forwards, then alternate, then 3 cool-down backwards.
+  const auto o = plan::schedule_order(p, 0);
+  ASSERT_EQ(o.size(), 16u);
+  EXPECT_TRUE(o[0].forward && o[1].forward && o[2].forward);
+  EXPECT_TRUE(o[3].forward && o[3].microbatch == 3);
+  EXPECT_TRUE(!o[4].forward && o[4].microbatch == 0);
+  EXPECT_TRUE(!o[15].forward && o[15].microbatch == 7);
+  // Last stage: no warm-up, strict F/B alternation.
+  const auto l = plan::schedule_order(p, 3);
+  for (size_t i = 0; i < l.size(); ++i) EXPECT_EQ(l[i].forward, i % 2 == 0);
+}
+
+TEST(Plan, InterleavedOrderMatchesMegatron) {
+  config::ParallelConfig p;
+  p.pp = 2, p.vpp = 2, p.dp = 1, p.global_batch_size = 4, p.micro_batch_size = 1;
+  // Megatron: virtual micro-batch k runs chunk (k mod 4)/2 and micro-batch (k/4)·2 + k mod 2.
+  // Stage 0 warm-up = (2−0−1)·2 + (2−1)·2 = 4 forwards: (mb0,c0) (mb1,c0) (mb0,c1) (mb1,c1).
+  const auto o = plan::schedule_order(p, 0);
+  ASSERT_EQ(o.size(), 16u);
+  const std::vector<std::pair<int64_t, int64_t>> warm = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(o[i].forward);
+    EXPECT_EQ(o[i].microbatch, warm[i].first);
+    EXPECT_EQ(o[i].chunk, warm[i].second);
+  }
+  // The first backward runs the last chunk of micro-batch 0.
+  EXPECT_FALSE(o[5].forward);
+  EXPECT_EQ(o[5].chunk, 1);
+  EXPECT_EQ(o[5].microbatch, 0);
+}
+
+TEST(Plan, SendsMatchReceivesAndDepsPointBack) {
+  const auto m = config::load_model("tiny-demo");
+  for (auto [pp, vpp] : {std::pair{2, 1}, std::pair{4, 1}, std::pair{2, 2}}) {
+    config::ParallelConfig p;
+    p.tp = 2, p.pp = pp, p.vpp = vpp, p.sequence_parallel = true, p.global_batch_size = 8, p.zero = 1;
+    p = config::resolve(p, m, 2 * pp * 2, "test");
+    const auto plan = plan::build_plan(m, p);
+    std::map<int64_t, int> sends, recvs;
+    for (const auto& st : plan.stages) {
+      for (size_t i = 0; i < st.ops.size(); ++i) {
+        const auto& op = st.ops[i];
+        for (int d = 0; d < op.ndeps; ++d) EXPECT_LT(op.deps[d], int32_t(i));
+        if (op.kind == OpKind::kSendRecv) (op.is_send ? sends : recvs)[op.tag]++;
+      }
+    }
+    EXPECT_EQ(sends, recvs) << "pp " << pp << " vpp " << vpp;
+    for (const auto& [tag, n] : sends) EXPECT_EQ(n, 1);
+    // Each of the m micro-batches crosses pp·vpp − 1 chunk boundaries forward and backward.
+    EXPECT_EQ(int64_t(sends.size()), 2 * p.num_microbatches() * (pp * vpp - 1));
+  }
+}
+
+TEST(Plan, GemmShapesFollowMegatronLinears) {
+  const auto m = config::load_model("llama3.1-70b");
+  config::ParallelConfig p;
+  p.tp = 8, p.pp = 1, p.global_batch_size = 1, p.seq_length = 4096;
+  p = config::resolve(p, m, 8, "test");
+  const auto plan = plan::build_plan(m, p);
+  const auto& ops = plan.stages[0].ops;
+  auto find = [&](plan::OpName name, plan::Phase ph, bool wgrad) -> const plan::Op& {
+    for (const auto& op : ops)
+      if (op.name == name && op.phase == ph && op.wgrad == wgrad && op.kind == OpKind::kGemm) return op;
+    throw std::runtime_error("op not found");
+  };
+  // QKV: [tokens × h]·[h × (q + 2·kv)/tp]; 64 heads, 8 groups, head dim 128.
+  const auto& qkv = find(plan::OpName::kQkv, plan::Phase::kForward, false);
+  EXPECT_EQ(qkv.m, 4096);
+  EXPECT_EQ(qkv.n, (8192 + 2 * 8 * 128) / 8);
+  EXPECT_EQ(qkv.k, 8192);
+  // SwiGLU FC1 has the gate and up projections: 2·ffn/tp columns.
+  EXPECT_EQ(find(plan::OpName::kFc1, plan::Phase::kForward, false).n, 2 * 28672 / 8);
+  // FC2's wgrad: [ffn/tp × tokens]·[tokens × h].
+  const auto& w = find(plan::OpName::kFc2, plan::Phase::kBackward, true);
+  EXPECT_EQ(w.m, 28672 / 8);
+  EXPECT_EQ(w.n, 8192);
+  EXPECT_EQ(w.k, 4096);
+}

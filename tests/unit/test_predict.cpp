@@ -1,1 +1,127 @@
+// Predictor: scale, search, caps, memory verdicts, and emulation from host measurements.
 #include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "config/chip.hpp"
+#include "config/model_config.hpp"
+#include "emulate/emulate.hpp"
+#include "predict/predictor.hpp"
+
+using namespace capscale;
+
+namespace {
+config::ParallelConfig par(const config::ModelConfig& m, int64_t gpus, int64_t tp, int64_t pp, int64_t gbs) {
+  config::ParallelConfig p;
+  p.tp = tp, p.pp = pp, p.global_batch_size = gbs, p.sequence_parallel = tp > 1, p.zero = 1;
+  p.recompute = config::Recompute::kSelective;
+  return config::resolve(p, m, gpus, "test");
+}
+}  // namespace
+
+TEST(Predict, Llama405bOnSixteenThousandChips) {
+  const auto m = config::load_model("llama3.1-405b");
+  // Full recompute: with selective recompute 16 micro-batches in flight do not fit 80 GB.
+  auto p = par(m, 16384, 8, 16, 2048);
+  p.recompute = config::Recompute::kFull;
+  const auto r = predict::predict(m, config::load_chip("h100"), p).row;
+  EXPECT_TRUE(std::isfinite(r.step_time_s));
+  EXPECT_GT(r.step_time_s, 0);
+  EXPECT_GT(r.mfu, 0.2);
+  EXPECT_LT(r.mfu, 0.8);
+  EXPECT_NEAR(r.tokens_per_s, 2048.0 * 8192 / r.step_time_s, 1e-6 * r.tokens_per_s);
+  EXPECT_NEAR(r.breakdown.total(), r.step_time_s, 1e-9 * r.step_time_s);
+  EXPECT_TRUE(r.fits);
+}
+
+TEST(Predict, DoesNotFitIsReportedNotHidden) {
+  const auto m = config::load_model("llama3.1-405b");
+  const auto r = predict::predict(m, config::load_chip("h100"), par(m, 8, 8, 1, 8)).row;
+  EXPECT_FALSE(r.fits);
+  EXPECT_GT(r.memory_gb_per_chip, r.memory_capacity_gb);
+}
+
+TEST(Predict, CappedH100BehavesLikeH20) {
+  // DESIGN: h100@tflops=148,hbm_gb=96,hbm_tbps=4.0 must behave like the H20 profile.
+  const auto m = config::load_model("llama3.1-70b");
+  const auto p = par(m, 64, 8, 2, 128);
+  const auto capped = predict::predict(m, config::resolve_target(config::parse_target("h100@tflops=148,hbm_gb=96,hbm_tbps=4.0")), p).row;
+  const auto h20 = predict::predict(m, config::load_chip("h20"), p).row;
+  EXPECT_NEAR(capped.tokens_per_s_per_chip / h20.tokens_per_s_per_chip, 1.0, 0.05);
+  EXPECT_NEAR(capped.memory_capacity_gb, h20.memory_capacity_gb, 1e-9);
+}
+
+TEST(Predict, CapsNeverSpeedThingsUp) {
+  const auto m = config::load_model("llama3.1-70b");
+  const auto p = par(m, 256, 8, 4, 256);
+  double prev = INFINITY;
+  for (const char* spec : {"h200", "h200@nvlink=400", "h200@nvlink=100", "h200@nvlink=25"}) {
+    const auto r = predict::predict(m, config::resolve_target(config::parse_target(spec)), p).row;
+    EXPECT_LE(r.tokens_per_s_per_chip, prev * (1 + 1e-12)) << spec;
+    prev = r.tokens_per_s_per_chip;
+  }
+  const auto full = predict::predict(m, config::load_chip("h200"), p).row;
+  const auto slow_nic = predict::predict(m, config::resolve_target(config::parse_target("h200@nic=25")), p).row;
+  EXPECT_LT(slow_nic.tokens_per_s_per_chip, full.tokens_per_s_per_chip);
+}
+
+TEST(Predict, SearchFindsTheBestFittingPlan) {
+  const auto m = config::load_model("llama3.1-70b");
+  predict::SearchOptions o;
+  o.gpus = 64, o.global_batch_size = 128, o.seq_length = 4096, o.top = 5;
+  const auto r = predict::search(m, config::load_chip("h100"), o);
+  ASSERT_FALSE(r.ranked.empty());
+  EXPECT_GT(r.candidates, r.fitting);
+  for (size_t i = 0; i < r.ranked.size(); ++i) {
+    EXPECT_TRUE(r.ranked[i].fits);
+    if (i) EXPECT_GE(r.ranked[i - 1].tokens_per_s_per_chip, r.ranked[i].tokens_per_s_per_chip);
+  }
+  // The winner beats an arbitrary fitting plan of the same size.
+  const auto other = predict::predict(m, config::load_chip("h100"), [&] {
+    auto p = par(m, 64, 8, 8, 128);
+    p.seq_length = 4096;
+    p.recompute = config::Recompute::kFull;
+    return p;
+  }()).row;
+  EXPECT_GE(r.ranked[0].tokens_per_s_per_chip, other.tokens_per_s_per_chip);
+}
+
+TEST(Emulate, DilationKeepsTheHostsAchievedFraction) {
+  // Host H100 measured exactly at its modelled durations × 1.25: an H200 target sees the same
+  // 1.25 × its own modelled durations (roofline ratio), tagged "dilated".
+  const auto m = config::load_model("tiny-demo");
+  auto p = par(m, 4, 2, 2, 8);
+  const auto plan = plan::build_plan(m, p);
+  const auto h100 = config::load_chip("h100"), h200 = config::load_chip("h200");
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  auto host = predict::model_durations(plan, predict::CostModel(h100, p.precision, layout));
+  for (auto& st : host)
+    for (auto& d : st) d *= 1.25;
+  const auto t = emulate::emulate_target(plan, host, h100, h200);
+  const auto modelled = predict::model_durations(plan, predict::CostModel(h200, p.precision, layout));
+  for (size_t s = 0; s < host.size(); ++s)
+    for (size_t i = 0; i < host[s].size(); ++i) {
+      if (host[s][i] == 0) continue;
+      EXPECT_NEAR(t.durations[s][i], 1.25 * modelled[s][i], 1e-12);
+      EXPECT_EQ(t.sources[s][i], "dilated");
+    }
+  // From a CPU host the target durations are modelled, not dilated.
+  const auto cpu = emulate::emulate_target(plan, host, config::load_chip("cpu-host"), h200);
+  EXPECT_EQ(cpu.row.source, "roofline");
+}
+
+TEST(Emulate, AggregationIgnoresWaiting) {
+  // A collective where rank 1 arrived late: rank 0 waited 5 s, rank 1 (last to arrive) 1 s. The
+  // collective's own time is the last arriver's.
+  plan::Plan p;
+  p.stages.resize(1);
+  plan::Op c;
+  c.kind = plan::OpKind::kCollective;
+  p.stages[0].ops = {c};
+  emulate::Measurements m;
+  m.rank_stage = {0, 0};
+  m.op_s = {{{5.0}, {5.2}, {4.9}}, {{1.0}, {1.1}, {0.9}}};
+  m.wall_s = {{6, 6, 6}, {6, 6, 6}};
+  EXPECT_DOUBLE_EQ(emulate::aggregate(p, m)[0][0], 1.0);
+  EXPECT_DOUBLE_EQ(emulate::measured_step_s(m), 6.0);
+}

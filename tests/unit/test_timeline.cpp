@@ -1,1 +1,117 @@
+// The timeline engine against hand-computed schedules, and the α–β collective model against its
+// closed forms.
 #include <gtest/gtest.h>
+
+#include "config/model_config.hpp"
+#include "predict/cost_model.hpp"
+#include "predict/timeline.hpp"
+
+using namespace capscale;
+using plan::Op;
+using plan::OpKind;
+using plan::Stream;
+
+namespace {
+Op compute(int32_t dep = -1) {
+  Op op;
+  op.kind = OpKind::kGemm;
+  op.stream = Stream::kCompute;
+  if (dep >= 0) op.add_dep(dep);
+  return op;
+}
+Op send(int64_t tag, int32_t dep) {
+  Op op;
+  op.kind = OpKind::kSendRecv;
+  op.stream = Stream::kPpSend;
+  op.is_send = true;
+  op.tag = tag;
+  op.add_dep(dep);
+  return op;
+}
+Op recv(int64_t tag) {
+  Op op;
+  op.kind = OpKind::kSendRecv;
+  op.stream = Stream::kPpRecv;
+  op.tag = tag;
+  return op;
+}
+}  // namespace
+
+TEST(Timeline, TwoStageOneFOneBByHand) {
+  // Two stages, two micro-batches, forward 1 s, backward 2 s, each transfer 0.5 s.
+  // Stage 0 (1F1B, one warm-up): F0 S F1 S R B0 R B1.  Stage 1: R F0 B0 S R F1 B1 S.
+  // By hand: stage 1 gets a0 at 1.5, runs F0 1.5–2.5, B0 2.5–4.5, sends g0 until 5.0, F1 4.5–5.5,
+  // B1 5.5–7.5, g1 arrives at 8.0; stage 0 runs B0 5–7 and B1 8–10. Step 10 s; stage 0 computes
+  // 6 s and waits 4 s for gradients (bubble).
+  plan::Plan p;
+  p.stages.resize(2);
+  auto& s0 = p.stages[0].ops;
+  s0 = {compute(), send(10, 0), compute(), send(11, 2), recv(20), compute(4), recv(21), compute(6)};
+  auto& s1 = p.stages[1].ops;
+  s1 = {recv(10), compute(0), compute(), send(20, 2), recv(11), compute(4), compute(), send(21, 6)};
+  const std::vector<std::vector<double>> d = {{1, 0.5, 1, 0.5, 0, 2, 0, 2}, {0, 1, 2, 0.5, 0, 1, 2, 0.5}};
+  predict::TimelineOptions opt;
+  opt.keep_timings = true;
+  const auto r = predict::simulate(p, d, opt);
+  EXPECT_DOUBLE_EQ(r.step_time_s, 10.0);
+  EXPECT_EQ(r.critical_stage, 0);
+  EXPECT_DOUBLE_EQ(r.stage_end_s[1], 8.0);
+  EXPECT_DOUBLE_EQ(r.timings[1][1].start_s, 1.5);
+  EXPECT_DOUBLE_EQ(r.timings[0][5].start_s, 5.0);
+  EXPECT_DOUBLE_EQ(r.breakdown.compute_s, 6.0);
+  EXPECT_DOUBLE_EQ(r.breakdown.bubble_s, 4.0);
+  EXPECT_DOUBLE_EQ(r.breakdown.total(), r.step_time_s);
+}
+
+TEST(Timeline, OneFOneBMakespanClosedForm) {
+  // With uniform stages and free communication, 1F1B takes (m + p − 1)·(F + B)
+  // (Narayanan et al. SC21 §2.2: bubble fraction (p − 1)/m).
+  const auto m = config::load_model("tiny-gpt");
+  config::ParallelConfig cfg;
+  cfg.pp = 4, cfg.global_batch_size = 8;
+  cfg = config::resolve(cfg, m, 4, "test");
+  const auto plan = plan::build_plan(m, cfg);
+  std::vector<std::vector<double>> d;
+  double F = 0, B = 0;
+  for (const auto& st : plan.stages) {
+    d.emplace_back();
+    for (const auto& op : st.ops) {
+      const bool layer_gemm = op.kind == OpKind::kGemm && op.layer >= 0;
+      d.back().push_back(layer_gemm ? 1e-3 : 0.0);
+      if (layer_gemm && st.pp_rank == 0 && op.microbatch == 0) (op.phase == plan::Phase::kForward ? F : B) += 1e-3;
+    }
+  }
+  const auto r = predict::simulate(plan, d);
+  EXPECT_NEAR(r.step_time_s, (8 + 4 - 1) * (F + B), 1e-9);
+}
+
+TEST(CostModel, RingAllReduceAlphaBeta) {
+  predict::LinkParams link;
+  link.intra_Bps = 100e9, link.intra_alpha_s = 5e-6, link.inter_Bps = 40e9, link.inter_alpha_s = 10e-6;
+  const double S = 1 << 30;
+  // One domain of 8: 2(n−1)/n·S/B + 2(n−1)α.
+  predict::GroupSpan in_node{8, 8, 1};
+  EXPECT_NEAR(predict::collective_time(plan::CollKind::kAllReduce, S, in_node, link), 2 * 7.0 / 8 * S / 100e9 + 14 * 5e-6, 1e-12);
+  EXPECT_NEAR(predict::collective_time(plan::CollKind::kAllGather, S, in_node, link), 7.0 / 8 * S / 100e9 + 7 * 5e-6, 1e-12);
+  // 2 domains × 8: hierarchical = 2·[RS/AG in node] + 2·[(D−1)/D·(S/8)/B_nic] + 2·min(D−1, 2⌈log2 D⌉)·α_nic,
+  // cheaper here than a flat ring through the NIC.
+  predict::GroupSpan two{16, 8, 2};
+  const double hier = 2 * (7.0 / 8 * S / 100e9 + 7 * 5e-6) + 2 * (0.5 * S / 8 / 40e9) + 2 * 1 * 10e-6;
+  const double flat = 2 * 15.0 / 16 * S / 40e9 + 2 * 15 * 10e-6;
+  EXPECT_LT(hier, flat);
+  EXPECT_NEAR(predict::collective_time(plan::CollKind::kAllReduce, S, two, link), hier, 1e-12);
+  // nccl-tests bus bandwidth factors.
+  EXPECT_DOUBLE_EQ(predict::bus_factor(plan::CollKind::kAllReduce, 8), 2 * 7.0 / 8);
+  EXPECT_DOUBLE_EQ(predict::bus_factor(plan::CollKind::kReduceScatter, 8), 7.0 / 8);
+}
+
+TEST(CostModel, GroupSpanFromLayout) {
+  // tp 8 inside one 8-GPU node; dp groups stride 8 → one member per node.
+  const parallel::Layout l(8, 1, 16, 2);
+  const auto tp = predict::group_span(l, parallel::Group::kTp, 8);
+  EXPECT_EQ(tp.domains, 1);
+  const auto dp = predict::group_span(l, parallel::Group::kDp, 8);
+  EXPECT_EQ(dp.size, 16);
+  EXPECT_EQ(dp.domains, 16);
+  EXPECT_EQ(dp.per_domain, 1);
+}

@@ -125,7 +125,6 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
       CAPSCALE_CUBLAS_CHECK(cublasCreate(&blas_));
       lt_ws_.allocate(kWorkspaceBytes);
       blas_ws_.allocate(kWorkspaceBytes);
-      CAPSCALE_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), kWorkspaceBytes));
       init_comms();
     } catch (...) {
       release(/*abort=*/true);
@@ -220,6 +219,7 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
       return run_step_impl(stage, step);
     } catch (...) {
       healthy_ = false;  // work may be in flight or communicators aborted: tear down with abort
+      cur_stage_ = nullptr;
       throw;
     }
   }
@@ -554,7 +554,13 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
     void* o = buf(kAttnO, chunk * op.m * op.k * es, i);
     const cudaDataType_t t = cuda::cuda_type(attn_type_);
     const float one = 1.0f, zero = 0.0f;
-    CAPSCALE_CUBLAS_CHECK(cublasSetStream(blas_, s));
+    if (s != blas_stream_) {
+      // cublasSetStream resets the handle's workspace to cuBLAS' default pool (cuBLAS docs,
+      // cublasSetStream), so the workspace is set again after it.
+      CAPSCALE_CUBLAS_CHECK(cublasSetStream(blas_, s));
+      CAPSCALE_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), blas_ws_.bytes()));
+      blas_stream_ = s;
+    }
     const int rounds = op.phase == plan::Phase::kBackward ? 2 : 1;
     for (int r = 0; r < rounds; ++r) {
       for (int64_t b0 = 0; b0 < op.batch; b0 += chunk) {
@@ -681,6 +687,7 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
   std::array<cudaStream_t, plan::kNumStreams> streams_{};
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  cudaStream_t blas_stream_ = nullptr;  // the stream blas_ is set to (null until the first attention)
   DeviceBuffer lt_ws_, blas_ws_;
   std::array<DeviceBuffer, kNumBufs> bufs_;
   std::map<std::array<int64_t, 4>, std::unique_ptr<LtGemm>> gemms_;
