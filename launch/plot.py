@@ -53,8 +53,8 @@ def import_libs():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        die(f"needs numpy, h5py and matplotlib ({e}); on Debian/Ubuntu: "
-            "apt-get install python3-h5py python3-matplotlib")
+        die(f"{sys.executable} lacks {e.name or e}; plot.py needs h5py and matplotlib "
+            "(Debian/Ubuntu: apt-get install python3-h5py python3-matplotlib, then use /usr/bin/python3)")
     return numpy, h5py, plt
 
 
@@ -72,7 +72,7 @@ def text(v):
     return str(v)
 
 
-def read_file(path, np, h5py):
+def read_file(path, h5py):
     if not os.path.exists(path):
         raise InputError("no such file")
     if os.path.isdir(path):
@@ -458,7 +458,7 @@ def main(argv):
     np, h5py, plt = import_libs()
 
     try:
-        d = read_file(a.file, np, h5py)
+        d = read_file(a.file, h5py)
     except InputError as e:
         die(f"{a.file}: {e}")
     except Exception as e:  # noqa: BLE001 - h5py raises many kinds on damaged files; all are bad input

@@ -15,6 +15,8 @@ void add_parallel_flags(CLI::App* cmd, ParallelFlags& f) {
   cmd->add_option("--recompute", f.recompute, "activation recompute: none | selective | full");
   cmd->add_option("--zero", f.zero, "1 = distributed optimizer (ZeRO-1), 0 = plain all-reduce");
   cmd->add_option("--precision", f.precision, "bf16 | fp16 | fp8");
+  cmd->add_flag("--tp-comm-overlap", f.tp_comm_overlap, "overlap TP communication with GEMMs in chunks (needs --sequence-parallel)");
+  cmd->add_flag("--no-flash-attention", f.no_flash_attention, "model unfused attention (scores stored in HBM)");
 }
 
 config::ParallelConfig ParallelFlags::to_config() const {
@@ -25,6 +27,8 @@ config::ParallelConfig ParallelFlags::to_config() const {
   p.recompute = config::parse_recompute(recompute, "--recompute");
   p.precision = config::parse_precision(precision, "--precision");
   p.zero = zero;
+  p.tp_comm_overlap = tp_comm_overlap;
+  p.flash_attention = !no_flash_attention;
   return p;
 }
 

@@ -27,7 +27,8 @@ nlohmann::json to_json(const config::ParallelConfig& p) {
           {"micro_batch_size", p.micro_batch_size}, {"global_batch_size", p.global_batch_size},
           {"seq_length", p.seq_length}, {"sequence_parallel", p.sequence_parallel},
           {"recompute", config::to_string(p.recompute)}, {"zero", p.zero},
-          {"precision", config::to_string(p.precision)}, {"schedule", config::to_string(p.schedule())}};
+          {"precision", config::to_string(p.precision)}, {"schedule", config::to_string(p.schedule())},
+          {"tp_comm_overlap", p.tp_comm_overlap}, {"flash_attention", p.flash_attention}};
 }
 
 config::ParallelConfig parallel_from_json(const nlohmann::json& j) {
@@ -38,6 +39,8 @@ config::ParallelConfig parallel_from_json(const nlohmann::json& j) {
   p.recompute = config::parse_recompute(j.at("recompute").get<std::string>(), "json");
   p.zero = j.at("zero");
   p.precision = config::parse_precision(j.at("precision").get<std::string>(), "json");
+  p.tp_comm_overlap = j.value("tp_comm_overlap", false);
+  p.flash_attention = j.value("flash_attention", true);
   return p;
 }
 

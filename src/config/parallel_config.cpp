@@ -57,6 +57,7 @@ std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& 
   if (m.num_layers < p.pp * p.vpp) add("pp", "x vpp (" + s(p.pp * p.vpp) + ") must not exceed num_layers (" + s(m.num_layers) + ")");
   if (p.vpp > 1 && p.pp == 1) add("vpp", "needs pp > 1");
   if (p.sequence_parallel && p.tp == 1) add("sequence-parallel", "needs tp > 1");
+  if (p.tp_comm_overlap && !p.sequence_parallel) add("tp-comm-overlap", "needs sequence-parallel");
   const int64_t seq = p.seq_length ? p.seq_length : m.seq_length;
   if (seq % (2 * p.cp) != 0 && p.cp > 1) add("cp", "needs seq-length divisible by 2·cp (" + s(2 * p.cp) + "), seq-length is " + s(seq));
   if (p.sequence_parallel && (seq / p.cp) % p.tp != 0) add("sequence-parallel", "needs seq-length/cp divisible by tp");

@@ -36,6 +36,9 @@ struct ParallelConfig {
   /// Korthikanti et al. is absent, as it is for Megatron-Core with Transformer Engine's fused
   /// attention. Off for runs that predate it (SC21 used full recompute, where it does not matter).
   bool flash_attention = true;
+  /// Tensor-parallel communication overlapped with the adjacent GEMM in chunks (Megatron-Core
+  /// --tp-comm-overlap, Transformer Engine userbuffers); needs sequence parallelism.
+  bool tp_comm_overlap = false;
 
   int64_t model_parallel() const { return tp * pp * cp; }
   int64_t world() const { return model_parallel() * dp; }

@@ -55,6 +55,12 @@ class StageBuilder {
     op.stream = Stream::kCompute;
     for (int32_t d : pending_) op.add_dep(d);
     pending_.clear();
+    if (overlap_ag_ >= 0 && op.kind == OpKind::kGemm) {
+      op.overlap_partner = overlap_ag_;
+      op.chunks = st_.ops[overlap_ag_].chunks;
+      st_.ops[overlap_ag_].overlap_partner = static_cast<int32_t>(st_.ops.size());
+      overlap_ag_ = -1;
+    }
     last_compute_ = emit(op);
     return last_compute_;
   }
@@ -111,10 +117,19 @@ class StageBuilder {
     op.bytes = bytes;
     comm(op, s);
   }
-  // TP collective of one activation-sized tensor (skipped when tp == 1).
+  // TP collective of one activation-sized tensor (skipped when tp == 1). Under tp_comm_overlap a
+  // reduce-scatter is pipelined with the GEMM that produced it, an all-gather with the next GEMM.
   void tp_comm(OpName name, Phase ph, int64_t layer, CollKind kind) {
     if (p_.tp == 1) return;
     collective(name, ph, layer, kind, Group::kTp, checked_mul(tokens_ * h_, kActBytes, "tp message"), Stream::kTp);
+    if (!p_.tp_comm_overlap || kind == CollKind::kAllReduce) return;
+    Op& c = st_.ops.back();
+    c.chunks = static_cast<int32_t>(p_.tp);
+    if (kind == CollKind::kReduceScatter && last_compute_ >= 0 && st_.ops[last_compute_].kind == OpKind::kGemm) {
+      c.overlap_partner = last_compute_;
+    } else if (kind == CollKind::kAllGather) {
+      overlap_ag_ = static_cast<int32_t>(st_.ops.size() - 1);  // the next GEMM pairs with it
+    }
   }
   void attention(Phase ph, int64_t layer) {
     Op op = base(OpName::kCoreAttention, ph, layer);
@@ -124,6 +139,7 @@ class StageBuilder {
     op.n = p_.seq_length;           // keys: the whole sequence (CP exchanges K/V)
     op.k = d_;
     op.causal = true;
+    op.fused = p_.flash_attention;
     // QKᵀ and PV: 4·b·heads·s_q·s_k·d forward (Narayanan SC21's 4Bs²h per layer at cp=tp=1);
     // backward twice that. Not halved for the causal mask, as in the papers' accounting.
     const double fwd = 4.0 * double(op.batch) * double(op.m) * double(op.n) * double(op.k);
@@ -181,6 +197,7 @@ class StageBuilder {
   int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, act_msg_;
   int64_t mb_ = 0, chunk_ = 0;
   int32_t last_compute_ = -1;
+  int32_t overlap_ag_ = -1;
   std::vector<int32_t> pending_;
   std::vector<int32_t> param_gather_;  // ZeRO-1: per global layer, the all-gather its first forward waits for
   int64_t first_layer_ = 0;
@@ -312,21 +329,23 @@ void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
   }
   if (first_chunk(chunk)) {
     embedding_backward();
-    if (last_mb) {
-      if (m_.tie_embeddings && p_.pp > 1) {
-        // The tied word embedding lives on the first and last stage; their grads are summed first.
-        collective(OpName::kEmbeddingGrad, Phase::kBackward, -1, CollKind::kAllReduce, Group::kEmbedding,
-                   checked_mul(model::embedding_params_per_rank(m_, p_.tp), kGradBytes, "embedding grad"), Stream::kDp);
-        pending_.clear();
-      }
-      grad_reduce(-1, model::embedding_params_per_rank(m_, p_.tp));
-    }
+    if (last_mb) grad_reduce(-1, model::embedding_params_per_rank(m_, p_.tp));
   } else {
     send(OpName::kSendGrad, g - 1, 1);
   }
 }
 
 void StageBuilder::optimizer() {
+  // A tied word embedding lives on the first and the last stage; Megatron sums its two gradient
+  // copies after the whole pipeline's backward (finalize_model_grads), so both end stages meet
+  // here, after every send and receive of the step: placed earlier it would deadlock the pipeline.
+  const bool holds_embedding = first_chunk(0) || last_chunk(p_.vpp - 1);
+  if (m_.tie_embeddings && p_.pp > 1 && holds_embedding) {
+    mb_ = -1;
+    collective(OpName::kEmbeddingGrad, Phase::kBackward, -1, CollKind::kAllReduce, Group::kEmbedding,
+               checked_mul(model::embedding_params_per_rank(m_, p_.tp), kGradBytes, "embedding grad"), Stream::kDp);
+    pending_.clear();
+  }
   // The optimizer waits for every gradient reduction on this rank (the last op on the dp stream).
   for (int32_t i = static_cast<int32_t>(st_.ops.size()) - 1; i >= 0; --i) {
     if (st_.ops[i].stream == Stream::kDp) {

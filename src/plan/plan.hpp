@@ -48,6 +48,11 @@ struct Op {
   bool causal = false;   ///< attention
   bool is_send = false;  ///< send/recv
   bool wgrad = false;    ///< GEMM computing a weight gradient
+  bool fused = true;     ///< attention: flash (scores never stored) vs unfused (scores in HBM)
+  /// TP comm overlapped in chunks with an adjacent GEMM (tp_comm_overlap): for a reduce-scatter
+  /// the GEMM that produces it, for an all-gather the GEMM that consumes it. -1 when not overlapped.
+  int32_t overlap_partner = -1;
+  int32_t chunks = 1;    ///< pipeline chunks of an overlapped pair (tp size)
   int32_t layer = -1;    ///< global layer index; -1 for embedding/logits/optimizer ops
   int32_t microbatch = -1;
   int32_t chunk = 0;     ///< virtual pipeline chunk on this stage

@@ -79,6 +79,18 @@ double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops) const
 }
 
 double CostModel::attention_time(const plan::Op& op) const {
+  if (!op.fused) {
+    // Unfused attention (Megatron before flash attention): QKᵀ and PV as batched GEMMs over the
+    // whole score matrix (masked, not skipped), and the scores go through HBM: QKᵀ writes them,
+    // the fused scale-mask-softmax reads and writes them, dropout reads and writes them (plus a
+    // 1-byte mask), PV reads them: 6.5 passes of 2 bytes forward, twice that backward.
+    const double scores = double(op.batch) * double(op.m) * double(op.n);
+    const int rounds = op.phase == plan::Phase::kBackward ? 2 : 1;
+    // One batched kernel per GEMM: the per-matrix time times the batch, one launch.
+    const double one = gemm_time(op.m, op.n, op.k, 2.0 * double(op.m) * double(op.n) * double(op.k)) - kKernelOverheadS;
+    const double gemms = 2.0 * (double(op.batch) * one + kKernelOverheadS);
+    return rounds * (gemms + elementwise_time(static_cast<int64_t>(6.5 * 2.0 * scores)));
+  }
   // Flash attention skips the masked half of a causal score matrix, so it executes half the
   // accounted FLOPs; bytes are Q, K, V, O (and their grads) once.
   const double exec_flops = op.causal ? 0.5 * op.flops : op.flops;

@@ -29,6 +29,7 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
             p.seq_length = seq;
             p.precision = o.precision;
             p.sequence_parallel = tp > 1;
+            p.tp_comm_overlap = tp > 1;
             p.zero = 1;
             if (!config::violations(p, model, o.gpus).empty()) continue;
             p = config::resolve(p, model, o.gpus, "search");

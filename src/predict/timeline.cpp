@@ -69,9 +69,26 @@ TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<do
         }
         OpTiming t;
         t.start_s = ready;
-        if (is_recv) {
+        if (op.overlap_partner >= 0 && op.kind == OpKind::kCollective && op.overlap_partner < int32_t(S.next)) {
+          // Reduce-scatter pipelined with the GEMM that produces it (chunks = tp): it starts once the
+          // first chunk is computed and ends one chunk after whichever of the two is slower.
+          const auto& g = S.t[op.overlap_partner];
+          const double gd = dur[op.overlap_partner], n = std::max(1, op.chunks);
+          t.start_s = std::max(options.serialize ? S.serial_free : S.stream_free[si], g.start_s + gd / n);
+          t.end_s = std::max(t.start_s + dur[S.next], g.end_s + dur[S.next] / n);
+        } else if (op.overlap_partner >= 0 && op.kind == OpKind::kGemm && op.overlap_partner < int32_t(S.next)) {
+          // GEMM pipelined with the all-gather that feeds it: starts after the first chunk arrives.
+          const auto& ag = S.t[op.overlap_partner];
+          const double ad = dur[op.overlap_partner], n = std::max(1, op.chunks);
+          double own = options.serialize ? S.serial_free : S.stream_free[si];
+          for (uint8_t d = 0; d < op.ndeps; ++d)
+            if (op.deps[d] != op.overlap_partner) own = std::max(own, S.t[op.deps[d]].end_s);
+          t.start_s = std::max(own, ag.start_s + ad / n);
+          t.end_s = std::max(t.start_s + dur[S.next], ag.end_s + dur[S.next] / n);
+          if (ag.end_s > own + dur[S.next]) bound = Wait::kComm;
+        } else if (is_recv) {
           t.end_s = std::max(ready, send_end[op.tag]) + dur[S.next];
-        } else {
+        } else if (!(op.overlap_partner >= 0 && op.overlap_partner < int32_t(S.next))) {
           t.end_s = ready + dur[S.next];
         }
         if (op.kind == OpKind::kSendRecv && op.is_send) send_end[op.tag] = t.end_s;

@@ -36,6 +36,8 @@ std::vector<PublishedRun> load_published_runs(const std::string& path) {
     p.sequence_parallel = f.get_bool("sequence_parallel", false);
     p.recompute = config::parse_recompute(f.get_enum("recompute", {"none", "selective", "full"}), where);
     p.zero = int(f.get_int("zero", 0, 1, 0));
+    p.flash_attention = f.get_bool("flash_attention", true);
+    p.tp_comm_overlap = f.get_bool("tp_comm_overlap", false);
     p.precision = config::parse_precision(f.get_enum("precision", {"bf16", "fp16", "fp8"}), where);
     r.metric = f.get_enum("metric", {"tflops_per_gpu", "mfu", "tokens_per_s", "step_time_s"});
     r.value = f.get_double("value", 1e-12, 1e15);
@@ -43,7 +45,7 @@ std::vector<PublishedRun> load_published_runs(const std::string& path) {
     r.in_budget = f.get_bool("in_budget", true);
     r.notes = f.get_string("notes", "");
     f.finish({"id", "source", "chip", "gpus", "model", "seq_length", "global_batch_size", "micro_batch_size", "tp", "pp",
-              "cp", "vpp", "sequence_parallel", "recompute", "zero", "precision", "metric", "value", "flop_convention",
+              "cp", "vpp", "sequence_parallel", "recompute", "zero", "flash_attention", "tp_comm_overlap", "precision", "metric", "value", "flop_convention",
               "in_budget", "notes"});
     p = config::resolve(p, r.model, r.gpus, where);
     out.push_back(std::move(r));

@@ -84,7 +84,8 @@ PlanSpec read_plan(const YAML::Node& n, const std::string& where) {
   q.recompute = config::parse_recompute(f.get_enum("recompute", {"none", "selective", "full"}, "none"), where);
   q.zero = int(f.get_int("zero", 0, 1, 1));
   q.sequence_parallel = f.get_bool("sequence_parallel", q.tp > 1);
-  f.finish({"tp", "pp", "cp", "vpp", "micro_batch_size", "recompute", "zero", "sequence_parallel"});
+  q.tp_comm_overlap = f.get_bool("tp_comm_overlap", q.sequence_parallel);
+  f.finish({"tp", "pp", "cp", "vpp", "micro_batch_size", "recompute", "zero", "sequence_parallel", "tp_comm_overlap"});
   return p;
 }
 

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,9 @@ struct Case {
   bool good = false;
 };
 
+// gtest prints a failing parameter with this instead of a hex dump.
+void PrintTo(const Case& c, std::ostream* os) { *os << (c.path.empty() ? "--chip '" + c.spec + "'" : c.path); }
+
 std::string sanitize(const std::string& s) {
   std::string out;
   for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -167,7 +171,7 @@ TEST_P(Hostile, ExitsCleanly) {
     EXPECT_EQ(r.exit_code, 0) << what << " should pass `capscale check`\nstderr:\n" << r.err;
     return;
   }
-  EXPECT_EQ(r.exit_code, 2) << what << ": " << r.describe() << " (want exit 2)\nstderr:\n" << r.err;
+  ASSERT_EQ(r.exit_code, 2) << what << ": " << r.describe() << " (want exit 2)\nstderr:\n" << r.err;
   // Exactly one line, newline-terminated, starting with the prefix.
   const size_t newlines = size_t(std::count(r.err.begin(), r.err.end(), '\n'));
   EXPECT_EQ(newlines, 1u) << what << ": stderr must be exactly one line, got:\n" << r.err;
@@ -178,8 +182,9 @@ TEST_P(Hostile, ExitsCleanly) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Corpus, Hostile, ::testing::ValuesIn(corpus()),
-                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+std::string case_name(const ::testing::TestParamInfo<Case>& p) { return p.param.name; }
+
+INSTANTIATE_TEST_SUITE_P(Corpus, Hostile, ::testing::ValuesIn(corpus()), case_name);
 
 // Guards against a missing or moved corpus (which would otherwise instantiate no cases and pass).
 TEST(HostileCorpus, IsPresent) {

@@ -113,7 +113,6 @@ def main():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.image  # noqa: F401
-        import numpy  # noqa: F401
     except ImportError as e:
         print(f"skip: {sys.executable} lacks {e.name} (Debian: python3-h5py python3-matplotlib)")
         return 77
