@@ -131,7 +131,8 @@ ChipProfile load_chip_yaml(const std::string& path) {
     c.efficiency.hbm = e.get_double("hbm", 1e-3, 1, c.efficiency.hbm);
     c.efficiency.nvlink = e.get_double("nvlink", 1e-3, 1, c.efficiency.nvlink);
     c.efficiency.nic = e.get_double("nic", 1e-3, 1, c.efficiency.nic);
-    e.finish({"gemm", "attention", "hbm", "nvlink", "nic"});
+    c.efficiency.sustained = e.get_double("sustained", 1e-3, 1, c.efficiency.sustained);
+    e.finish({"gemm", "attention", "hbm", "nvlink", "nic", "sustained"});
   }
   c.reserved_gb = f.get_double("reserved_gb", 0, c.hbm_gb, 0);
   c.chips_per_package = f.get_int("chips_per_package", 1, 64, 1);

@@ -19,6 +19,10 @@ struct Efficiency {
   double hbm = 0.85;
   double nvlink = 0.8;
   double nic = 0.85;
+  /// Fraction of the isolated-kernel GEMM/attention rate a chip sustains through a whole training
+  /// step (clocks under sustained tensor load at TDP, gaps between kernels). Calibrated once per
+  /// architecture on one published run (docs/validation.md); 1 = no loss.
+  double sustained = 1.0;
 };
 
 struct ChipProfile {

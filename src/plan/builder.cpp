@@ -276,15 +276,18 @@ void StageBuilder::head_forward() {
   elementwise(OpName::kFinalNorm, Phase::kForward, -1, 2 * sp_tokens_ * h_ * kActBytes);
   if (p_.sequence_parallel) tp_comm(OpName::kSpAllGather, Phase::kForward, -1, CollKind::kAllGather);
   linear(OpName::kLogits, Phase::kForward, -1, tokens_, v_local, h_);
-  // Vocab-parallel cross entropy: fp32 logits read and written once, plus small tp all-reduces
-  // of the max and the sum (3 fp32 values per token).
-  elementwise(OpName::kCrossEntropy, Phase::kForward, -1, 2 * tokens_ * v_local * 4);
+  // Megatron's vocab_parallel_cross_entropy runs unfused in fp32 over the [tokens × V/tp] logits:
+  // cast bf16→fp32 (2 + 4 B), max (4), subtract (4 + 4), exp (4 + 4), sum (4), normalise and keep
+  // the softmax for backward (4 + 4): 38 bytes per logit forward; plus small tp all-reduces of the
+  // max and the sum (3 fp32 values per token).
+  elementwise(OpName::kCrossEntropy, Phase::kForward, -1, checked_mul(tokens_ * v_local, 38, "cross entropy bytes"));
   if (p_.tp > 1) collective(OpName::kTpReduce, Phase::kForward, -1, CollKind::kAllReduce, Group::kTp, tokens_ * 12, Stream::kTp);
 }
 
 void StageBuilder::head_backward() {
   const int64_t v_local = m_.vocab_size / p_.tp;
-  elementwise(OpName::kCrossEntropy, Phase::kBackward, -1, 2 * tokens_ * v_local * 4);
+  // Backward: softmax − one-hot (4 + 4 B) and the cast of the gradient to bf16 (4 + 2): 14 B per logit.
+  elementwise(OpName::kCrossEntropy, Phase::kBackward, -1, checked_mul(tokens_ * v_local, 14, "cross entropy bytes"));
   linear(OpName::kLogits, Phase::kBackward, -1, tokens_, v_local, h_);
   tp_comm(OpName::kTpReduce, Phase::kBackward, -1, p_.sequence_parallel ? CollKind::kReduceScatter : CollKind::kAllReduce);
   elementwise(OpName::kFinalNorm, Phase::kBackward, -1, 4 * sp_tokens_ * h_ * kActBytes);

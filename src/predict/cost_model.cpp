@@ -73,7 +73,7 @@ double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops) const
   // typical 128-wide cuBLAS tile), so 8192-wide GEMMs run at ~99 % of the large-GEMM rate and
   // 128-wide ones at ~2/3.
   auto fill = [](int64_t x) { return double(x) / (double(x) + 64.0); };
-  const double eff = chip_.efficiency.gemm * fill(m) * fill(n) * fill(k);
+  const double eff = chip_.efficiency.gemm * chip_.efficiency.sustained * fill(m) * fill(n) * fill(k);
   const double bytes = 2.0 * (double(m) * k + double(k) * n + double(m) * n);
   return std::max(flops / (peak_flops_ * eff), bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
 }
@@ -94,7 +94,7 @@ double CostModel::attention_time(const plan::Op& op) const {
   // Flash attention skips the masked half of a causal score matrix, so it executes half the
   // accounted FLOPs; bytes are Q, K, V, O (and their grads) once.
   const double exec_flops = op.causal ? 0.5 * op.flops : op.flops;
-  return std::max(exec_flops / (peak_flops_ * chip_.efficiency.attention),
+  return std::max(exec_flops / (peak_flops_ * chip_.efficiency.attention * chip_.efficiency.sustained),
                   double(op.bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
 }
 

@@ -205,6 +205,11 @@ def files():
     yield "models/deep_flow_map.yaml", deep_map_yaml("name")
     yield "models/deep_unclosed.yaml", "name: " + "[" * DEEP + "\n"
     yield "models/deep_block.yaml", block_nest_yaml(400)
+    yield "models/deep_block_seq_inline.yaml", "- " * DEEP + "x\n"
+    yield "models/deep_complex_keys.yaml", "? " * DEEP + "x\n"
+    yield "models/many_tags.yaml", "name: " + "!!str " * DEEP + "x\n"
+    yield "models/self_alias.yaml", m.replace("name: hostile-base", "name: &a [*a]")
+    yield "models/merge_key.yaml", "base: &b {num_layers: 4}\n" + m + "<<: *b\n"
     yield "models/binary_garbage.yaml", garbage(1, 4096)
     yield "models/binary_no_nul.yaml", garbage(2, 4096, nul=False)
     yield "models/invalid_utf8.yaml", m.encode() + b"description2: \xc3\x28\xa0\xa1\n"
@@ -240,6 +245,7 @@ def files():
     yield "chips/deep_flow_seq.yaml", deep_seq_yaml("peak_tflops")
     yield "chips/deep_flow_map.yaml", c.replace("efficiency:\n  gemm: 0.78\n  attention: 0.6\n  hbm: 0.87\n  nvlink: 0.82\n  nic: 0.92\n",
                                                   "efficiency: " + "{gemm: " * DEEP + "0.5" + "}" * DEEP + "\n")
+    yield "chips/cyclic_alias.yaml", c.replace("peak_tflops:\n  bf16: 989.4\n", "peak_tflops: &p\n  self: *p\n  bf16: 989.4\n")
     yield "chips/binary_garbage.yaml", garbage(3, 2048)
     yield "chips/binary_no_nul.yaml", garbage(4, 2048, nul=False)
 
