@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -31,6 +33,30 @@ struct SweepOptions {
 };
 
 constexpr int kTagRow = 11, kTagDone = 12;
+
+/// Reliability drill and test hook: CAPSCALE_SWEEP_FAULT="after=N,mode=interrupt|kill" makes rank 0
+/// act as if it got SIGINT (or die by SIGKILL) right after the N-th point it wrote.
+struct SweepFault {
+  size_t after = 0;
+  std::string mode;
+  SweepFault() {
+    const char* s = std::getenv("CAPSCALE_SWEEP_FAULT");
+    if (!s || !*s) return;
+    const std::string spec = s;
+    const auto a = spec.find("after="), m = spec.find("mode=");
+    if (a == std::string::npos || m == std::string::npos) {
+      throw InputError("CAPSCALE_SWEEP_FAULT", "", "must be after=N,mode=interrupt|kill, got '" + spec + "'");
+    }
+    after = std::strtoull(spec.c_str() + a + 6, nullptr, 10);
+    mode = spec.substr(m + 5, spec.find(',', m) == std::string::npos ? std::string::npos : spec.find(',', m) - m - 5);
+    if (mode != "interrupt" && mode != "kill") throw InputError("CAPSCALE_SWEEP_FAULT", "mode", "must be interrupt or kill");
+  }
+  void check(size_t written) const {
+    if (mode.empty() || written != after) return;
+    if (mode == "kill") ::raise(SIGKILL);
+    exec::g_interrupted = 1;
+  }
+};
 
 class PointRunner {
  public:
@@ -127,6 +153,7 @@ int sweep_cmd(const SweepOptions& o, const Invocation& inv) {
   PointRunner runner(cfg);
   Progress progress(pending.size(), o.progress_every > 0 ? o.progress_every : std::max<int>(1, int(pending.size() / 20)));
   size_t written = 0;
+  const SweepFault fault;
   std::vector<predict::SummaryRow> json_rows;
   h5::Table row_buf = results::summary_table();
   auto write_rows = [&](const h5::Table& t) {
@@ -135,6 +162,7 @@ int sweep_cmd(const SweepOptions& o, const Invocation& inv) {
       if (o.json) json_rows.push_back(results::summary_row_from(t, i));
     written += t.rows();
     progress.tick(written);
+    fault.check(written);
   };
   // Drain rows other ranks sent; returns how many ranks have said they are done.
   int finished_ranks = 0;

@@ -1,1 +1,141 @@
+// The capscale binary end to end: run under mpiexec (tp2·pp2 and dp4 ZeRO-1) with emulated
+// targets → valid HDF5 and --json; predict/search/sweep/report/validate; bad input → exit 2 with a
+// message naming the field.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "results/reader.hpp"
+#include "run_util.hpp"
+
+using namespace capscale;
+using test::run;
+namespace fs = std::filesystem;
+
+namespace {
+std::string out_path(const std::string& name) {
+  const std::string p = test::tmpdir() + name;
+  fs::remove(p);
+  fs::remove(p + ".partial");
+  return p;
+}
+void expect_row_fields(const nlohmann::json& j) {
+  for (const char* k : {"model", "target", "gpus", "parallel", "step_time_s", "tokens_per_s", "tokens_per_s_per_chip",
+                        "tflops_per_chip", "mfu", "hfu", "memory_gb_per_chip", "fits", "breakdown_s", "source"}) {
+    EXPECT_TRUE(j.contains(k)) << k;
+  }
+  for (const char* k : {"tp", "pp", "dp", "cp", "vpp", "micro_batch_size", "global_batch_size"}) EXPECT_TRUE(j["parallel"].contains(k)) << k;
+  for (const char* k : {"compute", "exposed_comm", "bubble", "other"}) EXPECT_TRUE(j["breakdown_s"].contains(k)) << k;
+  EXPECT_GT(j["step_time_s"].get<double>(), 0);
+  EXPECT_GT(j["tokens_per_s_per_chip"].get<double>(), 0);
+}
+}  // namespace
+
+TEST(Cli, RunTp2Pp2WithEmulatedTargets) {
+  const auto out = out_path("tp2pp2.h5");
+  const auto r = run(test::mpiexec(4) + " " + test::bin() +
+                         " run --model tiny-demo --backend cpu --tp 2 --pp 2 --global-batch-size 4 --steps 2 --warmup 1"
+                         " --emulate h200,h20,h800,h200@nvlink=400 --json --out " + out,
+                     240);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["targets"].size(), 5u);
+  EXPECT_EQ(j["targets"][0]["source"], "measured");
+  EXPECT_EQ(j["targets"][4]["target"], "h200@nvlink=400");
+  for (const auto& t : j["targets"]) expect_row_fields(t);
+  EXPECT_TRUE(j.contains("engine_check"));
+  const auto f = results::read_result(out);
+  EXPECT_EQ(f.kind, "run");
+  EXPECT_EQ(f.rows.size(), 5u);
+  EXPECT_EQ(f.ranks, 4);
+  EXPECT_EQ(f.targets.size(), 4u);
+  // report and its Perfetto trace
+  const auto trace = out_path("trace.json");
+  const auto rep = run(test::bin() + " report " + out + " --trace " + trace);
+  ASSERT_EQ(rep.exit_code, 0) << rep.err;
+  EXPECT_NE(rep.out.find("h200@nvlink=400"), std::string::npos);
+  const auto tj = nlohmann::json::parse(test::slurp(trace));
+  EXPECT_GT(tj["traceEvents"].size(), 100u);
+}
+
+TEST(Cli, RunDp4Zero1) {
+  const auto out = out_path("dp4.h5");
+  const auto r = run(test::mpiexec(4) + " " + test::bin() +
+                         " run --model tiny-demo --backend cpu --zero 1 --global-batch-size 8 --steps 2 --warmup 1 --emulate h100 --json --out " + out,
+                     240);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["parallel"]["dp"], 4);
+  EXPECT_EQ(j["parallel"]["zero"], 1);
+  EXPECT_EQ(results::read_result(out).rows.size(), 2u);
+}
+
+TEST(Cli, PredictAndSearch) {
+  auto r = run(test::bin() + " predict --model llama3.1-70b --chip h100@nic=200 --gpus 64 --tp 8 --pp 2 --global-batch-size 128 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  expect_row_fields(j);
+  EXPECT_EQ(j["target"], "h100@nic=200");
+  r = run(test::bin() + " predict --model llama3.1-70b --chip h20 --gpus 64 --search --global-batch-size 128 --seq-length 4096 --json", 300);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(r.out);
+  ASSERT_FALSE(s.empty());
+  EXPECT_TRUE(s[0]["fits"].get<bool>());
+}
+
+TEST(Cli, SweepReportAndEquivalence) {
+  const auto out = out_path("small.h5");
+  auto r = run(test::bin() + " sweep " + std::string(CAPSCALE_TEST_DATA) + "/sweeps/small.yaml --out " + out, 300);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto f = results::read_result(out);
+  EXPECT_EQ(f.rows.size(), 36u);
+  r = run(test::bin() + " report " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("equivalence"), std::string::npos);
+  // A second run refuses to overwrite the finished file.
+  r = run(test::bin() + " sweep " + std::string(CAPSCALE_TEST_DATA) + "/sweeps/small.yaml --out " + out);
+  EXPECT_EQ(r.exit_code, 2);
+  // --trace is for run files.
+  EXPECT_EQ(run(test::bin() + " report " + out + " --trace /tmp/x.json").exit_code, 2);
+}
+
+TEST(Cli, ValidatePrintsTheTable) {
+  const auto r = run(test::bin() + " validate");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("median |error|"), std::string::npos);
+  EXPECT_NE(r.out.find("H19"), std::string::npos);
+}
+
+struct BadCase {
+  const char* args;
+  const char* must_mention;
+};
+
+class BadInput : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadInput, ExitsTwoWithOneClearLine) {
+  const auto c = GetParam();
+  const auto r = run(test::bin() + " " + c.args, 60);
+  EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.err;
+  EXPECT_NE(r.err.find(c.must_mention), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("Traceback"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cli, BadInput,
+    ::testing::Values(
+        BadCase{"predict --model no-such-model --chip h100 --gpus 8", "known:"},
+        BadCase{"predict --model llama3.1-70b --chip h100@watts=300 --gpus 8", "allowed"},
+        BadCase{"predict --model llama3.1-70b --chip h100@nvlink=-5 --gpus 8", "nvlink"},
+        BadCase{"predict --model llama3.1-70b --chip h100@tflops=150% --gpus 8", "tflops"},
+        BadCase{"predict --model llama3.1-70b --chip h100 --gpus 24 --tp 3", "num_attention_heads"},
+        BadCase{"predict --model llama3.1-70b --chip h100 --gpus 256 --pp 32 --vpp 4", "num_layers"},
+        BadCase{"predict --model llama3.1-70b --chip h100 --gpus 16 --tp 8 --global-batch-size 3", "global-batch-size"},
+        BadCase{"predict --model llama3.1-70b --chip h100 --gpus 12 --tp 8", "world size"},
+        BadCase{"predict --model llama3.1-70b --chip h100 --gpus 8 --recompute sometimes", "recompute"},
+        BadCase{"predict --model /nonexistent/model.yaml --chip h100 --gpus 8", "known:"},
+        BadCase{"run --model tiny-demo --backend cpu --tp 2", "world size"},
+        BadCase{"run --model tiny-demo --backend tpu", "backend"},
+        BadCase{"report /etc/hostname", "not an HDF5"},
+        BadCase{"sweep /nonexistent/sweep.yaml", "cannot be opened"}));

@@ -1,0 +1,55 @@
+// Runs the capscale binary (or mpiexec) as a child process with a wall-clock bound, capturing
+// stdout, stderr and how it ended. Shared by the CLI test files.
+#pragma once
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <chrono>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+namespace capscale::test {
+
+struct RunResult {
+  int exit_code = -1;   ///< exit status, or 128 + signal
+  bool timed_out = false;
+  std::string out, err;
+  double seconds = 0;
+};
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Runs `args` (a shell command line) with `env` prefixed, killed after `timeout_s`.
+inline RunResult run(const std::string& args, int timeout_s = 120, const std::string& env = "") {
+  static int counter = 0;
+  const std::string base = std::string(::testing::TempDir()) + "capscale_run_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  const std::string cmd = env + " timeout -s KILL " + std::to_string(timeout_s) + " " + args + " >" + base + ".out 2>" + base + ".err";
+  const auto t0 = std::chrono::steady_clock::now();
+  const int status = std::system(cmd.c_str());
+  RunResult r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.timed_out = r.exit_code == 137 && r.seconds >= timeout_s - 1;
+  r.out = slurp(base + ".out");
+  r.err = slurp(base + ".err");
+  std::remove((base + ".out").c_str());
+  std::remove((base + ".err").c_str());
+  return r;
+}
+
+inline std::string bin() { return CAPSCALE_BIN; }
+inline std::string mpiexec(int n) {
+  return std::string(CAPSCALE_MPIEXEC) + " -n " + std::to_string(n) + " --oversubscribe --allow-run-as-root";
+}
+inline std::string tmpdir() { return ::testing::TempDir(); }
+
+}  // namespace capscale::test
