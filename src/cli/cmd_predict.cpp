@@ -38,7 +38,7 @@ int predict_cmd(const PredictOptions& o) {
     if (so.global_batch_size < 1) throw InputError("--global-batch-size", "", "is required with --search");
     const auto r = predict::search(model, chip, so);
     rows = r.ranked;
-    footer = "# search: " + std::to_string(r.candidates) + " candidates, " + std::to_string(r.fitting) + " fit in " +
+    footer = "# search: " + std::to_string(r.candidates) + " candidates, " + std::to_string(r.fitting) + " fit, " + std::to_string(r.evaluated) + " timed (branch and bound) in " +
              fmt(chip.usable_memory_bytes() / 1e9, 1) + " GB usable";
     if (rows.empty()) {
       log << footer << "\n# verdict: no configuration of " << model.name << " fits " << o.gpus << " x " << chip.name << "\n";

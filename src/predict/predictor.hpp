@@ -74,6 +74,7 @@ struct SearchResult {
   std::vector<SummaryRow> ranked;  ///< best first; empty when nothing fits
   int64_t candidates = 0;          ///< configurations considered
   int64_t fitting = 0;             ///< of which fit in memory
+  int64_t evaluated = 0;           ///< of which were timed (the rest were bounded out)
 };
 
 /// The best (tp, pp, vpp, cp, micro-batch, recompute, ZeRO) that fits, ranked by tokens/s per chip.

@@ -1,25 +1,55 @@
 // Search for the best parallel configuration that fits memory, ranked by tokens/s per chip.
-// Pruning that cannot lose the optimum: for fixed (tp, cp, pp, vpp, mbs) less recompute is never
-// slower, so recompute levels are tried none → selective → full and the first that fits is kept;
-// ZeRO-1 moves the same bytes as a plain all-reduce and only saves memory, so it is always on when dp > 1.
+// Pruning that cannot lose the optimum:
+// - for fixed (tp, cp, pp, vpp, mbs) less recompute is never slower, so recompute levels are tried
+//   none → selective → full and the first that fits is kept;
+// - ZeRO-1 moves the same bytes as a plain all-reduce and only saves memory: always on when dp > 1;
+// - branch and bound: every candidate gets a lower bound on its step time (its matmul FLOPs per chip
+//   at the chip's best sustained GEMM rate, times the pipeline fill 1 + (pp−1)/(vpp·m) of an ideal
+//   1F1B schedule, Narayanan et al. SC21 §2.2); candidates are timed in order of that bound and
+//   the search stops once the bound exceeds the k-th best step found (the global batch is fixed,
+//   so a shorter step is more tokens/s per chip).
 #include <algorithm>
 
 #include "common/error.hpp"
 #include "predict/predictor.hpp"
 
 namespace capscale::predict {
+namespace {
+
+struct Candidate {
+  config::ParallelConfig p;
+  double lower_bound_s = 0;
+};
+
+double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& chip, const config::ParallelConfig& p) {
+  // Matmul FLOPs per token (6 per weight; full recompute re-runs the layers' forward: +2).
+  const double h = double(m.hidden_size), d = double(m.kv_channels);
+  const double q = double(m.num_attention_heads) * d, kv = 2.0 * double(m.num_query_groups) * d;
+  const double layer = h * (q + kv) + q * h + h * double(m.ffn_hidden_size) * double(m.mlp_matrices());
+  const double per_weight = p.recompute == config::Recompute::kFull ? 8.0 : 6.0;
+  const double flops_per_token = double(m.num_layers) * layer * per_weight + 6.0 * double(m.vocab_size) * h;
+  const double tokens = double(p.global_batch_size) * double(p.seq_length);
+  const double rate = chip.peak_flops(p.precision) * chip.efficiency.gemm * chip.efficiency.sustained;
+  const double compute = flops_per_token * tokens / double(p.world()) / rate;
+  const double fill = 1.0 + double(p.pp - 1) / double(p.vpp * p.num_microbatches());
+  return compute * fill;
+}
+
+}  // namespace
 
 SearchResult search(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& o) {
   SearchResult result;
   const int64_t seq = o.seq_length ? o.seq_length : model.seq_length;
   const int64_t max_tp = o.max_tp ? o.max_tp : std::min<int64_t>(chip.nvlink_domain, 8 * chip.chips_per_package);
-  std::vector<SummaryRow> rows;
+  std::vector<int64_t> cps = {1};
+  if (seq >= 8192) cps.push_back(2);     // context parallelism pays only for long sequences
+  if (seq >= 32768) cps.push_back(4), cps.push_back(8);
+  std::vector<Candidate> cands;
   for (int64_t tp = 1; tp <= max_tp && tp <= o.gpus; tp *= 2) {
-    for (int64_t cp : {1, 2, 4, 8}) {
-      if (cp > 1 && seq < 8192) continue;  // context parallelism pays only for long sequences
+    for (int64_t cp : cps) {
       for (int64_t pp = 1; pp <= 128 && tp * cp * pp <= o.gpus; ++pp) {
         if (o.gpus % (tp * cp * pp) != 0) continue;
-        for (int64_t vpp : {1, 2, 3, 4, 6, 8}) {
+        for (int64_t vpp : {1, 2, 4}) {
           if (vpp > 1 && pp == 1) break;
           for (int64_t mbs : {1, 2, 4}) {
             config::ParallelConfig p;
@@ -38,7 +68,7 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
               ++result.candidates;
               if (!fits_memory(model, chip, p)) continue;
               ++result.fitting;
-              rows.push_back(predict(model, chip, p).row);
+              cands.push_back({p, lower_bound_s(model, chip, p)});
               break;
             }
           }
@@ -46,9 +76,18 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
       }
     }
   }
-  std::sort(rows.begin(), rows.end(),
-            [](const SummaryRow& a, const SummaryRow& b) { return a.tokens_per_s_per_chip > b.tokens_per_s_per_chip; });
-  if (int64_t(rows.size()) > o.top) rows.resize(o.top);
+  std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) { return a.lower_bound_s < b.lower_bound_s; });
+  std::vector<SummaryRow> rows;  // kept sorted, best (shortest step) first, at most o.top
+  const size_t top = size_t(std::max(1, o.top));
+  for (const auto& c : cands) {
+    if (rows.size() == top && c.lower_bound_s >= rows.back().step_time_s) break;  // nothing left can enter
+    ++result.evaluated;
+    SummaryRow r = predict(model, chip, c.p).row;
+    auto pos = std::upper_bound(rows.begin(), rows.end(), r,
+                                [](const SummaryRow& a, const SummaryRow& b) { return a.step_time_s < b.step_time_s; });
+    rows.insert(pos, r);
+    if (rows.size() > top) rows.pop_back();
+  }
   result.ranked = std::move(rows);
   return result;
 }
