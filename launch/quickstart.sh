@@ -34,8 +34,10 @@ mpirun "${mpi_flags[@]}" build/release/capscale run \
 
 build/release/capscale report results/quickstart.h5
 
-if [[ -f launch/plot.py ]]; then
-  python3 launch/plot.py results/quickstart.h5 --out results/
-fi
+# Debian's interpreter carries python3-h5py and python3-matplotlib (launch/deps.sh); another python3
+# earlier on PATH (pyenv, conda) usually does not.
+py=/usr/bin/python3
+[[ -x "$py" ]] || py=python3
+"$py" launch/plot.py results/quickstart.h5 --out results/
 
 echo "quickstart.sh: done; results in ${repo_root}/results/quickstart.h5"

@@ -61,14 +61,14 @@ Action add_check(CLI::App& app) {
       } else if (dir == "chips") {
         config::load_chip_yaml(f);
       } else if (dir == "sweeps") {
-        sweep::expand(sweep::load_sweep(f));
+        sweep::load_sweep(f);  // validates names and counts points without expanding them
       } else if (dir == "models") {
         config::load_model_yaml(f);
       } else {
         // Guess from the keys: a chip has peak_tflops, a sweep has targets, else a model.
         const auto node = config::load_yaml_file(f);
         if (node["peak_tflops"]) config::load_chip_yaml(f);
-        else if (node["targets"] || node["cap_sweep"]) sweep::expand(sweep::load_sweep(f));
+        else if (node["targets"] || node["cap_sweep"]) sweep::load_sweep(f);
         else config::load_model_yaml(f);
       }
       std::cout << "ok  " << f << "\n";

@@ -100,6 +100,24 @@ void report_sweep(const results::ResultFile& f, std::ostream& os) {
       }
       os << "\n";
     }
+    // The plan behind each cell (tp/pp/cp), so a cap sweep shows where tensor parallelism stops paying.
+    os << "# " << m << ": best plan per point as tp/pp/cp\n";
+    for (const auto& t : targets) {
+      std::snprintf(cell, sizeof cell, " %-21.21s", t.c_str());
+      os << cell;
+      for (int64_t g : gpus) {
+        auto it = best.find({m, t, g});
+        if (it == best.end()) {
+          std::snprintf(cell, sizeof cell, " %9s", "-");
+        } else {
+          const auto& p = it->second->parallel;
+          std::snprintf(cell, sizeof cell, " %9s",
+                        (std::to_string(p.tp) + "/" + std::to_string(p.pp) + "/" + std::to_string(p.cp)).c_str());
+        }
+        os << cell;
+      }
+      os << "\n";
+    }
     // Cliff: the first target (in sweep order) whose throughput falls below 90 % of the first's.
     for (int64_t g : gpus) {
       auto first = best.find({m, targets.front(), g});

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "git_sha.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
 #include "config/chip.hpp"

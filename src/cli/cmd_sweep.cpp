@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "git_sha.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
 #include "config/fields.hpp"

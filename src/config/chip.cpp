@@ -70,6 +70,10 @@ TargetSpec parse_target(const std::string& text, const std::string& where) {
       throw InputError(where, cap.key, "needs a number or N% in '" + text + "', got '" + item.substr(eq + 1) + "'");
     }
     if (cap.value <= 0) throw InputError(where, cap.key, "must be > 0 in '" + text + "'");
+    // Below a thousandth of a unit (1 MB/s NVLink, 1 Mb/s NIC, 1 GFLOP/s, …) no figure describes a
+    // chip; such values only make every time astronomically large.
+    if (!cap.percent && cap.value < 1e-3) throw InputError(where, cap.key, "must be >= 0.001 in '" + text + "'");
+    if (cap.percent && cap.value < 0.01) throw InputError(where, cap.key, "percentage must be >= 0.01 % in '" + text + "'");
     if (cap.percent && cap.value > 100) throw InputError(where, cap.key, "percentage must be in (0, 100] in '" + text + "'");
     if (cap.value > 1e9) throw InputError(where, cap.key, "is implausibly large in '" + text + "'");
     if (cap.key == "nvlink_domain" && (cap.percent || cap.value != std::floor(cap.value))) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -18,6 +19,13 @@ std::string join(const std::vector<std::string>& items) {
 
 Fields::Fields(const YAML::Node& node, std::string where) : node_(node), where_(std::move(where)) {
   if (!node_.IsMap()) throw InputError(where_, "", "must be a YAML map of key: value");
+  // yaml-cpp keeps duplicate keys and lookups return the first, so a later `num_layers: 400` would
+  // be silently ignored: reject them.
+  std::set<std::string> seen;
+  for (const auto& kv : node_) {
+    if (!kv.first.IsScalar()) throw InputError(where_, "", "has a key that is not a plain name");
+    if (!seen.insert(kv.first.Scalar()).second) throw InputError(where_, kv.first.Scalar(), "appears more than once");
+  }
 }
 
 void Fields::fail(const std::string& key, const std::string& problem) const {
@@ -168,7 +176,9 @@ void Fields::finish(const std::vector<std::string>& allowed) const {
 YAML::Node load_yaml_text(const std::string& text, const std::string& where) {
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    if (docs.size() > 1) throw InputError(where, "", "holds " + std::to_string(docs.size()) + " YAML documents ('---'); one is allowed");
+    if (!docs.empty()) root = docs.front();
   } catch (const YAML::Exception& e) {
     throw InputError(where, "", std::string("is not valid YAML: ") + e.what());
   }

@@ -375,7 +375,8 @@ void StageBuilder::build() {
   }
   st_.params = 0;
   for (int64_t c = 0; c < p_.vpp; ++c) {
-    st_.params += int64_t(st_.chunk_layers[c].size()) * model::layer_params_per_rank(m_, p_.tp);
+    st_.params = checked_add(st_.params, checked_mul(int64_t(st_.chunk_layers[c].size()), model::layer_params_per_rank(m_, p_.tp),
+                                                     "stage parameters"), "stage parameters");
     if (first_chunk(c)) st_.params += model::embedding_params_per_rank(m_, p_.tp);
     if (last_chunk(c)) st_.params += model::head_params_per_rank(m_, p_.tp);
   }

@@ -47,8 +47,75 @@ bool fits_memory(const config::ModelConfig& model, const config::ChipProfile& ch
   return need <= chip.usable_memory_bytes();
 }
 
+namespace {
+
+struct Simulated {
+  TimelineResult timeline;
+  double executed_flops = 0;
+};
+
+Simulated simulate_config(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                          bool keep_timings) {
+  const plan::Plan plan = plan::build_plan(model, p);
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  const CostModel cost(chip, p.precision, layout);
+  TimelineOptions topt;
+  topt.keep_timings = keep_timings;
+  return {simulate(plan, model_durations(plan, cost), topt), executed_flops(plan)};
+}
+
+}  // namespace
+
 Prediction predict(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
                    const PredictOptions& options) {
+  // Micro-batch folding. In 1F1B and interleaved 1F1B every further round of pp micro-batches adds
+  // the same work to every stage once the pipeline is in its steady state (Narayanan et al. SC21
+  // §2.2: step = (m + p − 1)·(t_f + t_b) for uniform stages), and the DP tail after the last
+  // micro-batch does not depend on m. So the step is affine in m beyond a few rounds: simulate
+  // m0 = 2·pp and m1 = 3·pp micro-batches and extend the line to m. A unit test holds the folded
+  // result to the full simulation. FLOPs are per micro-batch, so they scale exactly.
+  const int64_t m = p.num_microbatches();
+  const int64_t m0 = 2 * p.pp, m1 = 3 * p.pp;
+  if (options.fold_microbatches && !options.keep_timings && m > m1) {
+    config::ParallelConfig p0 = p, p1 = p;
+    p0.global_batch_size = m0 * p.micro_batch_size * p.dp;
+    p1.global_batch_size = m1 * p.micro_batch_size * p.dp;
+    const Simulated s0 = simulate_config(model, chip, p0, false), s1 = simulate_config(model, chip, p1, false);
+    const double k = double(m - m1) / double(m1 - m0);
+    auto extend = [k](double a0, double a1) { return a1 + k * (a1 - a0); };
+    Prediction out;
+    out.timeline = s1.timeline;
+    out.timeline.step_time_s = extend(s0.timeline.step_time_s, s1.timeline.step_time_s);
+    Breakdown& b = out.timeline.breakdown;
+    const Breakdown &b0 = s0.timeline.breakdown, &b1 = s1.timeline.breakdown;
+    b.compute_s = extend(b0.compute_s, b1.compute_s);
+    b.exposed_comm_s = extend(b0.exposed_comm_s, b1.exposed_comm_s);
+    b.bubble_s = extend(b0.bubble_s, b1.bubble_s);
+    b.other_s = extend(b0.other_s, b1.other_s);
+    for (size_t s = 0; s < out.timeline.stage_end_s.size(); ++s)
+      out.timeline.stage_end_s[s] = extend(s0.timeline.stage_end_s[s], s1.timeline.stage_end_s[s]);
+    SummaryRow& row = out.row;
+    row.model = model.name;
+    row.target = chip.name;
+    row.source = "roofline";
+    double need_gb = 0;
+    row.fits = fits_memory(model, chip, p, &need_gb);
+    row.memory_gb_per_chip = need_gb;
+    row.memory_capacity_gb = chip.usable_memory_bytes() / 1e9;
+    const double peak = chip.peak_flops(p.precision);
+    const double tokens = double(p.global_batch_size) * double(p.seq_length);
+    row.gpus = p.world();
+    row.parallel = p;
+    row.step_time_s = out.timeline.step_time_s;
+    row.breakdown = b;
+    row.tokens_per_s = tokens / row.step_time_s;
+    row.tokens_per_s_per_chip = row.tokens_per_s / double(row.gpus);
+    const double model_flops_per_s = model::model_flops_per_token(model, p.seq_length) * row.tokens_per_s;
+    row.tflops_per_chip = model_flops_per_s / double(row.gpus) / 1e12;
+    row.mfu = model_flops_per_s / (double(row.gpus) * peak);
+    row.hfu = s1.executed_flops * double(m) / double(m1) / row.step_time_s / (double(row.gpus) * peak);
+    return out;
+  }
   Prediction out;
   SummaryRow& row = out.row;
   row.model = model.name;

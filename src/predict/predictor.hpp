@@ -45,6 +45,9 @@ std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const C
 
 struct PredictOptions {
   bool keep_timings = false;
+  /// Fold long micro-batch loops: simulate 2·pp and 3·pp micro-batches and extrapolate (exact in
+  /// the pipeline's steady state; see predict()). Off when timings are kept or for tests.
+  bool fold_microbatches = true;
 };
 
 struct Prediction {

@@ -127,7 +127,11 @@ Handle create_file(const std::string& path) {
 }
 
 Handle open_file(const std::string& path, bool writable) {
-  return Handle(check(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT), "opening " + path),
+  // Readers skip HDF5's file lock so that a sweep's .partial can be reported or plotted while the
+  // sweep is still appending to it (the writer flushes every row, so what is read is consistent).
+  Handle fapl(check(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate"), Handle::Kind::kPlist);
+  if (!writable) check(H5Pset_file_locking(fapl.id(), false, true), "H5Pset_file_locking");
+  return Handle(check(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()), "opening " + path),
                 Handle::Kind::kFile);
 }
 

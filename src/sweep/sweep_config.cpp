@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "config/fields.hpp"
+#include "config/model_config.hpp"
 
 namespace capscale::sweep {
 
@@ -133,7 +134,22 @@ SweepConfig load_sweep(const std::string& path) {
   f.finish({"name", "description", "models", "targets", "cap_sweep", "gpus", "global_batch_size", "global_batch_size_per_gpu",
             "min_global_batch_size", "seq_length", "precision", "plans", "reference"});
   const double points = double(s.models.size()) * double(s.targets.size()) * double(s.gpus.size()) * double(s.plans.size());
-  if (points > 1e7) throw InputError(path, "", "expands to " + std::to_string(int64_t(points)) + " points; the limit is 10,000,000");
+  if (points > 1e6) throw InputError(path, "", "expands to " + std::to_string(int64_t(points)) + " points; the limit is 1,000,000 (split it)");
+  // Every model and target must exist before any point runs (a sweep must not fail half-way).
+  for (const auto& m : s.models) {
+    try {
+      config::load_model(m);
+    } catch (const InputError& e) {
+      throw InputError(path, "models", std::string("names a model that cannot be loaded: ") + e.what());
+    }
+  }
+  for (const auto& t : s.targets) {
+    try {
+      config::resolve_target(t);
+    } catch (const InputError& e) {
+      throw InputError(path, "targets", std::string("names a target that cannot be resolved: ") + e.what());
+    }
+  }
   return s;
 }
 

@@ -125,3 +125,24 @@ TEST(Emulate, AggregationIgnoresWaiting) {
   EXPECT_DOUBLE_EQ(emulate::aggregate(p, m)[0][0], 1.0);
   EXPECT_DOUBLE_EQ(emulate::measured_step_s(m), 6.0);
 }
+
+TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {
+  // The folded prediction (2·pp and 3·pp micro-batches, extrapolated) against simulating every
+  // micro-batch, for 1F1B, interleaved and no pipelining, with and without DP overlap tails.
+  const auto m = config::load_model("llama3.1-70b");
+  const auto chip = config::load_chip("h100");
+  struct C { int64_t gpus, tp, pp, vpp, gbs; };
+  for (const C c : {C{64, 8, 4, 1, 256}, C{128, 8, 4, 2, 512}, C{64, 8, 1, 1, 256}, C{256, 4, 8, 2, 1024}}) {
+    config::ParallelConfig p;
+    p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.global_batch_size = c.gbs, p.seq_length = 4096;
+    p.sequence_parallel = true, p.tp_comm_overlap = true, p.zero = 1, p.recompute = config::Recompute::kFull;
+    p = config::resolve(p, m, c.gpus, "test");
+    predict::PredictOptions full;
+    full.fold_microbatches = false;
+    const auto exact = predict::predict(m, chip, p, full).row;
+    const auto folded = predict::predict(m, chip, p).row;
+    EXPECT_NEAR(folded.step_time_s / exact.step_time_s, 1.0, 0.002) << "pp " << c.pp << " vpp " << c.vpp;
+    EXPECT_NEAR(folded.hfu / exact.hfu, 1.0, 0.002);
+    EXPECT_NEAR(folded.breakdown.total() / folded.step_time_s, 1.0, 1e-9);
+  }
+}

@@ -337,6 +337,8 @@ def caps():
         "h100@nvlink=1e400",
         "h100@nvlink=99999999999999999999",
         "h100@hbm_tbps=1e-400",
+        "h100@nvlink=1e-300",
+        "h100@tflops=0.001%",
         "@nvlink=4",
         "h100@",
         "h100@nvlink",
