@@ -17,7 +17,7 @@
 #   --oversubscribe      allow more ranks than cores (CPU backend on a laptop)
 #   --dry-run            print the mpirun command line and exit
 # After --: the capscale command line. If it starts with a subcommand (run, predict, ...), the binary
-# $CAPSCALE_BIN (default build/release/capscale) is put in front; otherwise it is run as given.
+# $CAPSCALE_BIN (default build/release/src/capscale) is put in front; otherwise it is run as given.
 #
 # Environment passed to every rank with -x when set: NCCL_DEBUG (INFO to see the rings/trees NCCL
 # chose), NCCL_IB_HCA (which InfiniBand/RoCE HCAs to use, e.g. mlx5_0,mlx5_1), NCCL_SOCKET_IFNAME
@@ -179,7 +179,7 @@ done
 
 case "$1" in
   run | predict | sweep | report | bench | check | list | calibrate)
-    bin="${CAPSCALE_BIN:-${repo_root}/build/release/capscale}"
+    bin="${CAPSCALE_BIN:-${repo_root}/build/release/src/capscale}"
     [[ -x "$bin" ]] || ((dry_run)) || die "capscale binary '$bin' not found; build it (cmake --preset release && cmake --build --preset release) or set CAPSCALE_BIN"
     cmd+=("$bin")
     ;;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One command from a fresh Debian 12 checkout to a result: installs dependencies, builds the CPU
-# Release preset, runs a 4-rank CPU demo (tp 2 × pp 2) emulated on H200, H20, H800 and an
+# One command from a fresh Debian 12 checkout to a result: installs dependencies, builds the
+# capscale binary (CPU-only preset `cpu`, so no CUDA objects or tests: a couple of minutes on
+# 2 cores), runs a 4-rank CPU demo (tp 2 × pp 2) emulated on H200, H20, H800 and an
 # NVLink-capped H200, prints the report and, if launch/plot.py exists, writes plots to results/.
-# Uses Open MPI's mpirun. Under SLURM use `srun --mpi=pmix -n 4 build/release/capscale run ...`
+# Uses Open MPI's mpirun. Under SLURM use `srun --mpi=pmix -n 4 build/cpu/src/capscale run ...`
 # instead (see launch/capscale.sbatch).
 set -euo pipefail
 
@@ -11,8 +12,9 @@ cd "$repo_root"
 
 ./launch/deps.sh
 
-cmake --preset release
-cmake --build --preset release -j"$(nproc)"
+cmake --preset cpu
+cmake --build --preset cpu -j"$(nproc)" --target capscale
+bin=build/cpu/src/capscale
 
 # --oversubscribe and --allow-run-as-root are Open MPI flags; MPICH/Intel MPI spell things differently
 # and are not supported by this script.
@@ -26,13 +28,13 @@ if [[ "$(id -u)" -eq 0 ]]; then
 fi
 
 mkdir -p results
-mpirun "${mpi_flags[@]}" build/release/capscale run \
+mpirun "${mpi_flags[@]}" "$bin" run \
   --model tiny-demo --backend cpu --tp 2 --pp 2 \
   --global-batch-size 8 --micro-batch-size 1 --steps 3 --warmup 1 \
   --emulate h200,h20,h800,h200@nvlink=400 \
   --out results/quickstart.h5 --force
 
-build/release/capscale report results/quickstart.h5
+"$bin" report results/quickstart.h5
 
 # Debian's interpreter carries python3-h5py and python3-matplotlib (launch/deps.sh); another python3
 # earlier on PATH (pyenv, conda) usually does not.

@@ -7,12 +7,13 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
+#include "results/calibration_io.hpp"
 
 namespace capscale::cli {
 namespace {
 
 struct PredictOptions {
-  std::string model, chip;
+  std::string model, chip, calibration;
   int64_t gpus = 0;
   ParallelFlags par;
   bool search = false, json = false;
@@ -24,6 +25,9 @@ int predict_cmd(const PredictOptions& o) {
   const auto target = config::parse_target(o.chip, "--chip");
   const auto chip = config::resolve_target(target);
   if (o.gpus < 1) throw InputError("--gpus", "", "must be >= 1");
+  predict::Calibration calibration;
+  if (!o.calibration.empty()) calibration = results::read_calibration(o.calibration);
+  const predict::Calibration* cal = o.calibration.empty() ? nullptr : &calibration;
   std::ostream& log = o.json ? std::cerr : std::cout;
   std::vector<predict::SummaryRow> rows;
   const auto t0 = std::chrono::steady_clock::now();
@@ -35,6 +39,7 @@ int predict_cmd(const PredictOptions& o) {
     so.global_batch_size = o.par.global_batch_size;
     so.precision = config::parse_precision(o.par.precision, "--precision");
     so.top = o.top;
+    so.calibration = cal;
     if (so.global_batch_size < 1) throw InputError("--global-batch-size", "", "is required with --search");
     const auto r = predict::search(model, chip, so);
     rows = r.ranked;
@@ -47,13 +52,20 @@ int predict_cmd(const PredictOptions& o) {
     }
   } else {
     const auto p = config::resolve(o.par.to_config(), model, o.gpus, "predict");
-    rows.push_back(predict::predict(model, chip, p).row);
+    predict::PredictOptions po;
+    po.calibration = cal;
+    rows.push_back(predict::predict(model, chip, p, po).row);
   }
   for (auto& r : rows) r.target = target.spec;
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!o.search) print_config(log, model, rows[0].parallel, "");
   print_summary_table(log, rows);
   if (!footer.empty()) log << footer << "\n";
+  if (cal) {
+    log << "# calibration: " << o.calibration << " (" << cal->arch << ", " << cal->device << ", driver " << cal->driver << ", "
+        << cal->created_utc << ") "
+        << (cal->arch == chip.arch ? "used" : "NOT used: it is for arch " + cal->arch + ", " + chip.name + " is " + chip.arch) << "\n";
+  }
   log << "# predicted in " << fmt(ms, 1) << " ms; verdict: "
       << (rows[0].fits ? "fits" : "DOES NOT FIT (" + fmt(rows[0].memory_gb_per_chip, 1) + " GB needed, " +
                                       fmt(rows[0].memory_capacity_gb, 1) + " GB usable)")
@@ -81,6 +93,7 @@ Action add_predict(CLI::App& app) {
   add_parallel_flags(cmd, o->par);
   cmd->add_flag("--search", o->search, "search the best plan that fits memory (ranked by tokens/s per chip)");
   cmd->add_option("--top", o->top, "rows to show with --search");
+  cmd->add_option("--calibration", o->calibration, "calibration file (capscale calibrate); used when its arch is the chip's");
   cmd->add_flag("--json", o->json, "print JSON on stdout");
   return [o](const Invocation&) { return predict_cmd(*o); };
 }

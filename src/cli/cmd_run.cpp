@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/host_profile.hpp"
 #include "git_sha.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
@@ -13,6 +14,7 @@
 #include "emulate/emulate.hpp"
 #include "exec/executor.hpp"
 #include "mpi/mpi_context.hpp"
+#include "results/calibration_io.hpp"
 #include "results/writer.hpp"
 
 namespace capscale::cli {
@@ -23,22 +25,9 @@ struct RunOptions {
   std::string backend = "auto";
   ParallelFlags par;
   int steps = 3, warmup = 1;
-  std::string emulate, out;
+  std::string emulate, out, calibration;
   bool json = false, force = false;
 };
-
-/// The chip profile of the GPU this rank runs on, from its device name (H200 before H20: the
-/// longer name must win).
-config::ChipProfile gpu_host_profile(const std::string& device) {
-  for (const char* key : {"H200", "H100", "H800", "H20", "A800", "A100", "B200"}) {
-    if (device.find(key) != std::string::npos) {
-      std::string name = key;
-      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-      return config::load_chip(name);
-    }
-  }
-  throw InputError("--backend", "cuda", "device '" + device + "' has no chip profile in configs/chips; add one (docs/configs.md)");
-}
 
 std::vector<char> fixed_string(const std::string& s, size_t n) {
   std::vector<char> out(n, '\0');
@@ -57,6 +46,10 @@ int run(const RunOptions& o, const Invocation& inv) {
     throw InputError("--backend", "", "must be one of: auto, cpu, cuda; got '" + o.backend + "'");
   }
   if (root && !o.out.empty()) results::check_output_path(o.out, o.force);
+  // Only rank 0 emulates targets; read the calibration there, before any work.
+  predict::Calibration calibration;
+  if (root && !o.calibration.empty()) calibration = results::read_calibration(o.calibration);
+  const predict::Calibration* cal = o.calibration.empty() ? nullptr : &calibration;
 
   const config::ModelConfig model = config::load_model(o.model);
   const config::ParallelConfig p = config::resolve(o.par.to_config(), model, session.size(), "run");
@@ -175,7 +168,7 @@ int run(const RunOptions& o, const Invocation& inv) {
 
   results::RunData data;
   for (size_t i = 0; i < targets.size(); ++i) {
-    auto tr = emulate::emulate_target(plan, host_durations, host, target_chips[i]);
+    auto tr = emulate::emulate_target(plan, host_durations, host, target_chips[i], cal);
     tr.row.target = targets[i].spec;
     rows.push_back(tr.row);
     data.targets.push_back({targets[i].spec, to_json(target_chips[i]).dump(), std::move(tr.durations), std::move(tr.sources)});
@@ -187,6 +180,12 @@ int run(const RunOptions& o, const Invocation& inv) {
   std::snprintf(verdict, sizeof verdict, "# engine check: timeline engine %.4g s vs measured host step %.4g s: %+.1f %% (budget 5 %%) %s\n",
                 engine.step_time_s, measured, 100 * engine_error, std::abs(engine_error) <= 0.05 ? "PASS" : "OVER BUDGET");
   log << verdict;
+  if (cal) {
+    const auto used = std::count_if(rows.begin(), rows.end(), [](const predict::SummaryRow& r) { return r.source == "calibrated"; });
+    log << "# calibration: " << o.calibration << " (" << cal->arch << ", " << cal->device << ", driver " << cal->driver << ", "
+        << cal->created_utc << ") used for " << used << " of " << targets.size()
+        << " targets (those of arch " << cal->arch << " that the host, arch " << host.arch << ", cannot dilate)\n";
+  }
 
   if (!o.out.empty()) {
     data.meta = {"run", inv.command_line, CAPSCALE_VERSION, CAPSCALE_GIT_SHA};
@@ -237,6 +236,8 @@ Action add_run(CLI::App& app) {
   cmd->add_option("--warmup", o->warmup, "untimed steps first");
   cmd->add_option("--emulate", o->emulate, "targets CHIP[@key=value,...], comma-separated (e.g. h200,h20,h200@nvlink=400)");
   cmd->add_option("--out", o->out, "HDF5 result file");
+  cmd->add_option("--calibration", o->calibration,
+                  "calibration file (capscale calibrate) for emulated targets of its architecture that the host does not share");
   cmd->add_flag("--force", o->force, "overwrite --out if it exists");
   cmd->add_flag("--json", o->json, "print one JSON object on stdout (tables go to stderr)");
   return [o](const Invocation& inv) { return run(*o, inv); };

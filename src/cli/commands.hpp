@@ -38,5 +38,6 @@ Action add_bench(CLI::App& app);
 Action add_list(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_validate(CLI::App& app);
+Action add_calibrate(CLI::App& app);
 
 }  // namespace capscale::cli

@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   add(cli::add_list);
   add(cli::add_check);
   add(cli::add_validate);
+  add(cli::add_calibrate);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

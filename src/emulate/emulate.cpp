@@ -59,17 +59,20 @@ double measured_step_s(const Measurements& m) {
 }
 
 TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vector<double>>& host_s,
-                            const config::ChipProfile& host, const config::ChipProfile& target) {
+                            const config::ChipProfile& host, const config::ChipProfile& target,
+                            const predict::Calibration* calibration) {
   const auto& p = plan.parallel;
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
-  const predict::CostModel target_cost(target, p.precision, layout);
   const bool same_arch = host.arch == target.arch;
+  // Dilation keeps the host's own measurements, so a calibration only serves targets of another
+  // architecture than the host's (the dilation ratio stays the roofline's).
+  const predict::CostModel target_cost(target, p.precision, layout, same_arch ? nullptr : calibration);
   std::unique_ptr<predict::CostModel> host_cost;
   if (same_arch) host_cost = std::make_unique<predict::CostModel>(host, p.precision, layout);
   TargetResult r;
   r.durations.resize(plan.stages.size());
   r.sources.resize(plan.stages.size());
-  bool all_dilated = true;
+  bool all_dilated = true, any_calibrated = false;
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     for (size_t i = 0; i < plan.stages[s].ops.size(); ++i) {
       const auto& op = plan.stages[s].ops[i];
@@ -82,7 +85,9 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
         r.sources[s].push_back("dilated");
       } else {
         r.durations[s].push_back(modelled);
-        r.sources[s].push_back("roofline");
+        const bool cal = target_cost.calibrated(op);
+        any_calibrated = any_calibrated || cal;
+        r.sources[s].push_back(cal ? "calibrated" : "roofline");
         all_dilated = false;
       }
     }
@@ -90,7 +95,7 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
   const auto tl = predict::simulate(plan, r.durations);
   r.row.model = plan.model.name;
   r.row.target = target.name;
-  r.row.source = all_dilated ? "dilated" : "roofline";
+  r.row.source = all_dilated ? "dilated" : any_calibrated ? "calibrated" : "roofline";
   double need_gb = 0;
   r.row.fits = predict::fits_memory(plan.model, target, p, &need_gb);
   r.row.memory_gb_per_chip = need_gb;

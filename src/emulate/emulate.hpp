@@ -38,7 +38,11 @@ struct TargetResult {
 };
 
 /// Durations of the plan on `target`, from the host's measured durations where dilation is valid.
+/// Otherwise modelled: with `calibration` of the target's architecture (e.g. a Hopper calibration
+/// for a CPU host emulating H100/H20/H800), GEMMs and intra-domain collectives take the measured
+/// efficiencies (op and row source `calibrated`), the rest the roofline.
 TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vector<double>>& host_s,
-                            const config::ChipProfile& host, const config::ChipProfile& target);
+                            const config::ChipProfile& host, const config::ChipProfile& target,
+                            const predict::Calibration* calibration = nullptr);
 
 }  // namespace capscale::emulate

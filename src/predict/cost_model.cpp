@@ -54,8 +54,11 @@ double collective_time(CollKind kind, int64_t bytes, const GroupSpan& span, cons
   return std::min(flat, intra + inter);
 }
 
-CostModel::CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout)
+CostModel::CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout,
+                     const Calibration* calibration)
     : chip_(chip), peak_flops_(chip.peak_flops(precision)) {
+  // A calibration describes one architecture; other chips keep the roofline.
+  if (calibration && !calibration->arch.empty() && calibration->arch == chip.arch) calibration_ = calibration;
   link_.intra_Bps = chip.nvlink_Bps_per_direction() * chip.efficiency.nvlink;
   link_.intra_alpha_s = chip.nvlink_latency_us * 1e-6;
   link_.inter_Bps = chip.nic_Bps() * chip.efficiency.nic;
@@ -68,6 +71,38 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
 }
 
 double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops) const {
+  if (calibration_) {
+    // Measured: the nearest calibrated shape's achieved fraction of the calibrating device's peak,
+    // applied to this chip's peak (same architecture), with the same whole-step derate as the
+    // roofline. The measured time already holds the launch cost, so no overhead is added; the
+    // HBM bound stays (a capped-compute chip of the same architecture can turn memory-bound).
+    const double eff = calibrated_efficiency(m, n, k);
+    if (eff > 0) {
+      const double bytes = 2.0 * (double(m) * k + double(k) * n + double(m) * n);
+      return std::max(flops / (peak_flops_ * eff * chip_.efficiency.sustained),
+                      bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm));
+    }
+  }
+  return roofline_gemm_time(m, n, k, flops);
+}
+
+double CostModel::calibrated_efficiency(int64_t m, int64_t n, int64_t k) const {
+  for (const auto& c : gemm_cache_)
+    if (c.m == m && c.n == n && c.k == k) return c.efficiency;
+  const double eff = calibration_->gemm_efficiency(m, n, k);
+  if (gemm_cache_.size() < 256) gemm_cache_.push_back({m, n, k, eff});
+  return eff;
+}
+
+double CostModel::calibrated_busbw(CollKind kind, int64_t bytes, int64_t ranks) const {
+  for (const auto& c : busbw_cache_)
+    if (c.kind == kind && c.bytes == bytes && c.ranks == ranks) return c.busbw_Bps;
+  const double bw = calibration_->busbw(kind, bytes, ranks);
+  if (busbw_cache_.size() < 256) busbw_cache_.push_back({kind, bytes, ranks, bw});
+  return bw;
+}
+
+double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops) const {
   // Roofline with the chip's achieved GEMM fraction, derated for thin dimensions: a dimension x
   // fills x/(x+64) of the tensor-core tiles on average (partial tiles and waves; the 64 is half a
   // typical 128-wide cuBLAS tile), so 8192-wide GEMMs run at ~99 % of the large-GEMM rate and
@@ -86,8 +121,9 @@ double CostModel::attention_time(const plan::Op& op) const {
     // 1-byte mask), PV reads them: 6.5 passes of 2 bytes forward, twice that backward.
     const double scores = double(op.batch) * double(op.m) * double(op.n);
     const int rounds = op.phase == plan::Phase::kBackward ? 2 : 1;
-    // One batched kernel per GEMM: the per-matrix time times the batch, one launch.
-    const double one = gemm_time(op.m, op.n, op.k, 2.0 * double(op.m) * double(op.n) * double(op.k)) - kKernelOverheadS;
+    // One batched kernel per GEMM: the per-matrix time times the batch, one launch. Always the
+    // roofline: calibrations measure the linear layers' GEMMs, not attention's batched ones.
+    const double one = roofline_gemm_time(op.m, op.n, op.k, 2.0 * double(op.m) * double(op.n) * double(op.k)) - kKernelOverheadS;
     const double gemms = 2.0 * (double(op.batch) * one + kKernelOverheadS);
     return rounds * (gemms + elementwise_time(static_cast<int64_t>(6.5 * 2.0 * scores)));
   }
@@ -102,12 +138,28 @@ double CostModel::elementwise_time(int64_t bytes) const {
   return double(bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm) + kKernelOverheadS;
 }
 
+bool CostModel::calibrated(const plan::Op& op) const {
+  if (!calibration_) return false;
+  if (op.kind == OpKind::kGemm) return calibrated_efficiency(op.m, op.n, op.k) > 0;
+  if (op.kind == OpKind::kCollective) {
+    const GroupSpan& sp = span(op.group);
+    return sp.domains == 1 && sp.size > 1 && op.bytes > 0 && calibrated_busbw(op.coll, op.bytes, sp.size) > 0;
+  }
+  return false;
+}
+
 double CostModel::duration(const plan::Op& op) const {
   switch (op.kind) {
     case OpKind::kGemm: return gemm_time(op.m, op.n, op.k, op.flops);
     case OpKind::kAttention: return attention_time(op);
     case OpKind::kElementwise: return elementwise_time(op.bytes);
-    case OpKind::kCollective: return collective_time(op.coll, op.bytes, span(op.group), link_);
+    case OpKind::kCollective:
+      if (calibrated(op)) {
+        // nccl-tests: busbw = S/t · factor, so t = S · factor / busbw (measured inside one domain).
+        const GroupSpan& sp = span(op.group);
+        return double(op.bytes) * bus_factor(op.coll, sp.size) / calibrated_busbw(op.coll, op.bytes, sp.size);
+      }
+      return collective_time(op.coll, op.bytes, span(op.group), link_);
     case OpKind::kSendRecv:
       if (!op.is_send) return 0;  // a receive completes when its matching send does
       return pp_crosses_domain_ ? double(op.bytes) / link_.inter_Bps + link_.inter_alpha_s

@@ -1,14 +1,19 @@
 // Modelled op durations on a target chip: roofline for compute (achieved-fraction efficiencies
 // from the chip profile) and α–β costs for collectives, ring vs two-level hierarchical (NVLink
 // inside the domain, NIC across) as NCCL would choose, with a tree's log-latency across domains.
+// With a calibration of the chip's architecture (`capscale calibrate`), GEMMs take the measured
+// efficiency of the nearest calibrated shape and collectives inside one scale-up domain the
+// measured bus bandwidth.
 #pragma once
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "config/chip.hpp"
 #include "parallel/layout.hpp"
 #include "plan/plan.hpp"
+#include "predict/calibration.hpp"
 
 namespace capscale::predict {
 
@@ -35,7 +40,9 @@ double bus_factor(plan::CollKind kind, int64_t n);
 
 class CostModel {
  public:
-  CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout);
+  /// `calibration` (may be null, must outlive the model) is used only when its arch equals the chip's.
+  CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout,
+            const Calibration* calibration = nullptr);
 
   /// Duration of one op on this chip.
   double duration(const plan::Op& op) const;
@@ -45,6 +52,11 @@ class CostModel {
   const LinkParams& link() const { return link_; }
   const GroupSpan& span(parallel::Group g) const { return spans_[static_cast<int>(g)]; }
   const config::ChipProfile& chip() const { return chip_; }
+  /// Whether a calibration of this chip's architecture is in use.
+  bool calibrated() const { return calibration_ != nullptr; }
+  /// Whether op's duration comes from the calibration (GEMMs; collectives inside one domain of a
+  /// kind the calibration measured).
+  bool calibrated(const plan::Op& op) const;
 
   /// Fixed cost of one kernel launch on the device (seconds): a few µs on current GPUs
   /// (CUDA launch latency; cf. llm.c's note on kernel fusion), kept small and constant.
@@ -56,6 +68,23 @@ class CostModel {
   LinkParams link_;
   std::array<GroupSpan, 6> spans_{};
   bool pp_crosses_domain_ = true;
+  const Calibration* calibration_ = nullptr;  ///< null unless its arch matches the chip's
+  /// Calibrated efficiency per GEMM shape already looked up: a plan has a handful of distinct
+  /// shapes but up to 10^5 GEMM ops, and each lookup scans the calibration (single-threaded use).
+  struct CachedEfficiency {
+    int64_t m, n, k;
+    double efficiency;
+  };
+  mutable std::vector<CachedEfficiency> gemm_cache_;
+  struct CachedBusbw {
+    plan::CollKind kind;
+    int64_t bytes, ranks;
+    double busbw_Bps;
+  };
+  mutable std::vector<CachedBusbw> busbw_cache_;
+  double calibrated_efficiency(int64_t m, int64_t n, int64_t k) const;
+  double calibrated_busbw(plan::CollKind kind, int64_t bytes, int64_t ranks) const;
+  double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops) const;
 };
 
 }  // namespace capscale::predict

@@ -55,10 +55,10 @@ struct Simulated {
 };
 
 Simulated simulate_config(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
-                          bool keep_timings) {
+                          bool keep_timings, const Calibration* calibration) {
   const plan::Plan plan = plan::build_plan(model, p);
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
-  const CostModel cost(chip, p.precision, layout);
+  const CostModel cost(chip, p.precision, layout, calibration);
   TimelineOptions topt;
   topt.keep_timings = keep_timings;
   return {simulate(plan, model_durations(plan, cost), topt), executed_flops(plan)};
@@ -74,13 +74,16 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
   // micro-batch does not depend on m. So the step is affine in m beyond a few rounds: simulate
   // m0 = 2·pp and m1 = 3·pp micro-batches and extend the line to m. A unit test holds the folded
   // result to the full simulation. FLOPs are per micro-batch, so they scale exactly.
+  const bool calibrated = options.calibration && !options.calibration->arch.empty() && options.calibration->arch == chip.arch;
+  const std::string source = calibrated ? "calibrated" : "roofline";
   const int64_t m = p.num_microbatches();
   const int64_t m0 = 2 * p.pp, m1 = 3 * p.pp;
   if (options.fold_microbatches && !options.keep_timings && m > m1) {
     config::ParallelConfig p0 = p, p1 = p;
     p0.global_batch_size = m0 * p.micro_batch_size * p.dp;
     p1.global_batch_size = m1 * p.micro_batch_size * p.dp;
-    const Simulated s0 = simulate_config(model, chip, p0, false), s1 = simulate_config(model, chip, p1, false);
+    const Simulated s0 = simulate_config(model, chip, p0, false, options.calibration),
+                    s1 = simulate_config(model, chip, p1, false, options.calibration);
     const double k = double(m - m1) / double(m1 - m0);
     auto extend = [k](double a0, double a1) { return a1 + k * (a1 - a0); };
     Prediction out;
@@ -97,7 +100,7 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
     SummaryRow& row = out.row;
     row.model = model.name;
     row.target = chip.name;
-    row.source = "roofline";
+    row.source = source;
     double need_gb = 0;
     row.fits = fits_memory(model, chip, p, &need_gb);
     row.memory_gb_per_chip = need_gb;
@@ -120,14 +123,14 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
   SummaryRow& row = out.row;
   row.model = model.name;
   row.target = chip.name;
-  row.source = "roofline";
+  row.source = source;
   double need_gb = 0;
   row.fits = fits_memory(model, chip, p, &need_gb);
   row.memory_gb_per_chip = need_gb;
   row.memory_capacity_gb = chip.usable_memory_bytes() / 1e9;
   const plan::Plan plan = plan::build_plan(model, p);
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
-  const CostModel cost(chip, p.precision, layout);
+  const CostModel cost(chip, p.precision, layout, options.calibration);
   TimelineOptions topt;
   topt.keep_timings = options.keep_timings;
   out.timeline = simulate(plan, model_durations(plan, cost), topt);

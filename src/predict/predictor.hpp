@@ -9,6 +9,7 @@
 #include "config/parallel_config.hpp"
 #include "model/accounting.hpp"
 #include "plan/plan.hpp"
+#include "predict/calibration.hpp"
 #include "predict/cost_model.hpp"
 #include "predict/timeline.hpp"
 
@@ -48,6 +49,9 @@ struct PredictOptions {
   /// Fold long micro-batch loops: simulate 2·pp and 3·pp micro-batches and extrapolate (exact in
   /// the pipeline's steady state; see predict()). Off when timings are kept or for tests.
   bool fold_microbatches = true;
+  /// Measured GEMM efficiencies / bus bandwidths (`capscale calibrate`); used when its arch equals
+  /// the chip's, and then the row's source is "calibrated". Must outlive the call.
+  const Calibration* calibration = nullptr;
 };
 
 struct Prediction {
@@ -71,6 +75,7 @@ struct SearchOptions {
   config::Precision precision = config::Precision::kBf16;
   int64_t max_tp = 0;  ///< 0 → the chip's NVLink domain (capped at 8·chips_per_package)
   int top = 5;         ///< how many ranked candidates to return
+  const Calibration* calibration = nullptr;  ///< as PredictOptions::calibration
 };
 
 struct SearchResult {

@@ -21,7 +21,8 @@ struct Candidate {
   double lower_bound_s = 0;
 };
 
-double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& chip, const config::ParallelConfig& p) {
+double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                     double gemm_efficiency) {
   // Matmul FLOPs per token (6 per weight; full recompute re-runs the layers' forward: +2).
   const double h = double(m.hidden_size), d = double(m.kv_channels);
   const double q = double(m.num_attention_heads) * d, kv = 2.0 * double(m.num_query_groups) * d;
@@ -29,7 +30,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   const double per_weight = p.recompute == config::Recompute::kFull ? 8.0 : 6.0;
   const double flops_per_token = double(m.num_layers) * layer * per_weight + 6.0 * double(m.vocab_size) * h;
   const double tokens = double(p.global_batch_size) * double(p.seq_length);
-  const double rate = chip.peak_flops(p.precision) * chip.efficiency.gemm * chip.efficiency.sustained;
+  const double rate = chip.peak_flops(p.precision) * gemm_efficiency * chip.efficiency.sustained;
   const double compute = flops_per_token * tokens / double(p.world()) / rate;
   const double fill = 1.0 + double(p.pp - 1) / double(p.vpp * p.num_microbatches());
   return compute * fill;
@@ -44,6 +45,13 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
   std::vector<int64_t> cps = {1};
   if (seq >= 8192) cps.push_back(2);     // context parallelism pays only for long sequences
   if (seq >= 32768) cps.push_back(4), cps.push_back(8);
+  // The best GEMM fraction any candidate can get: the profile's, or with a calibration of this
+  // architecture the best calibrated one (keeps the bound a bound).
+  double best_gemm = chip.efficiency.gemm;
+  const bool calibrated = o.calibration && !o.calibration->arch.empty() && o.calibration->arch == chip.arch;
+  if (calibrated) best_gemm = std::max(best_gemm, o.calibration->max_gemm_efficiency());
+  PredictOptions popt;
+  popt.calibration = o.calibration;
   std::vector<Candidate> cands;
   for (int64_t tp = 1; tp <= max_tp && tp <= o.gpus; tp *= 2) {
     for (int64_t cp : cps) {
@@ -68,7 +76,7 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
               ++result.candidates;
               if (!fits_memory(model, chip, p)) continue;
               ++result.fitting;
-              cands.push_back({p, lower_bound_s(model, chip, p)});
+              cands.push_back({p, lower_bound_s(model, chip, p, best_gemm)});
               break;
             }
           }
@@ -82,7 +90,7 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
   for (const auto& c : cands) {
     if (rows.size() == top && c.lower_bound_s >= rows.back().step_time_s) break;  // nothing left can enter
     ++result.evaluated;
-    SummaryRow r = predict(model, chip, c.p).row;
+    SummaryRow r = predict(model, chip, c.p, popt).row;
     auto pos = std::upper_bound(rows.begin(), rows.end(), r,
                                 [](const SummaryRow& a, const SummaryRow& b) { return a.step_time_s < b.step_time_s; });
     rows.insert(pos, r);

@@ -263,4 +263,11 @@ int64_t read_attr_int(hid_t obj, const std::string& name) {
   return v;
 }
 
+double read_attr_double(hid_t obj, const std::string& name) {
+  Handle a(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "opening attribute " + name), Handle::Kind::kAttribute);
+  double v = 0;
+  check(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v), "reading attribute " + name);
+  return v;
+}
+
 }  // namespace capscale::results::h5

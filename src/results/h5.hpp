@@ -91,6 +91,7 @@ void write_attr(hid_t obj, const std::string& name, int64_t value);
 void write_attr(hid_t obj, const std::string& name, double value);
 std::string read_attr_string(hid_t obj, const std::string& name);
 int64_t read_attr_int(hid_t obj, const std::string& name);
+double read_attr_double(hid_t obj, const std::string& name);
 bool has_attr(hid_t obj, const std::string& name);
 
 /// Silences HDF5's automatic error printing (we report its stack ourselves).

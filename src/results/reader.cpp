@@ -27,6 +27,9 @@ ResultFile read_result(const std::string& path) {
                                                    std::to_string(kSchemaVersion));
     }
     r.kind = h5::read_attr_string(f.id(), "kind");
+    if (r.kind == "calibration") {
+      throw InputError(path, "kind", "is 'calibration': a calibration file, not a run or sweep result (use it with --calibration)");
+    }
     r.command_line = h5::read_attr_string(f.id(), "command_line");
     r.created_utc = h5::read_attr_string(f.id(), "created_utc");
     r.git_sha = h5::read_attr_string(f.id(), "git_sha");

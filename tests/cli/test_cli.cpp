@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "results/calibration_io.hpp"
 #include "results/reader.hpp"
 #include "run_util.hpp"
 
@@ -139,3 +140,50 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"run --model tiny-demo --backend tpu", "backend"},
         BadCase{"report /etc/hostname", "not an HDF5"},
         BadCase{"sweep /nonexistent/sweep.yaml", "cannot be opened"}));
+
+TEST(Cli, CalibrateThenPredictAndRunUseIt) {
+  // Measure on this CPU under two ranks (GEMMs of tiny-gpt, collectives over both ranks) ...
+  const auto cal = out_path("calibration.h5");
+  auto r = run(test::mpiexec(2) + " " + test::bin() + " calibrate --backend cpu --models tiny-gpt --iters 2 --out " + cal, 240);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("efficiency"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("all_gather"), std::string::npos) << r.out;
+  const auto c = results::read_calibration(cal);
+  EXPECT_EQ(c.arch, "cpu");
+  EXPECT_EQ(c.backend, "cpu");
+  EXPECT_FALSE(c.device.empty());
+  EXPECT_FALSE(c.gemm.empty());
+  EXPECT_EQ(c.comm.size(), 21u);  // 3 kinds x 7 sizes (4 KiB ... 16 MiB)
+  // ... then predict for the same architecture uses it.
+  r = run(test::bin() + " predict --model tiny-gpt --chip cpu-host --gpus 2 --calibration " + cal + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  expect_row_fields(j);
+  EXPECT_EQ(j["source"], "calibrated");
+  // Another architecture's chip ignores it.
+  r = run(test::bin() + " predict --model tiny-gpt --chip h100 --gpus 2 --calibration " + cal + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["source"], "roofline");
+  // An existing file is kept without --force; a result file is not a calibration.
+  EXPECT_EQ(run(test::bin() + " calibrate --backend cpu --models tiny-gpt --iters 1 --out " + cal).exit_code, 2);
+  r = run(test::bin() + " predict --model tiny-gpt --chip cpu-host --gpus 2 --calibration /etc/hostname");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("/etc/hostname"), std::string::npos) << r.err;
+
+  // A CPU host emulating Hopper targets with a Hopper calibration: those rows are "calibrated".
+  predict::Calibration hopper = c;
+  hopper.arch = "hopper", hopper.chip = "h100", hopper.backend = "cuda", hopper.peak_tflops = 989.4;
+  const auto hcal = out_path("hopper-calibration.h5");
+  results::write_calibration(hcal, hopper, false);
+  r = run(test::mpiexec(2) + " " + test::bin() +
+              " run --model tiny-gpt --backend cpu --steps 1 --warmup 1 --emulate h100,a100 --json --calibration " + hcal,
+          240);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["targets"].size(), 3u);
+  EXPECT_EQ(j["targets"][0]["source"], "measured");
+  EXPECT_EQ(j["targets"][1]["source"], "calibrated");
+  EXPECT_EQ(j["targets"][2]["source"], "roofline");
+  fs::remove(cal);
+  fs::remove(hcal);
+}

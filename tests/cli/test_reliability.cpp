@@ -91,3 +91,26 @@ TEST(Reliability, SweepSplitsOverMpiRanks) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(by_key(results::read_result(four)), by_key(results::read_result(one)));
 }
+
+TEST(Reliability, RealSigintDuringRunAndSweepKeepsFinishedWork) {
+  // A run of many steps interrupted by SIGINT writes the steps it finished and exits 130.
+  const auto out = fresh("sigint_run.h5");
+  auto r = run("timeout -s INT --preserve-status 8 " + test::bin() +
+                   " run --model tiny-demo --backend cpu --global-batch-size 8 --steps 1000 --warmup 0 --out " + out,
+               60);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
+  const auto f = results::read_result(out);
+  EXPECT_EQ(f.kind, "run");
+  EXPECT_GT(f.measured_step_s, 0);
+  // A sweep interrupted by SIGINT keeps its finished points in .partial, readable, and says how to resume.
+  const auto sweep_out = fresh("sigint_sweep.h5");
+  r = run("timeout -s INT --preserve-status 6 " + test::bin() + " sweep " + std::string(CAPSCALE_SOURCE_DIR) +
+              "/configs/sweeps/scaling.yaml --out " + sweep_out,
+          60);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
+  const auto partial = results::read_result(sweep_out + ".partial");
+  EXPECT_GT(partial.rows.size(), 0u);
+  EXPECT_LT(partial.rows.size(), 252u);
+}

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "common/error.hpp"
 #include "config/chip.hpp"
 #include "config/model_config.hpp"
 #include "emulate/emulate.hpp"
@@ -145,4 +146,23 @@ TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {
     EXPECT_NEAR(folded.hfu / exact.hfu, 1.0, 0.002);
     EXPECT_NEAR(folded.breakdown.total() / folded.step_time_s, 1.0, 1e-9);
   }
+}
+
+TEST(Predict, ExtremeConfigsStayFiniteOrAreRejected) {
+  // 10^6 chips, a 1T-parameter model, and caps at the smallest allowed values: every number is
+  // finite (or the input is rejected as an InputError), never NaN/Inf or a silent wrap.
+  const auto big = config::load_model("gpt-1008b");
+  config::ParallelConfig p;
+  p.tp = 8, p.pp = 64, p.global_batch_size = 2048 * 16, p.recompute = config::Recompute::kFull;
+  p.sequence_parallel = true, p.zero = 1;
+  p = config::resolve(p, big, 1 << 20, "test");
+  for (const char* spec : {"h100", "h100@nvlink=0.001,nic=0.001", "h100@tflops=0.01%", "b200@hbm_tbps=0.001"}) {
+    const auto r = predict::predict(big, config::resolve_target(config::parse_target(spec)), p).row;
+    for (double v : {r.step_time_s, r.tokens_per_s, r.mfu, r.hfu, r.memory_gb_per_chip, r.breakdown.total()}) {
+      EXPECT_TRUE(std::isfinite(v)) << spec;
+      EXPECT_GE(v, 0) << spec;
+    }
+  }
+  EXPECT_THROW(config::parse_target("h100@nvlink=1e-300"), InputError);
+  EXPECT_THROW(config::parse_target("h100@nic=1e400"), InputError);
 }
