@@ -67,11 +67,12 @@ std::string to_string(OpName n) {
 }
 
 std::string Op::label() const {
+  // Plain appends: GCC 12 reports a bogus -Wrestrict on chained `"/" + std::string` temporaries.
   std::string s = to_string(phase);
-  if (microbatch >= 0) s += "/mb" + std::to_string(microbatch);
-  if (layer >= 0) s += "/L" + std::to_string(layer);
-  s += "/" + to_string(name);
-  if (kind == OpKind::kGemm && phase != Phase::kForward) s += wgrad ? ".wgrad" : ".dgrad";
+  if (microbatch >= 0) s.append("/mb").append(std::to_string(microbatch));
+  if (layer >= 0) s.append("/L").append(std::to_string(layer));
+  s.append("/").append(to_string(name));
+  if (kind == OpKind::kGemm && phase != Phase::kForward) s.append(wgrad ? ".wgrad" : ".dgrad");
   return s;
 }
 

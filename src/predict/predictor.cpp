@@ -16,7 +16,11 @@ double executed_flops(const plan::Plan& plan) {
 
 void fill_throughput(SummaryRow& row, const plan::Plan& plan, const config::ChipProfile& chip, double step_time_s,
                      const Breakdown& breakdown) {
-  const auto& p = plan.parallel;
+  fill_throughput(row, plan.model, plan.parallel, chip, step_time_s, breakdown, executed_flops(plan));
+}
+
+void fill_throughput(SummaryRow& row, const config::ModelConfig& model, const config::ParallelConfig& p,
+                     const config::ChipProfile& chip, double step_time_s, const Breakdown& breakdown, double executed) {
   const double peak = chip.peak_flops(p.precision);
   const double tokens = double(p.global_batch_size) * double(p.seq_length);
   row.gpus = p.world();
@@ -25,10 +29,10 @@ void fill_throughput(SummaryRow& row, const plan::Plan& plan, const config::Chip
   row.breakdown = breakdown;
   row.tokens_per_s = tokens / step_time_s;
   row.tokens_per_s_per_chip = row.tokens_per_s / double(row.gpus);
-  const double model_flops_per_s = model::model_flops_per_token(plan.model, p.seq_length) * row.tokens_per_s;
+  const double model_flops_per_s = model::model_flops_per_token(model, p.seq_length) * row.tokens_per_s;
   row.tflops_per_chip = model_flops_per_s / double(row.gpus) / 1e12;
   row.mfu = model_flops_per_s / (double(row.gpus) * peak);
-  row.hfu = executed_flops(plan) / step_time_s / (double(row.gpus) * peak);
+  row.hfu = executed / step_time_s / (double(row.gpus) * peak);
 }
 
 std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const CostModel& cost) {
@@ -48,6 +52,20 @@ bool fits_memory(const config::ModelConfig& model, const config::ChipProfile& ch
 }
 
 namespace {
+
+// The row's identity and memory verdict; fill_throughput adds the timing.
+SummaryRow identity_row(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                        const std::string& source) {
+  SummaryRow row;
+  row.model = model.name;
+  row.target = chip.name;
+  row.source = source;
+  double need_gb = 0;
+  row.fits = fits_memory(model, chip, p, &need_gb);
+  row.memory_gb_per_chip = need_gb;
+  row.memory_capacity_gb = chip.usable_memory_bytes() / 1e9;
+  return row;
+}
 
 struct Simulated {
   TimelineResult timeline;
@@ -97,37 +115,13 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
     b.other_s = extend(b0.other_s, b1.other_s);
     for (size_t s = 0; s < out.timeline.stage_end_s.size(); ++s)
       out.timeline.stage_end_s[s] = extend(s0.timeline.stage_end_s[s], s1.timeline.stage_end_s[s]);
-    SummaryRow& row = out.row;
-    row.model = model.name;
-    row.target = chip.name;
-    row.source = source;
-    double need_gb = 0;
-    row.fits = fits_memory(model, chip, p, &need_gb);
-    row.memory_gb_per_chip = need_gb;
-    row.memory_capacity_gb = chip.usable_memory_bytes() / 1e9;
-    const double peak = chip.peak_flops(p.precision);
-    const double tokens = double(p.global_batch_size) * double(p.seq_length);
-    row.gpus = p.world();
-    row.parallel = p;
-    row.step_time_s = out.timeline.step_time_s;
-    row.breakdown = b;
-    row.tokens_per_s = tokens / row.step_time_s;
-    row.tokens_per_s_per_chip = row.tokens_per_s / double(row.gpus);
-    const double model_flops_per_s = model::model_flops_per_token(model, p.seq_length) * row.tokens_per_s;
-    row.tflops_per_chip = model_flops_per_s / double(row.gpus) / 1e12;
-    row.mfu = model_flops_per_s / (double(row.gpus) * peak);
-    row.hfu = s1.executed_flops * double(m) / double(m1) / row.step_time_s / (double(row.gpus) * peak);
+    out.row = identity_row(model, chip, p, source);
+    fill_throughput(out.row, model, p, chip, out.timeline.step_time_s, b, s1.executed_flops * double(m) / double(m1));
     return out;
   }
   Prediction out;
+  out.row = identity_row(model, chip, p, source);
   SummaryRow& row = out.row;
-  row.model = model.name;
-  row.target = chip.name;
-  row.source = source;
-  double need_gb = 0;
-  row.fits = fits_memory(model, chip, p, &need_gb);
-  row.memory_gb_per_chip = need_gb;
-  row.memory_capacity_gb = chip.usable_memory_bytes() / 1e9;
   const plan::Plan plan = plan::build_plan(model, p);
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
   const CostModel cost(chip, p.precision, layout, options.calibration);

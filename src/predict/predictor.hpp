@@ -41,6 +41,10 @@ double executed_flops(const plan::Plan& plan);
 void fill_throughput(SummaryRow& row, const plan::Plan& plan, const config::ChipProfile& chip,
                      double step_time_s, const Breakdown& breakdown);
 
+/// The same from the model, parallel config and the step's executed FLOPs (no plan at hand).
+void fill_throughput(SummaryRow& row, const config::ModelConfig& model, const config::ParallelConfig& p,
+                     const config::ChipProfile& chip, double step_time_s, const Breakdown& breakdown, double executed);
+
 /// Modelled durations of every op of the plan on `chip`.
 std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const CostModel& cost);
 

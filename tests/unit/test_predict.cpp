@@ -75,7 +75,9 @@ TEST(Predict, SearchFindsTheBestFittingPlan) {
   EXPECT_GT(r.candidates, r.fitting);
   for (size_t i = 0; i < r.ranked.size(); ++i) {
     EXPECT_TRUE(r.ranked[i].fits);
-    if (i) EXPECT_GE(r.ranked[i - 1].tokens_per_s_per_chip, r.ranked[i].tokens_per_s_per_chip);
+    if (i) {
+      EXPECT_GE(r.ranked[i - 1].tokens_per_s_per_chip, r.ranked[i].tokens_per_s_per_chip);
+    }
   }
   // The winner beats an arbitrary fitting plan of the same size.
   const auto other = predict::predict(m, config::load_chip("h100"), [&] {
