@@ -2,18 +2,16 @@
 # Regenerates the shipped answers in results/: runs every sweep in configs/sweeps (predict-only,
 # split over N MPI ranks), writes results/<name>.h5, its report (results/<name>.txt) and its PNGs.
 #   launch/results.sh [RANKS]      default RANKS = number of cores
-# Needs a build (launch/quickstart.sh or cmake --preset release && cmake --build --preset release).
+# Builds the capscale binary first (preset `cpu`), so the results always come from this checkout.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 ranks="${1:-$(nproc)}"
-bin=build/release/src/capscale
-[[ -x "$bin" ]] || bin=build/cpu/src/capscale
-if [[ ! -x "$bin" ]]; then
-  echo "results.sh: no capscale binary; run launch/quickstart.sh first" >&2
-  exit 1
-fi
+./launch/deps.sh
+cmake --preset cpu > /dev/null
+cmake --build --preset cpu -j"$(nproc)" --target capscale
+bin=build/cpu/src/capscale
 mpi_flags=(--oversubscribe -np "$ranks")
 if [[ "$(id -u)" -eq 0 ]]; then
   mpi_flags=(--allow-run-as-root "${mpi_flags[@]}")
