@@ -62,10 +62,7 @@ void write_calibration(const std::string& path, const predict::Calibration& cal,
                          " B) to " + path);
     }
   }
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  try {
-    h5::Handle f = h5::create_file(tmp);
-    const hid_t id = f.id();
+  write_atomically(path, [&](hid_t id) {
     h5::write_attr(id, "schema_version", kSchemaVersion);
     h5::write_attr(id, "kind", std::string("calibration"));
     h5::write_attr(id, "arch", cal.arch);
@@ -98,14 +95,7 @@ void write_calibration(const std::string& path, const predict::Calibration& cal,
       c.set("busbw_gbps", e.busbw_Bps / 1e9);
     }
     h5::write_table(id, "comm", c);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw RuntimeError("cannot rename " + tmp + " to " + path + ": " + ec.message());
+  });
 }
 
 predict::Calibration read_calibration(const std::string& path) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 
 #include "common/error.hpp"
 
@@ -125,15 +126,28 @@ void check_output_path(const std::string& path, bool force) {
   }
 }
 
-void write_run(const std::string& path, const RunData& d, bool force) {
-  h5::quiet();
-  check_output_path(path, force);
+void write_atomically(const std::string& path, const std::function<void(hid_t file)>& fill) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   try {
     h5::Handle f = h5::create_file(tmp);
-    write_meta(f.id(), d.meta);
+    fill(f.id());
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw RuntimeError("cannot rename " + tmp + " to " + path + ": " + ec.message());
+}
+
+void write_run(const std::string& path, const RunData& d, bool force) {
+  h5::quiet();
+  check_output_path(path, force);
+  write_atomically(path, [&](hid_t file) {
+    write_meta(file, d.meta);
     {
-      h5::Handle g = h5::create_group(f.id(), "config");
+      h5::Handle g = h5::create_group(file, "config");
       h5::write_attr(g.id(), "model_json", d.model_json);
       h5::write_attr(g.id(), "parallel_json", d.parallel_json);
       h5::write_attr(g.id(), "host_json", d.host_json);
@@ -147,7 +161,7 @@ void write_run(const std::string& path, const RunData& d, bool force) {
       ranks.set("gemm_dtype", r.gemm_dtype), ranks.set("tp", r.tp), ranks.set("pp", r.pp), ranks.set("dp", r.dp);
       ranks.set("cp", r.cp);
     }
-    h5::write_table(f.id(), "ranks", ranks);
+    h5::write_table(file, "ranks", ranks);
     h5::Table ops({{"rank", ColType::kI64}, {"step", ColType::kI64}, {"op_index", ColType::kI64}, {"kind", ColType::kStr, 16},
                    {"name", ColType::kStr, 64}, {"stream", ColType::kStr, 8}, {"m", ColType::kI64}, {"n", ColType::kI64},
                    {"k", ColType::kI64}, {"batch", ColType::kI64}, {"bytes", ColType::kI64}, {"flops", ColType::kF64},
@@ -162,15 +176,15 @@ void write_run(const std::string& path, const RunData& d, bool force) {
                            ? parallel::to_string(o.op->group) : std::string());
       ops.set("measured_s", o.measured_s);
     }
-    h5::write_table(f.id(), "ops", ops);
+    h5::write_table(file, "ops", ops);
     h5::Table steps({{"rank", ColType::kI64}, {"step", ColType::kI64}, {"wall_s", ColType::kF64}});
     for (const auto& s : d.steps) {
       steps.add_row();
       steps.set("rank", int64_t(s[0])), steps.set("step", int64_t(s[1])), steps.set("wall_s", s[2]);
     }
-    h5::write_table(f.id(), "steps", steps);
+    h5::write_table(file, "steps", steps);
     {
-      h5::Handle tg = h5::create_group(f.id(), "targets");
+      h5::Handle tg = h5::create_group(file, "targets");
       for (const auto& t : d.targets) {
         h5::Handle g = h5::create_group(tg.id(), group_name(t.spec));
         h5::write_attr(g.id(), "spec", t.spec);
@@ -190,22 +204,15 @@ void write_run(const std::string& path, const RunData& d, bool force) {
     }
     h5::Table summary = summary_table();
     for (size_t i = 0; i < d.summary.size(); ++i) add_summary_row(summary, d.summary[i], int64_t(i), d.summary[i].target, "ok");
-    h5::write_table(f.id(), "summary", summary);
+    h5::write_table(file, "summary", summary);
     {
-      h5::Handle ds(h5::check(H5Dopen2(f.id(), "summary", H5P_DEFAULT), "opening summary"), h5::Handle::Kind::kDataset);
+      h5::Handle ds(h5::check(H5Dopen2(file, "summary", H5P_DEFAULT), "opening summary"), h5::Handle::Kind::kDataset);
       h5::write_attr(ds.id(), "engine_step_s", d.engine_step_s);
       h5::write_attr(ds.id(), "measured_step_s", d.measured_step_s);
       const double err = d.measured_step_s > 0 ? (d.engine_step_s - d.measured_step_s) / d.measured_step_s : 0.0;
       h5::write_attr(ds.id(), "engine_error", err);
     }
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw RuntimeError("cannot rename " + tmp + " to " + path + ": " + ec.message());
+  });
 }
 
 SweepFile::SweepFile(const std::string& path, const FileMeta& meta, const std::string& sweep_yaml, bool resume, bool force)

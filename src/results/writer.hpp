@@ -4,6 +4,7 @@
 // every finished point readable and can resume.
 #pragma once
 #include <array>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -62,6 +63,11 @@ struct RunData {
 
 /// Throws InputError if `path` exists and !force, or if its directory is not writable.
 void check_output_path(const std::string& path, bool force);
+/// Creates PATH.tmp.<pid>, lets `fill` write into it and renames it to PATH when `fill` returns; on
+/// any exception the temporary file is removed and the exception propagates, so no reader ever sees
+/// a half-written result.
+void write_atomically(const std::string& path, const std::function<void(hid_t file)>& fill);
+
 /// Writes a complete run file (temporary name, then rename).
 void write_run(const std::string& path, const RunData& data, bool force);
 
