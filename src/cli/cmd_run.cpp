@@ -123,9 +123,10 @@ int run(const RunOptions& o, const Invocation& inv) {
 
   // Gather [steps × ops] op times and per-step walls on rank 0.
   const int nsteps = static_cast<int>(timed.size());
-  std::vector<double> mine;
-  for (const auto& t : timed) mine.insert(mine.end(), t.op_s.begin(), t.op_s.end());
-  for (const auto& t : timed) mine.push_back(t.wall_s);
+  std::vector<std::vector<double>> op_s;
+  std::vector<double> wall_s;
+  for (const auto& t : timed) op_s.push_back(t.op_s), wall_s.push_back(t.wall_s);
+  const std::vector<double> mine = emulate::pack_rank(op_s, wall_s);
   const int count = static_cast<int>(mine.size());
   std::vector<int> counts(session.size()), displs(session.size());
   CAPSCALE_MPI_CHECK(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
@@ -137,18 +138,9 @@ int run(const RunOptions& o, const Invocation& inv) {
   CAPSCALE_MPI_CHECK(MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, MPI_COMM_WORLD));
   if (!root) return interrupted ? 130 : 0;
 
-  emulate::Measurements m;
-  for (int r = 0; r < session.size(); ++r) {
-    const int64_t s = layout.coords(r).pp;
-    const size_t nops = plan.stages[s].ops.size();
-    m.rank_stage.push_back(s);
-    m.op_s.emplace_back(nsteps);
-    m.wall_s.emplace_back(nsteps);
-    for (int k = 0; k < nsteps; ++k) {
-      m.op_s[r][k].assign(all.begin() + displs[r] + k * nops, all.begin() + displs[r] + (k + 1) * nops);
-      m.wall_s[r][k] = all[displs[r] + nsteps * nops + k];
-    }
-  }
+  std::vector<int64_t> rank_stage;
+  for (int r = 0; r < session.size(); ++r) rank_stage.push_back(layout.coords(r).pp);
+  const emulate::Measurements m = emulate::unpack_gathered(plan, rank_stage, all, displs, counts, nsteps);
   const auto host_durations = emulate::aggregate(plan, m);
   const double measured = emulate::measured_step_s(m);
   predict::TimelineOptions serial;

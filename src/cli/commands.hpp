@@ -25,7 +25,7 @@ struct ParallelFlags {
   int64_t micro_batch_size = 1, global_batch_size = 0, seq_length = 0;
   std::string recompute = "none", precision = "bf16";
   int zero = 0;
-  bool tp_comm_overlap = false, no_flash_attention = false;
+  bool tp_comm_overlap = false, no_flash_attention = false, grad_reduce_in_bf16 = false;
   config::ParallelConfig to_config() const;
 };
 void add_parallel_flags(CLI::App* cmd, ParallelFlags& f);

@@ -17,6 +17,8 @@ void add_parallel_flags(CLI::App* cmd, ParallelFlags& f) {
   cmd->add_option("--precision", f.precision, "bf16 | fp16 | fp8");
   cmd->add_flag("--tp-comm-overlap", f.tp_comm_overlap, "overlap TP communication with GEMMs in chunks (needs --sequence-parallel)");
   cmd->add_flag("--no-flash-attention", f.no_flash_attention, "model unfused attention (scores stored in HBM)");
+  cmd->add_flag("--grad-reduce-in-bf16", f.grad_reduce_in_bf16,
+                "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32)");
 }
 
 config::ParallelConfig ParallelFlags::to_config() const {
@@ -29,6 +31,7 @@ config::ParallelConfig ParallelFlags::to_config() const {
   p.zero = zero;
   p.tp_comm_overlap = tp_comm_overlap;
   p.flash_attention = !no_flash_attention;
+  p.grad_reduce_in_bf16 = grad_reduce_in_bf16;
   return p;
 }
 

@@ -28,7 +28,8 @@ nlohmann::json to_json(const config::ParallelConfig& p) {
           {"seq_length", p.seq_length}, {"sequence_parallel", p.sequence_parallel},
           {"recompute", config::to_string(p.recompute)}, {"zero", p.zero},
           {"precision", config::to_string(p.precision)}, {"schedule", config::to_string(p.schedule())},
-          {"tp_comm_overlap", p.tp_comm_overlap}, {"flash_attention", p.flash_attention}};
+          {"tp_comm_overlap", p.tp_comm_overlap}, {"flash_attention", p.flash_attention},
+          {"grad_reduce_in_bf16", p.grad_reduce_in_bf16}};
 }
 
 config::ParallelConfig parallel_from_json(const nlohmann::json& j) {
@@ -41,6 +42,7 @@ config::ParallelConfig parallel_from_json(const nlohmann::json& j) {
   p.precision = config::parse_precision(j.at("precision").get<std::string>(), "json");
   p.tp_comm_overlap = j.value("tp_comm_overlap", false);
   p.flash_attention = j.value("flash_attention", true);
+  p.grad_reduce_in_bf16 = j.value("grad_reduce_in_bf16", false);
   return p;
 }
 

@@ -39,6 +39,13 @@ struct ParallelConfig {
   /// Tensor-parallel communication overlapped with the adjacent GEMM in chunks (Megatron-Core
   /// --tp-comm-overlap, Transformer Engine userbuffers); needs sequence parallelism.
   bool tp_comm_overlap = false;
+  /// Gradients accumulated and reduced across DP in bf16 (Megatron --grad-reduce-in-bf16) instead
+  /// of Megatron's default for bf16 training, fp32 (accumulate_allreduce_grads_in_fp32): halves the
+  /// DP reduce-scatter / all-reduce bytes and the gradient buffer.
+  bool grad_reduce_in_bf16 = false;
+
+  /// Bytes per gradient element in the DP reduction and the gradient buffer.
+  int64_t grad_bytes() const { return grad_reduce_in_bf16 ? 2 : 4; }
 
   int64_t model_parallel() const { return tp * pp * cp; }
   int64_t world() const { return model_parallel() * dp; }

@@ -50,6 +50,36 @@ std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measure
   return out;
 }
 
+std::vector<double> pack_rank(const std::vector<std::vector<double>>& op_s, const std::vector<double>& wall_s) {
+  std::vector<double> out;
+  for (const auto& step : op_s) out.insert(out.end(), step.begin(), step.end());
+  out.insert(out.end(), wall_s.begin(), wall_s.end());
+  return out;
+}
+
+Measurements unpack_gathered(const plan::Plan& plan, const std::vector<int64_t>& rank_stage, const std::vector<double>& all,
+                             const std::vector<int>& offsets, const std::vector<int>& counts, int steps) {
+  Measurements m;
+  for (size_t r = 0; r < rank_stage.size(); ++r) {
+    const int64_t s = rank_stage[r];
+    const size_t nops = plan.stages.at(size_t(s)).ops.size();
+    const size_t need = size_t(steps) * (nops + 1);
+    if (size_t(counts.at(r)) != need || size_t(offsets.at(r)) + need > all.size())
+      throw RuntimeError("rank " + std::to_string(r) + " sent " + std::to_string(counts[r]) + " timings, expected " +
+                         std::to_string(need) + " (" + std::to_string(steps) + " steps of " + std::to_string(nops) +
+                         " ops of stage " + std::to_string(s) + ")");
+    const auto first = all.begin() + offsets[r];
+    m.rank_stage.push_back(s);
+    m.op_s.emplace_back(size_t(steps));
+    m.wall_s.emplace_back(size_t(steps));
+    for (int k = 0; k < steps; ++k) {
+      m.op_s[r][k].assign(first + k * nops, first + (k + 1) * nops);
+      m.wall_s[r][k] = first[steps * nops + k];
+    }
+  }
+  return m;
+}
+
 double measured_step_s(const Measurements& m) {
   if (m.wall_s.empty()) return 0;
   std::vector<double> slowest(m.wall_s[0].size(), 0);

@@ -22,6 +22,16 @@ struct Measurements {
   std::vector<std::vector<double>> wall_s;               ///< [rank][step]
 };
 
+/// One rank's timed steps as the flat array the ranks gather: every step's op times (step-major),
+/// then the steps' wall times.
+std::vector<double> pack_rank(const std::vector<std::vector<double>>& op_s, const std::vector<double>& wall_s);
+
+/// Rebuilds Measurements from the gathered packs: rank r's pack starts at offsets[r] and covers
+/// `steps` steps of the ops of its stage, rank_stage[r]. Throws RuntimeError when a pack's length
+/// does not match its stage's op count (ranks that ran different plans).
+Measurements unpack_gathered(const plan::Plan& plan, const std::vector<int64_t>& rank_stage, const std::vector<double>& all,
+                             const std::vector<int>& offsets, const std::vector<int>& counts, int steps);
+
 /// Host durations per stage and op, robust to waiting: compute ops take the median over steps of
 /// the mean over the stage's ranks; collectives the median over steps of the minimum over ranks
 /// (the last rank to arrive waits for nobody, so its time is the collective's own); receives the

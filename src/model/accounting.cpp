@@ -90,7 +90,7 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
   if (p.pp == 1) params += double(head_params_per_rank(m, p.tp));
   MemoryEstimate e;
   e.weights = 2.0 * params;
-  e.grads = 4.0 * params;
+  e.grads = double(p.grad_bytes()) * params;
   e.optimizer = 12.0 * params / (p.zero ? double(p.dp * p.cp) : 1.0);
   double in_flight = double(std::min<int64_t>(p.pp, p.num_microbatches()));
   if (p.vpp > 1) in_flight *= 1.0 + double(p.pp - 1) / double(p.pp * p.vpp);

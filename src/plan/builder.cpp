@@ -22,7 +22,6 @@ using config::Recompute;
 using parallel::Group;
 
 constexpr int64_t kActBytes = 2;   // bf16/fp16 activations
-constexpr int64_t kGradBytes = 4;  // Megatron reduces bf16 grads in fp32 (accumulate_allreduce_grads_in_fp32)
 constexpr int64_t kParamBytes = 2;
 // Adam step bytes per parameter: read fp32 param, grad, m, v (16 B), write param, m, v (12 B) and
 // the bf16 model copy (2 B) — a bandwidth-bound elementwise pass.
@@ -268,7 +267,13 @@ void StageBuilder::embedding_forward() {
 }
 
 void StageBuilder::embedding_backward() {
-  elementwise(OpName::kEmbedding, Phase::kBackward, -1, 2 * tokens_ * h_ * kActBytes);
+  // The lookup's backward reads the output gradient and scatters it into a dense [V/tp × h] bf16
+  // weight gradient (PyTorch's embedding_dense_backward zero-fills it: 2 B, then writes it: 2 B);
+  // Megatron's DDP hook then adds it to the fp32 main gradient (read 4 + 2, write 4) — no GEMM
+  // epilogue can fuse this accumulation, unlike the linear layers' (gradient_accumulation_fusion).
+  const int64_t dense = checked_mul(m_.vocab_size / p_.tp, h_, "embedding grad elements");
+  elementwise(OpName::kEmbedding, Phase::kBackward, -1,
+              checked_add(2 * tokens_ * h_ * kActBytes, checked_mul(dense, 14, "embedding grad bytes"), "embedding grad bytes"));
 }
 
 void StageBuilder::head_forward() {
@@ -300,7 +305,7 @@ void StageBuilder::grad_reduce(int64_t layer, int64_t params) {
   op.stream = Stream::kDp;
   op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
   op.group = Group::kDpCp;
-  op.bytes = checked_mul(params, kGradBytes, "gradient bytes");
+  op.bytes = checked_mul(params, p_.grad_bytes(), "gradient bytes");
   if (last_compute_ >= 0) op.add_dep(last_compute_);
   const int32_t idx = emit(op);
   // Without overlap the next compute op waits for the reduction (Megatron without --overlap-grad-reduce).
@@ -346,7 +351,7 @@ void StageBuilder::optimizer() {
   if (m_.tie_embeddings && p_.pp > 1 && holds_embedding) {
     mb_ = -1;
     collective(OpName::kEmbeddingGrad, Phase::kBackward, -1, CollKind::kAllReduce, Group::kEmbedding,
-               checked_mul(model::embedding_params_per_rank(m_, p_.tp), kGradBytes, "embedding grad"), Stream::kDp);
+               checked_mul(model::embedding_params_per_rank(m_, p_.tp), p_.grad_bytes(), "embedding grad"), Stream::kDp);
     pending_.clear();
   }
   // The optimizer waits for every gradient reduction on this rank (the last op on the dp stream).
@@ -359,7 +364,11 @@ void StageBuilder::optimizer() {
   mb_ = -1, chunk_ = 0;
   const int64_t shard = p_.zero ? p_.dp * p_.cp : 1;
   const int64_t opt_params = (st_.params + shard - 1) / shard;
-  elementwise(OpName::kOptimizerStep, Phase::kOptimizer, -1, checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"));
+  // Adam on this rank's shard, plus the memset of the whole (unsharded) gradient buffer that
+  // Megatron's zero_grad_buffer issues once per step.
+  elementwise(OpName::kOptimizerStep, Phase::kOptimizer, -1,
+              checked_add(checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"),
+                          checked_mul(st_.params, p_.grad_bytes(), "grad buffer bytes"), "optimizer bytes"));
   st_.ops.back().phase = Phase::kOptimizer;
 }
 

@@ -2,6 +2,7 @@
 // from shared/reference/published_runs.md). Each prediction is converted into the source's own
 // metric and FLOP convention before it is compared.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@ struct PublishedRun {
   int64_t gpus = 0;
   double value = 0;
   bool in_budget = true;
+  /// Used to fit its architecture's efficiency.sustained (rows whose whole configuration is
+  /// published); the other in-budget rows are holdouts.
+  bool fit = false;
 };
 
 struct ValidationRow {
@@ -25,13 +29,39 @@ struct ValidationRow {
   double error = 0;            ///< (predicted − published) / published
 };
 
+struct ErrorStats {
+  int64_t rows = 0;
+  double median_abs = 0, max_abs = 0;
+};
+
 struct ValidationSummary {
   std::vector<ValidationRow> rows;
   double median_abs_error = 0, max_abs_error = 0;  ///< over in_budget rows
   int64_t in_budget = 0;
+  ErrorStats holdout;  ///< in_budget rows not used by the fit
 };
 
+/// efficiency.sustained per chip architecture, replacing the chip YAMLs' value (for fitting).
+using SustainedByArch = std::map<std::string, double>;
+
 std::vector<PublishedRun> load_published_runs(const std::string& path);
-ValidationSummary validate(const std::vector<PublishedRun>& runs);
+ValidationSummary validate(const std::vector<PublishedRun>& runs, const SustainedByArch& sustained = {});
+
+struct SustainedFit {
+  std::string arch;
+  int64_t rows = 0;
+  double value = 0;                 ///< the fitted efficiency.sustained
+  double shipped = 0;               ///< the value in the chip YAML of the first fit row
+  double rms_log_error_shipped = 0;  ///< over the fit rows, with the shipped value
+  double rms_log_error_fit = 0;      ///< with the fitted value
+};
+
+/// Least squares on log(predicted / published) over the `fit` rows of each architecture, one
+/// constant per architecture (golden-section search on [0.5, 1]; the error is monotone in it).
+std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs);
+
+/// The fit's objective: rms of log(predicted / published) over the `fit` rows of `arch` with
+/// efficiency.sustained set to `value`.
+double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, double value);
 
 }  // namespace capscale::predict

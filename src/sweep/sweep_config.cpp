@@ -86,7 +86,9 @@ PlanSpec read_plan(const YAML::Node& n, const std::string& where) {
   q.zero = int(f.get_int("zero", 0, 1, 1));
   q.sequence_parallel = f.get_bool("sequence_parallel", q.tp > 1);
   q.tp_comm_overlap = f.get_bool("tp_comm_overlap", q.sequence_parallel);
-  f.finish({"tp", "pp", "cp", "vpp", "micro_batch_size", "recompute", "zero", "sequence_parallel", "tp_comm_overlap"});
+  q.grad_reduce_in_bf16 = f.get_bool("grad_reduce_in_bf16", false);
+  f.finish({"tp", "pp", "cp", "vpp", "micro_batch_size", "recompute", "zero", "sequence_parallel", "tp_comm_overlap",
+            "grad_reduce_in_bf16"});
   return p;
 }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -51,5 +52,13 @@ inline std::string mpiexec(int n) {
   return std::string(CAPSCALE_MPIEXEC) + " -n " + std::to_string(n) + " --oversubscribe --allow-run-as-root";
 }
 inline std::string tmpdir() { return ::testing::TempDir(); }
+
+/// A path under tmpdir() with no file (and no sweep .partial) left there by an earlier run.
+inline std::string fresh_path(const std::string& name) {
+  const std::string p = tmpdir() + name;
+  std::filesystem::remove(p);
+  std::filesystem::remove(p + ".partial");
+  return p;
+}
 
 }  // namespace capscale::test

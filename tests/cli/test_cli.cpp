@@ -15,12 +15,6 @@ using test::run;
 namespace fs = std::filesystem;
 
 namespace {
-std::string out_path(const std::string& name) {
-  const std::string p = test::tmpdir() + name;
-  fs::remove(p);
-  fs::remove(p + ".partial");
-  return p;
-}
 void expect_row_fields(const nlohmann::json& j) {
   for (const char* k : {"model", "target", "gpus", "parallel", "step_time_s", "tokens_per_s", "tokens_per_s_per_chip",
                         "tflops_per_chip", "mfu", "hfu", "memory_gb_per_chip", "fits", "breakdown_s", "source"}) {
@@ -34,7 +28,7 @@ void expect_row_fields(const nlohmann::json& j) {
 }  // namespace
 
 TEST(Cli, RunTp2Pp2WithEmulatedTargets) {
-  const auto out = out_path("tp2pp2.h5");
+  const auto out = test::fresh_path("tp2pp2.h5");
   const auto r = run(test::mpiexec(4) + " " + test::bin() +
                          " run --model tiny-demo --backend cpu --tp 2 --pp 2 --global-batch-size 4 --steps 2 --warmup 1"
                          " --emulate h200,h20,h800,h200@nvlink=400 --json --out " + out,
@@ -52,7 +46,7 @@ TEST(Cli, RunTp2Pp2WithEmulatedTargets) {
   EXPECT_EQ(f.ranks, 4);
   EXPECT_EQ(f.targets.size(), 4u);
   // report and its Perfetto trace
-  const auto trace = out_path("trace.json");
+  const auto trace = test::fresh_path("trace.json");
   const auto rep = run(test::bin() + " report " + out + " --trace " + trace);
   ASSERT_EQ(rep.exit_code, 0) << rep.err;
   EXPECT_NE(rep.out.find("h200@nvlink=400"), std::string::npos);
@@ -61,7 +55,7 @@ TEST(Cli, RunTp2Pp2WithEmulatedTargets) {
 }
 
 TEST(Cli, RunDp4Zero1) {
-  const auto out = out_path("dp4.h5");
+  const auto out = test::fresh_path("dp4.h5");
   const auto r = run(test::mpiexec(4) + " " + test::bin() +
                          " run --model tiny-demo --backend cpu --zero 1 --global-batch-size 8 --steps 2 --warmup 1 --emulate h100 --json --out " + out,
                      240);
@@ -86,7 +80,7 @@ TEST(Cli, PredictAndSearch) {
 }
 
 TEST(Cli, SweepReportAndEquivalence) {
-  const auto out = out_path("small.h5");
+  const auto out = test::fresh_path("small.h5");
   auto r = run(test::bin() + " sweep " + std::string(CAPSCALE_TEST_DATA) + "/sweeps/small.yaml --out " + out, 300);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto f = results::read_result(out);
@@ -143,7 +137,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Cli, CalibrateThenPredictAndRunUseIt) {
   // Measure on this CPU under two ranks (GEMMs of tiny-gpt, collectives over both ranks) ...
-  const auto cal = out_path("calibration.h5");
+  const auto cal = test::fresh_path("calibration.h5");
   auto r = run(test::mpiexec(2) + " " + test::bin() + " calibrate --backend cpu --models tiny-gpt --iters 2 --out " + cal, 240);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("efficiency"), std::string::npos) << r.out;
@@ -173,7 +167,7 @@ TEST(Cli, CalibrateThenPredictAndRunUseIt) {
   // A CPU host emulating Hopper targets with a Hopper calibration: those rows are "calibrated".
   predict::Calibration hopper = c;
   hopper.arch = "hopper", hopper.chip = "h100", hopper.backend = "cuda", hopper.peak_tflops = 989.4;
-  const auto hcal = out_path("hopper-calibration.h5");
+  const auto hcal = test::fresh_path("hopper-calibration.h5");
   results::write_calibration(hcal, hopper, false);
   r = run(test::mpiexec(2) + " " + test::bin() +
               " run --model tiny-gpt --backend cpu --steps 1 --warmup 1 --emulate h100,a100 --json --calibration " + hcal,

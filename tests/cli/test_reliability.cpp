@@ -15,12 +15,6 @@ using test::run;
 namespace fs = std::filesystem;
 
 namespace {
-std::string fresh(const std::string& name) {
-  const std::string p = test::tmpdir() + name;
-  fs::remove(p);
-  fs::remove(p + ".partial");
-  return p;
-}
 const std::string kRun = " run --model tiny-demo --backend cpu --global-batch-size 4 --steps 3 --warmup 1";
 std::map<std::string, double> by_key(const results::ResultFile& f) {
   std::map<std::string, double> m;
@@ -46,7 +40,7 @@ TEST(Reliability, ThrowingRankNamesRankAndHost) {
 }
 
 TEST(Reliability, RefusesToOverwriteAndChecksTheDirectoryFirst) {
-  const auto out = fresh("exists.h5");
+  const auto out = test::fresh_path("exists.h5");
   std::ofstream(out) << "precious";
   auto r = run(test::bin() + kRun + " --out " + out);
   EXPECT_EQ(r.exit_code, 2);
@@ -59,13 +53,13 @@ TEST(Reliability, RefusesToOverwriteAndChecksTheDirectoryFirst) {
 
 TEST(Reliability, InterruptedAndKilledSweepsResumeToIdenticalRows) {
   const std::string sweep = std::string(CAPSCALE_TEST_DATA) + "/sweeps/small.yaml";
-  const auto ref_out = fresh("ref.h5");
+  const auto ref_out = test::fresh_path("ref.h5");
   ASSERT_EQ(run(test::bin() + " sweep " + sweep + " --out " + ref_out, 300).exit_code, 0);
   const auto ref = by_key(results::read_result(ref_out));
 
   for (const char* mode : {"interrupt", "kill"}) {
     SCOPED_TRACE(mode);
-    const auto out = fresh(std::string("resumed_") + mode + ".h5");
+    const auto out = test::fresh_path(std::string("resumed_") + mode + ".h5");
     auto r = run(test::bin() + " sweep " + sweep + " --out " + out, 300, std::string("CAPSCALE_SWEEP_FAULT=after=10,mode=") + mode);
     EXPECT_NE(r.exit_code, 0);
     ASSERT_TRUE(fs::exists(out + ".partial"));
@@ -85,7 +79,7 @@ TEST(Reliability, InterruptedAndKilledSweepsResumeToIdenticalRows) {
 
 TEST(Reliability, SweepSplitsOverMpiRanks) {
   const std::string sweep = std::string(CAPSCALE_TEST_DATA) + "/sweeps/small.yaml";
-  const auto one = fresh("one.h5"), four = fresh("four.h5");
+  const auto one = test::fresh_path("one.h5"), four = test::fresh_path("four.h5");
   ASSERT_EQ(run(test::bin() + " sweep " + sweep + " --out " + one, 300).exit_code, 0);
   const auto r = run(test::mpiexec(4) + " " + test::bin() + " sweep " + sweep + " --out " + four, 300);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -94,7 +88,7 @@ TEST(Reliability, SweepSplitsOverMpiRanks) {
 
 TEST(Reliability, RealSigintDuringRunAndSweepKeepsFinishedWork) {
   // A run of many steps interrupted by SIGINT writes the steps it finished and exits 130.
-  const auto out = fresh("sigint_run.h5");
+  const auto out = test::fresh_path("sigint_run.h5");
   auto r = run("timeout -s INT --preserve-status 8 " + test::bin() +
                    " run --model tiny-demo --backend cpu --global-batch-size 8 --steps 1000 --warmup 0 --out " + out,
                60);
@@ -104,7 +98,7 @@ TEST(Reliability, RealSigintDuringRunAndSweepKeepsFinishedWork) {
   EXPECT_EQ(f.kind, "run");
   EXPECT_GT(f.measured_step_s, 0);
   // A sweep interrupted by SIGINT keeps its finished points in .partial, readable, and says how to resume.
-  const auto sweep_out = fresh("sigint_sweep.h5");
+  const auto sweep_out = test::fresh_path("sigint_sweep.h5");
   r = run("timeout -s INT --preserve-status 6 " + test::bin() + " sweep " + std::string(CAPSCALE_SOURCE_DIR) +
               "/configs/sweeps/scaling.yaml --out " + sweep_out,
           60);

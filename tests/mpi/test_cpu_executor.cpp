@@ -38,14 +38,11 @@ struct Case {
 
 // Runs `steps` steps of the case on every rank; returns every rank's measurements on rank 0.
 emulate::Measurements run_case(const Case& c, const plan::Plan& plan, const parallel::Layout& layout, int steps) {
-  mpi::Session* no_session = nullptr;
-  (void)no_session;
   const mpi::Communicators comms(layout, world_rank());
   exec::ExecContext ctx{nullptr, &layout, &comms, world_rank()};
   auto ex = exec::make_cpu_executor(ctx);
   const auto& stage = plan.stages[layout.coords(world_rank()).pp];
   ex->prepare(stage);
-  std::vector<double> mine;
   std::vector<exec::StepTimes> times;
   for (int k = 0; k < steps; ++k) times.push_back(ex->run_step(stage, k));
   for (const auto& t : times) {
@@ -53,10 +50,12 @@ emulate::Measurements run_case(const Case& c, const plan::Plan& plan, const para
     const double sum = std::accumulate(t.op_s.begin(), t.op_s.end(), 0.0);
     for (double s : t.op_s) EXPECT_GE(s, 0.0);
     EXPECT_GE(t.wall_s, 0.95 * sum) << c.model;  // one queue per rank: the ops add up to the step
-    mine.insert(mine.end(), t.op_s.begin(), t.op_s.end());
   }
-  for (const auto& t : times) mine.push_back(t.wall_s);
-  // Gather to rank 0 (as cmd_run does) for the engine check.
+  std::vector<std::vector<double>> op_s;
+  std::vector<double> wall_s;
+  for (const auto& t : times) op_s.push_back(t.op_s), wall_s.push_back(t.wall_s);
+  const std::vector<double> mine = emulate::pack_rank(op_s, wall_s);
+  // Gather on every rank (cmd_run gathers on rank 0) and unpack exactly as cmd_run does.
   const int n = world_size();
   int count = int(mine.size());
   std::vector<int> counts(n), displs(n);
@@ -64,19 +63,9 @@ emulate::Measurements run_case(const Case& c, const plan::Plan& plan, const para
   for (int r = 1; r < n; ++r) displs[r] = displs[r - 1] + counts[r - 1];
   std::vector<double> all(displs.back() + counts.back());
   MPI_Allgatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, MPI_COMM_WORLD);
-  emulate::Measurements m;
-  for (int r = 0; r < n; ++r) {
-    const int64_t s = layout.coords(r).pp;
-    const size_t nops = plan.stages[s].ops.size();
-    m.rank_stage.push_back(s);
-    m.op_s.emplace_back(steps);
-    m.wall_s.emplace_back(steps);
-    for (int k = 0; k < steps; ++k) {
-      m.op_s[r][k].assign(all.begin() + displs[r] + k * nops, all.begin() + displs[r] + (k + 1) * nops);
-      m.wall_s[r][k] = all[displs[r] + steps * nops + k];
-    }
-  }
-  return m;
+  std::vector<int64_t> rank_stage;
+  for (int r = 0; r < n; ++r) rank_stage.push_back(layout.coords(r).pp);
+  return emulate::unpack_gathered(plan, rank_stage, all, displs, counts, steps);
 }
 
 std::vector<Case> cases_for(int n) {

@@ -106,3 +106,40 @@ TEST(Plan, GemmShapesFollowMegatronLinears) {
   EXPECT_EQ(w.n, 8192);
   EXPECT_EQ(w.k, 4096);
 }
+
+TEST(Plan, GradientBytesFollowTheReductionPrecision) {
+  // Megatron reduces bf16-trained gradients in fp32 unless --grad-reduce-in-bf16: the DP
+  // reduce-scatter carries 4 (or 2) bytes per parameter of the rank, all buckets together.
+  const auto m = config::load_model("tiny-gpt");
+  for (bool bf16 : {false, true}) {
+    config::ParallelConfig p;
+    p.tp = 2, p.zero = 1, p.global_batch_size = 4, p.grad_reduce_in_bf16 = bf16;
+    p = config::resolve(p, m, 4, "test");
+    const auto plan = plan::build_plan(m, p);
+    const auto& st = plan.stages[0];
+    int64_t grad_bytes = 0, optimizer_bytes = 0;
+    for (const auto& op : st.ops) {
+      if (op.name == plan::OpName::kGradReduce) grad_bytes += op.bytes;
+      if (op.name == plan::OpName::kOptimizerStep) optimizer_bytes = op.bytes;
+    }
+    const int64_t per_param = bf16 ? 2 : 4;
+    EXPECT_EQ(grad_bytes, st.params * per_param) << "bf16 " << bf16;
+    // Adam on the 1/dp shard (30 B per parameter) plus the memset of the whole gradient buffer.
+    EXPECT_EQ(optimizer_bytes, (st.params + 1) / 2 * 30 + st.params * per_param) << "bf16 " << bf16;
+  }
+}
+
+TEST(Plan, EmbeddingBackwardAccumulatesADenseGradient) {
+  // Lookup backward: read + write the [tokens × h] gradient (2 × 2 B), plus the dense
+  // [V/tp × h] weight gradient: zero-fill 2 B, write 2 B, add into the fp32 main grad 4 + 2 + 4 B.
+  const auto m = config::load_model("tiny-gpt");
+  config::ParallelConfig p;
+  p.tp = 2, p.global_batch_size = 1, p.sequence_parallel = true;
+  p = config::resolve(p, m, 2, "test");
+  const auto plan = plan::build_plan(m, p);
+  int64_t bytes = -1;
+  for (const auto& op : plan.stages[0].ops)
+    if (op.name == plan::OpName::kEmbedding && op.phase == plan::Phase::kBackward) bytes = op.bytes;
+  const int64_t tokens = p.seq_length * p.micro_batch_size;
+  EXPECT_EQ(bytes, 2 * tokens * m.hidden_size * 2 + m.vocab_size / 2 * m.hidden_size * 14);
+}
