@@ -30,7 +30,7 @@ fi
 mkdir -p results
 mpirun "${mpi_flags[@]}" "$bin" run \
   --model tiny-demo --backend cpu --tp 2 --pp 2 \
-  --global-batch-size 8 --micro-batch-size 1 --steps 3 --warmup 1 \
+  --global-batch-size 8 --micro-batch-size 1 --steps 5 --warmup 1 \
   --emulate h200,h20,h800,h200@nvlink=400 \
   --out results/quickstart.h5 --force
 

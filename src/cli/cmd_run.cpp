@@ -142,10 +142,11 @@ int run(const RunOptions& o, const Invocation& inv) {
   for (int r = 0; r < session.size(); ++r) rank_stage.push_back(layout.coords(r).pp);
   const emulate::Measurements m = emulate::unpack_gathered(plan, rank_stage, all, displs, counts, nsteps);
   const auto host_durations = emulate::aggregate(plan, m);
+  const auto replay = emulate::aggregate(plan, m, emulate::CollectiveTime::kReplay);
   const double measured = emulate::measured_step_s(m);
   predict::TimelineOptions serial;
   serial.serialize = true;  // the CPU executor runs one queue per rank
-  const auto engine = predict::simulate(plan, host_durations, backend == "cpu" ? serial : predict::TimelineOptions{});
+  const auto engine = predict::simulate(plan, replay, backend == "cpu" ? serial : predict::TimelineOptions{});
   const double engine_error = (engine.step_time_s - measured) / measured;
 
   predict::SummaryRow host_row;

@@ -19,7 +19,8 @@ double median(std::vector<double> v) {
 }
 }  // namespace
 
-std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measurements& m) {
+std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measurements& m, CollectiveTime collectives) {
+  const bool own = collectives == CollectiveTime::kOwn;
   std::vector<std::vector<double>> out(plan.stages.size());
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     const auto& ops = plan.stages[s].ops;
@@ -33,10 +34,10 @@ std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measure
     for (size_t i = 0; i < ops.size(); ++i) {
       std::vector<double> per_step;
       for (size_t k = 0; k < steps; ++k) {
-        double acc = ops[i].kind == OpKind::kCollective ? INFINITY : 0;
+        double acc = ops[i].kind == OpKind::kCollective && own ? INFINITY : 0;
         for (size_t r : ranks) {
           const double v = m.op_s[r][k][i];
-          if (ops[i].kind == OpKind::kCollective) acc = std::min(acc, v);
+          if (ops[i].kind == OpKind::kCollective && own) acc = std::min(acc, v);
           else acc += v / double(ranks.size());
           if (ops[i].kind == OpKind::kSendRecv && !ops[i].is_send) min_recv = std::min(min_recv, v);
         }

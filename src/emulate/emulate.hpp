@@ -32,11 +32,24 @@ std::vector<double> pack_rank(const std::vector<std::vector<double>>& op_s, cons
 Measurements unpack_gathered(const plan::Plan& plan, const std::vector<int64_t>& rank_stage, const std::vector<double>& all,
                              const std::vector<int>& offsets, const std::vector<int>& counts, int steps);
 
-/// Host durations per stage and op, robust to waiting: compute ops take the median over steps of
-/// the mean over the stage's ranks; collectives the median over steps of the minimum over ranks
-/// (the last rank to arrive waits for nobody, so its time is the collective's own); receives the
-/// minimum over all of the stage's receives of that size (one whose data had already arrived).
-std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measurements& m);
+/// What a collective's host duration stands for.
+enum class CollectiveTime {
+  /// Its own cost, without waiting: the minimum over the stage's ranks (the last rank to arrive
+  /// waits for nobody). What the targets are emulated from: their imbalance is the engine's.
+  kOwn,
+  /// The mean over the stage's ranks, waiting included. The timeline engine follows one
+  /// representative rank per stage, arriving at the ranks' mean time; a collective ends when the
+  /// last member arrives, at max(t) + c = mean(t) + mean(max(t) − t + c). So this reproduces the
+  /// host's own schedule exactly for a synchronous group: used for the engine-vs-wall check.
+  kReplay,
+};
+
+/// Host durations per stage and op: compute ops take the median over steps of the mean over the
+/// stage's ranks; collectives the median over steps of the minimum (kOwn) or mean (kReplay) over
+/// ranks; receives the minimum over all of the stage's receives (one whose data had already
+/// arrived: the transfer alone), since the engine models pipeline waiting itself.
+std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measurements& m,
+                                           CollectiveTime collectives = CollectiveTime::kOwn);
 
 /// Median over steps of the slowest rank's wall time: the measured step time.
 double measured_step_s(const Measurements& m);

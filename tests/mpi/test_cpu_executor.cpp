@@ -91,7 +91,7 @@ TEST(CpuExecutor, EveryLayoutRunsAStepAndTheEngineMatches) {
     const auto plan = plan::build_plan(m, p);
     const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
     const auto meas = run_case(c, plan, layout, 2);
-    const auto host = emulate::aggregate(plan, meas);
+    const auto host = emulate::aggregate(plan, meas, emulate::CollectiveTime::kReplay);
     predict::TimelineOptions serial;
     serial.serialize = true;
     const double engine = predict::simulate(plan, host, serial).step_time_s;

@@ -168,6 +168,29 @@ TEST(Emulate, AggregationIgnoresWaiting) {
   EXPECT_DOUBLE_EQ(emulate::measured_step_s(m), 6.0);
 }
 
+TEST(Emulate, ReplayReproducesASynchronousGroup) {
+  // Two ranks compute (2 s and 4 s), then meet in a collective that itself takes 1 s: rank 0
+  // waits 2 s. Wall: 5 s on both. The representative rank computes the mean, 3 s; with the mean
+  // collective time, (3 + 1) / 2 = 2 s, it ends at 5 s like the ranks; with the collective's own
+  // time (1 s) it would end at 4 s.
+  plan::Plan p;
+  p.stages.resize(1);
+  plan::Op g, c;
+  g.kind = plan::OpKind::kGemm;
+  c.kind = plan::OpKind::kCollective;
+  c.deps[0] = 0, c.ndeps = 1;
+  p.stages[0].ops = {g, c};
+  emulate::Measurements m;
+  m.rank_stage = {0, 0};
+  m.op_s = {{{2.0, 3.0}}, {{4.0, 1.0}}};
+  m.wall_s = {{5.0}, {5.0}};
+  predict::TimelineOptions serial;
+  serial.serialize = true;
+  const auto replay = emulate::aggregate(p, m, emulate::CollectiveTime::kReplay);
+  EXPECT_DOUBLE_EQ(predict::simulate(p, replay, serial).step_time_s, emulate::measured_step_s(m));
+  EXPECT_DOUBLE_EQ(predict::simulate(p, emulate::aggregate(p, m), serial).step_time_s, 4.0);
+}
+
 TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {
   // The folded prediction (2·pp and 3·pp micro-batches, extrapolated) against simulating every
   // micro-batch, for 1F1B, interleaved and no pipelining, with and without DP overlap tails.
