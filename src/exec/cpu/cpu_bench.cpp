@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
+#include "common/error.hpp"
+#include "exec/cpu/cpu_access.hpp"
 #include "exec/bench.hpp"
 #include "predict/cost_model.hpp"
 
@@ -33,10 +36,18 @@ plan::Op gemm_op(int64_t m, int64_t n, int64_t k) {
   return op;
 }
 
-// Alternates path and direct in rounds so that drift (other load, frequency) hits both alike.
-template <typename PathFn, typename DirectFn>
-void interleaved(int rounds, PathFn path, DirectFn direct, std::vector<double>& p, std::vector<double>& d) {
-  for (int r = 0; r < rounds; ++r) {
+// Alternates path and direct in rounds so that drift (other load, frequency) hits both alike:
+// at least 3 rounds, and as many more (up to 20) as fit in ~2 s, so that short operations get
+// enough samples for a stable median. `agree` makes every rank of a collective benchmark take the
+// same number of rounds (the slowest rank's estimate).
+template <typename PathFn, typename DirectFn, typename AgreeFn>
+void interleaved(PathFn path, DirectFn direct, std::vector<double>& p, std::vector<double>& d, AgreeFn agree) {
+  const auto t0 = std::chrono::steady_clock::now();
+  path(p);
+  direct(d);
+  const double first = agree(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  const int rounds = static_cast<int>(std::clamp(std::ceil(2.0 / std::max(first, 1e-6)), 3.0, 20.0));
+  for (int r = 1; r < rounds; ++r) {
     path(p);
     direct(d);
   }
@@ -58,7 +69,7 @@ std::vector<BenchRow> bench_cpu_gemm(Executor& ex, const BenchOptions& o) {
     for (int w = 0; w < o.warmup; ++w) direct_once();
     ex.run_step(repeated_op_plan(op, o.warmup), -1);
     std::vector<double> path, direct;
-    interleaved(3, [&](std::vector<double>& out) {
+    interleaved([&](std::vector<double>& out) {
       const auto t = ex.run_step(st, -1);
       out.insert(out.end(), t.op_s.begin(), t.op_s.end());
     }, [&](std::vector<double>& out) {
@@ -67,7 +78,7 @@ std::vector<BenchRow> bench_cpu_gemm(Executor& ex, const BenchOptions& o) {
         direct_once();
         out.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
-    }, path, direct);
+    }, path, direct, [](double t) { return t; });
     BenchRow r;
     r.what = "gemm";
     r.shape = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
@@ -97,12 +108,17 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
     const plan::StagePlan st = repeated_op_plan(op, o.iters);
     ex.prepare(st);
     const int count = static_cast<int>(bytes / 4 / n * n);
-    std::vector<float> buf(count, 1.0f);
+    // The direct loop reduces the executor's own buffer (the same memory, so the same placement).
+    auto* acc = dynamic_cast<cpu::CpuExecutorAccess*>(&ex);
+    if (!acc) throw RuntimeError("bench comm: the executor is not the CPU executor");
+    std::vector<float>& buf = acc->comm_buffer();
+    if (buf.size() < size_t(count)) throw RuntimeError("bench comm: the executor's buffer is smaller than the message");
     auto direct_once = [&] { MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, comm); };
     for (int w = 0; w < o.warmup; ++w) direct_once();
     ex.run_step(repeated_op_plan(op, o.warmup), -1);
     std::vector<double> path, direct;
-    interleaved(3, [&](std::vector<double>& out) {
+    interleaved([&](std::vector<double>& out) {
+      MPI_Barrier(comm);
       const auto t = ex.run_step(st, -1);
       out.insert(out.end(), t.op_s.begin(), t.op_s.end());
     }, [&](std::vector<double>& out) {
@@ -112,7 +128,10 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
         direct_once();
         out.push_back(MPI_Wtime() - t0);
       }
-    }, path, direct);
+    }, path, direct, [&](double t) {
+      MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm);
+      return t;
+    });
     // The slowest rank's median decides a collective's speed; agree on it across ranks.
     double pm = median_of(path), dm = median_of(direct);
     MPI_Allreduce(MPI_IN_PLACE, &pm, 1, MPI_DOUBLE, MPI_MAX, comm);

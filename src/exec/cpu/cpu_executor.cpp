@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "exec/cpu/cpu_access.hpp"
 #include "exec/executor.hpp"
 
 namespace capscale::exec {
@@ -53,8 +54,10 @@ double available_memory_bytes() {
   return 0;
 }
 
-class CpuExecutor final : public Executor {
+class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
  public:
+  std::vector<float>& comm_buffer() override { return comm_; }
+
   explicit CpuExecutor(const ExecContext& ctx) : ctx_(ctx), faults_(ctx.world_rank) {
     if (void* f = dlsym(RTLD_DEFAULT, "cblas_sbgemm"); f && cpu_has_avx512_bf16()) sbgemm_ = reinterpret_cast<SbgemmFn>(f);
     // One BLAS thread per core this rank can have: oversubscribed ranks must not each spawn
