@@ -81,7 +81,7 @@ Action add_bench(CLI::App& app) {
   auto o = std::make_shared<BenchCliOptions>();
   cmd->add_option("what", o->what, "gemm | comm")->required()->check(CLI::IsMember({"gemm", "comm"}));
   cmd->add_option("--backend", o->backend, "auto | cpu | cuda");
-  cmd->add_option("--iters", o->iters, "timed ops per round (3 rounds)")->check(CLI::Range(1, 100000));
+  cmd->add_option("--iters", o->iters, "timed ops per round (interleaved rounds: CPU 3 to 20, CUDA 3)")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", o->warmup, "untimed ops first")->check(CLI::Range(0, 100000));
   cmd->add_option("--sizes", o->sizes, "comm: buffer sizes in bytes, comma-separated")->delimiter(',');
   cmd->add_flag("--json", o->json, "print JSON on stdout");

@@ -95,11 +95,34 @@ TEST(Cli, SweepReportAndEquivalence) {
   EXPECT_EQ(run(test::bin() + " report " + out + " --trace /tmp/x.json").exit_code, 2);
 }
 
+TEST(Cli, BenchGemmAndCommPrintRatiosAgainstTheDirectCalls) {
+  // The ratios themselves are speed targets (checked by running the benchmark, not here); the
+  // command must measure both sides and report them consistently.
+  auto check = [](const test::RunResult& r, const char* what) {
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto rows = nlohmann::json::parse(r.out);
+    ASSERT_FALSE(rows.empty());
+    for (const auto& row : rows) {
+      EXPECT_EQ(row.at("what"), what);
+      EXPECT_GT(row.at("path_s").get<double>(), 0);
+      EXPECT_GT(row.at("direct_s").get<double>(), 0);
+      EXPECT_NEAR(row.at("ratio").get<double>(), row.at("direct_s").get<double>() / row.at("path_s").get<double>(), 1e-9);
+    }
+  };
+  check(run(test::bin() + " bench gemm --backend cpu --iters 1 --json"), "gemm");
+  check(run(test::mpiexec(2) + " " + test::bin() + " bench comm --backend cpu --sizes 1048576 --iters 2 --json"), "all_reduce");
+}
+
 TEST(Cli, ValidatePrintsTheTable) {
   const auto r = run(test::bin() + " validate");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("median |error|"), std::string::npos);
   EXPECT_NE(r.out.find("H19"), std::string::npos);
+  EXPECT_NE(r.out.find("holdout rows"), std::string::npos);
+  EXPECT_NE(r.out.find(": PASS"), std::string::npos) << r.out;
+  const auto fit = run(test::bin() + " validate --fit");
+  ASSERT_EQ(fit.exit_code, 0) << fit.err;
+  EXPECT_NE(fit.out.find("fit hopper   efficiency.sustained = 0.78"), std::string::npos) << fit.out;
 }
 
 struct BadCase {
