@@ -1,13 +1,18 @@
 // `capscale bench gemm|comm`: the executor paths against direct library calls, same shapes, same
 // run; prints the ratio (direct time / executor time) with the DESIGN.md budget as the verdict.
+// `capscale bench clock`: a real training step with and without per-op timing (the virtual
+// clock's input), alternating, to measure the clock's overhead (budget ≤ 2 %).
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/host_profile.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
 #include "exec/bench.hpp"
 #include "mpi/mpi_context.hpp"
+#include "predict/predictor.hpp"
 
 namespace capscale::cli {
 namespace {
@@ -17,13 +22,73 @@ struct BenchCliOptions {
   int iters = 10, warmup = 2;
   std::vector<int64_t> sizes;
   bool json = false;
+  std::string model = "tiny-demo";  // clock
+  ParallelFlags par;                // clock
 };
 
-int bench(const BenchCliOptions& o, const Invocation& inv) {
-  mpi::Session session(inv.argc, inv.argv);
-  std::string backend = o.backend;
-  if (backend == "auto") backend = exec::cuda_device_available() ? "cuda" : "cpu";
+std::string resolve_backend(const std::string& b) {
+  const std::string backend = b == "auto" ? (exec::cuda_device_available() ? "cuda" : "cpu") : b;
   if (backend != "cpu" && backend != "cuda") throw InputError("--backend", "", "must be one of: auto, cpu, cuda");
+  return backend;
+}
+
+int bench_clock(const BenchCliOptions& o, const Invocation& inv) {
+  mpi::Session session(inv.argc, inv.argv);
+  const std::string backend = resolve_backend(o.backend);
+  const config::ModelConfig model = config::load_model(o.model);
+  const config::ParallelConfig p = config::resolve(o.par.to_config(), model, session.size(), "bench clock");
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  const mpi::Communicators comms(layout, session.rank());
+  exec::ExecContext ctx{&session, &layout, &comms, session.rank()};
+  auto ex = backend == "cuda" ? exec::make_cuda_executor(ctx) : exec::make_cpu_executor(ctx);
+  config::ChipProfile host = backend == "cuda" ? gpu_host_profile(ex->device()) : config::load_chip("cpu-host");
+  if (backend == "cpu") host.hbm_gb /= double(session.local_size()), host.reserved_gb = 0;
+  double need_gb = 0;
+  if (!predict::fits_memory(model, host, p, &need_gb)) {
+    throw DoesNotFitError("bench clock", "memory", model.name + " with " + parallel_text(p) + " needs " + fmt(need_gb, 1) +
+                                                       " GB per rank; the host has " + fmt(host.usable_memory_bytes() / 1e9, 1));
+  }
+  const plan::Plan plan = plan::build_plan(model, p);
+  const plan::StagePlan& stage = plan.stages[layout.coords(session.rank()).pp];
+  ex->prepare(stage);
+  // The slowest rank's wall time is the step's.
+  auto step = [&](bool timed) {
+    ex->set_op_timing(timed);
+    double wall = ex->run_step(stage, -1).wall_s;
+    CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &wall, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    return wall;
+  };
+  for (int w = 0; w < o.warmup; ++w) step(true);
+  // Alternate the order every round (on/off, off/on) so that drift hits both sides alike.
+  std::vector<double> on, off;
+  for (int k = 0; k < o.iters; ++k) {
+    const bool first = k % 2 == 0;
+    (first ? on : off).push_back(step(first));
+    (first ? off : on).push_back(step(!first));
+  }
+  if (session.rank() != 0) return 0;
+  const double t_on = exec::median_of(on), t_off = exec::median_of(off), overhead = t_on / t_off - 1.0;
+  std::ostream& log = o.json ? std::cerr : std::cout;
+  print_config(log, model, p,
+               "# capscale bench clock --backend " + backend + " (" + ex->gemm_dtype() + "): " + std::to_string(stage.ops.size()) +
+                   " ops on stage 0; per-op timing on vs off, " + std::to_string(o.iters) + " steps each, alternating\n");
+  log << "# step with per-op timing " << fmt(t_on, 4) << " s, without " << fmt(t_off, 4) << " s (medians, slowest rank): "
+      << "virtual clock overhead " << fmt(100 * overhead, 2) << " % (budget <= 2 %): " << (overhead <= 0.02 ? "PASS" : "OVER BUDGET")
+      << "\n";
+  if (o.json) {
+    std::cout << nlohmann::json{{"what", "clock"}, {"backend", backend}, {"model", model.name}, {"parallel", to_json(p)},
+                                {"ops", stage.ops.size()}, {"steps", o.iters}, {"timed_step_s", t_on}, {"untimed_step_s", t_off},
+                                {"overhead", overhead}}
+                     .dump(2)
+              << std::endl;
+  }
+  return 0;
+}
+
+int bench(const BenchCliOptions& o, const Invocation& inv) {
+  if (o.what == "clock") return bench_clock(o, inv);
+  mpi::Session session(inv.argc, inv.argv);
+  const std::string backend = resolve_backend(o.backend);
   // The comm bench treats the whole world as one tensor-parallel group.
   const parallel::Layout layout(session.size(), 1, 1, 1);
   const mpi::Communicators comms(layout, session.rank());
@@ -77,11 +142,15 @@ int bench(const BenchCliOptions& o, const Invocation& inv) {
 }  // namespace
 
 Action add_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "Executor GEMM / collective paths vs direct library calls (ratio)");
+  auto* cmd = app.add_subcommand("bench", "Executor GEMM / collective paths vs direct library calls (ratio); virtual clock overhead");
   auto o = std::make_shared<BenchCliOptions>();
-  cmd->add_option("what", o->what, "gemm | comm")->required()->check(CLI::IsMember({"gemm", "comm"}));
+  cmd->add_option("what", o->what, "gemm | comm | clock")->required()->check(CLI::IsMember({"gemm", "comm", "clock"}));
   cmd->add_option("--backend", o->backend, "auto | cpu | cuda");
-  cmd->add_option("--iters", o->iters, "timed ops per round (interleaved rounds: CPU 3 to 20, CUDA 3)")->check(CLI::Range(1, 100000));
+  cmd->add_option("--iters", o->iters,
+                  "gemm/comm: timed ops per round (interleaved rounds: CPU 3 to 20, CUDA 3); clock: steps per side")
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--model", o->model, "clock: model name, YAML or HuggingFace config.json (default tiny-demo)");
+  add_parallel_flags(cmd, o->par);
   cmd->add_option("--warmup", o->warmup, "untimed ops first")->check(CLI::Range(0, 100000));
   cmd->add_option("--sizes", o->sizes, "comm: buffer sizes in bytes, comma-separated")->delimiter(',');
   cmd->add_flag("--json", o->json, "print JSON on stdout");

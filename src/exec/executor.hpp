@@ -40,6 +40,13 @@ class Executor {
   /// Runs the stage's ops once, in list order (respecting dependencies), and times them.
   /// `step` is passed to the fault injector.
   virtual StepTimes run_step(const plan::StagePlan& stage, int step) = 0;
+  /// Per-op timing (the virtual clock's input) on or off; off, run_step still times the step but
+  /// leaves op_s at zero. `capscale bench clock` compares the two to measure the clock's overhead.
+  void set_op_timing(bool on) { time_ops_ = on; }
+  bool op_timing() const { return time_ops_; }
+
+ protected:
+  bool time_ops_ = true;
 };
 
 /// Test hook and reliability drill: CAPSCALE_FAULT="rank=R,step=S,op=I,mode=kill|throw|hang" makes

@@ -111,6 +111,15 @@ TEST(Cli, BenchGemmAndCommPrintRatiosAgainstTheDirectCalls) {
   };
   check(run(test::bin() + " bench gemm --backend cpu --iters 1 --json"), "gemm");
   check(run(test::mpiexec(2) + " " + test::bin() + " bench comm --backend cpu --sizes 1048576 --iters 2 --json"), "all_reduce");
+  // The virtual clock: the same real step with and without per-op timing.
+  const auto r = run(test::mpiexec(2) + " " + test::bin() + " bench clock --backend cpu --tp 2 --global-batch-size 2 --iters 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("what"), "clock");
+  EXPECT_GT(j.at("timed_step_s").get<double>(), 0);
+  EXPECT_GT(j.at("untimed_step_s").get<double>(), 0);
+  EXPECT_NEAR(j.at("overhead").get<double>(), j.at("timed_step_s").get<double>() / j.at("untimed_step_s").get<double>() - 1, 1e-9);
+  EXPECT_EQ(j.at("parallel").at("tp"), 2);
 }
 
 TEST(Cli, ValidatePrintsTheTable) {

@@ -125,6 +125,11 @@ TEST(CudaExecutor, RunsTinyPlanWithOnePositiveTimePerOp) {
   }
   // Every op runs inside the step, so the step lasts at least as long as its longest op.
   EXPECT_GE(t.wall_s, longest);
+  // Without per-op timing (bench clock's baseline) the step still runs and is timed; ops are not.
+  ex->set_op_timing(false);
+  const exec::StepTimes u = ex->run_step(stage, 2);
+  EXPECT_GT(u.wall_s, 0.0);
+  for (double s : u.op_s) EXPECT_EQ(s, 0.0);
 }
 
 TEST(CudaExecutor, CollectiveOverGroupOfOneTakesNoTime) {
