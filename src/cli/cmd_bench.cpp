@@ -35,7 +35,7 @@ std::string resolve_backend(const std::string& b) {
 int bench_clock(const BenchCliOptions& o, const Invocation& inv) {
   mpi::Session session(inv.argc, inv.argv);
   const std::string backend = resolve_backend(o.backend);
-  const config::ModelConfig model = config::load_model(o.model);
+  const config::ModelConfig model = o.par.load_model(o.model);
   const config::ParallelConfig p = config::resolve(o.par.to_config(), model, session.size(), "bench clock");
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
   const mpi::Communicators comms(layout, session.rank());

@@ -21,7 +21,7 @@ struct PredictOptions {
 };
 
 int predict_cmd(const PredictOptions& o) {
-  const auto model = config::load_model(o.model);
+  const auto model = o.par.load_model(o.model);
   const auto target = config::parse_target(o.chip, "--chip");
   const auto chip = config::resolve_target(target);
   if (o.gpus < 1) throw InputError("--gpus", "", "must be >= 1");

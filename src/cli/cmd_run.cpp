@@ -51,7 +51,7 @@ int run(const RunOptions& o, const Invocation& inv) {
   if (root && !o.calibration.empty()) calibration = results::read_calibration(o.calibration);
   const predict::Calibration* cal = o.calibration.empty() ? nullptr : &calibration;
 
-  const config::ModelConfig model = config::load_model(o.model);
+  const config::ModelConfig model = o.par.load_model(o.model);
   const config::ParallelConfig p = config::resolve(o.par.to_config(), model, session.size(), "run");
   std::vector<config::TargetSpec> targets;
   if (!o.emulate.empty()) targets = config::parse_target_list(o.emulate, "--emulate");

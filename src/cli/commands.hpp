@@ -26,7 +26,10 @@ struct ParallelFlags {
   std::string recompute = "none", precision = "bf16";
   int zero = 0;
   bool tp_comm_overlap = false, no_flash_attention = false, grad_reduce_in_bf16 = false;
+  int64_t num_layers = 0;  ///< 0: the model's; else a proxy with this many of its layers
   config::ParallelConfig to_config() const;
+  /// The model named by `spec` (name, YAML or config.json), cut to --num-layers when given.
+  config::ModelConfig load_model(const std::string& spec) const;
 };
 void add_parallel_flags(CLI::App* cmd, ParallelFlags& f);
 

@@ -1,5 +1,6 @@
-// Flags shared by run and predict.
+// Flags shared by run, predict and bench clock.
 #include "cli/commands.hpp"
+#include "common/error.hpp"
 
 namespace capscale::cli {
 
@@ -17,8 +18,25 @@ void add_parallel_flags(CLI::App* cmd, ParallelFlags& f) {
   cmd->add_option("--precision", f.precision, "bf16 | fp16 | fp8");
   cmd->add_flag("--tp-comm-overlap", f.tp_comm_overlap, "overlap TP communication with GEMMs in chunks (needs --sequence-parallel)");
   cmd->add_flag("--no-flash-attention", f.no_flash_attention, "model unfused attention (scores stored in HBM)");
+  cmd->add_option("--num-layers", f.num_layers,
+                  "run a proxy of the model with this many of its layers (e.g. Llama 3.1 8B layers on one GPU)");
   cmd->add_flag("--grad-reduce-in-bf16", f.grad_reduce_in_bf16,
                 "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32)");
+}
+
+config::ModelConfig ParallelFlags::load_model(const std::string& spec) const {
+  config::ModelConfig m = config::load_model(spec);
+  if (num_layers == 0) return m;
+  if (num_layers < 1 || num_layers > m.num_layers) {
+    throw InputError("--num-layers", "", "must be in [1, " + std::to_string(m.num_layers) + "] (the layers of " + m.name +
+                                             "), got " + std::to_string(num_layers));
+  }
+  // A proxy keeps every per-layer shape, the embedding and the head; only the depth changes
+  // (as NVIDIA's DGXC "proxy" configurations do), so its per-layer timings are the full model's.
+  m.name += "-" + std::to_string(num_layers) + "L";
+  m.description += " (proxy: " + std::to_string(num_layers) + " of " + std::to_string(m.num_layers) + " layers)";
+  m.num_layers = num_layers;
+  return m;
 }
 
 config::ParallelConfig ParallelFlags::to_config() const {

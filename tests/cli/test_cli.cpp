@@ -122,6 +122,19 @@ TEST(Cli, BenchGemmAndCommPrintRatiosAgainstTheDirectCalls) {
   EXPECT_EQ(j.at("parallel").at("tp"), 2);
 }
 
+TEST(Cli, NumLayersMakesAProxyOfTheModel) {
+  // Llama 3.1 8B does not fit one H100 with its optimizer state; 4 of its 32 layers do, with every
+  // per-layer shape kept (what a one-GPU run of "Llama 3.1 8B layers" measures).
+  auto r = run(test::bin() + " predict --model llama3.1-8b --chip h100 --gpus 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(nlohmann::json::parse(r.out).at("fits").get<bool>());
+  r = run(test::bin() + " predict --model llama3.1-8b --num-layers 4 --chip h100 --gpus 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("model"), "llama3.1-8b-4L");
+  EXPECT_TRUE(j.at("fits").get<bool>());
+}
+
 TEST(Cli, ValidatePrintsTheTable) {
   const auto r = run(test::bin() + " validate");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -161,6 +174,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"predict --model llama3.1-70b --chip h100 --gpus 16 --tp 8 --global-batch-size 3", "global-batch-size"},
         BadCase{"predict --model llama3.1-70b --chip h100 --gpus 12 --tp 8", "world size"},
         BadCase{"predict --model llama3.1-70b --chip h100 --gpus 8 --recompute sometimes", "recompute"},
+        BadCase{"predict --model llama3.1-8b --chip h100 --gpus 1 --num-layers 33", "num-layers"},
+        BadCase{"predict --model llama3.1-8b --chip h100 --gpus 1 --num-layers -1", "num-layers"},
         BadCase{"predict --model /nonexistent/model.yaml --chip h100 --gpus 8", "known:"},
         BadCase{"run --model tiny-demo --backend cpu --tp 2", "world size"},
         BadCase{"run --model tiny-demo --backend tpu", "backend"},
