@@ -154,7 +154,16 @@ Action add_bench(CLI::App& app) {
   cmd->add_option("--warmup", o->warmup, "untimed ops first")->check(CLI::Range(0, 100000));
   cmd->add_option("--sizes", o->sizes, "comm: buffer sizes in bytes, comma-separated")->delimiter(',');
   cmd->add_flag("--json", o->json, "print JSON on stdout");
-  return [o](const Invocation& inv) { return bench(*o, inv); };
+  return [o, cmd](const Invocation& inv) {
+    // Flags that belong to one mode are refused in the others rather than silently ignored.
+    for (const char* flag : {"--model", "--tp", "--pp", "--vpp", "--cp", "--sequence-parallel", "--micro-batch-size",
+                             "--global-batch-size", "--seq-length", "--recompute", "--zero", "--precision", "--tp-comm-overlap",
+                             "--no-flash-attention", "--grad-reduce-in-bf16", "--num-layers"}) {
+      if (o->what != "clock" && cmd->count(flag) > 0) throw InputError(flag, "", "applies to 'bench clock' only");
+    }
+    if (o->what != "comm" && cmd->count("--sizes") > 0) throw InputError("--sizes", "", "applies to 'bench comm' only");
+    return bench(*o, inv);
+  };
 }
 
 }  // namespace capscale::cli

@@ -24,12 +24,16 @@ Action add_validate(CLI::App& app) {
     std::ostream& log = *json ? std::cerr : std::cout;
     char line[400];
     if (*fit) {
+      nlohmann::json arr = nlohmann::json::array();
       for (const auto& f : predict::fit_sustained(runs)) {
         std::snprintf(line, sizeof line,
                       "# fit %-8s efficiency.sustained = %.4f over %lld rows (rms log error %.4f; shipped %.3f gives %.4f)\n",
                       f.arch.c_str(), f.value, (long long)f.rows, f.rms_log_error_fit, f.shipped, f.rms_log_error_shipped);
         log << line;
+        arr.push_back({{"arch", f.arch}, {"rows", f.rows}, {"sustained", f.value}, {"rms_log_error", f.rms_log_error_fit},
+                       {"shipped", f.shipped}, {"rms_log_error_shipped", f.rms_log_error_shipped}});
       }
+      if (*json) std::cout << arr.dump(2) << std::endl;
       return 0;
     }
     const auto s = predict::validate(runs);

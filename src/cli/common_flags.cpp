@@ -19,7 +19,8 @@ void add_parallel_flags(CLI::App* cmd, ParallelFlags& f) {
   cmd->add_flag("--tp-comm-overlap", f.tp_comm_overlap, "overlap TP communication with GEMMs in chunks (needs --sequence-parallel)");
   cmd->add_flag("--no-flash-attention", f.no_flash_attention, "model unfused attention (scores stored in HBM)");
   cmd->add_option("--num-layers", f.num_layers,
-                  "run a proxy of the model with this many of its layers (e.g. Llama 3.1 8B layers on one GPU)");
+                  "run a proxy of the model with this many of its layers (e.g. Llama 3.1 8B layers on one GPU)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   cmd->add_flag("--grad-reduce-in-bf16", f.grad_reduce_in_bf16,
                 "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32)");
 }

@@ -19,7 +19,7 @@ std::string parallel_text(const config::ParallelConfig& p) {
   return "tp" + std::to_string(p.tp) + " pp" + std::to_string(p.pp) + " dp" + std::to_string(p.dp) + " cp" +
          std::to_string(p.cp) + (p.vpp > 1 ? " vpp" + std::to_string(p.vpp) : "") + " mbs" +
          std::to_string(p.micro_batch_size) + " " + config::to_string(p.recompute).substr(0, 3) +
-         (p.zero ? " z1" : "") + (p.sequence_parallel ? " sp" : "");
+         (p.zero ? " z1" : "") + (p.sequence_parallel ? " sp" : "") + (p.grad_reduce_in_bf16 ? " gbf16" : "");
 }
 
 nlohmann::json to_json(const config::ParallelConfig& p) {
@@ -89,7 +89,8 @@ nlohmann::json to_json(const predict::SummaryRow& r) {
                         {"micro_batch_size", p.micro_batch_size}, {"global_batch_size", p.global_batch_size},
                         {"seq_length", p.seq_length}, {"sequence_parallel", p.sequence_parallel},
                         {"recompute", config::to_string(p.recompute)}, {"zero", p.zero},
-                        {"precision", config::to_string(p.precision)}}},
+                        {"precision", config::to_string(p.precision)}, {"tp_comm_overlap", p.tp_comm_overlap},
+                        {"flash_attention", p.flash_attention}, {"grad_reduce_in_bf16", p.grad_reduce_in_bf16}}},
           {"step_time_s", r.step_time_s}, {"tokens_per_s", r.tokens_per_s},
           {"tokens_per_s_per_chip", r.tokens_per_s_per_chip}, {"tflops_per_chip", r.tflops_per_chip},
           {"mfu", r.mfu}, {"hfu", r.hfu}, {"memory_gb_per_chip", r.memory_gb_per_chip},

@@ -42,6 +42,8 @@ class Executor {
   virtual StepTimes run_step(const plan::StagePlan& stage, int step) = 0;
   /// Per-op timing (the virtual clock's input) on or off; off, run_step still times the step but
   /// leaves op_s at zero. `capscale bench clock` compares the two to measure the clock's overhead.
+  /// CUDA: the end-of-op event also orders cross-stream dependencies, so it stays when timing is
+  /// off; what is measured is the start events and the read-back of elapsed times.
   void set_op_timing(bool on) { time_ops_ = on; }
   bool op_timing() const { return time_ops_; }
 

@@ -269,11 +269,13 @@ void StageBuilder::embedding_forward() {
 void StageBuilder::embedding_backward() {
   // The lookup's backward reads the output gradient and scatters it into a dense [V/tp × h] bf16
   // weight gradient (PyTorch's embedding_dense_backward zero-fills it: 2 B, then writes it: 2 B);
-  // Megatron's DDP hook then adds it to the fp32 main gradient (read 4 + 2, write 4) — no GEMM
-  // epilogue can fuse this accumulation, unlike the linear layers' (gradient_accumulation_fusion).
+  // Megatron's DDP hook then adds it to the main gradient (read g + 2, write g; g = 4 B in fp32,
+  // 2 B under --grad-reduce-in-bf16) — no GEMM epilogue can fuse this accumulation, unlike the
+  // linear layers' (gradient_accumulation_fusion).
   const int64_t dense = checked_mul(m_.vocab_size / p_.tp, h_, "embedding grad elements");
+  const int64_t per_element = 6 + 2 * p_.grad_bytes();
   elementwise(OpName::kEmbedding, Phase::kBackward, -1,
-              checked_add(2 * tokens_ * h_ * kActBytes, checked_mul(dense, 14, "embedding grad bytes"), "embedding grad bytes"));
+              checked_add(2 * tokens_ * h_ * kActBytes, checked_mul(dense, per_element, "embedding grad bytes"), "embedding grad bytes"));
 }
 
 void StageBuilder::head_forward() {

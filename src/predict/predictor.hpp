@@ -77,6 +77,8 @@ struct SearchOptions {
   int64_t global_batch_size = 0;
   int64_t seq_length = 0;
   config::Precision precision = config::Precision::kBf16;
+  bool flash_attention = true;       ///< as ParallelConfig, for every candidate
+  bool grad_reduce_in_bf16 = false;  ///< as ParallelConfig, for every candidate
   int64_t max_tp = 0;  ///< 0 → the chip's NVLink domain (capped at 8·chips_per_package)
   int top = 5;         ///< how many ranked candidates to return
   const Calibration* calibration = nullptr;  ///< as PredictOptions::calibration

@@ -69,6 +69,8 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
             p.sequence_parallel = tp > 1;
             p.tp_comm_overlap = tp > 1;
             p.zero = 1;
+            p.flash_attention = o.flash_attention;
+            p.grad_reduce_in_bf16 = o.grad_reduce_in_bf16;
             if (!config::violations(p, model, o.gpus).empty()) continue;
             p = config::resolve(p, model, o.gpus, "search");
             for (auto rc : {config::Recompute::kNone, config::Recompute::kSelective, config::Recompute::kFull}) {

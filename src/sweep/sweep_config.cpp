@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -18,7 +19,10 @@ std::string PlanSpec::text() const {
   const auto& p = parallel;
   return "tp" + std::to_string(p.tp) + "-pp" + std::to_string(p.pp) + "-cp" + std::to_string(p.cp) + "-vpp" +
          std::to_string(p.vpp) + "-mbs" + std::to_string(p.micro_batch_size) + "-" + config::to_string(p.recompute) +
-         "-z" + std::to_string(p.zero) + (p.sequence_parallel ? "-sp" : "");
+         "-z" + std::to_string(p.zero) + (p.sequence_parallel ? "-sp" : "") +
+         // Suffixes only where a plan departs from the defaults, so existing keys stay valid.
+         (p.tp_comm_overlap != p.sequence_parallel ? (p.tp_comm_overlap ? "-tpo" : "-notpo") : "") +
+         (p.grad_reduce_in_bf16 ? "-gbf16" : "");
 }
 
 namespace {
@@ -157,6 +161,7 @@ SweepConfig load_sweep(const std::string& path) {
 
 std::vector<Point> expand(const SweepConfig& s) {
   std::vector<Point> out;
+  std::set<std::string> keys;
   for (const auto& model : s.models)
     for (const auto& target : s.targets)
       for (int64_t gpus : s.gpus)
@@ -171,6 +176,11 @@ std::vector<Point> expand(const SweepConfig& s) {
                                     : std::max<int64_t>(s.min_global_batch_size, std::llround(s.global_batch_size_per_gpu * double(gpus)));
           p.plan = plan;
           p.key = model + "|" + target.spec + "|" + std::to_string(gpus) + "|" + std::to_string(p.global_batch_size) + "|" + plan.text();
+          // The key names a point in the file and on resume; two equal keys would never both finish.
+          if (!keys.insert(p.key).second) {
+            throw InputError("sweep " + s.name, "models/targets/gpus/plans",
+                             "list the same point twice (" + p.key + "); every combination must differ");
+          }
           out.push_back(std::move(p));
         }
   return out;

@@ -110,6 +110,8 @@ TEST(Cli, BenchGemmAndCommPrintRatiosAgainstTheDirectCalls) {
     }
   };
   check(run(test::bin() + " bench gemm --backend cpu --iters 1 --json"), "gemm");
+  // Two ranks agree on the number of rounds (each run_step starts with a world barrier).
+  check(run(test::mpiexec(2) + " " + test::bin() + " bench gemm --backend cpu --iters 1 --json", 120), "gemm");
   check(run(test::mpiexec(2) + " " + test::bin() + " bench comm --backend cpu --sizes 1048576 --iters 2 --json"), "all_reduce");
   // The virtual clock: the same real step with and without per-op timing.
   const auto r = run(test::mpiexec(2) + " " + test::bin() + " bench clock --backend cpu --tp 2 --global-batch-size 2 --iters 2 --json");
@@ -176,6 +178,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"predict --model llama3.1-70b --chip h100 --gpus 8 --recompute sometimes", "recompute"},
         BadCase{"predict --model llama3.1-8b --chip h100 --gpus 1 --num-layers 33", "num-layers"},
         BadCase{"predict --model llama3.1-8b --chip h100 --gpus 1 --num-layers -1", "num-layers"},
+        BadCase{"predict --model llama3.1-8b --chip h100 --gpus 1 --num-layers 0", "num-layers"},
+        BadCase{"bench gemm --backend cpu --tp 2", "bench clock"},
+        BadCase{"bench gemm --backend cpu --sizes 1024", "bench comm"},
         BadCase{"predict --model /nonexistent/model.yaml --chip h100 --gpus 8", "known:"},
         BadCase{"run --model tiny-demo --backend cpu --tp 2", "world size"},
         BadCase{"run --model tiny-demo --backend tpu", "backend"},

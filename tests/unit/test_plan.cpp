@@ -131,15 +131,18 @@ TEST(Plan, GradientBytesFollowTheReductionPrecision) {
 
 TEST(Plan, EmbeddingBackwardAccumulatesADenseGradient) {
   // Lookup backward: read + write the [tokens × h] gradient (2 × 2 B), plus the dense
-  // [V/tp × h] weight gradient: zero-fill 2 B, write 2 B, add into the fp32 main grad 4 + 2 + 4 B.
+  // [V/tp × h] weight gradient: zero-fill 2 B, write 2 B, add into the main grad: read g + 2,
+  // write g, with g = 4 B (fp32) or 2 B (--grad-reduce-in-bf16).
   const auto m = config::load_model("tiny-gpt");
-  config::ParallelConfig p;
-  p.tp = 2, p.global_batch_size = 1, p.sequence_parallel = true;
-  p = config::resolve(p, m, 2, "test");
-  const auto plan = plan::build_plan(m, p);
-  int64_t bytes = -1;
-  for (const auto& op : plan.stages[0].ops)
-    if (op.name == plan::OpName::kEmbedding && op.phase == plan::Phase::kBackward) bytes = op.bytes;
-  const int64_t tokens = p.seq_length * p.micro_batch_size;
-  EXPECT_EQ(bytes, 2 * tokens * m.hidden_size * 2 + m.vocab_size / 2 * m.hidden_size * 14);
+  for (bool bf16 : {false, true}) {
+    config::ParallelConfig p;
+    p.tp = 2, p.global_batch_size = 1, p.sequence_parallel = true, p.grad_reduce_in_bf16 = bf16;
+    p = config::resolve(p, m, 2, "test");
+    const auto plan = plan::build_plan(m, p);
+    int64_t bytes = -1;
+    for (const auto& op : plan.stages[0].ops)
+      if (op.name == plan::OpName::kEmbedding && op.phase == plan::Phase::kBackward) bytes = op.bytes;
+    const int64_t tokens = p.seq_length * p.micro_batch_size;
+    EXPECT_EQ(bytes, 2 * tokens * m.hidden_size * 2 + m.vocab_size / 2 * m.hidden_size * (bf16 ? 10 : 14)) << "bf16 " << bf16;
+  }
 }

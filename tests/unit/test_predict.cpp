@@ -92,6 +92,13 @@ TEST(Predict, SearchFindsTheBestFittingPlan) {
     return p;
   }()).row;
   EXPECT_GE(r.ranked[0].tokens_per_s_per_chip, other.tokens_per_s_per_chip);
+  // Options that apply to every candidate reach them: bf16 gradient reduction halves the DP
+  // traffic, so the best plan can only get faster.
+  o.grad_reduce_in_bf16 = true;
+  const auto b = predict::search(m, config::load_chip("h100"), o);
+  ASSERT_FALSE(b.ranked.empty());
+  for (const auto& row : b.ranked) EXPECT_TRUE(row.parallel.grad_reduce_in_bf16);
+  EXPECT_GE(b.ranked[0].tokens_per_s_per_chip, r.ranked[0].tokens_per_s_per_chip);
 }
 
 TEST(Emulate, DilationKeepsTheHostsAchievedFraction) {

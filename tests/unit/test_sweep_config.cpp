@@ -39,6 +39,41 @@ plans:
   EXPECT_EQ(keys.size(), pts.size());  // keys identify points across resumes
 }
 
+TEST(SweepConfig, PlansThatDifferOnlyInAFlagHaveTheirOwnKeys) {
+  const auto s = sweep::load_sweep(write("flags.yaml", R"(name: flags
+models: [llama3.1-70b]
+targets: [h200]
+gpus: [64]
+global_batch_size: 64
+plans:
+  - {tp: 8, pp: 1}
+  - {tp: 8, pp: 1, grad_reduce_in_bf16: true}
+  - {tp: 8, pp: 1, tp_comm_overlap: false}
+)"));
+  const auto pts = sweep::expand(s);
+  ASSERT_EQ(pts.size(), 3u);
+  EXPECT_NE(pts[0].key, pts[1].key);
+  EXPECT_NE(pts[0].key, pts[2].key);
+  // The default plan's key is what earlier files hold (resume stays valid).
+  EXPECT_EQ(pts[0].key, "llama3.1-70b|h200|64|64|tp8-pp1-cp1-vpp1-mbs1-none-z1-sp");
+}
+
+TEST(SweepConfig, TheSamePointTwiceIsRejected) {
+  const auto s = sweep::load_sweep(write("twice.yaml", R"(name: twice
+models: [llama3.1-70b]
+targets: [h200, h200]
+gpus: [64]
+global_batch_size: 64
+plans: [search]
+)"));
+  try {
+    sweep::expand(s);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("same point twice"), std::string::npos) << e.what();
+  }
+}
+
 TEST(SweepConfig, CapSweepAndErrors) {
   const auto s = sweep::load_sweep(write("c.yaml", R"(name: c
 models: [llama3.1-70b]

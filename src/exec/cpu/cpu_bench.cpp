@@ -78,7 +78,11 @@ std::vector<BenchRow> bench_cpu_gemm(Executor& ex, const BenchOptions& o) {
         direct_once();
         out.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
-    }, path, direct, [](double t) { return t; });
+    }, path, direct, [](double t) {
+      // run_step begins with a world barrier: every rank must take the same number of rounds.
+      MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      return t;
+    });
     BenchRow r;
     r.what = "gemm";
     r.shape = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
