@@ -7,12 +7,11 @@
 #include <memory>
 
 #include "cli/commands.hpp"
-#include "cli/host_profile.hpp"
+#include "cli/host_run.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
 #include "exec/bench.hpp"
 #include "mpi/mpi_context.hpp"
-#include "predict/predictor.hpp"
 
 namespace capscale::cli {
 namespace {
@@ -26,31 +25,14 @@ struct BenchCliOptions {
   ParallelFlags par;                // clock
 };
 
-std::string resolve_backend(const std::string& b) {
-  const std::string backend = b == "auto" ? (exec::cuda_device_available() ? "cuda" : "cpu") : b;
-  if (backend != "cpu" && backend != "cuda") throw InputError("--backend", "", "must be one of: auto, cpu, cuda");
-  return backend;
-}
-
 int bench_clock(const BenchCliOptions& o, const Invocation& inv) {
   mpi::Session session(inv.argc, inv.argv);
   const std::string backend = resolve_backend(o.backend);
   const config::ModelConfig model = o.par.load_model(o.model);
   const config::ParallelConfig p = config::resolve(o.par.to_config(), model, session.size(), "bench clock");
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
-  const mpi::Communicators comms(layout, session.rank());
-  exec::ExecContext ctx{&session, &layout, &comms, session.rank()};
-  auto ex = backend == "cuda" ? exec::make_cuda_executor(ctx) : exec::make_cpu_executor(ctx);
-  config::ChipProfile host = backend == "cuda" ? gpu_host_profile(ex->device()) : config::load_chip("cpu-host");
-  if (backend == "cpu") host.hbm_gb /= double(session.local_size()), host.reserved_gb = 0;
-  double need_gb = 0;
-  if (!predict::fits_memory(model, host, p, &need_gb)) {
-    throw DoesNotFitError("bench clock", "memory", model.name + " with " + parallel_text(p) + " needs " + fmt(need_gb, 1) +
-                                                       " GB per rank; the host has " + fmt(host.usable_memory_bytes() / 1e9, 1));
-  }
-  const plan::Plan plan = plan::build_plan(model, p);
-  const plan::StagePlan& stage = plan.stages[layout.coords(session.rank()).pp];
-  ex->prepare(stage);
+  const HostRun hr(session, model, p, backend, "bench clock");
+  exec::Executor* ex = hr.ex.get();
+  const plan::StagePlan& stage = hr.stage;
   // The slowest rank's wall time is the step's.
   auto step = [&](bool timed) {
     ex->set_op_timing(timed);

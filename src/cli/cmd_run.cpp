@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
-#include "cli/host_profile.hpp"
+#include "cli/host_run.hpp"
 #include "git_sha.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
@@ -42,9 +42,7 @@ int run(const RunOptions& o, const Invocation& inv) {
   std::ostream& log = o.json ? std::cerr : std::cout;
   if (o.steps < 1) throw InputError("--steps", "", "must be >= 1, got " + std::to_string(o.steps));
   if (o.warmup < 0) throw InputError("--warmup", "", "must be >= 0, got " + std::to_string(o.warmup));
-  if (o.backend != "auto" && o.backend != "cpu" && o.backend != "cuda") {
-    throw InputError("--backend", "", "must be one of: auto, cpu, cuda; got '" + o.backend + "'");
-  }
+  const std::string backend = resolve_backend(o.backend);
   if (root && !o.out.empty()) results::check_output_path(o.out, o.force);
   // Only rank 0 emulates targets; read the calibration there, before any work.
   predict::Calibration calibration;
@@ -58,29 +56,12 @@ int run(const RunOptions& o, const Invocation& inv) {
   std::vector<config::ChipProfile> target_chips;
   for (const auto& t : targets) target_chips.push_back(config::resolve_target(t));
 
-  std::string backend = o.backend;
-  if (backend == "auto") backend = exec::cuda_device_available() ? "cuda" : "cpu";
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
-  const mpi::Communicators comms(layout, session.rank());
-  exec::ExecContext ctx{&session, &layout, &comms, session.rank()};
-  std::unique_ptr<exec::Executor> ex = backend == "cuda" ? exec::make_cuda_executor(ctx) : exec::make_cpu_executor(ctx);
-  const config::ChipProfile host = backend == "cuda" ? gpu_host_profile(ex->device()) : config::load_chip("cpu-host");
-
-  // A plan that does not fit the host is refused before any work (never silently run). CPU ranks
-  // on one node share its RAM.
-  double need_gb = 0;
-  config::ChipProfile host_share = host;
-  if (backend == "cpu") host_share.hbm_gb = host.hbm_gb / session.local_size(), host_share.reserved_gb = 0;
-  if (!predict::fits_memory(model, host_share, p, &need_gb)) {
-    throw DoesNotFitError("run", "memory", model.name + " with " + parallel_text(p) + " needs " + fmt(need_gb, 1) +
-                                               " GB per rank; the host has " + fmt(host_share.usable_memory_bytes() / 1e9, 1) +
-                                               " GB per rank (" + host.name + "). Use more ranks, more tp/pp, or a smaller model");
-  }
-
-  const plan::Plan plan = plan::build_plan(model, p);
-  const int64_t my_stage = layout.coords(session.rank()).pp;
-  const plan::StagePlan& stage = plan.stages[my_stage];
-  ex->prepare(stage);
+  const HostRun hr(session, model, p, backend, "run");
+  const parallel::Layout& layout = hr.layout;
+  exec::Executor* ex = hr.ex.get();
+  const config::ChipProfile& host = hr.host;
+  const plan::Plan& plan = hr.plan;
+  const plan::StagePlan& stage = hr.stage;
 
   // Rank → host → device table (STYLE: echoed at start by rank 0).
   constexpr size_t kStr = 128;
@@ -154,8 +135,8 @@ int run(const RunOptions& o, const Invocation& inv) {
   host_row.target = "host:" + host.name;
   host_row.source = "measured";
   host_row.fits = true;
-  host_row.memory_gb_per_chip = need_gb;
-  host_row.memory_capacity_gb = host_share.usable_memory_bytes() / 1e9;
+  host_row.memory_gb_per_chip = hr.need_gb;
+  host_row.memory_capacity_gb = hr.host_share.usable_memory_bytes() / 1e9;
   predict::fill_throughput(host_row, plan, host, measured, engine.breakdown);
   std::vector<predict::SummaryRow> rows{host_row};
 

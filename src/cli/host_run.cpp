@@ -1,0 +1,63 @@
+// Setup shared by run and bench clock; see host_run.hpp.
+#include "cli/host_run.hpp"
+
+#include "cli/host_profile.hpp"
+#include "cli/output.hpp"
+#include "common/error.hpp"
+#include "predict/predictor.hpp"
+
+namespace capscale::cli {
+
+std::string resolve_backend(const std::string& backend) {
+  if (backend == "auto") return exec::cuda_device_available() ? "cuda" : "cpu";
+  if (backend != "cpu" && backend != "cuda") throw InputError("--backend", "", "must be one of: auto, cpu, cuda; got '" + backend + "'");
+  return backend;
+}
+
+namespace {
+std::unique_ptr<exec::Executor> make_executor(const std::string& backend, const exec::ExecContext& ctx) {
+  return backend == "cuda" ? exec::make_cuda_executor(ctx) : exec::make_cpu_executor(ctx);
+}
+
+config::ChipProfile host_profile(const std::string& backend, const exec::Executor& ex) {
+  return backend == "cuda" ? gpu_host_profile(ex.device()) : config::load_chip("cpu-host");
+}
+
+const plan::StagePlan& prepared_stage(const plan::Plan& plan, const parallel::Layout& layout, int rank, exec::Executor& ex) {
+  const plan::StagePlan& stage = plan.stages[size_t(layout.coords(rank).pp)];
+  ex.prepare(stage);
+  return stage;
+}
+
+// The memory the plan needs per rank; DoesNotFitError when the rank's share cannot hold it.
+double fitting_need_gb(const config::ModelConfig& model, const config::ParallelConfig& p, const config::ChipProfile& host_share,
+                       const std::string& host_name, const std::string& command) {
+  double need_gb = 0;
+  if (!predict::fits_memory(model, host_share, p, &need_gb)) {
+    throw DoesNotFitError(command, "memory", model.name + " with " + parallel_text(p) + " needs " + fmt(need_gb, 1) +
+                                                 " GB per rank; the host has " + fmt(host_share.usable_memory_bytes() / 1e9, 1) +
+                                                 " GB per rank (" + host_name + "). Use more ranks, more tp/pp, or a smaller model");
+  }
+  return need_gb;
+}
+
+config::ChipProfile share_of(const config::ChipProfile& host, const std::string& backend, const mpi::Session& session) {
+  config::ChipProfile s = host;
+  if (backend == "cpu") s.hbm_gb = host.hbm_gb / session.local_size(), s.reserved_gb = 0;
+  return s;
+}
+}  // namespace
+
+HostRun::HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& p,
+                 const std::string& backend, const std::string& command)
+    : layout(p.tp, p.cp, p.dp, p.pp),
+      comms(layout, session.rank()),
+      ctx{&session, &layout, &comms, session.rank()},
+      ex(make_executor(backend, ctx)),
+      host(host_profile(backend, *ex)),
+      host_share(share_of(host, backend, session)),
+      need_gb(fitting_need_gb(model, p, host_share, host.name, command)),
+      plan(plan::build_plan(model, p)),
+      stage(prepared_stage(plan, layout, session.rank(), *ex)) {}
+
+}  // namespace capscale::cli

@@ -1,0 +1,41 @@
+// What a command that executes a training step on this rank sets up (run, bench clock): the
+// layout and communicators, the executor, the host's chip profile with the memory verdict, the
+// plan, and this rank's prepared stage.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "config/chip.hpp"
+#include "config/model_config.hpp"
+#include "config/parallel_config.hpp"
+#include "exec/executor.hpp"
+#include "mpi/mpi_context.hpp"
+#include "parallel/layout.hpp"
+#include "plan/plan.hpp"
+
+namespace capscale::cli {
+
+/// "auto" → "cuda" when a device is visible, else "cpu"; InputError naming --backend otherwise.
+std::string resolve_backend(const std::string& backend);
+
+class HostRun {
+ public:
+  /// Refuses (DoesNotFitError naming `command`) a plan that does not fit the host's memory: a
+  /// GPU's, or for CPU ranks their share of the node's RAM. Never silently runs it.
+  HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& parallel,
+          const std::string& backend, const std::string& command);
+  HostRun(const HostRun&) = delete;
+  HostRun& operator=(const HostRun&) = delete;
+
+  const parallel::Layout layout;
+  const mpi::Communicators comms;
+  const exec::ExecContext ctx;
+  const std::unique_ptr<exec::Executor> ex;
+  const config::ChipProfile host;  ///< the device's profile (cpu-host for CPU ranks)
+  const config::ChipProfile host_share;  ///< what one rank has: CPU ranks on one node share its RAM
+  const double need_gb;                 ///< memory the plan needs per rank (it fits host_share)
+  const plan::Plan plan;
+  const plan::StagePlan& stage;    ///< this rank's pipeline stage, prepared
+};
+
+}  // namespace capscale::cli
