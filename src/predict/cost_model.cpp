@@ -87,19 +87,11 @@ double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops) const
 }
 
 double CostModel::calibrated_efficiency(int64_t m, int64_t n, int64_t k) const {
-  for (const auto& c : gemm_cache_)
-    if (c.m == m && c.n == n && c.k == k) return c.efficiency;
-  const double eff = calibration_->gemm_efficiency(m, n, k);
-  if (gemm_cache_.size() < 256) gemm_cache_.push_back({m, n, k, eff});
-  return eff;
+  return gemm_efficiency_.get({m, n, k}, [&] { return calibration_->gemm_efficiency(m, n, k); });
 }
 
 double CostModel::calibrated_busbw(CollKind kind, int64_t bytes, int64_t ranks) const {
-  for (const auto& c : busbw_cache_)
-    if (c.kind == kind && c.bytes == bytes && c.ranks == ranks) return c.busbw_Bps;
-  const double bw = calibration_->busbw(kind, bytes, ranks);
-  if (busbw_cache_.size() < 256) busbw_cache_.push_back({kind, bytes, ranks, bw});
-  return bw;
+  return busbw_.get({kind, bytes, ranks}, [&] { return calibration_->busbw(kind, bytes, ranks); });
 }
 
 double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops) const {

@@ -8,6 +8,8 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "config/chip.hpp"
@@ -69,19 +71,26 @@ class CostModel {
   std::array<GroupSpan, 6> spans_{};
   bool pp_crosses_domain_ = true;
   const Calibration* calibration_ = nullptr;  ///< null unless its arch matches the chip's
-  /// Calibrated efficiency per GEMM shape already looked up: a plan has a handful of distinct
-  /// shapes but up to 10^5 GEMM ops, and each lookup scans the calibration (single-threaded use).
-  struct CachedEfficiency {
-    int64_t m, n, k;
-    double efficiency;
+  /// Calibration lookups already made: a plan has a handful of distinct GEMM shapes and
+  /// collective sizes but up to 10^5 ops, and each lookup scans the calibration. Bounded at 256
+  /// entries, linear scan (single-threaded use).
+  template <typename Key>
+  class Memo {
+   public:
+    template <typename Compute>
+    double get(const Key& key, Compute compute) const {
+      for (const auto& [k, v] : entries_)
+        if (k == key) return v;
+      const double v = compute();
+      if (entries_.size() < 256) entries_.emplace_back(key, v);
+      return v;
+    }
+
+   private:
+    mutable std::vector<std::pair<Key, double>> entries_;
   };
-  mutable std::vector<CachedEfficiency> gemm_cache_;
-  struct CachedBusbw {
-    plan::CollKind kind;
-    int64_t bytes, ranks;
-    double busbw_Bps;
-  };
-  mutable std::vector<CachedBusbw> busbw_cache_;
+  Memo<std::tuple<int64_t, int64_t, int64_t>> gemm_efficiency_;
+  Memo<std::tuple<plan::CollKind, int64_t, int64_t>> busbw_;
   double calibrated_efficiency(int64_t m, int64_t n, int64_t k) const;
   double calibrated_busbw(plan::CollKind kind, int64_t bytes, int64_t ranks) const;
   double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops) const;
