@@ -173,10 +173,7 @@ int calibrate(const CalibrateOptions& o, const Invocation& inv) {
     log.flush();
   }
   for (const auto& s : shapes) {
-    plan::Op op;
-    op.kind = plan::OpKind::kGemm;
-    op.m = s[0], op.n = s[1], op.k = s[2];
-    op.flops = 2.0 * double(op.m) * double(op.n) * double(op.k);
+    const plan::Op op = plan::gemm_op(s[0], s[1], s[2]);
     double t = time_op(*ex, op, o.iters, o.warmup);
     CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     t /= world;

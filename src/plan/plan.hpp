@@ -104,6 +104,9 @@ struct ScheduleItem {
 };
 std::vector<ScheduleItem> schedule_order(const config::ParallelConfig& p, int64_t pp_rank);
 
+/// A stand-alone GEMM op [m×k]·[k×n] with 2mnk FLOPs (benchmarks and calibration).
+Op gemm_op(int64_t m, int64_t n, int64_t k);
+
 /// Builds the plan for a resolved ParallelConfig (dp set). Throws InputError for sizes that overflow.
 Plan build_plan(const config::ModelConfig& model, const config::ParallelConfig& parallel);
 

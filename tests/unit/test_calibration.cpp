@@ -44,13 +44,7 @@ std::string tmp(const std::string& name) {
   return p.string();
 }
 
-plan::Op gemm(int64_t m, int64_t n, int64_t k) {
-  plan::Op op;
-  op.kind = plan::OpKind::kGemm;
-  op.m = m, op.n = n, op.k = k;
-  op.flops = 2.0 * double(m) * double(n) * double(k);
-  return op;
-}
+plan::Op gemm(int64_t m, int64_t n, int64_t k) { return plan::gemm_op(m, n, k); }
 
 }  // namespace
 

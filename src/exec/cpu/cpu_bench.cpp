@@ -28,14 +28,6 @@ plan::StagePlan repeated_op_plan(const plan::Op& op, int count) {
 
 namespace {
 
-plan::Op gemm_op(int64_t m, int64_t n, int64_t k) {
-  plan::Op op;
-  op.kind = plan::OpKind::kGemm;
-  op.m = m, op.n = n, op.k = k;
-  op.flops = 2.0 * double(m) * double(n) * double(k);
-  return op;
-}
-
 // Alternates path and direct in rounds so that drift (other load, frequency) hits both alike:
 // at least 3 rounds, and as many more (up to 20) as fit in ~2 s, so that short operations get
 // enough samples for a stable median. `agree` makes every rank of a collective benchmark take the
@@ -59,7 +51,7 @@ std::vector<BenchRow> bench_cpu_gemm(Executor& ex, const BenchOptions& o) {
   std::vector<BenchRow> rows;
   for (const auto& s : o.gemm_shapes) {
     const int64_t m = s[0], n = s[1], k = s[2];
-    const plan::Op op = gemm_op(m, n, k);
+    const plan::Op op = plan::gemm_op(m, n, k);
     const plan::StagePlan st = repeated_op_plan(op, o.iters);
     ex.prepare(st);
     std::vector<float> A(m * k, 0.5f), B(k * n, 0.25f), C(m * n, 0.f);

@@ -74,14 +74,6 @@ cuda::CudaExecutorAccess& cuda_access(Executor& ex, const char* what) {
   return *acc;
 }
 
-plan::Op gemm_op(int64_t m, int64_t n, int64_t k) {
-  plan::Op op;
-  op.kind = plan::OpKind::kGemm;
-  op.m = m, op.n = n, op.k = k;
-  op.flops = 2.0 * double(m) * double(n) * double(k);  // 2mnk
-  return op;
-}
-
 // Path and direct alternate in rounds so that drift (clocks, other load) hits both alike.
 constexpr int kRounds = 3;
 
@@ -98,7 +90,7 @@ std::vector<BenchRow> bench_cuda_gemm(Executor& ex, const BenchOptions& o) {
   std::vector<BenchRow> rows;
   for (const auto& s : shapes) {
     const int64_t m = s[0], n = s[1], k = s[2];
-    const plan::Op op = gemm_op(m, n, k);
+    const plan::Op op = plan::gemm_op(m, n, k);
     const plan::StagePlan st = repeated_op_plan(op, o.iters);
     ex.prepare(st);
     const cuda::LtGemm& g = acc.gemm_plan(m, n, k);
