@@ -138,9 +138,9 @@ Action add_bench(CLI::App& app) {
   cmd->add_flag("--json", o->json, "print JSON on stdout");
   return [o, cmd](const Invocation& inv) {
     // Flags that belong to one mode are refused in the others rather than silently ignored.
-    for (const char* flag : {"--model", "--tp", "--pp", "--vpp", "--cp", "--sequence-parallel", "--micro-batch-size",
-                             "--global-batch-size", "--seq-length", "--recompute", "--zero", "--precision", "--tp-comm-overlap",
-                             "--no-flash-attention", "--grad-reduce-in-bf16", "--num-layers"}) {
+    std::vector<std::string> clock_only = parallel_flag_names();
+    clock_only.push_back("--model");
+    for (const auto& flag : clock_only) {
       if (o->what != "clock" && cmd->count(flag) > 0) throw InputError(flag, "", "applies to 'bench clock' only");
     }
     if (o->what != "comm" && cmd->count("--sizes") > 0) throw InputError("--sizes", "", "applies to 'bench comm' only");

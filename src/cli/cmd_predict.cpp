@@ -35,11 +35,12 @@ int predict_cmd(const PredictOptions& o) {
   if (o.search) {
     predict::SearchOptions so;
     so.gpus = o.gpus;
-    so.seq_length = o.par.seq_length;
-    so.global_batch_size = o.par.global_batch_size;
-    so.precision = config::parse_precision(o.par.precision, "--precision");
-    so.flash_attention = !o.par.no_flash_attention;
-    so.grad_reduce_in_bf16 = o.par.grad_reduce_in_bf16;
+    const config::ParallelConfig& given = o.par.config;
+    so.seq_length = given.seq_length;
+    so.global_batch_size = given.global_batch_size;
+    so.precision = given.precision;
+    so.flash_attention = given.flash_attention;
+    so.grad_reduce_in_bf16 = given.grad_reduce_in_bf16;
     so.top = o.top;
     so.calibration = cal;
     if (so.global_batch_size < 1) throw InputError("--global-batch-size", "", "is required with --search");

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "config/parallel_config.hpp"
 
@@ -18,20 +19,18 @@ struct Invocation {
 
 using Action = std::function<int(const Invocation&)>;
 
-/// The parallel/batch flags shared by run and predict (DESIGN.md CLI contract).
+/// The parallel/batch flags shared by run, predict and bench clock (DESIGN.md CLI contract),
+/// generated from config::parallel_fields(): each field with a flag binds straight into `config`.
 struct ParallelFlags {
-  int64_t tp = 1, pp = 1, vpp = 1, cp = 1;
-  bool sequence_parallel = false;
-  int64_t micro_batch_size = 1, global_batch_size = 0, seq_length = 0;
-  std::string recompute = "none", precision = "bf16";
-  int zero = 0;
-  bool tp_comm_overlap = false, no_flash_attention = false, grad_reduce_in_bf16 = false;
-  int64_t num_layers = 0;  ///< 0: the model's; else a proxy with this many of its layers
-  config::ParallelConfig to_config() const;
+  config::ParallelConfig config;  ///< as given on the command line (dp still unresolved)
+  int64_t num_layers = 0;         ///< 0: the model's; else a proxy with this many of its layers
+  const config::ParallelConfig& to_config() const { return config; }
   /// The model named by `spec` (name, YAML or config.json), cut to --num-layers when given.
   config::ModelConfig load_model(const std::string& spec) const;
 };
 void add_parallel_flags(CLI::App* cmd, ParallelFlags& f);
+/// Every flag add_parallel_flags adds ("--tp", ..., "--num-layers").
+std::vector<std::string> parallel_flag_names();
 
 Action add_run(CLI::App& app);
 Action add_predict(CLI::App& app);

@@ -1,7 +1,6 @@
 // Tables and JSON; see output.hpp.
 #include "cli/output.hpp"
 
-#include <cstdio>
 #include <iomanip>
 #include <sstream>
 
@@ -15,35 +14,10 @@ std::string fmt(double v, int precision) {
   return os.str();
 }
 
-std::string parallel_text(const config::ParallelConfig& p) {
-  return "tp" + std::to_string(p.tp) + " pp" + std::to_string(p.pp) + " dp" + std::to_string(p.dp) + " cp" +
-         std::to_string(p.cp) + (p.vpp > 1 ? " vpp" + std::to_string(p.vpp) : "") + " mbs" +
-         std::to_string(p.micro_batch_size) + " " + config::to_string(p.recompute).substr(0, 3) +
-         (p.zero ? " z1" : "") + (p.sequence_parallel ? " sp" : "") + (p.grad_reduce_in_bf16 ? " gbf16" : "");
-}
-
-nlohmann::json to_json(const config::ParallelConfig& p) {
-  return {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"cp", p.cp}, {"vpp", p.vpp},
-          {"micro_batch_size", p.micro_batch_size}, {"global_batch_size", p.global_batch_size},
-          {"seq_length", p.seq_length}, {"sequence_parallel", p.sequence_parallel},
-          {"recompute", config::to_string(p.recompute)}, {"zero", p.zero},
-          {"precision", config::to_string(p.precision)}, {"schedule", config::to_string(p.schedule())},
-          {"tp_comm_overlap", p.tp_comm_overlap}, {"flash_attention", p.flash_attention},
-          {"grad_reduce_in_bf16", p.grad_reduce_in_bf16}};
-}
+nlohmann::json to_json(const config::ParallelConfig& p) { return config::record_to_json(p, config::parallel_fields()); }
 
 config::ParallelConfig parallel_from_json(const nlohmann::json& j) {
-  config::ParallelConfig p;
-  p.tp = j.at("tp"), p.pp = j.at("pp"), p.dp = j.at("dp"), p.cp = j.at("cp"), p.vpp = j.at("vpp");
-  p.micro_batch_size = j.at("micro_batch_size"), p.global_batch_size = j.at("global_batch_size");
-  p.seq_length = j.at("seq_length"), p.sequence_parallel = j.at("sequence_parallel");
-  p.recompute = config::parse_recompute(j.at("recompute").get<std::string>(), "json");
-  p.zero = j.at("zero");
-  p.precision = config::parse_precision(j.at("precision").get<std::string>(), "json");
-  p.tp_comm_overlap = j.value("tp_comm_overlap", false);
-  p.flash_attention = j.value("flash_attention", true);
-  p.grad_reduce_in_bf16 = j.value("grad_reduce_in_bf16", false);
-  return p;
+  return config::record_from_json(j, config::parallel_fields(), "parallel config JSON");
 }
 
 nlohmann::json to_json(const config::ModelConfig& m) {
@@ -51,9 +25,9 @@ nlohmann::json to_json(const config::ModelConfig& m) {
           {"ffn_hidden_size", m.ffn_hidden_size}, {"num_attention_heads", m.num_attention_heads},
           {"num_query_groups", m.num_query_groups}, {"kv_channels", m.kv_channels}, {"vocab_size", m.vocab_size},
           {"seq_length", m.seq_length}, {"activation", config::to_string(m.activation)},
-          {"normalization", m.normalization == config::Normalization::kRmsNorm ? "rmsnorm" : "layernorm"},
+          {"normalization", config::enum_name(m.normalization)},
           {"add_bias_linear", m.add_bias_linear},
-          {"position_embedding", m.position_embedding == config::PositionEmbedding::kRope ? "rope" : "learned"},
+          {"position_embedding", config::enum_name(m.position_embedding)},
           {"tie_embeddings", m.tie_embeddings}, {"params", model::total_params(m)}, {"origin", m.origin}};
 }
 
@@ -63,12 +37,10 @@ config::ModelConfig model_from_json(const nlohmann::json& j) {
   m.ffn_hidden_size = j.at("ffn_hidden_size"), m.num_attention_heads = j.at("num_attention_heads");
   m.num_query_groups = j.at("num_query_groups"), m.kv_channels = j.at("kv_channels"), m.vocab_size = j.at("vocab_size");
   m.seq_length = j.at("seq_length");
-  const std::string act = j.at("activation");
-  m.activation = act == "swiglu" ? config::Activation::kSwiglu
-                 : act == "squared_relu" ? config::Activation::kSquaredRelu : config::Activation::kGelu;
-  m.normalization = j.at("normalization") == "rmsnorm" ? config::Normalization::kRmsNorm : config::Normalization::kLayerNorm;
+  m.activation = config::parse_enum<config::Activation>(j.at("activation"), "model JSON", "activation");
+  m.normalization = config::parse_enum<config::Normalization>(j.at("normalization"), "model JSON", "normalization");
   m.add_bias_linear = j.at("add_bias_linear");
-  m.position_embedding = j.at("position_embedding") == "rope" ? config::PositionEmbedding::kRope : config::PositionEmbedding::kLearned;
+  m.position_embedding = config::parse_enum<config::PositionEmbedding>(j.at("position_embedding"), "model JSON", "position_embedding");
   m.tie_embeddings = j.at("tie_embeddings");
   return m;
 }
@@ -83,21 +55,9 @@ nlohmann::json to_json(const config::ChipProfile& c) {
 }
 
 nlohmann::json to_json(const predict::SummaryRow& r) {
-  const auto& p = r.parallel;
-  return {{"model", r.model}, {"target", r.target}, {"gpus", r.gpus},
-          {"parallel", {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"cp", p.cp}, {"vpp", p.vpp},
-                        {"micro_batch_size", p.micro_batch_size}, {"global_batch_size", p.global_batch_size},
-                        {"seq_length", p.seq_length}, {"sequence_parallel", p.sequence_parallel},
-                        {"recompute", config::to_string(p.recompute)}, {"zero", p.zero},
-                        {"precision", config::to_string(p.precision)}, {"tp_comm_overlap", p.tp_comm_overlap},
-                        {"flash_attention", p.flash_attention}, {"grad_reduce_in_bf16", p.grad_reduce_in_bf16}}},
-          {"step_time_s", r.step_time_s}, {"tokens_per_s", r.tokens_per_s},
-          {"tokens_per_s_per_chip", r.tokens_per_s_per_chip}, {"tflops_per_chip", r.tflops_per_chip},
-          {"mfu", r.mfu}, {"hfu", r.hfu}, {"memory_gb_per_chip", r.memory_gb_per_chip},
-          {"memory_capacity_gb", r.memory_capacity_gb}, {"fits", r.fits},
-          {"breakdown_s", {{"compute", r.breakdown.compute_s}, {"exposed_comm", r.breakdown.exposed_comm_s},
-                           {"bubble", r.breakdown.bubble_s}, {"other", r.breakdown.other_s}}},
-          {"source", r.source}, {"nvlink_convention", "datasheet bidirectional GB/s"}};
+  nlohmann::json j = config::record_to_json(r, predict::summary_fields());
+  j["nvlink_convention"] = "datasheet bidirectional GB/s";
+  return j;
 }
 
 void print_config(std::ostream& os, const config::ModelConfig& m, const config::ParallelConfig& p, const std::string& extra) {
@@ -112,19 +72,9 @@ void print_config(std::ostream& os, const config::ModelConfig& m, const config::
 }
 
 void print_summary_table(std::ostream& os, const std::vector<predict::SummaryRow>& rows) {
-  char line[512];
-  std::snprintf(line, sizeof line, "#%-22s %6s %-24s %10s %12s %8s %6s %6s %9s %9s %9s %9s %8s %4s %-9s\n", " target", "gpus",
-                "parallel", "step [s]", "tok/s/chip", "TFLOP/s", "MFU", "HFU", "comp [s]", "comm [s]", "bubble[s]",
-                "other[s]", "mem [GB]", "fits", "source");
-  os << line;
-  for (const auto& r : rows) {
-    std::snprintf(line, sizeof line, " %-22s %6lld %-24s %10.4g %12.4g %8.2f %6.3f %6.3f %9.4g %9.4g %9.4g %9.4g %8.1f %4s %-9s\n",
-                  r.target.c_str(), static_cast<long long>(r.gpus), parallel_text(r.parallel).c_str(), r.step_time_s,
-                  r.tokens_per_s_per_chip, r.tflops_per_chip, r.mfu, r.hfu, r.breakdown.compute_s,
-                  r.breakdown.exposed_comm_s, r.breakdown.bubble_s, r.breakdown.other_s, r.memory_gb_per_chip,
-                  r.fits ? "yes" : "NO", r.source.c_str());
-    os << line;
-  }
+  const auto& fields = predict::summary_fields();
+  os << config::table_header(fields) << "\n";
+  for (const auto& r : rows) os << config::table_row(r, fields) << "\n";
   os << "# TFLOP/s and MFU count model FLOPs (no recompute, PaLM App. B); HFU counts recompute. "
         "NVLink caps use datasheet bidirectional GB/s.\n";
 }

@@ -25,6 +25,6 @@ void print_summary_table(std::ostream& os, const std::vector<predict::SummaryRow
 /// The resolved configuration, echoed at start (as llm.c prints its config).
 void print_config(std::ostream& os, const config::ModelConfig& m, const config::ParallelConfig& p, const std::string& extra);
 std::string fmt(double v, int precision);
-std::string parallel_text(const config::ParallelConfig& p);
+using config::parallel_text;
 
 }  // namespace capscale::cli

@@ -10,16 +10,6 @@
 
 namespace capscale::config {
 
-std::string to_string(Precision p) {
-  switch (p) {
-    case Precision::kBf16: return "bf16";
-    case Precision::kFp16: return "fp16";
-    case Precision::kFp8: return "fp8";
-    case Precision::kFp32: return "fp32";
-  }
-  return "?";
-}
-
 bool ChipProfile::supports(Precision p) const { return peak_tflops.count(to_string(p)) > 0; }
 
 double ChipProfile::peak_flops(Precision p) const {

@@ -7,10 +7,17 @@
 #include <string>
 #include <vector>
 
+#include "config/record.hpp"
+
 namespace capscale::config {
 
 enum class Precision { kBf16, kFp16, kFp8, kFp32 };
-std::string to_string(Precision p);
+template <>
+struct EnumNames<Precision> {
+  static constexpr std::array<std::pair<Precision, std::string_view>, 4> kNames{
+      {{Precision::kBf16, "bf16"}, {Precision::kFp16, "fp16"}, {Precision::kFp8, "fp8"}, {Precision::kFp32, "fp32"}}};
+};
+inline std::string to_string(Precision p) { return enum_name(p); }
 
 /// Achieved fractions of the nameplate figures (see docs/configs.md and each chip's sources).
 struct Efficiency {

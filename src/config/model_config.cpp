@@ -28,15 +28,6 @@ void check_consistency(const ModelConfig& m, const std::string& where) {
 
 }  // namespace
 
-std::string to_string(Activation a) {
-  switch (a) {
-    case Activation::kGelu: return "gelu";
-    case Activation::kSwiglu: return "swiglu";
-    case Activation::kSquaredRelu: return "squared_relu";
-  }
-  return "?";
-}
-
 ModelConfig load_model_yaml(const std::string& path) { return parse_model_node(load_yaml_file(path), path); }
 
 ModelConfig parse_model_node(const YAML::Node& node, const std::string& path) {
@@ -57,14 +48,12 @@ ModelConfig parse_model_node(const YAML::Node& node, const std::string& path) {
   m.kv_channels = f.get_int("kv_channels", 1, kMaxDim, m.hidden_size / m.num_attention_heads);
   m.vocab_size = f.get_int("vocab_size", 1, kMaxDim);
   m.seq_length = f.get_int("seq_length", 1, kMaxDim);
-  const std::string act = f.get_enum("activation", {"gelu", "swiglu", "squared_relu"}, "gelu");
-  m.activation = act == "swiglu" ? Activation::kSwiglu
-                 : act == "squared_relu" ? Activation::kSquaredRelu : Activation::kGelu;
-  m.normalization = f.get_enum("normalization", {"layernorm", "rmsnorm"}, "layernorm") == "rmsnorm"
-                        ? Normalization::kRmsNorm : Normalization::kLayerNorm;
+  m.activation = parse_enum<Activation>(f.get_enum("activation", enum_names<Activation>(), "gelu"), path, "activation");
+  m.normalization =
+      parse_enum<Normalization>(f.get_enum("normalization", enum_names<Normalization>(), "layernorm"), path, "normalization");
   m.add_bias_linear = f.get_bool("add_bias_linear", false);
-  m.position_embedding = f.get_enum("position_embedding", {"learned", "rope"}, "learned") == "rope"
-                             ? PositionEmbedding::kRope : PositionEmbedding::kLearned;
+  m.position_embedding = parse_enum<PositionEmbedding>(
+      f.get_enum("position_embedding", enum_names<PositionEmbedding>(), "learned"), path, "position_embedding");
   m.tie_embeddings = f.get_bool("tie_embeddings", false);
   m.published_params = f.get_double("published_params", 1, 1e16, 0);
   m.sources = f.get_string_map("sources");

@@ -7,11 +7,28 @@
 #include <map>
 #include <string>
 
+#include "config/record.hpp"
+
 namespace capscale::config {
 
 enum class Activation { kGelu, kSwiglu, kSquaredRelu };
 enum class Normalization { kLayerNorm, kRmsNorm };
 enum class PositionEmbedding { kLearned, kRope };
+template <>
+struct EnumNames<Activation> {
+  static constexpr std::array<std::pair<Activation, std::string_view>, 3> kNames{
+      {{Activation::kGelu, "gelu"}, {Activation::kSwiglu, "swiglu"}, {Activation::kSquaredRelu, "squared_relu"}}};
+};
+template <>
+struct EnumNames<Normalization> {
+  static constexpr std::array<std::pair<Normalization, std::string_view>, 2> kNames{
+      {{Normalization::kLayerNorm, "layernorm"}, {Normalization::kRmsNorm, "rmsnorm"}}};
+};
+template <>
+struct EnumNames<PositionEmbedding> {
+  static constexpr std::array<std::pair<PositionEmbedding, std::string_view>, 2> kNames{
+      {{PositionEmbedding::kLearned, "learned"}, {PositionEmbedding::kRope, "rope"}}};
+};
 
 struct ModelConfig {
   std::string name;
@@ -44,6 +61,6 @@ ModelConfig load_model_hf_json(const std::string& path);
 /// A model map already parsed from YAML (inline models in sweep or validation files).
 ModelConfig parse_model_node(const YAML::Node& node, const std::string& where);
 
-std::string to_string(Activation a);
+inline std::string to_string(Activation a) { return enum_name(a); }
 
 }  // namespace capscale::config

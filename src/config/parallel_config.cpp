@@ -6,36 +6,60 @@
 
 namespace capscale::config {
 
-std::string to_string(Recompute r) {
-  switch (r) {
-    case Recompute::kNone: return "none";
-    case Recompute::kSelective: return "selective";
-    case Recompute::kFull: return "full";
-  }
-  return "?";
-}
-
-std::string to_string(Schedule s) {
-  switch (s) {
-    case Schedule::kNoPipelining: return "no_pipelining";
-    case Schedule::kOneFOneB: return "one_f_one_b";
-    case Schedule::kInterleaved1F1B: return "interleaved_1f1b";
-  }
-  return "?";
-}
-
-Recompute parse_recompute(const std::string& s, const std::string& where) {
-  if (s == "none") return Recompute::kNone;
-  if (s == "selective") return Recompute::kSelective;
-  if (s == "full") return Recompute::kFull;
-  throw InputError(where, "recompute", "must be one of: none, selective, full; got '" + s + "'");
-}
-
-Precision parse_precision(const std::string& s, const std::string& where) {
-  if (s == "bf16") return Precision::kBf16;
-  if (s == "fp16") return Precision::kFp16;
-  if (s == "fp8") return Precision::kFp8;
-  throw InputError(where, "precision", "must be one of: bf16, fp16, fp8; got '" + s + "'");
+const FieldTable<ParallelConfig>& parallel_fields() {
+  using P = ParallelConfig;
+  // A knob is one entry here. Ranges bound every product the plan forms (checked_mul guards the rest).
+  static const FieldTable<P> table = [] {
+    FieldTable<P> t;
+    auto add = [&](Field<P> f, std::string flag, std::string text, TextWhen when, bool key) -> Field<P>& {
+      f.flag = std::move(flag), f.text = std::move(text), f.text_when = when, f.in_key = key;
+      t.push_back(std::move(f));
+      return t.back();
+    };
+    auto range = [](Field<P>& f, int64_t lo, int64_t hi) { f.min = lo, f.max = hi; };
+    range(add(member("tp", &P::tp, "tensor_model_parallel_size"), "tp", "tp", TextWhen::kAlways, true), 1, 1 << 20);
+    range(add(member("pp", &P::pp, "pipeline_model_parallel_size"), "pp", "pp", TextWhen::kAlways, true), 1, 1 << 20);
+    auto& dp = add(member("dp", &P::dp, "data_parallel_size: world / (tp·pp·cp), derived from the chip count"), "", "dp",
+                   TextWhen::kAlways, false);
+    dp.user_input = false;
+    range(dp, 1, int64_t(1) << 40);
+    range(add(member("cp", &P::cp, "context_parallel_size"), "cp", "cp", TextWhen::kAlways, true), 1, 1 << 20);
+    range(add(member("vpp", &P::vpp, "virtual_pipeline_model_parallel_size (model chunks per pipeline rank)"), "vpp", "vpp",
+              TextWhen::kNonDefault, true), 1, 1 << 10);
+    range(add(member("micro_batch_size", &P::micro_batch_size, "sequences per micro-batch"), "micro-batch-size", "mbs",
+              TextWhen::kAlways, true), 1, 1 << 20);
+    range(add(member("global_batch_size", &P::global_batch_size, "sequences per step (0: micro-batch x dp)"),
+              "global-batch-size", "", TextWhen::kNever, false), 0, int64_t(1) << 40);
+    t.back().unit = "sequences";
+    range(add(member("seq_length", &P::seq_length, "sequence length (0: the model's)"), "seq-length", "", TextWhen::kNever,
+              false), 0, 1 << 24);
+    t.back().unit = "tokens";
+    add(member("recompute", &P::recompute, "activation recompute"), "recompute", "", TextWhen::kAlways, true);
+    range(add(member("zero", &P::zero, "1 = distributed optimizer (ZeRO-1), 0 = plain all-reduce"), "zero", "z",
+              TextWhen::kNonDefault, true), 0, 1);
+    add(member("sequence_parallel", &P::sequence_parallel, "sequence parallelism (needs tp > 1)"), "sequence-parallel", "sp",
+        TextWhen::kNonDefault, true);
+    add(member("tp_comm_overlap", &P::tp_comm_overlap,
+               "overlap TP communication with GEMMs in chunks (needs sequence parallelism)"),
+        "tp-comm-overlap", "tpo", TextWhen::kNonDefault, true);
+    auto& fa = add(member("flash_attention", &P::flash_attention, "fused (flash) attention; off: scores stored in HBM"),
+                   "no-flash-attention", "nofa", TextWhen::kNonDefault, true);
+    fa.flag_negates = true;
+    add(member("grad_reduce_in_bf16", &P::grad_reduce_in_bf16,
+               "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32)"),
+        "grad-reduce-in-bf16", "gbf16", TextWhen::kNonDefault, true);
+    auto& ogr = add(member("overlap_grad_reduce", &P::overlap_grad_reduce,
+                           "DP gradient reduction overlaps the last micro-batch's backward (Megatron --overlap-grad-reduce)"),
+                    "no-overlap-grad-reduce", "noogr", TextWhen::kNonDefault, true);
+    ogr.flag_negates = true;
+    auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
+    prec.allowed = {"bf16", "fp16", "fp8"};
+    t.push_back(derived<P>("schedule", FieldType::kEnum, "pipeline schedule (from pp and vpp)",
+                           [](const P& p) { return FieldValue(enum_name(p.schedule())); }));
+    t.back().max_chars = 20;
+    return t;
+  }();
+  return table;
 }
 
 std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& m, int64_t world) {

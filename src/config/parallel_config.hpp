@@ -7,16 +7,26 @@
 
 #include "config/chip.hpp"
 #include "config/model_config.hpp"
+#include "config/record.hpp"
 
 namespace capscale::config {
 
 enum class Recompute { kNone, kSelective, kFull };
 enum class Schedule { kNoPipelining, kOneFOneB, kInterleaved1F1B };
 
-std::string to_string(Recompute r);
-std::string to_string(Schedule s);
-Recompute parse_recompute(const std::string& s, const std::string& where);
-Precision parse_precision(const std::string& s, const std::string& where);
+template <>
+struct EnumNames<Recompute> {
+  static constexpr std::array<std::pair<Recompute, std::string_view>, 3> kNames{
+      {{Recompute::kNone, "none"}, {Recompute::kSelective, "selective"}, {Recompute::kFull, "full"}}};
+};
+template <>
+struct EnumNames<Schedule> {
+  static constexpr std::array<std::pair<Schedule, std::string_view>, 3> kNames{
+      {{Schedule::kNoPipelining, "no_pipelining"}, {Schedule::kOneFOneB, "one_f_one_b"},
+       {Schedule::kInterleaved1F1B, "interleaved_1f1b"}}};
+};
+inline std::string to_string(Recompute r) { return enum_name(r); }
+inline std::string to_string(Schedule s) { return enum_name(s); }
 
 struct ParallelConfig {
   int64_t tp = 1;   ///< tensor_model_parallel_size
@@ -29,7 +39,7 @@ struct ParallelConfig {
   int64_t global_batch_size = 0;  ///< sequences per step; 0 → micro_batch_size·dp
   int64_t seq_length = 0;         ///< 0 → the model's
   Recompute recompute = Recompute::kNone;
-  int zero = 0;  ///< 1 = distributed optimizer (ZeRO-1): reduce-scatter grads, all-gather params
+  int64_t zero = 0;  ///< 1 = distributed optimizer (ZeRO-1): reduce-scatter grads, all-gather params
   Precision precision = Precision::kBf16;
   bool overlap_grad_reduce = true;  ///< DP reduction overlaps the last micro-batch's backward
   /// Fused (flash) attention: the s×s scores are never stored, so the 5as/h activation term of
@@ -55,6 +65,12 @@ struct ParallelConfig {
     return pp == 1 ? Schedule::kNoPipelining : vpp > 1 ? Schedule::kInterleaved1F1B : Schedule::kOneFOneB;
   }
 };
+
+/// The field table of ParallelConfig (record.hpp): flags, JSON, HDF5 columns, text and sweep keys
+/// are generated from it. Megatron's names; short tp/pp/... in code and columns.
+const FieldTable<ParallelConfig>& parallel_fields();
+/// The one-line text form, e.g. "tp8 pp4 dp2 cp1 mbs1 sel z1 sp tpo".
+inline std::string parallel_text(const ParallelConfig& p) { return to_text(p, parallel_fields()); }
 
 /// Fills dp from world size, seq_length and global batch defaults, then validates against the
 /// model. Throws one InputError listing every violation; `where` names the flag source.

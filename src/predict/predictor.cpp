@@ -5,6 +5,59 @@
 
 namespace capscale::predict {
 
+const config::FieldTable<SummaryRow>& summary_fields() {
+  using config::Field;
+  using config::FieldType;
+  using config::FieldValue;
+  using config::member;
+  using R = SummaryRow;
+  static const config::FieldTable<R> table = [] {
+    config::FieldTable<R> t;
+    // header, width and printf format of a `#` table column ("" header: not in the table).
+    auto add = [&](Field<R> f, std::string unit, std::string header = "", int width = 0, std::string format = "") -> Field<R>& {
+      f.unit = std::move(unit), f.header = std::move(header), f.width = width, f.format = std::move(format);
+      t.push_back(std::move(f));
+      return t.back();
+    };
+    add(member("model", &R::model, "model name"), "").max_chars = 96;
+    add(member("target", &R::target, "target chip spec as given, caps included (e.g. h200@nvlink=400)"), "", "target", 22, "%s")
+        .max_chars = 128;
+    add(member("gpus", &R::gpus, "chips"), "chips", "gpus", 6, "%lld");
+    add(config::derived<R>("plan", FieldType::kText, "the parallel plan in one line",
+                           [](const R& r) { return FieldValue(config::parallel_text(r.parallel)); }),
+        "", "parallel", 42, "%s")
+        .max_chars = 128;
+    config::append_nested(t, &R::parallel, config::parallel_fields(), "parallel");
+    add(member("step_time_s", &R::step_time_s, "time of one training step"), "s", "step [s]", 10, "%.4g");
+    add(member("tokens_per_s", &R::tokens_per_s, "tokens per second, whole cluster"), "tokens/s");
+    add(member("tokens_per_s_per_chip", &R::tokens_per_s_per_chip, "tokens per second per chip"), "tokens/s", "tok/s/chip", 12,
+        "%.4g");
+    add(member("tflops_per_chip", &R::tflops_per_chip, "model FLOPs (no recompute) per second per chip"), "TFLOP/s", "TFLOP/s", 8,
+        "%.2f");
+    add(member("mfu", &R::mfu, "model FLOPs utilisation (PaLM App. B)"), "", "MFU", 6, "%.3f");
+    add(member("hfu", &R::hfu, "hardware FLOPs utilisation (recompute counted)"), "", "HFU", 6, "%.3f");
+    config::FieldTable<Breakdown> b;
+    auto part = [&](const char* name, double Breakdown::*m, const char* key, const char* help, const char* header) {
+      auto f = member(name, m, help);
+      f.json_key = key, f.unit = "s", f.header = header, f.width = 9, f.format = "%.4g";
+      b.push_back(std::move(f));
+    };
+    part("compute_s", &Breakdown::compute_s, "compute", "GEMMs and attention on the critical stage", "comp [s]");
+    part("exposed_comm_s", &Breakdown::exposed_comm_s, "exposed_comm", "communication not hidden behind compute", "comm [s]");
+    part("bubble_s", &Breakdown::bubble_s, "bubble", "pipeline bubble", "bubble[s]");
+    part("other_s", &Breakdown::other_s, "other", "elementwise kernels and the optimizer step", "other[s]");
+    config::append_nested(t, &R::breakdown, b, "breakdown_s");
+    add(member("memory_gb_per_chip", &R::memory_gb_per_chip, "memory needed per chip"), "GB", "mem [GB]", 8, "%.1f");
+    add(member("memory_capacity_gb", &R::memory_capacity_gb, "usable HBM of the target (after reserved)"), "GB");
+    add(member("fits", &R::fits, "whether the plan fits the target's memory"), "", "fits", 4, "");
+    auto& src = add(member("source", &R::source, "where the durations came from"), "", "source", 10, "%s");
+    src.allowed = {"measured", "dilated", "calibrated", "roofline"};
+    src.max_chars = 16;
+    return t;
+  }();
+  return table;
+}
+
 double executed_flops(const plan::Plan& plan) {
   double per_pipeline = 0;
   for (const auto& st : plan.stages)

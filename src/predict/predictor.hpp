@@ -34,6 +34,10 @@ struct SummaryRow {
   std::string source;  ///< measured | dilated | calibrated | roofline
 };
 
+/// The field table of SummaryRow (config/record.hpp): the --json row, the /summary columns and the
+/// `#` table are generated from it; the parallel config is nested ("parallel" in JSON, flat columns).
+const config::FieldTable<SummaryRow>& summary_fields();
+
 /// FLOPs executed per step by all ranks together (GEMMs and attention, recompute included).
 double executed_flops(const plan::Plan& plan);
 

@@ -9,48 +9,54 @@
 
 namespace capscale::predict {
 
+const config::FieldTable<PublishedRun>& published_run_fields() {
+  using config::member;
+  using R = PublishedRun;
+  static const config::FieldTable<R> table = [] {
+    config::FieldTable<R> t;
+    t.push_back(member("id", &R::id, "row id (shared/reference/published_runs.md)"));
+    t.push_back(member("source", &R::source, "publication, with section or table"));
+    t.push_back(member("chip", &R::chip, "chip profile name"));
+    t.push_back(member("gpus", &R::gpus, "chips"));
+    t.back().min = 1, t.back().max = int64_t(1) << 24;
+    config::append_nested(t, &R::parallel, config::select(config::parallel_fields(), {"dp"}, false), "parallel");
+    t.push_back(member("metric", &R::metric, "what the source reports"));
+    t.back().allowed = {"tflops_per_gpu", "mfu", "tokens_per_s", "step_time_s"};
+    t.push_back(member("value", &R::value, "the published figure, in the metric's unit"));
+    t.push_back(member("flop_convention", &R::flop_convention, "how the source counts FLOPs"));
+    t.back().allowed = {"sc21_eq3", "model"};
+    t.push_back(member("in_budget", &R::in_budget, "counted in the error budget"));
+    t.push_back(member("fit", &R::fit, "used to fit its architecture's efficiency.sustained"));
+    t.push_back(member("notes", &R::notes, "readings taken where the source is ambiguous"));
+    return t;
+  }();
+  return table;
+}
+
 std::vector<PublishedRun> load_published_runs(const std::string& path) {
   const config::Fields top(config::load_yaml_file(path), path);
   YAML::Node runs = top.get_node("runs");
   top.finish({"runs"});
   if (!runs || !runs.IsSequence()) throw InputError(path, "runs", "must be a list of published runs");
+  const auto& fields = published_run_fields();
   std::vector<PublishedRun> out;
   for (size_t i = 0; i < runs.size(); ++i) {
     const std::string where = path + ": runs[" + std::to_string(i) + "]";
     const config::Fields f(runs[i], where);
     PublishedRun r;
-    r.id = f.get_string("id");
-    r.source = f.get_string("source");
-    r.chip = f.get_string("chip");
-    r.gpus = f.get_int("gpus", 1, int64_t(1) << 24);
     YAML::Node m = f.get_node("model");
     if (m && m.IsScalar()) r.model = config::load_model(m.Scalar());
     else if (m && m.IsMap()) r.model = config::parse_model_node(m, where + ": model");
     else throw InputError(where, "model", "must be a model name or an inline model map");
-    auto& p = r.parallel;
-    p.seq_length = f.get_int("seq_length", 1, 1 << 24);
-    p.global_batch_size = f.get_int("global_batch_size", 1, int64_t(1) << 30);
-    p.micro_batch_size = f.get_int("micro_batch_size", 1, 1 << 20);
-    p.tp = f.get_int("tp", 1, 1 << 20), p.pp = f.get_int("pp", 1, 1 << 20);
-    p.cp = f.get_int("cp", 1, 1 << 20, 1), p.vpp = f.get_int("vpp", 1, 1 << 10, 1);
-    p.sequence_parallel = f.get_bool("sequence_parallel", false);
-    p.recompute = config::parse_recompute(f.get_enum("recompute", {"none", "selective", "full"}), where);
-    p.zero = int(f.get_int("zero", 0, 1, 0));
-    p.flash_attention = f.get_bool("flash_attention", true);
-    p.tp_comm_overlap = f.get_bool("tp_comm_overlap", false);
-    p.grad_reduce_in_bf16 = f.get_bool("grad_reduce_in_bf16", false);
-    p.precision = config::parse_precision(f.get_enum("precision", {"bf16", "fp16", "fp8"}), where);
-    r.metric = f.get_enum("metric", {"tflops_per_gpu", "mfu", "tokens_per_s", "step_time_s"});
-    r.value = f.get_double("value", 1e-12, 1e15);
-    r.flop_convention = f.get_enum("flop_convention", {"sc21_eq3", "model"});
-    r.in_budget = f.get_bool("in_budget", true);
-    r.fit = f.get_bool("fit", false);
+    config::read_yaml(f, r, fields,
+                      {"id", "source", "chip", "gpus", "seq_length", "global_batch_size", "micro_batch_size", "tp", "pp",
+                       "recompute", "precision", "metric", "value", "flop_convention"});
+    if (!(r.value > 0)) throw InputError(where, "value", "must be > 0");
     if (r.fit && !r.in_budget) throw InputError(where, "fit", "a fit row must be in budget (in_budget: true)");
-    r.notes = f.get_string("notes", "");
-    f.finish({"id", "source", "chip", "gpus", "model", "seq_length", "global_batch_size", "micro_batch_size", "tp", "pp",
-              "cp", "vpp", "sequence_parallel", "recompute", "zero", "flash_attention", "tp_comm_overlap", "grad_reduce_in_bf16", "precision", "metric", "value", "flop_convention",
-              "in_budget", "fit", "notes"});
-    p = config::resolve(p, r.model, r.gpus, where);
+    auto allowed = config::input_names(fields);
+    allowed.push_back("model");
+    f.finish(allowed);
+    r.parallel = config::resolve(r.parallel, r.model, r.gpus, where);
     out.push_back(std::move(r));
   }
   return out;

@@ -22,6 +22,11 @@ struct PublishedRun {
   bool fit = false;
 };
 
+/// The field table of a published run (the rows of configs/validation/*.yaml; the parallel fields
+/// are flat keys there and a "parallel" object in JSON). `model` is read separately: a name or an
+/// inline model map.
+const config::FieldTable<PublishedRun>& published_run_fields();
+
 struct ValidationRow {
   PublishedRun run;
   SummaryRow predicted;

@@ -63,7 +63,7 @@ void write_calibration(const std::string& path, const predict::Calibration& cal,
     }
   }
   write_atomically(path, [&](hid_t id) {
-    h5::write_attr(id, "schema_version", kSchemaVersion);
+    h5::write_attr(id, "schema_version", kCalibrationSchemaVersion);
     h5::write_attr(id, "kind", std::string("calibration"));
     h5::write_attr(id, "arch", cal.arch);
     h5::write_attr(id, "device", cal.device);
@@ -116,9 +116,9 @@ predict::Calibration read_calibration(const std::string& path) {
                                          " result, not a calibration file (make one with `capscale calibrate`)");
     }
     const int64_t version = h5::read_attr_int(id, "schema_version");
-    if (version != kSchemaVersion) {
+    if (version != kCalibrationSchemaVersion) {
       throw InputError(path, "schema_version", "is " + std::to_string(version) + "; this capscale reads version " +
-                                                   std::to_string(kSchemaVersion));
+                                                   std::to_string(kCalibrationSchemaVersion));
     }
     cal.arch = h5::read_attr_string(id, "arch");
     if (cal.arch.empty()) throw InputError(path, "arch", "is empty");

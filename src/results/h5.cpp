@@ -85,9 +85,15 @@ void Table::set(const std::string& name, double v) {
 }
 void Table::set(const std::string& name, const std::string& v) {
   const Column& c = col(name, ColType::kStr);
+  // Refused, never cut: a cut sweep key would never match on --resume. Callers check user text
+  // against the column widths before any work starts (config::check_text_lengths).
+  if (v.size() + 1 > c.str_len) {
+    throw RuntimeError("'" + v.substr(0, 60) + "...' (" + std::to_string(v.size()) + " characters) does not fit column '" + name +
+                       "' (" + std::to_string(c.str_len - 1) + ")");
+  }
   char* dst = data_.data() + data_.size() - row_size_ + c.offset;
   std::memset(dst, 0, c.str_len);
-  std::memcpy(dst, v.data(), std::min(v.size(), c.str_len - 1));
+  std::memcpy(dst, v.data(), v.size());
 }
 int64_t Table::get_i64(size_t row, const std::string& name) const {
   int64_t v;

@@ -22,8 +22,9 @@ ResultFile read_result(const std::string& path) {
       throw InputError(path, "schema_version", "is missing: not a capscale result file");
     }
     r.schema_version = h5::read_attr_int(f.id(), "schema_version");
-    if (r.schema_version != kSchemaVersion) {
-      throw InputError(path, "schema_version", "is " + std::to_string(r.schema_version) + "; this capscale reads version " +
+    if (r.schema_version < kOldestReadableSchemaVersion || r.schema_version > kSchemaVersion) {
+      throw InputError(path, "schema_version", "is " + std::to_string(r.schema_version) + "; this capscale reads versions " +
+                                                   std::to_string(kOldestReadableSchemaVersion) + " to " +
                                                    std::to_string(kSchemaVersion));
     }
     r.kind = h5::read_attr_string(f.id(), "kind");
@@ -34,7 +35,7 @@ ResultFile read_result(const std::string& path) {
     r.created_utc = h5::read_attr_string(f.id(), "created_utc");
     r.git_sha = h5::read_attr_string(f.id(), "git_sha");
     if (!h5::exists(f.id(), "summary")) throw InputError(path, "summary", "table is missing (truncated file?)");
-    h5::Table t = summary_table();
+    h5::Table t = summary_table(h5::table_columns(f.id(), "summary"));
     h5::read_table(f.id(), "summary", t);
     for (size_t i = 0; i < t.rows(); ++i) {
       r.rows.push_back(summary_row_from(t, i));

@@ -3,12 +3,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <functional>
 
 #include "common/error.hpp"
+#include "results/record_io.hpp"
+#include "sweep/sweep_config.hpp"
 
 namespace capscale::results {
 namespace fs = std::filesystem;
@@ -42,27 +45,31 @@ std::string group_name(const std::string& spec) {
   return s.empty() ? "_" : s;
 }
 
+namespace {
+// The columns a summary row adds in front of the record: its point index, its sweep key and status.
+using sweep::kKeyChars;
+constexpr size_t kStatusChars = 512;
+}  // namespace
+
 h5::Table summary_table() {
-  std::vector<h5::Column> c = {
-      {"point", ColType::kI64}, {"key", ColType::kStr, 192}, {"status", ColType::kStr, 160},
-      {"model", ColType::kStr, 64}, {"target", ColType::kStr, 96}, {"gpus", ColType::kI64},
-      {"tp", ColType::kI64}, {"pp", ColType::kI64}, {"dp", ColType::kI64}, {"cp", ColType::kI64}, {"vpp", ColType::kI64},
-      {"micro_batch_size", ColType::kI64}, {"global_batch_size", ColType::kI64}, {"seq_length", ColType::kI64},
-      {"sequence_parallel", ColType::kI64}, {"zero", ColType::kI64}, {"recompute", ColType::kStr, 12},
-      {"precision", ColType::kStr, 8}, {"step_time_s", ColType::kF64}, {"tokens_per_s", ColType::kF64},
-      {"tokens_per_s_per_chip", ColType::kF64}, {"tflops_per_chip", ColType::kF64}, {"mfu", ColType::kF64},
-      {"hfu", ColType::kF64}, {"memory_gb_per_chip", ColType::kF64}, {"memory_capacity_gb", ColType::kF64},
-      {"fits", ColType::kI64}, {"compute_s", ColType::kF64}, {"exposed_comm_s", ColType::kF64},
-      {"bubble_s", ColType::kF64}, {"other_s", ColType::kF64}, {"source", ColType::kStr, 16}};
+  std::vector<h5::Column> c = {{"point", ColType::kI64}, {"key", ColType::kStr, kKeyChars}, {"status", ColType::kStr, kStatusChars}};
+  for (auto& col : columns(predict::summary_fields())) c.push_back(col);
   return h5::Table(c);
 }
 
+h5::Table summary_table(const std::vector<std::string>& stored) {
+  std::vector<h5::Column> keep;
+  const h5::Table all = summary_table();
+  for (const auto& c : all.columns())
+    if (std::find(stored.begin(), stored.end(), c.name) != stored.end()) keep.push_back(c);
+  return h5::Table(keep);
+}
+
 void check_finite(const predict::SummaryRow& r) {
-  for (double v : {r.step_time_s, r.tokens_per_s, r.tokens_per_s_per_chip, r.tflops_per_chip, r.mfu, r.hfu,
-                   r.memory_gb_per_chip, r.memory_capacity_gb, r.breakdown.compute_s, r.breakdown.exposed_comm_s,
-                   r.breakdown.bubble_s, r.breakdown.other_s}) {
-    if (!std::isfinite(v)) {
-      throw RuntimeError("refusing to write a non-finite number for " + r.model + " on " + r.target +
+  for (const auto& f : predict::summary_fields()) {
+    const config::FieldValue v = f.get(r);
+    if (const auto* d = std::get_if<double>(&v); d && !std::isfinite(*d)) {
+      throw RuntimeError("refusing to write a non-finite " + f.name + " for " + r.model + " on " + r.target +
                          " (a bug: please report the command line)");
     }
   }
@@ -73,41 +80,11 @@ void add_summary_row(h5::Table& t, const predict::SummaryRow& r, int64_t point, 
   check_finite(r);
   t.add_row();
   t.set("point", point), t.set("key", key), t.set("status", status);
-  t.set("model", r.model), t.set("target", r.target), t.set("gpus", r.gpus);
-  const auto& p = r.parallel;
-  t.set("tp", p.tp), t.set("pp", p.pp), t.set("dp", p.dp), t.set("cp", p.cp), t.set("vpp", p.vpp);
-  t.set("micro_batch_size", p.micro_batch_size), t.set("global_batch_size", p.global_batch_size);
-  t.set("seq_length", p.seq_length), t.set("sequence_parallel", int64_t(p.sequence_parallel));
-  t.set("zero", int64_t(p.zero)), t.set("recompute", config::to_string(p.recompute));
-  t.set("precision", config::to_string(p.precision));
-  t.set("step_time_s", r.step_time_s), t.set("tokens_per_s", r.tokens_per_s);
-  t.set("tokens_per_s_per_chip", r.tokens_per_s_per_chip), t.set("tflops_per_chip", r.tflops_per_chip);
-  t.set("mfu", r.mfu), t.set("hfu", r.hfu), t.set("memory_gb_per_chip", r.memory_gb_per_chip);
-  t.set("memory_capacity_gb", r.memory_capacity_gb), t.set("fits", int64_t(r.fits));
-  t.set("compute_s", r.breakdown.compute_s), t.set("exposed_comm_s", r.breakdown.exposed_comm_s);
-  t.set("bubble_s", r.breakdown.bubble_s), t.set("other_s", r.breakdown.other_s), t.set("source", r.source);
+  set_row(t, r, predict::summary_fields());
 }
 
 predict::SummaryRow summary_row_from(const h5::Table& t, size_t i) {
-  predict::SummaryRow r;
-  r.model = t.get_str(i, "model"), r.target = t.get_str(i, "target"), r.gpus = t.get_i64(i, "gpus");
-  auto& p = r.parallel;
-  p.tp = t.get_i64(i, "tp"), p.pp = t.get_i64(i, "pp"), p.dp = t.get_i64(i, "dp"), p.cp = t.get_i64(i, "cp");
-  p.vpp = t.get_i64(i, "vpp"), p.micro_batch_size = t.get_i64(i, "micro_batch_size");
-  p.global_batch_size = t.get_i64(i, "global_batch_size"), p.seq_length = t.get_i64(i, "seq_length");
-  p.sequence_parallel = t.get_i64(i, "sequence_parallel") != 0, p.zero = int(t.get_i64(i, "zero"));
-  const std::string rc = t.get_str(i, "recompute");
-  p.recompute = rc == "full" ? config::Recompute::kFull : rc == "selective" ? config::Recompute::kSelective : config::Recompute::kNone;
-  const std::string pr = t.get_str(i, "precision");
-  p.precision = pr == "fp16" ? config::Precision::kFp16 : pr == "fp8" ? config::Precision::kFp8 : config::Precision::kBf16;
-  r.step_time_s = t.get_f64(i, "step_time_s"), r.tokens_per_s = t.get_f64(i, "tokens_per_s");
-  r.tokens_per_s_per_chip = t.get_f64(i, "tokens_per_s_per_chip"), r.tflops_per_chip = t.get_f64(i, "tflops_per_chip");
-  r.mfu = t.get_f64(i, "mfu"), r.hfu = t.get_f64(i, "hfu"), r.memory_gb_per_chip = t.get_f64(i, "memory_gb_per_chip");
-  r.memory_capacity_gb = t.get_f64(i, "memory_capacity_gb"), r.fits = t.get_i64(i, "fits") != 0;
-  r.breakdown.compute_s = t.get_f64(i, "compute_s"), r.breakdown.exposed_comm_s = t.get_f64(i, "exposed_comm_s");
-  r.breakdown.bubble_s = t.get_f64(i, "bubble_s"), r.breakdown.other_s = t.get_f64(i, "other_s");
-  r.source = t.get_str(i, "source");
-  return r;
+  return get_row(t, i, predict::summary_fields(), "summary row " + std::to_string(i));
 }
 
 void check_output_path(const std::string& path, bool force) {

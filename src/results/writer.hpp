@@ -15,7 +15,11 @@
 
 namespace capscale::results {
 
-constexpr int64_t kSchemaVersion = 1;
+/// Version 2: /summary states the whole plan (every ParallelConfig field, the plan text), columns
+/// generated from the field tables; sweep keys name every plan field. Version 1 files still read
+/// (missing columns take their defaults).
+constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kOldestReadableSchemaVersion = 1;
 
 struct FileMeta {
   std::string kind;          ///< "run", "sweep" or "predict"
@@ -26,6 +30,8 @@ struct FileMeta {
 
 /// The /summary table's columns (the --json fields, flattened) plus point, key and status.
 h5::Table summary_table();
+/// The same restricted to the columns a stored table has (older schema versions lack some).
+h5::Table summary_table(const std::vector<std::string>& stored_columns);
 void add_summary_row(h5::Table& t, const predict::SummaryRow& row, int64_t point, const std::string& key,
                      const std::string& status);
 predict::SummaryRow summary_row_from(const h5::Table& t, size_t i);

@@ -1,6 +1,7 @@
 // Sweep file parsing and expansion; see sweep_config.hpp.
 #include "sweep/sweep_config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -14,15 +15,29 @@ namespace capscale::sweep {
 
 using config::Fields;
 
-std::string PlanSpec::text() const {
-  if (search) return "search";
-  const auto& p = parallel;
-  return "tp" + std::to_string(p.tp) + "-pp" + std::to_string(p.pp) + "-cp" + std::to_string(p.cp) + "-vpp" +
-         std::to_string(p.vpp) + "-mbs" + std::to_string(p.micro_batch_size) + "-" + config::to_string(p.recompute) +
-         "-z" + std::to_string(p.zero) + (p.sequence_parallel ? "-sp" : "") +
-         // Suffixes only where a plan departs from the defaults, so existing keys stay valid.
-         (p.tp_comm_overlap != p.sequence_parallel ? (p.tp_comm_overlap ? "-tpo" : "-notpo") : "") +
-         (p.grad_reduce_in_bf16 ? "-gbf16" : "");
+std::string PlanSpec::text() const { return search ? "search" : config::key_text(parallel, config::parallel_fields()); }
+
+const config::FieldTable<Point>& point_fields() {
+  static const config::FieldTable<Point> table = [] {
+    config::FieldTable<Point> t;
+    auto key = [&](config::Field<Point> f, std::string text) {
+      f.in_key = true, f.text = std::move(text);
+      t.push_back(std::move(f));
+    };
+    key(config::member("model", &Point::model, "model name or file"), "");
+    t.back().max_chars = 96;
+    key(config::derived<Point>("target", config::FieldType::kText, "target spec with caps",
+                               [](const Point& p) { return config::FieldValue(p.target.spec); }),
+        "");
+    t.back().max_chars = 128;
+    key(config::member("gpus", &Point::gpus, "chips"), "gpus");
+    key(config::member("global_batch_size", &Point::global_batch_size, "sequences per step"), "gbs");
+    key(config::derived<Point>("plan", config::FieldType::kText, "'search' or the plan's own key",
+                               [](const Point& p) { return config::FieldValue(p.plan.text()); }),
+        "");
+    return t;
+  }();
+  return table;
 }
 
 namespace {
@@ -81,18 +96,14 @@ PlanSpec read_plan(const YAML::Node& n, const std::string& where) {
   }
   const Fields f(n, where);
   auto& q = p.parallel;
-  q.tp = f.get_int("tp", 1, 1 << 20, 1);
-  q.pp = f.get_int("pp", 1, 1 << 20, 1);
-  q.cp = f.get_int("cp", 1, 1 << 20, 1);
-  q.vpp = f.get_int("vpp", 1, 1 << 10, 1);
-  q.micro_batch_size = f.get_int("micro_batch_size", 1, 1 << 20, 1);
-  q.recompute = config::parse_recompute(f.get_enum("recompute", {"none", "selective", "full"}, "none"), where);
-  q.zero = int(f.get_int("zero", 0, 1, 1));
-  q.sequence_parallel = f.get_bool("sequence_parallel", q.tp > 1);
-  q.tp_comm_overlap = f.get_bool("tp_comm_overlap", q.sequence_parallel);
-  q.grad_reduce_in_bf16 = f.get_bool("grad_reduce_in_bf16", false);
-  f.finish({"tp", "pp", "cp", "vpp", "micro_batch_size", "recompute", "zero", "sequence_parallel", "tp_comm_overlap",
-            "grad_reduce_in_bf16"});
+  // A plan names the parallel layout; the batch, sequence and precision are the sweep's.
+  const auto fields = config::select(config::parallel_fields(), {"global_batch_size", "seq_length", "precision"}, false);
+  q.zero = 1;  // sweeps default to the distributed optimizer, as the search does
+  const auto read = config::read_yaml(f, q, fields);
+  auto given = [&](const char* k) { return std::find(read.begin(), read.end(), k) != read.end(); };
+  if (!given("sequence_parallel")) q.sequence_parallel = q.tp > 1;
+  if (!given("tp_comm_overlap")) q.tp_comm_overlap = q.sequence_parallel;
+  f.finish(config::input_names(fields));
   return p;
 }
 
@@ -119,7 +130,7 @@ SweepConfig load_sweep(const std::string& path) {
   s.global_batch_size_per_gpu = f.get_double("global_batch_size_per_gpu", 1e-6, 1e6, 0);
   s.min_global_batch_size = f.get_int("min_global_batch_size", 1, int64_t(1) << 30, 1);
   s.seq_length = f.get_int("seq_length", 1, int64_t(1) << 24, 0);
-  s.precision = config::parse_precision(f.get_enum("precision", {"bf16", "fp16", "fp8"}, "bf16"), path);
+  s.precision = config::parse_enum<config::Precision>(f.get_enum("precision", {"bf16", "fp16", "fp8"}, "bf16"), path, "precision");
   YAML::Node plans = f.get_node("plans");
   if (!plans) {
     s.plans.push_back(PlanSpec{true, {}});
@@ -175,7 +186,14 @@ std::vector<Point> expand(const SweepConfig& s) {
                                     ? s.global_batch_size
                                     : std::max<int64_t>(s.min_global_batch_size, std::llround(s.global_batch_size_per_gpu * double(gpus)));
           p.plan = plan;
-          p.key = model + "|" + target.spec + "|" + std::to_string(gpus) + "|" + std::to_string(p.global_batch_size) + "|" + plan.text();
+          p.key = config::key_text(p, point_fields(), "|");
+          // Names and keys must fit the result file's columns whole: refuse now, not half-way.
+          config::check_text_lengths(p, point_fields(), "sweep " + s.name);
+          if (p.key.size() + 1 > kKeyChars) {
+            throw InputError("sweep " + s.name, "models/targets", "give a point key of " + std::to_string(p.key.size()) +
+                                                                   " characters (" + p.key + "); at most " +
+                                                                   std::to_string(kKeyChars - 1) + " fit a result file");
+          }
           // The key names a point in the file and on resume; two equal keys would never both finish.
           if (!keys.insert(p.key).second) {
             throw InputError("sweep " + s.name, "models/targets/gpus/plans",

@@ -12,10 +12,13 @@
 
 namespace capscale::sweep {
 
+/// Longest sweep key a result file stores (its /summary "key" column holds kKeyChars − 1).
+constexpr size_t kKeyChars = 320;
+
 struct PlanSpec {
   bool search = false;
   config::ParallelConfig parallel;  ///< tp, pp, cp, vpp, mbs, recompute, zero, sp (dp from gpus)
-  std::string text() const;         ///< "search" or "tp8-pp4-cp1-vpp1-mbs1-sel-z1-sp"
+  std::string text() const;         ///< "search" or the plan's key, e.g. "tp8-pp4-cp1-mbs1-selective-z1-sp-tpo"
 };
 
 struct SweepConfig {
@@ -45,6 +48,9 @@ struct Point {
   PlanSpec plan;
   std::string key;
 };
+
+/// The field table of a sweep point: its key ("model|target|gpus…|gbs…|plan") is generated from it.
+const config::FieldTable<Point>& point_fields();
 
 SweepConfig load_sweep(const std::string& path);
 std::vector<Point> expand(const SweepConfig& s);

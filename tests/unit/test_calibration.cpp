@@ -224,10 +224,10 @@ TEST(Calibration, FileRoundTripAndRefusals) {
     EXPECT_NE(std::string(e.what()).find("calibration"), std::string::npos) << e.what();
   }
   const auto v2 = tmp("v2.h5");
-  make(v2, "calibration", results::kSchemaVersion + 1);
+  make(v2, "calibration", results::kCalibrationSchemaVersion + 1);
   EXPECT_THROW(results::read_calibration(v2), InputError);
   const auto truncated = tmp("notables.h5");
-  make(truncated, "calibration", results::kSchemaVersion);
+  make(truncated, "calibration", results::kCalibrationSchemaVersion);
   EXPECT_THROW(results::read_calibration(truncated), InputError);
   for (const auto& p : {path, text, run, v2, truncated}) fs::remove(p);
 }

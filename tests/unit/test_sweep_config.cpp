@@ -54,8 +54,9 @@ plans:
   ASSERT_EQ(pts.size(), 3u);
   EXPECT_NE(pts[0].key, pts[1].key);
   EXPECT_NE(pts[0].key, pts[2].key);
-  // The default plan's key is what earlier files hold (resume stays valid).
-  EXPECT_EQ(pts[0].key, "llama3.1-70b|h200|64|64|tp8-pp1-cp1-vpp1-mbs1-none-z1-sp");
+  // Keys name every plan field (schema 2), generated from the field tables: sweep::point_fields()
+  // and config::parallel_fields().
+  EXPECT_EQ(pts[0].key, "llama3.1-70b|h200|gpus64|gbs64|tp8-pp1-cp1-vpp1-mbs1-none-z1-sp-tpo");
 }
 
 TEST(SweepConfig, TheSamePointTwiceIsRejected) {
