@@ -39,7 +39,7 @@ Action add_list(CLI::App& app) {
         char line[256];
         const double bf16 = c.peak_tflops.count("bf16") ? c.peak_tflops.at("bf16") : c.peak_tflops.begin()->second;
         std::snprintf(line, sizeof line, "  %-14s %-10s %14.1f %9.0f %11.2f %21.0f %7lld %11.0f\n", n.c_str(), c.arch.c_str(),
-                      bf16, c.hbm_gb, c.hbm_tbps, c.nvlink_gbps, (long long)c.nvlink_domain, c.nic_gbps);
+                      bf16, c.hbm_gb, c.hbm_tbps, c.nvlink_gbyte_s, (long long)c.nvlink_domain, c.nic_gbit_s);
         std::cout << line;
       }
     }

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include "common/error.hpp"
 #include "config/chip.hpp"
@@ -94,13 +95,22 @@ TEST(Config, HuggingFaceConfigJson) {
   EXPECT_NE(input_error([&] { load_model(bad); }).find("hidden_size"), std::string::npos);
 }
 
+TEST(Config, OldBandwidthKeysNameTheirReplacement) {
+  const std::string chips = std::string(CAPSCALE_TEST_DATA) + "/bad/chips/";
+  const std::string nvlink = input_error([&] { load_chip(chips + "old_key_nvlink_gbps.yaml"); });
+  EXPECT_NE(nvlink.find("'nvlink_gbps' was renamed nvlink_gbyte_s (GB/s"), std::string::npos) << nvlink;
+  const std::string nic = input_error([&] { load_chip(chips + "old_key_nic_gbps.yaml"); });
+  EXPECT_NE(nic.find("'nic_gbps' was renamed nic_gbit_s (Gb/s per GPU"), std::string::npos) << nic;
+  EXPECT_NE(nic.find(chips + "old_key_nic_gbps.yaml"), std::string::npos) << nic;
+}
+
 TEST(Config, TargetSpecsAndCaps) {
   auto t = parse_target("h200@nvlink=400,nic=50%");
   EXPECT_EQ(t.chip_name, "h200");
   ASSERT_EQ(t.caps.size(), 2u);
   const auto capped = resolve_target(t);
-  EXPECT_DOUBLE_EQ(capped.nvlink_gbps, 400);
-  EXPECT_DOUBLE_EQ(capped.nic_gbps, 200);
+  EXPECT_DOUBLE_EQ(capped.nvlink_gbyte_s, 400);
+  EXPECT_DOUBLE_EQ(capped.nic_gbit_s, 200);
   EXPECT_EQ(capped.name, "h200@nvlink=400,nic=50%");
   // A list where caps continue the previous target.
   const auto list = parse_target_list("h200,h20,h800,h200@nvlink=400,nic=200,b200", "--emulate");

@@ -42,9 +42,9 @@ peak_tflops:
   fp8: 1978.9
 hbm_gb: 80
 hbm_tbps: 3.35
-nvlink_gbps: 900
+nvlink_gbyte_s: 900
 nvlink_domain: 8
-nic_gbps: 400
+nic_gbit_s: 400
 nvlink_latency_us: 3.4
 nic_latency_us: 14.0
 efficiency:
@@ -215,7 +215,7 @@ def files():
     yield "models/invalid_utf8.yaml", m.encode() + b"description2: \xc3\x28\xa0\xa1\n"
 
     yield "chips/empty.yaml", ""
-    yield "chips/truncated.yaml", c[: c.index("nvlink_gbps")]
+    yield "chips/truncated.yaml", c[: c.index("nvlink_gbyte_s")]
     yield "chips/truncated_mid_map.yaml", c[: c.index("fp8:") + 3]
     yield "chips/peak_tflops_scalar.yaml", c.replace("peak_tflops:\n  bf16: 989.4\n  fp8: 1978.9\n", "peak_tflops: 989.4\n")
     yield "chips/peak_tflops_empty.yaml", c.replace("peak_tflops:\n  bf16: 989.4\n  fp8: 1978.9\n", "peak_tflops: {}\n")
@@ -230,7 +230,7 @@ def files():
     yield "chips/nvlink_domain_fraction.yaml", sub(c, "nvlink_domain", "2.5")
     yield "chips/nvlink_domain_huge.yaml", sub(c, "nvlink_domain", "99999999999999999999")
     yield "chips/nvlink_domain_list.yaml", sub(c, "nvlink_domain", "[8, 16]")
-    yield "chips/nic_negative.yaml", sub(c, "nic_gbps", "-400")
+    yield "chips/nic_negative.yaml", sub(c, "nic_gbit_s", "-400")
     yield "chips/latency_nan.yaml", sub(c, "nic_latency_us", ".nan")
     yield "chips/reserved_exceeds_hbm.yaml", sub(c, "reserved_gb", "81")
     yield "chips/efficiency_above_one.yaml", sub(c, "gemm", "1.5")
@@ -246,6 +246,9 @@ def files():
     yield "chips/deep_flow_map.yaml", c.replace("efficiency:\n  gemm: 0.78\n  attention: 0.6\n  hbm: 0.87\n  nvlink: 0.82\n  nic: 0.92\n",
                                                   "efficiency: " + "{gemm: " * DEEP + "0.5" + "}" * DEEP + "\n")
     yield "chips/cyclic_alias.yaml", c.replace("peak_tflops:\n  bf16: 989.4\n", "peak_tflops: &p\n  self: *p\n  bf16: 989.4\n")
+    # Keys renamed for their units (nvlink_gbps was GB/s, nic_gbps Gb/s): the message names the new key.
+    yield "chips/old_key_nvlink_gbps.yaml", c.replace("nvlink_gbyte_s:", "nvlink_gbps:")
+    yield "chips/old_key_nic_gbps.yaml", c.replace("nic_gbit_s:", "nic_gbps:")
     yield "chips/binary_garbage.yaml", garbage(3, 2048)
     yield "chips/binary_no_nul.yaml", garbage(4, 2048, nul=False)
 
