@@ -88,6 +88,118 @@ HF = {
     "torch_dtype": "bfloat16",
 }
 
+# Mixture-of-experts config.json files as published on the Hugging Face Hub (auto_map and
+# quantization_config left out). capscale predicts dense models only, so each must exit 2 naming the
+# expert-count field rather than be predicted as the dense model its other fields describe.
+MIXTRAL_8X7B = {  # mistralai/Mixtral-8x7B-v0.1
+    "architectures": ["MixtralForCausalLM"],
+    "attention_dropout": 0.0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "hidden_act": "silu",
+    "hidden_size": 4096,
+    "initializer_range": 0.02,
+    "intermediate_size": 14336,
+    "max_position_embeddings": 32768,
+    "model_type": "mixtral",
+    "num_attention_heads": 32,
+    "num_experts_per_tok": 2,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "num_local_experts": 8,
+    "output_router_logits": False,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 1000000.0,
+    "router_aux_loss_coef": 0.02,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "vocab_size": 32000,
+}
+
+DEEPSEEK_V3 = {  # deepseek-ai/DeepSeek-V3
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "aux_loss_alpha": 0.001,
+    "bos_token_id": 0,
+    "eos_token_id": 1,
+    "ep_size": 1,
+    "first_k_dense_replace": 3,
+    "hidden_act": "silu",
+    "hidden_size": 7168,
+    "initializer_range": 0.02,
+    "intermediate_size": 18432,
+    "kv_lora_rank": 512,
+    "max_position_embeddings": 163840,
+    "model_type": "deepseek_v3",
+    "moe_intermediate_size": 2048,
+    "moe_layer_freq": 1,
+    "n_group": 8,
+    "n_routed_experts": 256,
+    "n_shared_experts": 1,
+    "norm_topk_prob": True,
+    "num_attention_heads": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 61,
+    "num_key_value_heads": 128,
+    "num_nextn_predict_layers": 1,
+    "q_lora_rank": 1536,
+    "qk_nope_head_dim": 128,
+    "qk_rope_head_dim": 64,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
+                     "original_max_position_embeddings": 4096, "type": "yarn"},
+    "rope_theta": 10000,
+    "routed_scaling_factor": 2.5,
+    "scoring_func": "sigmoid",
+    "seq_aux": True,
+    "tie_word_embeddings": False,
+    "topk_group": 4,
+    "topk_method": "noaux_tc",
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "v_head_dim": 128,
+    "vocab_size": 129280,
+}
+
+QWEN3_30B_A3B = {  # Qwen/Qwen3-30B-A3B
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "decoder_sparse_step": 1,
+    "eos_token_id": 151645,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 6144,
+    "max_position_embeddings": 40960,
+    "max_window_layers": 48,
+    "mlp_only_layers": [],
+    "model_type": "qwen3_moe",
+    "moe_intermediate_size": 768,
+    "norm_topk_prob": True,
+    "num_attention_heads": 32,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 4,
+    "output_router_logits": False,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 1000000.0,
+    "router_aux_loss_coef": 0.001,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
+}
+
 
 def sub(text, key, value):
     """Replaces the line `key: ...` (first match, any indent) with `key: value`."""
@@ -320,6 +432,13 @@ def files():
     yield "../good/hf/deep_ignored_key.json", hf()[:-2] + ',\n  "extra": ' + "[" * DEEP + "]" * DEEP + "\n}\n"
     yield "hf/invalid_utf8.json", hf().encode().replace(b'"hostile/llama-tiny"', b'"hostile/\xc3\x28\xa0"')
     yield "hf/binary_garbage.json", garbage(6, 4096)
+    yield "hf/moe_mixtral_8x7b.json", json.dumps(MIXTRAL_8X7B, indent=2) + "\n"
+    yield "hf/moe_deepseek_v3.json", json.dumps(DEEPSEEK_V3, indent=2) + "\n"
+    yield "hf/moe_qwen3_30b_a3b.json", json.dumps(QWEN3_30B_A3B, indent=2) + "\n"
+    yield "hf/moe_top_k_only.json", hf(num_experts_per_tok=2)  # no count key capscale knows
+    yield "hf/moe_negative_experts.json", hf(num_local_experts=-8)
+    # Expert counts given as null or 0 say "dense": such a config loads (exit 0).
+    yield "../good/hf/dense_null_or_zero_experts.json", hf(num_local_experts=None, num_experts=0, moe_intermediate_size=1408)
 
     yield "../good/models/good-model.yaml", m
     yield "../good/chips/good-chip.yaml", c
