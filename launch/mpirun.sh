@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Launches capscale with Open MPI, one rank per GPU, on one node or on many from a hostfile.
 #
-#   launch/mpirun.sh -np 8 -- run --model llama3-70b --tp 8 --emulate h20,h800 --out results/a.h5
-#   launch/mpirun.sh --hostfile hosts.txt --np 16 --per-node 8 -- run --model llama3-70b --tp 8 --pp 2
+#   launch/mpirun.sh -np 8 -- run --model llama3.1-8b --tp 8 --emulate h20,h800 --out results/a.h5
+#   launch/mpirun.sh --hostfile hosts.txt --np 16 --per-node 8 -- run --model llama3.1-70b --tp 8 --pp 2 --sequence-parallel --recompute selective --emulate h200,h20
 #
 # Options (before --):
 #   -np N | --np N       total ranks (default: --per-node × nodes in the hostfile, or --per-node)

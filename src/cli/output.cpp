@@ -47,8 +47,8 @@ config::ModelConfig model_from_json(const nlohmann::json& j) {
 
 nlohmann::json to_json(const config::ChipProfile& c) {
   return {{"name", c.name}, {"description", c.description}, {"arch", c.arch}, {"peak_tflops", c.peak_tflops},
-          {"hbm_gb", c.hbm_gb}, {"hbm_tbps", c.hbm_tbps}, {"nvlink_gbps_bidirectional", c.nvlink_gbps},
-          {"nvlink_domain", c.nvlink_domain}, {"nic_gbps", c.nic_gbps},
+          {"hbm_gb", c.hbm_gb}, {"hbm_tbps", c.hbm_tbps}, {"nvlink_gbyte_s", c.nvlink_gbyte_s},
+          {"nvlink_domain", c.nvlink_domain}, {"nic_gbit_s", c.nic_gbit_s},
           {"efficiency", {{"gemm", c.efficiency.gemm}, {"attention", c.efficiency.attention}, {"hbm", c.efficiency.hbm},
                           {"nvlink", c.efficiency.nvlink}, {"nic", c.efficiency.nic}}},
           {"reserved_gb", c.reserved_gb}, {"origin", c.origin}};

@@ -2,6 +2,7 @@
 #include "config/chip.hpp"
 
 #include <cmath>
+#include <utility>
 #include <filesystem>
 
 #include "common/error.hpp"
@@ -113,9 +114,15 @@ ChipProfile load_chip_yaml(const std::string& path) {
   if (c.peak_tflops.empty()) throw InputError(path, "peak_tflops", "must give at least one of bf16, fp16, fp8, fp32");
   c.hbm_gb = f.get_double("hbm_gb", 1e-3, 1e6);
   c.hbm_tbps = f.get_double("hbm_tbps", 1e-6, 1e4);
-  c.nvlink_gbps = f.get_double("nvlink_gbps", 1e-6, 1e7);
+  // The old keys said "gbps" for both GB/s (NVLink) and Gb/s (NIC); name the new key rather than
+  // letting an old file fail as "unknown key" or load with a figure 8x off.
+  for (const auto& [old_key, new_key] : {std::pair{"nvlink_gbps", "nvlink_gbyte_s (GB/s per chip, datasheet bidirectional total)"},
+                                         std::pair{"nic_gbps", "nic_gbit_s (Gb/s per GPU, one direction)"}}) {
+    if (f.has(old_key)) throw InputError(path, old_key, std::string("was renamed ") + new_key);
+  }
+  c.nvlink_gbyte_s = f.get_double("nvlink_gbyte_s", 1e-6, 1e7);
   c.nvlink_domain = f.get_int("nvlink_domain", 1, 1 << 20);
-  c.nic_gbps = f.get_double("nic_gbps", 1e-6, 1e7);
+  c.nic_gbit_s = f.get_double("nic_gbit_s", 1e-6, 1e7);
   c.nvlink_latency_us = f.get_double("nvlink_latency_us", 0, 1e6, c.nvlink_latency_us);
   c.nic_latency_us = f.get_double("nic_latency_us", 0, 1e6, c.nic_latency_us);
   if (f.has("efficiency")) {
@@ -131,8 +138,8 @@ ChipProfile load_chip_yaml(const std::string& path) {
   c.reserved_gb = f.get_double("reserved_gb", 0, c.hbm_gb, 0);
   c.chips_per_package = f.get_int("chips_per_package", 1, 64, 1);
   c.sources = f.get_string_map("sources");
-  f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbps", "nvlink_domain",
-            "nic_gbps", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
+  f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
+            "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
             "sources"});
   return c;
 }
@@ -148,8 +155,8 @@ ChipProfile load_chip(const std::string& name_or_path) {
 ChipProfile apply_caps(ChipProfile chip, const TargetSpec& target) {
   auto capped = [](double own, const Cap& cap) { return cap.percent ? own * cap.value / 100.0 : cap.value; };
   for (const Cap& cap : target.caps) {
-    if (cap.key == "nvlink") chip.nvlink_gbps = capped(chip.nvlink_gbps, cap);
-    else if (cap.key == "nic") chip.nic_gbps = capped(chip.nic_gbps, cap);
+    if (cap.key == "nvlink") chip.nvlink_gbyte_s = capped(chip.nvlink_gbyte_s, cap);
+    else if (cap.key == "nic") chip.nic_gbit_s = capped(chip.nic_gbit_s, cap);
     else if (cap.key == "hbm_tbps") chip.hbm_tbps = capped(chip.hbm_tbps, cap);
     else if (cap.key == "hbm_gb") {
       chip.hbm_gb = capped(chip.hbm_gb, cap);

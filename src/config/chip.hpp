@@ -39,9 +39,9 @@ struct ChipProfile {
   std::map<std::string, double> peak_tflops;  ///< dense, by dtype name
   double hbm_gb = 0;
   double hbm_tbps = 0;
-  double nvlink_gbps = 0;  ///< bidirectional total per chip (datasheet convention)
+  double nvlink_gbyte_s = 0;  ///< GB/s (10⁹ bytes/s) per chip, bidirectional total (datasheet convention)
   int64_t nvlink_domain = 1;
-  double nic_gbps = 0;  ///< per chip, one direction, Gb/s
+  double nic_gbit_s = 0;      ///< Gb/s (10⁹ bits/s) per chip, one direction (network vendors' convention)
   double nvlink_latency_us = 3;
   double nic_latency_us = 10;
   Efficiency efficiency;
@@ -54,8 +54,8 @@ struct ChipProfile {
   double peak_flops(Precision p) const;
   bool supports(Precision p) const;
   double hbm_Bps() const { return hbm_tbps * 1e12; }
-  double nvlink_Bps_per_direction() const { return nvlink_gbps * 1e9 / 2; }
-  double nic_Bps() const { return nic_gbps * 1e9 / 8; }
+  double nvlink_Bps_per_direction() const { return nvlink_gbyte_s * 1e9 / 2; }
+  double nic_Bps() const { return nic_gbit_s * 1e9 / 8; }
   double usable_memory_bytes() const { return (hbm_gb - reserved_gb) * 1e9; }
 };
 

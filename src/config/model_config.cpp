@@ -1,9 +1,11 @@
 // Loading and validating model configs (capscale YAML or HuggingFace config.json).
 #include "config/model_config.hpp"
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -23,6 +25,40 @@ void check_consistency(const ModelConfig& m, const std::string& where) {
   }
   if (m.kv_channels * m.num_attention_heads != m.hidden_size && m.kv_channels == 0) {
     throw InputError(where, "hidden_size", "must be divisible by num_attention_heads");
+  }
+}
+
+// Until the plan builds expert layers, a mixture-of-experts config.json must not be predicted as
+// the dense model its attention and shared fields describe. Expert counts as transformers names
+// them: Mixtral / Granite-MoE / PhiMoE `num_local_experts`, DeepSeek-V2/V3 and GLM-4-MoE
+// `n_routed_experts`, Qwen2/3-MoE, OLMoE and Jamba `num_experts`, DBRX-style `moe_num_experts`. A
+// count that is null or 0 says "dense" (DeepseekV2Config defaults n_routed_experts to null), and
+// then the other MoE fields are leftovers; without any count, a positive top-k, expert FFN width or
+// shared-expert count still marks an MoE config whose count key we do not know.
+void reject_moe(const nlohmann::json& j, const std::string& path) {
+  // nullopt when absent or null; otherwise a non-negative integer.
+  const auto count = [&](const char* key) -> std::optional<uint64_t> {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    if (it->is_number_unsigned()) return it->get<uint64_t>();
+    if (!it->is_number_integer() || it->get<int64_t>() < 0) {
+      throw InputError(path, key, "must be a non-negative integer (a mixture-of-experts field), got " + it->dump().substr(0, 40));
+    }
+    return uint64_t(it->get<int64_t>());
+  };
+  const auto reject = [&](const char* key, uint64_t v) {
+    throw InputError(path, key, "= " + std::to_string(v) +
+                                    ": mixture-of-experts models are not supported yet (capscale predicts dense models only)");
+  };
+  bool dense_said = false;
+  for (const char* key : {"num_local_experts", "n_routed_experts", "num_experts", "moe_num_experts"}) {
+    const auto v = count(key);
+    if (v && *v > 0) reject(key, *v);
+    dense_said |= j.contains(key);
+  }
+  if (dense_said) return;
+  for (const char* key : {"num_experts_per_tok", "moe_intermediate_size", "n_shared_experts"}) {
+    if (const auto v = count(key); v && *v > 0) reject(key, *v);
   }
 }
 
@@ -74,6 +110,7 @@ ModelConfig load_model_hf_json(const std::string& path) {
     throw InputError(path, "", std::string("is not valid JSON: ") + e.what());
   }
   if (!j.is_object()) throw InputError(path, "", "must be a JSON object (a HuggingFace config.json)");
+  reject_moe(j, path);
   // HuggingFace's field names (transformers' PretrainedConfig subclasses); other keys are ignored.
   auto get_int = [&](const char* key, int64_t min, int64_t max, bool required, int64_t fallback) -> int64_t {
     auto it = j.find(key);

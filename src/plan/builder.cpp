@@ -52,7 +52,7 @@ class StageBuilder {
   // A compute op waits for the comm ops the previous code path produced.
   int32_t compute(Op op) {
     op.stream = Stream::kCompute;
-    for (int32_t d : pending_) op.add_dep(d);
+    for (int32_t d : pending_) op.add_dep(d, st_.ops);
     pending_.clear();
     if (overlap_ag_ >= 0 && op.kind == OpKind::kGemm) {
       op.overlap_partner = overlap_ag_;
@@ -67,8 +67,8 @@ class StageBuilder {
   int32_t comm(Op op, Stream s) {
     op.stream = s;
     op.kind = OpKind::kCollective;
-    if (last_compute_ >= 0) op.add_dep(last_compute_);
-    for (int32_t d : pending_) op.add_dep(d);
+    if (last_compute_ >= 0) op.add_dep(last_compute_, st_.ops);
+    for (int32_t d : pending_) op.add_dep(d, st_.ops);
     pending_.clear();
     const int32_t idx = emit(op);
     pending_.push_back(idx);
@@ -174,7 +174,7 @@ class StageBuilder {
     op.tag = tag(mb_, to_g, dir);
     op.bytes = act_msg_;
     op.group = Group::kPp;
-    if (last_compute_ >= 0) op.add_dep(last_compute_);
+    if (last_compute_ >= 0) op.add_dep(last_compute_, st_.ops);
     emit(op);
   }
   void recv(OpName name, int64_t from_g, int64_t my_g, int dir) {
@@ -308,7 +308,7 @@ void StageBuilder::grad_reduce(int64_t layer, int64_t params) {
   op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
   op.group = Group::kDpCp;
   op.bytes = checked_mul(params, p_.grad_bytes(), "gradient bytes");
-  if (last_compute_ >= 0) op.add_dep(last_compute_);
+  if (last_compute_ >= 0) op.add_dep(last_compute_, st_.ops);
   const int32_t idx = emit(op);
   // Without overlap the next compute op waits for the reduction (Megatron without --overlap-grad-reduce).
   if (!p_.overlap_grad_reduce) pending_.push_back(idx);

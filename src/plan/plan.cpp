@@ -1,17 +1,36 @@
 // Names and small helpers of the Plan data types.
 #include "plan/plan.hpp"
 
+#include <algorithm>
+
+#include "common/error.hpp"
+
 namespace capscale::plan {
 
-void Op::add_dep(int32_t idx) {
+void Op::add_dep(int32_t idx, const std::vector<Op>& stage_ops) {
   for (uint8_t i = 0; i < ndeps; ++i)
     if (deps[i] == idx) return;
   if (ndeps < deps.size()) {
     deps[ndeps++] = idx;
-  } else {
-    // Keep the latest producer: with in-order streams it implies the earlier ones on its stream.
-    deps[deps.size() - 1] = std::max(deps[deps.size() - 1], idx);
+    return;
   }
+  // Full: merge with a held producer on the same stream, keeping the later of the two (in-order
+  // streams: it ends after the earlier one). Dropping a producer on another stream would let this
+  // op start before that producer ends, so that is a builder bug, not something to paper over.
+  const auto valid = [&](int32_t i) { return i >= 0 && size_t(i) < stage_ops.size(); };
+  if (valid(idx)) {
+    for (auto& d : deps) {
+      if (valid(d) && stage_ops[d].stream == stage_ops[idx].stream) {
+        d = std::max(d, idx);
+        return;
+      }
+    }
+  }
+  std::string msg = "plan builder bug: op ";
+  msg.append(label()).append(" gets a fifth producer (op ").append(std::to_string(idx));
+  if (valid(idx)) msg.append(" on stream ").append(to_string(stage_ops[idx].stream));
+  msg.append(") but none of its four producers is on that stream, so none can be dropped soundly");
+  throw RuntimeError(msg);
 }
 
 std::string to_string(OpKind k) {

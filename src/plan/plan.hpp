@@ -68,7 +68,12 @@ struct Op {
   uint8_t ndeps = 0;
   std::array<int32_t, 4> deps{};  ///< indices into the same stage's op list (cross-stream waits)
 
-  void add_dep(int32_t idx);
+  /// Adds producer `idx` (an index into `stage_ops`, the stage's ops emitted so far). Four slots
+  /// keep Op small. A fifth distinct producer replaces the earlier of it and a held producer on
+  /// the same stream: ops on one stream complete in order, so waiting for the later one implies
+  /// the earlier. With no held producer on the producer's stream nothing can be dropped soundly,
+  /// and it throws RuntimeError (a builder bug). `stage_ops` is read only when all slots are taken.
+  void add_dep(int32_t idx, const std::vector<Op>& stage_ops);
   std::string label() const;  ///< e.g. "fwd/mb0/L3/fc1"
 };
 

@@ -150,6 +150,10 @@ Handle open_group(hid_t parent, const std::string& name) {
   return Handle(check(H5Gopen2(parent, name.c_str(), H5P_DEFAULT), "opening group " + name), Handle::Kind::kGroup);
 }
 
+Handle open_dataset(hid_t parent, const std::string& name) {
+  return Handle(check(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), "opening dataset " + name), Handle::Kind::kDataset);
+}
+
 bool exists(hid_t parent, const std::string& path) {
   // Check each component, as H5Lexists requires the intermediate links to exist.
   size_t pos = 0;

@@ -75,6 +75,8 @@ Handle create_file(const std::string& path);
 Handle open_file(const std::string& path, bool writable);
 Handle create_group(hid_t parent, const std::string& name);
 Handle open_group(hid_t parent, const std::string& name);
+/// Opens an existing dataset (e.g. a table, to read the attributes stored on it).
+Handle open_dataset(hid_t parent, const std::string& name);
 bool exists(hid_t parent, const std::string& path);
 
 /// Writes a whole table as a dataset (chunked and extendible when `extendible`).

@@ -50,9 +50,9 @@ ResultFile read_result(const std::string& path) {
       h5::Handle cfg = h5::open_group(f.id(), "config");
       r.model_json = h5::read_attr_string(cfg.id(), "model_json");
       r.parallel_json = h5::read_attr_string(cfg.id(), "parallel_json");
-      h5::Handle ds(h5::check(H5Dopen2(f.id(), "summary", H5P_DEFAULT), "opening summary"), h5::Handle::Kind::kDataset);
-      r.engine_step_s = [&] { double v = 0; h5::Handle a(h5::check(H5Aopen(ds.id(), "engine_step_s", H5P_DEFAULT), "attr"), h5::Handle::Kind::kAttribute); H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v); return v; }();
-      r.measured_step_s = [&] { double v = 0; h5::Handle a(h5::check(H5Aopen(ds.id(), "measured_step_s", H5P_DEFAULT), "attr"), h5::Handle::Kind::kAttribute); H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v); return v; }();
+      const h5::Handle ds = h5::open_dataset(f.id(), "summary");
+      r.engine_step_s = h5::read_attr_double(ds.id(), "engine_step_s");
+      r.measured_step_s = h5::read_attr_double(ds.id(), "measured_step_s");
       r.engine_error = r.measured_step_s > 0 ? (r.engine_step_s - r.measured_step_s) / r.measured_step_s : 0;
       h5::Table ranks({{"rank", h5::ColType::kI64}});
       h5::read_table(f.id(), "ranks", ranks);

@@ -185,7 +185,22 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"run --model tiny-demo --backend cpu --tp 2", "world size"},
         BadCase{"run --model tiny-demo --backend tpu", "backend"},
         BadCase{"report /etc/hostname", "not an HDF5"},
-        BadCase{"sweep /nonexistent/sweep.yaml", "cannot be opened"}));
+        BadCase{"sweep /nonexistent/sweep.yaml", "cannot be opened"},
+        // check --gpus N -- run ...: run's parser, the model, the plan for N ranks, memory per target.
+        BadCase{"check --gpus 16 -- run --model llama3-70b --tp 8 --pp 2", "known:"},
+        BadCase{"check --gpus 16 -- run --model llama3.1-70b --tpp 8", "--tpp"},
+        BadCase{"check --gpus 12 -- run --model llama3.1-70b --tp 8", "world size"},
+        BadCase{"check --gpus 16 -- run --model llama3.1-70b --tp 8 --pp 2 --emulate h200,h800", "h800: 'memory'"},
+        BadCase{"check --gpus 16 -- predict --model llama3.1-70b", "expects a `run` command line"}));
+
+TEST(Cli, CheckAcceptsARunCommandLineThatFits) {
+  const auto r = run(test::bin() + " check --gpus 16 -- run --model llama3.1-70b --backend cuda --tp 8 --pp 2 "
+                     "--sequence-parallel --recompute selective --seq-length 4096 --steps 10 --emulate h200,h20 --out x.h5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("tp8 pp2 dp1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("fits h200 ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("h20 ("), std::string::npos) << r.out;
+}
 
 TEST(Cli, CalibrateThenPredictAndRunUseIt) {
   // Measure on this CPU under two ranks (GEMMs of tiny-gpt, collectives over both ranks) ...

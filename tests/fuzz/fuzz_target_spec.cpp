@@ -17,9 +17,9 @@ capscale::config::ChipProfile base_chip() {
   c.peak_tflops = {{"bf16", 989.4}, {"fp16", 989.4}, {"fp8", 1978.9}, {"fp32", 66.9}};
   c.hbm_gb = 80;
   c.hbm_tbps = 3.35;
-  c.nvlink_gbps = 900;
+  c.nvlink_gbyte_s = 900;
   c.nvlink_domain = 8;
-  c.nic_gbps = 400;
+  c.nic_gbit_s = 400;
   c.reserved_gb = 4;
   return c;
 }

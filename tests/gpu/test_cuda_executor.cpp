@@ -145,7 +145,7 @@ TEST(CudaExecutor, CollectiveOverGroupOfOneTakesNoTime) {
   c.group = parallel::Group::kTp;
   c.stream = plan::Stream::kTp;
   c.bytes = 1 << 20;
-  c.add_dep(0);
+  c.add_dep(0, st.ops);
   st.ops.push_back(c);
   OneRank r;
   auto ex = exec::make_cuda_executor(r.ctx);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Syntax-checks (bash -n) and lints (shellcheck) every shell script users run: launch/*.sh,
-# launch/*.sbatch, .ci/run and docker/*.sh (and this file).
+# launch/*.sbatch, .ci/run and docker/*.sh (and the test scripts under tests/lint and tests/launch).
 #   tests/lint/shellcheck.sh REPO_ROOT
 # Exit 0 clean, 1 findings, 2 usage, 77 (CTest "skipped") when shellcheck is not installed.
 set -euo pipefail
@@ -18,7 +18,7 @@ fi
 
 # Patterns that match nothing expand to nothing rather than to themselves.
 shopt -s nullglob
-scripts=("$root"/launch/*.sh "$root"/launch/*.sbatch "$root"/docker/*.sh "$root"/tests/lint/*.sh)
+scripts=("$root"/launch/*.sh "$root"/launch/*.sbatch "$root"/docker/*.sh "$root"/tests/lint/*.sh "$root"/tests/launch/*.sh)
 if [[ -f "$root/.ci/run" ]]; then
   scripts+=("$root/.ci/run")
 fi

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include "common/error.hpp"
 #include "config/chip.hpp"
@@ -94,13 +95,44 @@ TEST(Config, HuggingFaceConfigJson) {
   EXPECT_NE(input_error([&] { load_model(bad); }).find("hidden_size"), std::string::npos);
 }
 
+TEST(Config, MixtureOfExpertsConfigJsonIsRejectedNamingTheField) {
+  // Published MoE configs (tests/data/bad/hf/moe_*.json) name their expert count in three ways.
+  const std::string hf = std::string(CAPSCALE_TEST_DATA) + "/bad/hf/";
+  for (const auto& [file, field] : {std::pair{"moe_mixtral_8x7b.json", "'num_local_experts' = 8: "},
+                                    std::pair{"moe_deepseek_v3.json", "'n_routed_experts' = 256: "},
+                                    std::pair{"moe_qwen3_30b_a3b.json", "'num_experts' = 128: "},
+                                    std::pair{"moe_top_k_only.json", "'num_experts_per_tok' = 2: "}}) {
+    const std::string msg = input_error([&] { load_model(hf + file); });
+    EXPECT_NE(msg.find(hf + file), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::string(field) + "mixture-of-experts models are not supported yet"), std::string::npos) << msg;
+  }
+  // Null or 0 experts is a dense model, whatever leftover MoE fields say.
+  const auto dense = load_model(std::string(CAPSCALE_TEST_DATA) + "/good/hf/dense_null_or_zero_experts.json");
+  EXPECT_EQ(dense.ffn_hidden_size, 1376);
+  const auto zero = write_temp("zero_experts.json", R"({"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2,
+      "vocab_size": 100, "n_routed_experts": 0, "num_experts_per_tok": 2})");
+  EXPECT_NO_THROW(load_model(zero));
+  const auto str = write_temp("str_experts.json", R"({"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2,
+      "vocab_size": 100, "num_experts": "8"})");
+  EXPECT_NE(input_error([&] { load_model(str); }).find("'num_experts' must be a non-negative integer"), std::string::npos);
+}
+
+TEST(Config, OldBandwidthKeysNameTheirReplacement) {
+  const std::string chips = std::string(CAPSCALE_TEST_DATA) + "/bad/chips/";
+  const std::string nvlink = input_error([&] { load_chip(chips + "old_key_nvlink_gbps.yaml"); });
+  EXPECT_NE(nvlink.find("'nvlink_gbps' was renamed nvlink_gbyte_s (GB/s"), std::string::npos) << nvlink;
+  const std::string nic = input_error([&] { load_chip(chips + "old_key_nic_gbps.yaml"); });
+  EXPECT_NE(nic.find("'nic_gbps' was renamed nic_gbit_s (Gb/s per GPU"), std::string::npos) << nic;
+  EXPECT_NE(nic.find(chips + "old_key_nic_gbps.yaml"), std::string::npos) << nic;
+}
+
 TEST(Config, TargetSpecsAndCaps) {
   auto t = parse_target("h200@nvlink=400,nic=50%");
   EXPECT_EQ(t.chip_name, "h200");
   ASSERT_EQ(t.caps.size(), 2u);
   const auto capped = resolve_target(t);
-  EXPECT_DOUBLE_EQ(capped.nvlink_gbps, 400);
-  EXPECT_DOUBLE_EQ(capped.nic_gbps, 200);
+  EXPECT_DOUBLE_EQ(capped.nvlink_gbyte_s, 400);
+  EXPECT_DOUBLE_EQ(capped.nic_gbit_s, 200);
   EXPECT_EQ(capped.name, "h200@nvlink=400,nic=50%");
   // A list where caps continue the previous target.
   const auto list = parse_target_list("h200,h20,h800,h200@nvlink=400,nic=200,b200", "--emulate");

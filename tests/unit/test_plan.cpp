@@ -2,9 +2,11 @@
 // receive has exactly one matching send, dependencies point backwards), op shapes.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <map>
 #include <numeric>
 
+#include "common/error.hpp"
 #include "config/model_config.hpp"
 #include "plan/plan.hpp"
 
@@ -144,5 +146,50 @@ TEST(Plan, EmbeddingBackwardAccumulatesADenseGradient) {
       if (op.name == plan::OpName::kEmbedding && op.phase == plan::Phase::kBackward) bytes = op.bytes;
     const int64_t tokens = p.seq_length * p.micro_batch_size;
     EXPECT_EQ(bytes, 2 * tokens * m.hidden_size * 2 + m.vocab_size / 2 * m.hidden_size * (bf16 ? 10 : 14)) << "bf16 " << bf16;
+  }
+}
+
+namespace {
+plan::Op on_stream(plan::Stream s) {
+  plan::Op op;
+  op.stream = s;
+  return op;
+}
+}  // namespace
+
+TEST(Plan, FifthProducerMergesOnlyWithASameStreamProducer) {
+  using plan::Stream;
+  // Producers 0..3 on four different streams, 4 on the tp stream after 1, 5 on a fifth stream.
+  const std::vector<plan::Op> ops = {on_stream(Stream::kCompute), on_stream(Stream::kTp), on_stream(Stream::kDp),
+                                     on_stream(Stream::kPpRecv),  on_stream(Stream::kTp), on_stream(Stream::kCp)};
+  plan::Op op;
+  for (int32_t i = 0; i < 4; ++i) op.add_dep(i, ops);
+  op.add_dep(2, ops);  // a repeat is ignored
+  ASSERT_EQ(op.ndeps, 4);
+  // Op 4 runs after op 1 on the tp stream, so waiting for 4 implies waiting for 1: 1 is replaced.
+  op.add_dep(4, ops);
+  EXPECT_EQ(op.ndeps, 4);
+  EXPECT_EQ((std::array<int32_t, 4>{0, 4, 2, 3}), op.deps);
+  // An earlier same-stream producer after a later one changes nothing.
+  op.add_dep(1, ops);
+  EXPECT_EQ((std::array<int32_t, 4>{0, 4, 2, 3}), op.deps);
+  // Op 5 is on the cp stream, held by no producer: dropping any would be unsound.
+  EXPECT_THROW(op.add_dep(5, ops), RuntimeError);
+  EXPECT_THROW(op.add_dep(17, ops), RuntimeError);  // out of range: a builder bug too
+}
+
+TEST(Plan, BuilderStaysWithinFourProducersOrSameStreamMerges) {
+  // The richest dependency sets come with pp + vpp, cp, SP with TP comm overlap, ZeRO and a
+  // non-overlapped DP reduction; add_dep throws if the builder ever needs a fifth producer on a
+  // stream none of the four held ones is on.
+  const auto m = config::load_model("tiny-demo");
+  for (bool overlap_grad : {false, true}) {
+    for (bool tp_overlap : {false, true}) {
+      config::ParallelConfig p;
+      p.tp = 2, p.pp = 2, p.vpp = 2, p.cp = 2, p.sequence_parallel = true, p.global_batch_size = 8, p.zero = 1;
+      p.overlap_grad_reduce = overlap_grad, p.tp_comm_overlap = tp_overlap;
+      p = config::resolve(p, m, 2 * 2 * 2 * 2, "test");
+      EXPECT_NO_THROW(plan::build_plan(m, p)) << "overlap_grad_reduce " << overlap_grad << " tp_comm_overlap " << tp_overlap;
+    }
   }
 }

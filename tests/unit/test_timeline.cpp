@@ -16,7 +16,7 @@ Op compute(int32_t dep = -1) {
   Op op;
   op.kind = OpKind::kGemm;
   op.stream = Stream::kCompute;
-  if (dep >= 0) op.add_dep(dep);
+  if (dep >= 0) op.add_dep(dep, {});  // at most one producer: the op list is never read
   return op;
 }
 Op send(int64_t tag, int32_t dep) {
@@ -25,7 +25,7 @@ Op send(int64_t tag, int32_t dep) {
   op.stream = Stream::kPpSend;
   op.is_send = true;
   op.tag = tag;
-  op.add_dep(dep);
+  op.add_dep(dep, {});
   return op;
 }
 Op recv(int64_t tag) {

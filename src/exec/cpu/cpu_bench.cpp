@@ -10,6 +10,7 @@
 #include "common/error.hpp"
 #include "exec/cpu/cpu_access.hpp"
 #include "exec/bench.hpp"
+#include "mpi/mpi_context.hpp"
 #include "predict/cost_model.hpp"
 
 namespace capscale::exec {
@@ -72,7 +73,7 @@ std::vector<BenchRow> bench_cpu_gemm(Executor& ex, const BenchOptions& o) {
       }
     }, path, direct, [](double t) {
       // run_step begins with a world barrier: every rank must take the same number of rounds.
-      MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
       return t;
     });
     BenchRow r;
@@ -93,7 +94,7 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
   std::vector<BenchRow> rows;
   MPI_Comm comm = ctx.comms->get(parallel::Group::kTp);
   int n = 1;
-  MPI_Comm_size(comm, &n);
+  CAPSCALE_MPI_CHECK(MPI_Comm_size(comm, &n));
   for (int64_t bytes : o.comm_bytes) {
     plan::Op op;
     op.kind = plan::OpKind::kCollective;
@@ -109,29 +110,31 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
     if (!acc) throw RuntimeError("bench comm: the executor is not the CPU executor");
     std::vector<float>& buf = acc->comm_buffer();
     if (buf.size() < size_t(count)) throw RuntimeError("bench comm: the executor's buffer is smaller than the message");
-    auto direct_once = [&] { MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, comm); };
+    auto direct_once = [&] {
+      CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, comm));
+    };
     for (int w = 0; w < o.warmup; ++w) direct_once();
     ex.run_step(repeated_op_plan(op, o.warmup), -1);
     std::vector<double> path, direct;
     interleaved([&](std::vector<double>& out) {
-      MPI_Barrier(comm);
+      CAPSCALE_MPI_CHECK(MPI_Barrier(comm));
       const auto t = ex.run_step(st, -1);
       out.insert(out.end(), t.op_s.begin(), t.op_s.end());
     }, [&](std::vector<double>& out) {
-      MPI_Barrier(comm);
+      CAPSCALE_MPI_CHECK(MPI_Barrier(comm));
       for (int i = 0; i < o.iters; ++i) {
         const double t0 = MPI_Wtime();
         direct_once();
         out.push_back(MPI_Wtime() - t0);
       }
     }, path, direct, [&](double t) {
-      MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm);
+      CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm));
       return t;
     });
     // The slowest rank's median decides a collective's speed; agree on it across ranks.
     double pm = median_of(path), dm = median_of(direct);
-    MPI_Allreduce(MPI_IN_PLACE, &pm, 1, MPI_DOUBLE, MPI_MAX, comm);
-    MPI_Allreduce(MPI_IN_PLACE, &dm, 1, MPI_DOUBLE, MPI_MAX, comm);
+    CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &pm, 1, MPI_DOUBLE, MPI_MAX, comm));
+    CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &dm, 1, MPI_DOUBLE, MPI_MAX, comm));
     BenchRow r;
     r.what = "all_reduce";
     r.shape = std::to_string(bytes) + " B";

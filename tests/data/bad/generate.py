@@ -42,9 +42,9 @@ peak_tflops:
   fp8: 1978.9
 hbm_gb: 80
 hbm_tbps: 3.35
-nvlink_gbps: 900
+nvlink_gbyte_s: 900
 nvlink_domain: 8
-nic_gbps: 400
+nic_gbit_s: 400
 nvlink_latency_us: 3.4
 nic_latency_us: 14.0
 efficiency:
@@ -86,6 +86,118 @@ HF = {
     "tie_word_embeddings": False,
     "attention_bias": False,
     "torch_dtype": "bfloat16",
+}
+
+# Mixture-of-experts config.json files as published on the Hugging Face Hub (auto_map and
+# quantization_config left out). capscale predicts dense models only, so each must exit 2 naming the
+# expert-count field rather than be predicted as the dense model its other fields describe.
+MIXTRAL_8X7B = {  # mistralai/Mixtral-8x7B-v0.1
+    "architectures": ["MixtralForCausalLM"],
+    "attention_dropout": 0.0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "hidden_act": "silu",
+    "hidden_size": 4096,
+    "initializer_range": 0.02,
+    "intermediate_size": 14336,
+    "max_position_embeddings": 32768,
+    "model_type": "mixtral",
+    "num_attention_heads": 32,
+    "num_experts_per_tok": 2,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "num_local_experts": 8,
+    "output_router_logits": False,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 1000000.0,
+    "router_aux_loss_coef": 0.02,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "vocab_size": 32000,
+}
+
+DEEPSEEK_V3 = {  # deepseek-ai/DeepSeek-V3
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "aux_loss_alpha": 0.001,
+    "bos_token_id": 0,
+    "eos_token_id": 1,
+    "ep_size": 1,
+    "first_k_dense_replace": 3,
+    "hidden_act": "silu",
+    "hidden_size": 7168,
+    "initializer_range": 0.02,
+    "intermediate_size": 18432,
+    "kv_lora_rank": 512,
+    "max_position_embeddings": 163840,
+    "model_type": "deepseek_v3",
+    "moe_intermediate_size": 2048,
+    "moe_layer_freq": 1,
+    "n_group": 8,
+    "n_routed_experts": 256,
+    "n_shared_experts": 1,
+    "norm_topk_prob": True,
+    "num_attention_heads": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 61,
+    "num_key_value_heads": 128,
+    "num_nextn_predict_layers": 1,
+    "q_lora_rank": 1536,
+    "qk_nope_head_dim": 128,
+    "qk_rope_head_dim": 64,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
+                     "original_max_position_embeddings": 4096, "type": "yarn"},
+    "rope_theta": 10000,
+    "routed_scaling_factor": 2.5,
+    "scoring_func": "sigmoid",
+    "seq_aux": True,
+    "tie_word_embeddings": False,
+    "topk_group": 4,
+    "topk_method": "noaux_tc",
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "v_head_dim": 128,
+    "vocab_size": 129280,
+}
+
+QWEN3_30B_A3B = {  # Qwen/Qwen3-30B-A3B
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "decoder_sparse_step": 1,
+    "eos_token_id": 151645,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 6144,
+    "max_position_embeddings": 40960,
+    "max_window_layers": 48,
+    "mlp_only_layers": [],
+    "model_type": "qwen3_moe",
+    "moe_intermediate_size": 768,
+    "norm_topk_prob": True,
+    "num_attention_heads": 32,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 4,
+    "output_router_logits": False,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 1000000.0,
+    "router_aux_loss_coef": 0.001,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
 }
 
 
@@ -215,7 +327,7 @@ def files():
     yield "models/invalid_utf8.yaml", m.encode() + b"description2: \xc3\x28\xa0\xa1\n"
 
     yield "chips/empty.yaml", ""
-    yield "chips/truncated.yaml", c[: c.index("nvlink_gbps")]
+    yield "chips/truncated.yaml", c[: c.index("nvlink_gbyte_s")]
     yield "chips/truncated_mid_map.yaml", c[: c.index("fp8:") + 3]
     yield "chips/peak_tflops_scalar.yaml", c.replace("peak_tflops:\n  bf16: 989.4\n  fp8: 1978.9\n", "peak_tflops: 989.4\n")
     yield "chips/peak_tflops_empty.yaml", c.replace("peak_tflops:\n  bf16: 989.4\n  fp8: 1978.9\n", "peak_tflops: {}\n")
@@ -230,7 +342,7 @@ def files():
     yield "chips/nvlink_domain_fraction.yaml", sub(c, "nvlink_domain", "2.5")
     yield "chips/nvlink_domain_huge.yaml", sub(c, "nvlink_domain", "99999999999999999999")
     yield "chips/nvlink_domain_list.yaml", sub(c, "nvlink_domain", "[8, 16]")
-    yield "chips/nic_negative.yaml", sub(c, "nic_gbps", "-400")
+    yield "chips/nic_negative.yaml", sub(c, "nic_gbit_s", "-400")
     yield "chips/latency_nan.yaml", sub(c, "nic_latency_us", ".nan")
     yield "chips/reserved_exceeds_hbm.yaml", sub(c, "reserved_gb", "81")
     yield "chips/efficiency_above_one.yaml", sub(c, "gemm", "1.5")
@@ -246,6 +358,9 @@ def files():
     yield "chips/deep_flow_map.yaml", c.replace("efficiency:\n  gemm: 0.78\n  attention: 0.6\n  hbm: 0.87\n  nvlink: 0.82\n  nic: 0.92\n",
                                                   "efficiency: " + "{gemm: " * DEEP + "0.5" + "}" * DEEP + "\n")
     yield "chips/cyclic_alias.yaml", c.replace("peak_tflops:\n  bf16: 989.4\n", "peak_tflops: &p\n  self: *p\n  bf16: 989.4\n")
+    # Keys renamed for their units (nvlink_gbps was GB/s, nic_gbps Gb/s): the message names the new key.
+    yield "chips/old_key_nvlink_gbps.yaml", c.replace("nvlink_gbyte_s:", "nvlink_gbps:")
+    yield "chips/old_key_nic_gbps.yaml", c.replace("nic_gbit_s:", "nic_gbps:")
     yield "chips/binary_garbage.yaml", garbage(3, 2048)
     yield "chips/binary_no_nul.yaml", garbage(4, 2048, nul=False)
 
@@ -317,6 +432,13 @@ def files():
     yield "../good/hf/deep_ignored_key.json", hf()[:-2] + ',\n  "extra": ' + "[" * DEEP + "]" * DEEP + "\n}\n"
     yield "hf/invalid_utf8.json", hf().encode().replace(b'"hostile/llama-tiny"', b'"hostile/\xc3\x28\xa0"')
     yield "hf/binary_garbage.json", garbage(6, 4096)
+    yield "hf/moe_mixtral_8x7b.json", json.dumps(MIXTRAL_8X7B, indent=2) + "\n"
+    yield "hf/moe_deepseek_v3.json", json.dumps(DEEPSEEK_V3, indent=2) + "\n"
+    yield "hf/moe_qwen3_30b_a3b.json", json.dumps(QWEN3_30B_A3B, indent=2) + "\n"
+    yield "hf/moe_top_k_only.json", hf(num_experts_per_tok=2)  # no count key capscale knows
+    yield "hf/moe_negative_experts.json", hf(num_local_experts=-8)
+    # Expert counts given as null or 0 say "dense": such a config loads (exit 0).
+    yield "../good/hf/dense_null_or_zero_experts.json", hf(num_local_experts=None, num_experts=0, moe_intermediate_size=1408)
 
     yield "../good/models/good-model.yaml", m
     yield "../good/chips/good-chip.yaml", c
