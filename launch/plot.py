@@ -6,6 +6,11 @@
 A run file gives the step-time breakdown and tokens/s per chip of every emulated target; a sweep
 file gives per-chip scaling curves per model, throughput against the cap value when its targets are
 caps of one chip, and, when the sweep names a reference, how many chips of each target match it.
+Sweep plots only draw the file's /analysis tables (best plan per point, cliffs, equivalence), which
+`capscale sweep` computes with the same code `capscale report` prints from; nothing is chosen or
+interpolated here, so the PNGs and the report cannot disagree. A sweep file without /analysis (from
+an older capscale, or a .partial still running) is refused with exit 2: `capscale report FILE`
+still prints its tables, and re-running (or finishing) the sweep writes /analysis.
 Bad input prints one line `plot.py: error: FILE: reason` and exits 2. Prints the PNG paths written.
 """
 import argparse
@@ -107,16 +112,47 @@ def read_file(path, h5py):
             row.setdefault("status", "ok")
             rows.append(row)
         kind = text(f.attrs["kind"]) if "kind" in f.attrs else ("run" if "ops" in f else "sweep")
-        sweep_yaml = ""
-        if "config" in f and "sweep_yaml" in f["config"].attrs:
-            sweep_yaml = text(f["config"].attrs["sweep_yaml"])
         summary_attrs = {k: float(v) for k, v in f["summary"].attrs.items()
                          if k in ("engine_step_s", "measured_step_s", "engine_error")}
+        analysis = read_analysis(f, h5py) if kind == "sweep" else None
     for r in rows:
         for c in need[2:]:
             if not isinstance(r[c], (int, float)) or not math.isfinite(r[c]):
                 raise InputError(f"/summary column {c} holds a non-number ({r[c]!r}) for {r['target']}")
-    return {"kind": kind, "rows": rows, "sweep_yaml": sweep_yaml, "summary_attrs": summary_attrs}
+    return {"kind": kind, "rows": rows, "summary_attrs": summary_attrs, "analysis": analysis}
+
+
+def table_rows(ds):
+    data = ds[()]
+    names = data.dtype.names or ()
+    return [{n: (text(r[n]) if r[n].dtype.kind in "SUO" else r[n].item()) for n in names} for r in data]
+
+
+ANALYSIS_COLUMNS = {
+    "scaling": ["model", "target", "gpus", "ok", "tokens_per_s", "tokens_per_s_per_chip"],
+    "cliffs": ["model", "gpus", "baseline_target", "target", "fraction"],
+    "equivalence": ["model", "target", "reference_target", "reference_gpus", "reference_tokens_per_s",
+                    "grid_gpus", "chips", "ratio", "how"],
+}
+
+
+def read_analysis(f, h5py):
+    """The /analysis tables (docs/hdf5_schema.md) as lists of dicts; InputError when absent."""
+    if "analysis" not in f:
+        raise InputError("no /analysis tables (a sweep written by an older capscale, or one still running): "
+                         "`capscale report FILE` prints its tables; re-run or finish the sweep to plot it")
+    g = f["analysis"]
+    out = {}
+    for name, need in ANALYSIS_COLUMNS.items():
+        if name not in g or not isinstance(g[name], h5py.Dataset):
+            raise InputError(f"/analysis lacks its {name} table")
+        rows = table_rows(g[name])
+        names = g[name].dtype.names or ()
+        missing = [c for c in need if c not in names]
+        if missing:
+            raise InputError(f"/analysis/{name} lacks column(s) {', '.join(missing)}")
+        out[name] = rows
+    return out
 
 
 def one_line(e):
@@ -287,53 +323,6 @@ def cap_axis(specs):
     return key, values, percent.pop(), chips.pop()
 
 
-def sweep_reference(yaml_text):
-    """(target, gpus) from the sweep YAML's `reference:` map, or None."""
-    if not re.search(r"^reference\s*:", yaml_text, re.M):
-        return None
-    try:
-        import yaml
-        ref = (yaml.safe_load(yaml_text) or {}).get("reference")
-        if isinstance(ref, dict) and "target" in ref and "gpus" in ref:
-            return str(ref["target"]), int(ref["gpus"])
-    except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 - a YAML we cannot read just means no equivalence plot
-        return None
-    # Without PyYAML: `reference: {target: X, gpus: N}` or a block map under `reference:`.
-    m = re.search(r"^reference\s*:(.*(?:\n[ \t]+.*)*)", yaml_text, re.M)
-    body = m.group(1) if m else ""
-    t = re.search(r"target\s*:\s*['\"]?([^,'\"}\s]+)", body)
-    g = re.search(r"gpus\s*:\s*(\d+)", body)
-    return (t.group(1), int(g.group(1))) if t and g else None
-
-
-def best_by(rows, field):
-    """{(model, target, gpus): max of field} over rows (several plans may share a point)."""
-    out = {}
-    for r in rows:
-        k = (r["model"], r["target"], int(r["gpus"]))
-        out[k] = max(out.get(k, -math.inf), r[field])
-    return out
-
-
-def chips_to_match(points, ref_tps):
-    """Smallest chip count whose total tokens/s reaches ref_tps, interpolating log2(gpus) linearly
-    in tokens/s between the grid points around the crossing. Returns (gpus, how) with how one of
-    'grid', 'interp', 'at most' (already reached at the smallest grid point), 'more than' (never)."""
-    pts = sorted(points)
-    for i, (g, t) in enumerate(pts):
-        if t >= ref_tps:
-            if i == 0:
-                return float(g), ("grid" if t == ref_tps else "at most")
-            g0, t0 = pts[i - 1]
-            if t == t0:
-                return float(g), "grid"
-            frac = (ref_tps - t0) / (t - t0)
-            return 2 ** (math.log2(g0) + frac * (math.log2(g) - math.log2(g0))), "interp"
-    return (float(pts[-1][0]), "more than") if pts else (math.nan, "more than")
-
-
 def log2_axis(ax, gpus):
     ax.set_xscale("log", base=2)
     ax.set_xticks(gpus)
@@ -342,117 +331,116 @@ def log2_axis(ax, gpus):
 
 
 def plot_sweep(d, stem, out_dir, np, plt):
-    all_rows = d["rows"]
-    ok = [r for r in all_rows if r["status"] == "ok"]
-    if not all_rows:
-        raise InputError("/summary is empty (a sweep that has not finished a point yet?)")
+    an = d["analysis"]
+    if not an["scaling"]:
+        raise InputError("/analysis/scaling is empty (a sweep without points?)")
     written = []
-    per_chip = best_by(ok, "tokens_per_s_per_chip")
-    total = best_by(ok, "tokens_per_s")
-    models = list(dict.fromkeys(r["model"] for r in all_rows))
-    targets_all = list(dict.fromkeys(r["target"] for r in all_rows))
-    reference = sweep_reference(d["sweep_yaml"])
+    models = list(dict.fromkeys(r["model"] for r in an["scaling"]))
     many = len(models) > 1
-
     for model in models:
         tag = f"_{safe_name(model)}" if many else ""
-        targets = [t for t in targets_all if any(k[0] == model and k[1] == t for k in per_chip)]
-        n_bad = sum(1 for r in all_rows if r["model"] == model and r["status"] != "ok")
-        if not targets:
-            print(f"{PROG}: note: {model}: no rows with status ok; no plots", file=sys.stderr)
+        grid = [r for r in an["scaling"] if r["model"] == model]
+        ok = [r for r in grid if r["ok"]]
+        if not ok:
+            print(f"{PROG}: note: {model}: no point with a valid plan; no plots", file=sys.stderr)
             continue
-        skipped = [f"{n_bad} point(s) without a valid plan (does not fit / invalid) are left out"] if n_bad else []
+        n_bad = len(grid) - len(ok)
+        skipped = [f"{n_bad} grid point(s) without a valid plan (does not fit / invalid) are left out"] if n_bad else []
+        targets = list(dict.fromkeys(r["target"] for r in ok))
+        gpus_all = sorted({r["gpus"] for r in ok})
+        plot_scaling(model, ok, targets, gpus_all, skipped, f"{stem}{tag}_scaling.png", out_dir, plt, written)
         cap = cap_axis(targets)
-
-        # Per-chip scaling, one line per target.
-        fig, ax = plt.subplots(figsize=(8, 5.4))
-        gpus_all = sorted({k[2] for k in per_chip if k[0] == model})
-        for t in targets:
-            pts = sorted((k[2], v) for k, v in per_chip.items() if k[0] == model and k[1] == t)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=t)
-        log2_axis(ax, gpus_all)
-        ax.set_xlabel("chips [count, log2]")
-        ax.set_ylabel("throughput [tokens/s per chip]")
-        ax.set_ylim(bottom=0)
-        ax.set_title(f"Per-chip throughput vs cluster size — {model}")
-        ax.grid(alpha=0.3)
-        ax.legend(title="target", fontsize=8, ncol=2 if len(targets) > 8 else 1)
-        notes = skipped + ([NVLINK_NOTE] if mentions_nvlink(targets) else [])
-        bottom = footnote(fig, notes)
-        fig.tight_layout(rect=(0, bottom, 1, 1))
-        save(fig, plt, out_dir, f"{stem}{tag}_scaling.png", written)
-
-        # Throughput vs the cap value, one line per chip count.
         if cap:
-            key, values, percent, chip = cap
-            fig, ax = plt.subplots(figsize=(8, 5.4))
-            for g in gpus_all:
-                pts = sorted((values[t], per_chip[(model, t, g)]) for t in targets if (model, t, g) in per_chip)
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{g} chips")
-            label = CAP_LABELS.get(key, f"{key} cap")
-            if percent:
-                label = re.sub(r"\[.*\]", "[% of the chip's own figure]", label)
-            ax.set_xlabel(label)
-            ax.set_ylabel("throughput [tokens/s per chip]")
-            ax.set_ylim(bottom=0)
-            ax.set_title(f"Per-chip throughput vs {label.split(' [')[0]} on {chip} — {model}")
-            ax.grid(alpha=0.3)
-            ax.legend(title="cluster size", fontsize=8)
-            notes = skipped + ([NVLINK_NOTE] if key.startswith("nvlink") else [])
-            bottom = footnote(fig, notes)
-            fig.tight_layout(rect=(0, bottom, 1, 1))
-            save(fig, plt, out_dir, f"{stem}{tag}_cap_{key}.png", written)
-
-        # Equivalence: chips of each target that match the reference cluster's total tokens/s.
-        if reference:
-            ref_target, ref_gpus = reference
-            ref_tps = total.get((model, ref_target, ref_gpus))
-            if ref_tps is None:
-                print(f"{PROG}: note: {model}: reference {ref_target} x {ref_gpus} has no valid row; "
-                      "no equivalence plot", file=sys.stderr)
-            else:
-                fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(targets) + 3), 5.4))
-                need = []
-                for t in targets:
-                    pts = [(k[2], v) for k, v in total.items() if k[0] == model and k[1] == t]
-                    need.append(chips_to_match(pts, ref_tps))
-                x = np.arange(len(targets))
-                vals = np.array([n[0] for n in need])
-                colours = ["#C44E52" if t == ref_target else ("#CCCCCC" if n[1] == "more than" else "#4C72B0")
-                           for t, n in zip(targets, need)]
-                ax.bar(x, vals, color=colours, width=0.6,
-                       hatch=None, edgecolor=["#555555" if n[1] == "more than" else c for n, c in zip(need, colours)])
-                for xi, (v, how) in zip(x, need):
-                    prefix = {"more than": "> ", "at most": "≤ ", "interp": "≈ ", "grid": ""}[how]
-                    ax.text(xi, v * 1.05, f"{prefix}{v:,.0f}\n(×{v / ref_gpus:.2f})", ha="center",
-                            va="bottom", fontsize=8)
-                if vals.max() / max(vals.min(), 1) > 20:
-                    ax.set_yscale("log", base=2)
-                    ax.set_ylabel("chips needed [count, log2]")
-                else:
-                    ax.set_ylabel("chips needed [count]")
-                    ax.set_ylim(0, vals.max() * 1.25)
-                ax.axhline(ref_gpus, color="#C44E52", linestyle="--", linewidth=1)
-                ax.set_xticks(x)
-                ax.set_xticklabels(targets, rotation=20, ha="right", fontsize=9)
-                ax.set_xlabel("target")
-                ax.set_title(f"Chips needed to match {ref_gpus} × {ref_target} "
-                             f"({fmt_num(ref_tps)} tokens/s) — {model}")
-                notes = ["log-linear interpolation in chip count between grid points; "
-                         "≤ / > : reached at the smallest / not reached at the largest grid point"]
-                notes += [NVLINK_NOTE] if mentions_nvlink(targets) else []
-                bottom = footnote(fig, notes)
-                fig.tight_layout(rect=(0, bottom, 1, 1))
-                save(fig, plt, out_dir, f"{stem}{tag}_equivalence.png", written)
+            cliffs = [c for c in an["cliffs"] if c["model"] == model]
+            plot_cap(model, ok, targets, gpus_all, cap, cliffs, skipped, stem + tag, out_dir, plt, written)
+        equiv = [e for e in an["equivalence"] if e["model"] == model]
+        if equiv:
+            plot_equivalence(model, equiv, f"{stem}{tag}_equivalence.png", out_dir, np, plt, written)
     if not written:
-        raise InputError("no rows with status ok; nothing to plot")
+        raise InputError("no grid point with a valid plan; nothing to plot")
     return written
+
+
+def plot_scaling(model, ok, targets, gpus_all, skipped, name, out_dir, plt, written):
+    """Per-chip throughput of the best plan per point, one line per target."""
+    fig, ax = plt.subplots(figsize=(8, 5.4))
+    for t in targets:
+        pts = [r for r in ok if r["target"] == t]
+        ax.plot([r["gpus"] for r in pts], [r["tokens_per_s_per_chip"] for r in pts], marker="o", label=t)
+    log2_axis(ax, gpus_all)
+    ax.set_xlabel("chips [count, log2]")
+    ax.set_ylabel("throughput [tokens/s per chip]")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Per-chip throughput vs cluster size — {model}")
+    ax.grid(alpha=0.3)
+    ax.legend(title="target", fontsize=8, ncol=2 if len(targets) > 8 else 1)
+    notes = skipped + ([NVLINK_NOTE] if mentions_nvlink(targets) else [])
+    bottom = footnote(fig, notes)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    save(fig, plt, out_dir, name, written)
+
+
+def plot_cap(model, ok, targets, gpus_all, cap, cliffs, skipped, stem, out_dir, plt, written):
+    """Per-chip throughput against the cap value, one line per chip count; cliffs as notes."""
+    key, values, percent, chip = cap
+    fig, ax = plt.subplots(figsize=(8, 5.4))
+    for g in gpus_all:
+        pts = sorted((values[r["target"]], r["tokens_per_s_per_chip"]) for r in ok if r["gpus"] == g)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{g} chips")
+    label = CAP_LABELS.get(key, f"{key} cap")
+    if percent:
+        label = re.sub(r"\[.*\]", "[% of the chip's own figure]", label)
+    ax.set_xlabel(label)
+    ax.set_ylabel("throughput [tokens/s per chip]")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Per-chip throughput vs {label.split(' [')[0]} on {chip} — {model}")
+    ax.grid(alpha=0.3)
+    ax.legend(title="cluster size", fontsize=8)
+    notes = [f"cliff at {c['gpus']} chips: {c['target']} is the first below 90 % of {c['baseline_target']} "
+             f"({100 * c['fraction']:.0f} %)" for c in cliffs]
+    notes = skipped + notes + ([NVLINK_NOTE] if key.startswith("nvlink") else [])
+    bottom = footnote(fig, notes)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    save(fig, plt, out_dir, f"{stem}_cap_{key}.png", written)
+
+
+def plot_equivalence(model, equiv, name, out_dir, np, plt, written):
+    """Chips of each target that match the reference cluster's tokens/s, as /analysis/equivalence says."""
+    ref_target, ref_gpus, ref_tps = equiv[0]["reference_target"], equiv[0]["reference_gpus"], equiv[0]["reference_tokens_per_s"]
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(equiv) + 3), 5.4))
+    x = np.arange(len(equiv))
+    vals = np.array([max(e["chips"], 1) for e in equiv])
+    colours = ["#C44E52" if e["target"] == ref_target else ("#CCCCCC" if e["how"] == "more than" else "#4C72B0")
+               for e in equiv]
+    ax.bar(x, vals, color=colours, width=0.6,
+           edgecolor=["#555555" if e["how"] == "more than" else c for e, c in zip(equiv, colours)])
+    for xi, e in zip(x, equiv):
+        prefix = {"more than": "> ", "at most": "≤ ", "interp": "≈ "}.get(e["how"], "")
+        ax.text(xi, max(e["chips"], 1) * 1.05, f"{prefix}{e['chips']:,.0f}\n(×{e['ratio']:.2f})", ha="center",
+                va="bottom", fontsize=8)
+    if vals.max() / max(vals.min(), 1) > 20:
+        ax.set_yscale("log", base=2)
+        ax.set_ylabel("chips needed [count, log2]")
+    else:
+        ax.set_ylabel("chips needed [count]")
+        ax.set_ylim(0, vals.max() * 1.25)
+    ax.axhline(ref_gpus, color="#C44E52", linestyle="--", linewidth=1)
+    ax.set_xticks(x)
+    ax.set_xticklabels([e["target"] for e in equiv], rotation=20, ha="right", fontsize=9)
+    ax.set_xlabel("target")
+    ax.set_title(f"Chips needed to match {ref_gpus} × {ref_target} ({fmt_num(ref_tps)} tokens/s) — {model}")
+    notes = ["log-log interpolation (a power law) between the grid points around the crossing; "
+             "≤ / > : reached at the smallest / not reached at the largest grid point with a valid plan"]
+    notes += [NVLINK_NOTE] if mentions_nvlink([e["target"] for e in equiv]) else []
+    bottom = footnote(fig, notes)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    save(fig, plt, out_dir, name, written)
 
 
 def main(argv):
     ap = argparse.ArgumentParser(prog=PROG, description="PNG plots from a capscale HDF5 file (run or sweep).")
-    ap.add_argument("file", help="capscale .h5 file (also a running sweep's .h5.partial)")
+    ap.add_argument("file", help="capscale .h5 file (a run, or a finished sweep with /analysis)")
     ap.add_argument("--out", default=None, help="directory for the PNGs (default: the file's directory)")
     a = ap.parse_args(argv)
     np, h5py, plt = import_libs()

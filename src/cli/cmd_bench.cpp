@@ -10,6 +10,7 @@
 #include "cli/host_run.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
+#include "common/stats.hpp"
 #include "exec/bench.hpp"
 #include "mpi/mpi_context.hpp"
 
@@ -49,7 +50,7 @@ int bench_clock(const BenchCliOptions& o, const Invocation& inv) {
     (first ? off : on).push_back(step(!first));
   }
   if (session.rank() != 0) return 0;
-  const double t_on = exec::median_of(on), t_off = exec::median_of(off), overhead = t_on / t_off - 1.0;
+  const double t_on = median(on), t_off = median(off), overhead = t_on / t_off - 1.0;
   std::ostream& log = o.json ? std::cerr : std::cout;
   print_config(log, model, p,
                "# capscale bench clock --backend " + backend + " (" + ex->gemm_dtype() + "): " + std::to_string(stage.ops.size()) +
@@ -72,10 +73,9 @@ int bench(const BenchCliOptions& o, const Invocation& inv) {
   mpi::Session session(inv.argc, inv.argv);
   const std::string backend = resolve_backend(o.backend);
   // The comm bench treats the whole world as one tensor-parallel group.
-  const parallel::Layout layout(session.size(), 1, 1, 1);
-  const mpi::Communicators comms(layout, session.rank());
-  exec::ExecContext ctx{&session, &layout, &comms, session.rank()};
-  auto ex = backend == "cuda" ? exec::make_cuda_executor(ctx) : exec::make_cpu_executor(ctx);
+  const HostExecutor hx(session, parallel::Layout(session.size(), 1, 1, 1), backend);
+  exec::Executor* ex = hx.ex.get();
+  const exec::ExecContext& ctx = hx.ctx;
   exec::BenchOptions bo;
   bo.iters = o.iters, bo.warmup = o.warmup;
   std::vector<exec::BenchRow> rows;

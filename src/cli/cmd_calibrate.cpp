@@ -15,9 +15,10 @@
 #include <set>
 
 #include "cli/commands.hpp"
-#include "cli/host_profile.hpp"
+#include "cli/host_run.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
+#include "common/stats.hpp"
 #include "config/chip.hpp"
 #include "exec/bench.hpp"
 #include "exec/executor.hpp"
@@ -77,7 +78,7 @@ double time_op(exec::Executor& ex, const plan::Op& op, int iters, int warmup) {
   ex.prepare(st);
   if (warmup > 0) ex.run_step(exec::repeated_op_plan(op, warmup), -1);
   const auto t = ex.run_step(st, -1);
-  return exec::median_of(t.op_s);
+  return median(t.op_s);
 }
 
 std::string human_bytes(int64_t b) {
@@ -89,23 +90,11 @@ std::string human_bytes(int64_t b) {
   return s;
 }
 
-int calibrate(const CalibrateOptions& o, const Invocation& inv) {
-  mpi::Session session(inv.argc, inv.argv);
-  const bool root = session.rank() == 0;
-  const int world = session.size();
-  if (o.backend != "auto" && o.backend != "cpu" && o.backend != "cuda") {
-    throw InputError("--backend", "", "must be one of: auto, cpu, cuda; got '" + o.backend + "'");
-  }
-  if (o.out.empty()) throw InputError("--out", "", "is required (the calibration file to write, e.g. configs/calibration/h100-DATE.h5)");
-  if (root) results::check_output_path(o.out, o.force);
-  const std::string backend = o.backend == "auto" ? (exec::cuda_device_available() ? "cuda" : "cpu") : o.backend;
-  const bool cuda = backend == "cuda";
-  for (int64_t t : o.tp)
-    if (t < 1) throw InputError("--tp", "", "each value must be >= 1, got " + std::to_string(t));
-  if (o.seq_length < 0) throw InputError("--seq-length", "", "must be >= 1");
+/// Collective sizes to measure: --sizes (validated, sorted, unique), or nccl-tests style ×4 ladders,
+/// 1 KiB … 256 MiB on GPUs and 4 KiB … 16 MiB over CPU shared memory.
+std::vector<int64_t> collective_sizes(const CalibrateOptions& o, bool cuda, int world) {
   std::vector<int64_t> sizes = o.sizes;
   if (sizes.empty()) {
-    // nccl-tests style ×4 ladders: 1 KiB … 256 MiB on GPUs, 4 KiB … 16 MiB over CPU shared memory.
     for (int64_t b = cuda ? 1024 : 4096; b <= (cuda ? (int64_t(256) << 20) : (int64_t(16) << 20)); b *= 4) sizes.push_back(b);
   }
   for (int64_t b : sizes) {
@@ -115,12 +104,15 @@ int calibrate(const CalibrateOptions& o, const Invocation& inv) {
   }
   std::sort(sizes.begin(), sizes.end());
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  return sizes;
+}
+
+/// The GEMM shapes of one micro-batch (forward + backward) of each model at each tp; `source`
+/// says which ("llama3.1-8b tp1 seq 4096, ...").
+std::set<std::array<int64_t, 3>> gemm_shapes(const CalibrateOptions& o, bool cuda, std::string& source) {
   std::vector<std::string> models = o.models;
   if (models.empty()) models = cuda ? std::vector<std::string>{"llama3.1-8b", "llama3.1-70b"} : std::vector<std::string>{"tiny-demo"};
-
-  // GEMM shapes of one micro-batch (forward + backward) of each model at each tp.
   std::set<std::array<int64_t, 3>> shapes;
-  std::string shape_source;
   for (const auto& name : models) {
     const config::ModelConfig model = config::load_model(name);
     for (int64_t tp : o.tp) {
@@ -133,103 +125,123 @@ int calibrate(const CalibrateOptions& o, const Invocation& inv) {
       const plan::Plan plan = plan::build_plan(model, p);
       for (const auto& op : plan.stages[0].ops)
         if (op.kind == plan::OpKind::kGemm) shapes.insert({op.m, op.n, op.k});
-      shape_source += (shape_source.empty() ? "" : ", ") + model.name + " tp" + std::to_string(tp) + " seq " + std::to_string(p.seq_length);
+      source += (source.empty() ? "" : ", ") + model.name + " tp" + std::to_string(tp) + " seq " + std::to_string(p.seq_length);
     }
   }
+  return shapes;
+}
 
-  // The whole world is one tensor-parallel group for the collectives (as `bench comm`).
-  const parallel::Layout layout(world, 1, 1, 1);
-  const mpi::Communicators comms(layout, session.rank());
-  exec::ExecContext ctx{&session, &layout, &comms, session.rank()};
-  std::unique_ptr<exec::Executor> ex = cuda ? exec::make_cuda_executor(ctx) : exec::make_cpu_executor(ctx);
-  const config::ChipProfile host = cuda ? gpu_host_profile(ex->device()) : config::load_chip("cpu-host");
-  const config::Precision prec = dtype_precision(ex->gemm_dtype());
-  const double peak = host.peak_flops(prec);
-
+/// The calibration's provenance: device, driver, dtype and the peak its efficiencies refer to.
+predict::Calibration calibration_header(const exec::Executor& ex, const std::string& backend, const config::ChipProfile& host,
+                                        int world, const Invocation& inv) {
   predict::Calibration cal;
   cal.arch = host.arch;
-  cal.device = ex->device();
-  cal.driver = cuda ? nvidia_driver() : kernel_release();
+  cal.device = ex.device();
+  cal.driver = backend == "cuda" ? nvidia_driver() : kernel_release();
   cal.backend = backend;
   cal.chip = host.name;
-  cal.gemm_dtype = ex->gemm_dtype();
-  cal.peak_tflops = peak / 1e12;
+  cal.gemm_dtype = ex.gemm_dtype();
+  cal.peak_tflops = host.peak_flops(dtype_precision(cal.gemm_dtype)) / 1e12;
   cal.world = world;
   cal.command_line = inv.command_line;
   cal.capscale_version = CAPSCALE_VERSION;
   cal.git_sha = CAPSCALE_GIT_SHA;
+  return cal;
+}
 
-  std::ostream& log = std::cout;
-  if (root) {
-    log << "# capscale calibrate --backend " << backend << ": " << world << " rank(s), device " << cal.device << ", arch " << cal.arch
-        << ", driver " << cal.driver << "\n"
-        << "# gemm: " << cal.gemm_dtype << ", efficiency = 2mnk/t / " << fmt(cal.peak_tflops, 4) << " TFLOP/s (" << host.name << " "
-        << config::to_string(prec) << " peak); " << shapes.size() << " unique shapes of " << shape_source << "; median of "
-        << o.iters << " ops per rank, mean over ranks\n";
-    log << "#" << std::string(1, ' ');
+/// Every shape through the executor, mean over ranks; rank 0 prints a row per shape.
+void calibrate_gemms(exec::Executor& ex, const std::set<std::array<int64_t, 3>>& shapes, const CalibrateOptions& o,
+                     predict::Calibration& cal, std::ostream* log, int world) {
+  if (log) {
     char line[200];
-    std::snprintf(line, sizeof line, "%-22s %12s %12s %10s\n", "shape m x n x k", "time [s]", "TFLOP/s", "efficiency");
-    log << line;
-    log.flush();
+    std::snprintf(line, sizeof line, "# %-22s %12s %12s %10s\n", "shape m x n x k", "time [s]", "TFLOP/s", "efficiency");
+    *log << line << std::flush;
   }
   for (const auto& s : shapes) {
     const plan::Op op = plan::gemm_op(s[0], s[1], s[2]);
-    double t = time_op(*ex, op, o.iters, o.warmup);
+    double t = time_op(ex, op, o.iters, o.warmup);
     CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     t /= world;
     if (!(t > 0)) {
-      if (root) log << "# skipped " << s[0] << "x" << s[1] << "x" << s[2] << ": no time measured\n";
+      if (log) *log << "# skipped " << s[0] << "x" << s[1] << "x" << s[2] << ": no time measured\n";
       continue;
     }
-    const double eff = op.flops / t / peak;
+    const double eff = op.flops / t / (cal.peak_tflops * 1e12);
     cal.gemm.push_back({op.m, op.n, op.k, t, eff});
-    if (root) {
+    if (log) {
       char line[200];
       const std::string shape = std::to_string(op.m) + " x " + std::to_string(op.n) + " x " + std::to_string(op.k);
       std::snprintf(line, sizeof line, "  %-22s %12.4g %12.4g %10.3f\n", shape.c_str(), t, op.flops / t / 1e12, eff);
-      log << line;
-      log.flush();
+      *log << line << std::flush;
     }
   }
+}
 
+/// All-reduce, reduce-scatter and all-gather over the whole world at each size, slowest rank.
+void calibrate_collectives(exec::Executor& ex, const std::vector<int64_t>& sizes, const CalibrateOptions& o,
+                           predict::Calibration& cal, std::ostream* log, int world) {
   if (world == 1) {
-    if (root) log << "# comm: skipped (one rank; run under mpirun -np N to measure collectives)\n";
-  } else {
-    if (root) {
-      log << "# comm: over all " << world << " ranks, median of " << o.iters << " ops per rank, slowest rank; busbw as nccl-tests\n";
-      char line[200];
-      std::snprintf(line, sizeof line, "# %-15s %10s %12s %12s %12s\n", "kind", "bytes", "size", "time [s]", "busbw GB/s");
-      log << line;
-      log.flush();
-    }
-    for (auto kind : {plan::CollKind::kAllReduce, plan::CollKind::kReduceScatter, plan::CollKind::kAllGather}) {
-      for (int64_t bytes : sizes) {
-        plan::Op op;
-        op.kind = plan::OpKind::kCollective;
-        op.coll = kind;
-        op.group = parallel::Group::kTp;
-        op.stream = plan::Stream::kTp;
-        op.bytes = bytes;
-        double t = time_op(*ex, op, o.iters, o.warmup);
-        // A collective is as fast as its slowest rank.
-        CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-        if (!(t > 0)) continue;
-        const double busbw = double(bytes) / t * predict::bus_factor(kind, world);
-        cal.comm.push_back({plan::to_string(kind), bytes, int64_t(world), t, busbw});
-        if (root) {
-          char line[200];
-          std::snprintf(line, sizeof line, "  %-15s %10lld %12s %12.4g %12.4g\n", plan::to_string(kind).c_str(), (long long)bytes,
-                        human_bytes(bytes).c_str(), t, busbw / 1e9);
-          log << line;
-          log.flush();
-        }
+    if (log) *log << "# comm: skipped (one rank; run under mpirun -np N to measure collectives)\n";
+    return;
+  }
+  if (log) {
+    char line[200];
+    std::snprintf(line, sizeof line, "# %-15s %10s %12s %12s %12s\n", "kind", "bytes", "size", "time [s]", "busbw GB/s");
+    *log << "# comm: over all " << world << " ranks, median of " << o.iters << " ops per rank, slowest rank; busbw as nccl-tests\n"
+         << line << std::flush;
+  }
+  for (auto kind : {plan::CollKind::kAllReduce, plan::CollKind::kReduceScatter, plan::CollKind::kAllGather}) {
+    for (int64_t bytes : sizes) {
+      const plan::Op op = exec::world_collective_op(kind, bytes);
+      double t = time_op(ex, op, o.iters, o.warmup);
+      // A collective is as fast as its slowest rank.
+      CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+      if (!(t > 0)) continue;
+      const double busbw = double(bytes) / t * predict::bus_factor(kind, world);
+      cal.comm.push_back({plan::to_string(kind), bytes, int64_t(world), t, busbw});
+      if (log) {
+        char line[200];
+        std::snprintf(line, sizeof line, "  %-15s %10lld %12s %12.4g %12.4g\n", plan::to_string(kind).c_str(), (long long)bytes,
+                      human_bytes(bytes).c_str(), t, busbw / 1e9);
+        *log << line << std::flush;
       }
     }
   }
+}
+
+int calibrate(const CalibrateOptions& o, const Invocation& inv) {
+  mpi::Session session(inv.argc, inv.argv);
+  const bool root = session.rank() == 0;
+  const int world = session.size();
+  const std::string backend = resolve_backend(o.backend);
+  if (o.out.empty()) throw InputError("--out", "", "is required (the calibration file to write, e.g. configs/calibration/h100-DATE.h5)");
+  if (root) results::check_output_path(o.out, o.force);
+  for (int64_t t : o.tp)
+    if (t < 1) throw InputError("--tp", "", "each value must be >= 1, got " + std::to_string(t));
+  if (o.seq_length < 0) throw InputError("--seq-length", "", "must be >= 1");
+  const bool cuda = backend == "cuda";
+  const std::vector<int64_t> sizes = collective_sizes(o, cuda, world);
+  std::string shape_source;
+  const auto shapes = gemm_shapes(o, cuda, shape_source);
+
+  // The whole world is one tensor-parallel group for the collectives (as `bench comm`).
+  const HostExecutor hx(session, parallel::Layout(world, 1, 1, 1), backend);
+  const config::ChipProfile host = host_profile(backend, *hx.ex);
+  predict::Calibration cal = calibration_header(*hx.ex, backend, host, world, inv);
+  std::ostream* log = root ? &std::cout : nullptr;
+  if (log) {
+    *log << "# capscale calibrate --backend " << backend << ": " << world << " rank(s), device " << cal.device << ", arch " << cal.arch
+         << ", driver " << cal.driver << "\n"
+         << "# gemm: " << cal.gemm_dtype << ", efficiency = 2mnk/t / " << fmt(cal.peak_tflops, 4) << " TFLOP/s (" << host.name << " "
+         << config::to_string(dtype_precision(cal.gemm_dtype)) << " peak); " << shapes.size() << " unique shapes of " << shape_source
+         << "; median of " << o.iters << " ops per rank, mean over ranks\n";
+  }
+  calibrate_gemms(*hx.ex, shapes, o, cal, log, world);
+  calibrate_collectives(*hx.ex, sizes, o, cal, log, world);
   if (!root) return 0;
   results::write_calibration(o.out, cal, o.force);
-  log << "# wrote " << o.out << " (" << cal.gemm.size() << " GEMM shapes, " << cal.comm.size() << " collective points; arch "
-      << cal.arch << ": use with predict/run --calibration " << o.out << ")\n";
+  *log << "# wrote " << o.out << " (" << cal.gemm.size() << " GEMM shapes, " << cal.comm.size() << " collective points; arch "
+       << cal.arch << ": use with predict/run --calibration " << o.out << ")\n";
   return 0;
 }
 

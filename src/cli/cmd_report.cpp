@@ -8,8 +8,9 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <set>
+#include <optional>
 
+#include "analysis/sweep_analysis.hpp"
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
@@ -65,111 +66,86 @@ void write_trace(const results::ResultFile& f, const std::string& path) {
   std::cout << "# wrote trace " << path << " (" << events.size() << " events; open in ui.perfetto.dev)\n";
 }
 
+/// `reference:` of an old sweep file's YAML (files with /analysis carry it there).
+std::optional<analysis::Reference> reference_of(const std::string& sweep_yaml) {
+  if (sweep_yaml.empty()) return std::nullopt;
+  const YAML::Node y = YAML::Load(sweep_yaml);
+  if (!y["reference"]) return std::nullopt;
+  return analysis::Reference{y["reference"]["target"].as<std::string>(), y["reference"]["gpus"].as<int64_t>()};
+}
+
+/// The file's stored /analysis, or (an older file, a running sweep's .partial) the same module run
+/// on its rows.
+analysis::SweepAnalysis sweep_analysis(const results::ResultFile& f, std::ostream& os) {
+  if (f.analysis) {
+    os << "# analysis: /analysis as written by the sweep\n";
+    return *f.analysis;
+  }
+  os << "# analysis: computed from /summary (the file has no /analysis: an older file or an unfinished sweep)\n";
+  return analysis::analyze(analysis::sweep_rows(f.rows, f.statuses, f.points), reference_of(f.sweep_yaml));
+}
+
+/// One line per target, one cell per chip count; `cell` renders a point's best row.
+template <class Cell>
+void print_grid(std::ostream& os, const analysis::SweepAnalysis& a, const std::string& m, Cell cell) {
+  char buf[64];
+  for (const auto& t : a.targets) {
+    std::snprintf(buf, sizeof buf, " %-21.21s", t.c_str());
+    os << buf;
+    for (int64_t g : a.gpus) {
+      const analysis::ScalingRow* r = a.at(m, t, g);
+      std::snprintf(buf, sizeof buf, " %9s", r && r->ok ? cell(*r).c_str() : "-");
+      os << buf;
+    }
+    os << "\n";
+  }
+}
+
+void print_model(std::ostream& os, const analysis::SweepAnalysis& a, const std::string& m) {
+  char buf[64];
+  os << "\n# " << m << ": tokens/s per chip (best plan per point; '-' = nothing fits or invalid)\n#" << std::string(21, ' ');
+  for (int64_t g : a.gpus) std::snprintf(buf, sizeof buf, " %9lld", (long long)g), os << buf;
+  os << "  [chips]\n";
+  print_grid(os, a, m, [](const analysis::ScalingRow& r) { return fmt(r.tokens_per_s_per_chip, 0); });
+  // The plan behind each cell, so a cap sweep shows where tensor parallelism stops paying.
+  os << "# " << m << ": best plan per point as tp/pp/cp\n";
+  print_grid(os, a, m, [](const analysis::ScalingRow& r) {
+    return std::to_string(r.tp) + "/" + std::to_string(r.pp) + "/" + std::to_string(r.cp);
+  });
+  for (const auto& c : a.cliffs) {
+    if (c.model != m) continue;
+    os << "# cliff at " << c.gpus << " chips: " << c.target << " is the first target below " << fmt(100 * analysis::kCliffFraction, 0)
+       << " % of " << c.baseline_target << " (" << fmt(100 * c.fraction, 0) << " %)\n";
+  }
+}
+
+void print_equivalence(std::ostream& os, const analysis::SweepAnalysis& a) {
+  std::string model;
+  char line[160];
+  for (const auto& e : a.equivalence) {
+    if (e.model != model) {
+      model = e.model;
+      os << "\n# equivalence for " << e.model << ": chips needed to match " << e.reference_gpus << " x " << e.reference_target << " ("
+         << fmt(e.reference_tokens_per_s, 0) << " tokens/s) at equal time-to-train, each with its own best plan\n"
+         << "# target                chips [grid]  chips [interp]  ratio vs " << e.reference_target
+         << "   (interp: log-log between grid points)\n";
+    }
+    if (e.how == "more than") {
+      std::snprintf(line, sizeof line, " %-21.21s %13s %15s %s\n", e.target.c_str(), "> grid", "-", "-");
+    } else {
+      const char* mark = e.how == "at most" ? "<= " : "";
+      std::snprintf(line, sizeof line, " %-21.21s %13lld %15s %6.2fx\n", e.target.c_str(), (long long)e.grid_gpus,
+                    (mark + fmt(e.chips, 0)).c_str(), e.ratio);
+    }
+    os << line;
+  }
+}
+
 void report_sweep(const results::ResultFile& f, std::ostream& os) {
-  // Collect ok rows per model: target × gpus → tokens/s/chip.
-  std::vector<std::string> models, targets;
-  std::vector<int64_t> gpus;
-  std::map<std::tuple<std::string, std::string, int64_t>, const predict::SummaryRow*> best;
-  size_t bad = 0;
-  for (size_t i = 0; i < f.rows.size(); ++i) {
-    const auto& r = f.rows[i];
-    if (std::find(models.begin(), models.end(), r.model) == models.end()) models.push_back(r.model);
-    if (std::find(targets.begin(), targets.end(), r.target) == targets.end()) targets.push_back(r.target);
-    if (std::find(gpus.begin(), gpus.end(), r.gpus) == gpus.end()) gpus.push_back(r.gpus);
-    if (f.statuses[i] != "ok") {
-      ++bad;
-      continue;
-    }
-    auto& slot = best[{r.model, r.target, r.gpus}];
-    if (!slot || r.tokens_per_s_per_chip > slot->tokens_per_s_per_chip) slot = &r;
-  }
-  std::sort(gpus.begin(), gpus.end());
-  char cell[64];
-  for (const auto& m : models) {
-    os << "\n# " << m << ": tokens/s per chip (best plan per point; '-' = nothing fits or invalid)\n#" << std::string(21, ' ');
-    for (int64_t g : gpus) std::snprintf(cell, sizeof cell, " %9lld", (long long)g), os << cell;
-    os << "  [chips]\n";
-    for (const auto& t : targets) {
-      std::snprintf(cell, sizeof cell, " %-21.21s", t.c_str());
-      os << cell;
-      for (int64_t g : gpus) {
-        auto it = best.find({m, t, g});
-        if (it == best.end()) std::snprintf(cell, sizeof cell, " %9s", "-");
-        else std::snprintf(cell, sizeof cell, " %9.0f", it->second->tokens_per_s_per_chip);
-        os << cell;
-      }
-      os << "\n";
-    }
-    // The plan behind each cell (tp/pp/cp), so a cap sweep shows where tensor parallelism stops paying.
-    os << "# " << m << ": best plan per point as tp/pp/cp\n";
-    for (const auto& t : targets) {
-      std::snprintf(cell, sizeof cell, " %-21.21s", t.c_str());
-      os << cell;
-      for (int64_t g : gpus) {
-        auto it = best.find({m, t, g});
-        if (it == best.end()) {
-          std::snprintf(cell, sizeof cell, " %9s", "-");
-        } else {
-          const auto& p = it->second->parallel;
-          std::snprintf(cell, sizeof cell, " %9s",
-                        (std::to_string(p.tp) + "/" + std::to_string(p.pp) + "/" + std::to_string(p.cp)).c_str());
-        }
-        os << cell;
-      }
-      os << "\n";
-    }
-    // Cliff: the first target (in sweep order) whose throughput falls below 90 % of the first's.
-    for (int64_t g : gpus) {
-      auto first = best.find({m, targets.front(), g});
-      if (first == best.end() || targets.size() < 3) continue;
-      for (const auto& t : targets) {
-        auto it = best.find({m, t, g});
-        if (it != best.end() && it->second->tokens_per_s_per_chip < 0.9 * first->second->tokens_per_s_per_chip) {
-          os << "# cliff at " << g << " chips: " << t << " is the first target below 90 % of " << targets.front() << " ("
-             << fmt(100 * it->second->tokens_per_s_per_chip / first->second->tokens_per_s_per_chip, 0) << " %)\n";
-          break;
-        }
-      }
-    }
-  }
-  // Equivalence: smallest chip count of each target whose tokens/s (whole cluster) reaches the
-  // reference's; interpolated log-linearly between grid points for the fractional estimate.
-  if (!f.sweep_yaml.empty()) {
-    const YAML::Node y = YAML::Load(f.sweep_yaml);
-    if (y["reference"]) {
-      const std::string ref_t = y["reference"]["target"].as<std::string>();
-      const int64_t ref_g = y["reference"]["gpus"].as<int64_t>();
-      for (const auto& m : models) {
-        auto ref = best.find({m, ref_t, ref_g});
-        if (ref == best.end()) continue;
-        const double need = ref->second->tokens_per_s;
-        os << "\n# equivalence for " << m << ": chips needed to match " << ref_g << " x " << ref_t << " ("
-           << fmt(need, 0) << " tokens/s) at equal time-to-train, each with its own best plan\n";
-        os << "# target                chips [grid]  chips [interp]  ratio vs " << ref_t << "\n";
-        for (const auto& t : targets) {
-          double prev_g = 0, prev_v = 0, interp = 0;
-          int64_t grid = 0;
-          for (int64_t g : gpus) {
-            auto it = best.find({m, t, g});
-            if (it == best.end()) continue;
-            const double v = it->second->tokens_per_s;
-            if (v >= need) {
-              grid = g;
-              interp = prev_v > 0 ? std::exp(std::log(prev_g) + (std::log(need) - std::log(prev_v)) /
-                                                                     (std::log(v) - std::log(prev_v)) * (std::log(double(g)) - std::log(prev_g)))
-                                  : double(g);
-              break;
-            }
-            prev_g = double(g), prev_v = v;
-          }
-          if (grid == 0) std::snprintf(cell, sizeof cell, " %-21.21s %13s %15s %s\n", t.c_str(), "> grid", "-", "-");
-          else std::snprintf(cell, sizeof cell, " %-21.21s %13lld %15.0f %6.2fx\n", t.c_str(), (long long)grid, interp, interp / double(ref_g));
-          os << cell;
-        }
-      }
-    }
-  }
-  os << "# " << f.rows.size() << " points, " << bad << " not ok (invalid, not fitting or no plan)\n";
+  const analysis::SweepAnalysis a = sweep_analysis(f, os);
+  for (const auto& m : a.models) print_model(os, a, m);
+  print_equivalence(os, a);
+  os << "# " << a.rows << " points, " << a.not_ok << " not ok (invalid, not fitting or no plan)\n";
 }
 
 int report(const ReportOptions& o) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/host_run.hpp"
@@ -29,10 +30,157 @@ struct RunOptions {
   bool json = false, force = false;
 };
 
-std::vector<char> fixed_string(const std::string& s, size_t n) {
-  std::vector<char> out(n, '\0');
-  std::copy_n(s.begin(), std::min(s.size(), n - 1), out.begin());
-  return out;
+/// Each rank's host and device name, gathered on rank 0 (empty elsewhere) as fixed-length strings.
+struct RankNames {
+  std::vector<std::string> hosts, devices;
+};
+
+RankNames gather_rank_names(const mpi::Session& session, const exec::Executor& ex) {
+  constexpr size_t kLen = 128;
+  const bool root = session.rank() == 0;
+  auto gather = [&](const std::string& mine) {
+    std::vector<char> buf(kLen, '\0'), all(root ? kLen * size_t(session.size()) : 0);
+    std::copy_n(mine.begin(), std::min(mine.size(), kLen - 1), buf.begin());  // a name, for a table: cut, not refused
+    CAPSCALE_MPI_CHECK(MPI_Gather(buf.data(), kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, MPI_COMM_WORLD));
+    std::vector<std::string> out;
+    for (size_t r = 0; root && r < size_t(session.size()); ++r) out.emplace_back(&all[r * kLen]);
+    return out;
+  };
+  return {gather(host_name()), gather(ex.device())};
+}
+
+/// The resolved config and the rank → host → device table (STYLE: echoed at start by rank 0).
+void print_start(std::ostream& log, const RunOptions& o, const HostRun& hr, const config::ModelConfig& model,
+                 const config::ParallelConfig& p, const std::string& backend, const RankNames& names) {
+  print_config(log, model, p, "# backend: " + backend + " (" + hr.ex->gemm_dtype() + "), " + std::to_string(hr.stage.ops.size()) +
+                                  " ops on stage 0, " + std::to_string(o.warmup) + " warm-up + " + std::to_string(o.steps) + " timed steps\n");
+  log << "#  rank  host                 tp pp dp cp  device\n";
+  for (size_t r = 0; r < names.hosts.size(); ++r) {
+    const auto c = hr.layout.coords(int(r));
+    char line[400];
+    std::snprintf(line, sizeof line, "  %5zu  %-20.20s %2lld %2lld %2lld %2lld  %s\n", r, names.hosts[r].c_str(), (long long)c.tp,
+                  (long long)c.pp, (long long)c.dp, (long long)c.cp, names.devices[r].c_str());
+    log << line;
+  }
+  log.flush();
+}
+
+/// Warm-up, then timed steps. Ranks agree on an interrupt before each step so all stop together;
+/// `interrupted` says one came.
+std::vector<exec::StepTimes> run_steps(const RunOptions& o, const HostRun& hr, std::ostream* log, bool& interrupted) {
+  std::vector<exec::StepTimes> timed;
+  interrupted = false;
+  for (int k = 0; k < o.warmup + o.steps; ++k) {
+    int flag = exec::g_interrupted ? 1 : 0;
+    CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (flag) {
+      interrupted = true;
+      break;
+    }
+    exec::StepTimes t = hr.ex->run_step(hr.stage, k);
+    if (k < o.warmup) continue;
+    timed.push_back(std::move(t));
+    if (log) *log << "# step " << (k - o.warmup + 1) << "/" << o.steps << ": " << fmt(timed.back().wall_s, 4) << " s on rank 0\n" << std::flush;
+  }
+  if (timed.empty()) throw Interrupted("interrupted before the first timed step; nothing was written");
+  return timed;
+}
+
+/// Every rank's [steps × ops] op times and per-step walls, gathered on rank 0 (nullopt elsewhere).
+std::optional<emulate::Measurements> gather_measurements(const mpi::Session& session, const HostRun& hr,
+                                                         const std::vector<exec::StepTimes>& timed) {
+  std::vector<std::vector<double>> op_s;
+  std::vector<double> wall_s;
+  for (const auto& t : timed) op_s.push_back(t.op_s), wall_s.push_back(t.wall_s);
+  const std::vector<double> mine = emulate::pack_rank(op_s, wall_s);
+  const int count = static_cast<int>(mine.size());
+  const bool root = session.rank() == 0;
+  std::vector<int> counts(session.size()), displs(session.size());
+  CAPSCALE_MPI_CHECK(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
+  std::vector<double> all;
+  if (root) {
+    for (int r = 1; r < session.size(); ++r) displs[r] = displs[r - 1] + counts[r - 1];
+    all.resize(displs.back() + counts.back());
+  }
+  CAPSCALE_MPI_CHECK(MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, MPI_COMM_WORLD));
+  if (!root) return std::nullopt;
+  std::vector<int64_t> rank_stage;
+  for (int r = 0; r < session.size(); ++r) rank_stage.push_back(hr.layout.coords(r).pp);
+  return emulate::unpack_gathered(hr.plan, rank_stage, all, displs, counts, int(timed.size()));
+}
+
+/// The timeline engine replaying the host's own measured ops, against the measured step.
+struct EngineCheck {
+  predict::TimelineResult engine;
+  double measured_s = 0, error = 0;
+};
+
+EngineCheck check_engine(const HostRun& hr, const emulate::Measurements& m, const std::string& backend) {
+  const auto replay = emulate::aggregate(hr.plan, m, emulate::CollectiveTime::kReplay);
+  predict::TimelineOptions serial;
+  serial.serialize = true;  // the CPU executor runs one queue per rank
+  EngineCheck c;
+  c.engine = predict::simulate(hr.plan, replay, backend == "cpu" ? serial : predict::TimelineOptions{});
+  c.measured_s = emulate::measured_step_s(m);
+  c.error = (c.engine.step_time_s - c.measured_s) / c.measured_s;
+  return c;
+}
+
+predict::SummaryRow host_row(const HostRun& hr, const config::ModelConfig& model, const EngineCheck& c) {
+  predict::SummaryRow row;
+  row.model = model.name;
+  row.target = "host:" + hr.host.name;
+  row.source = "measured";
+  row.fits = true;
+  row.memory_gb_per_chip = hr.need_gb;
+  row.memory_capacity_gb = hr.host_share.usable_memory_bytes() / 1e9;
+  predict::fill_throughput(row, hr.plan, hr.host, c.measured_s, c.engine.breakdown);
+  return row;
+}
+
+/// The verdict lines under the summary table: engine check, and which targets the calibration served.
+void print_verdicts(std::ostream& log, const RunOptions& o, const EngineCheck& c, const std::vector<predict::SummaryRow>& rows,
+                    const predict::Calibration* cal, const config::ChipProfile& host, size_t targets) {
+  char verdict[256];
+  std::snprintf(verdict, sizeof verdict, "# engine check: timeline engine %.4g s vs measured host step %.4g s: %+.1f %% (budget 5 %%) %s\n",
+                c.engine.step_time_s, c.measured_s, 100 * c.error, std::abs(c.error) <= 0.05 ? "PASS" : "OVER BUDGET");
+  log << verdict;
+  if (!cal) return;
+  const auto used = std::count_if(rows.begin(), rows.end(), [](const predict::SummaryRow& r) { return r.source == "calibrated"; });
+  log << "# calibration: " << o.calibration << " (" << cal->arch << ", " << cal->device << ", driver " << cal->driver << ", "
+      << cal->created_utc << ") used for " << used << " of " << targets << " targets (those of arch " << cal->arch
+      << " that the host, arch " << host.arch << ", cannot dilate)\n";
+}
+
+/// Everything but the targets (filled while emulating) for the run file.
+void fill_run_data(results::RunData& data, const Invocation& inv, const HostRun& hr, const config::ModelConfig& model,
+                   const config::ParallelConfig& p, const std::string& backend, const RankNames& names,
+                   const emulate::Measurements& m, const EngineCheck& c) {
+  data.meta = {"run", inv.command_line, CAPSCALE_VERSION, CAPSCALE_GIT_SHA};
+  data.model_json = to_json(model).dump();
+  data.parallel_json = to_json(p).dump();
+  data.host_json = to_json(hr.host).dump();
+  data.plan = &hr.plan;
+  for (size_t r = 0; r < names.hosts.size(); ++r) {
+    const auto co = hr.layout.coords(int(r));
+    data.ranks.push_back({int64_t(r), names.hosts[r], names.devices[r], backend, hr.ex->gemm_dtype(), co.tp, co.pp, co.dp, co.cp});
+    const auto& ops = hr.plan.stages[m.rank_stage[r]].ops;
+    for (size_t k = 0; k < m.wall_s[r].size(); ++k) {
+      data.steps.push_back({double(r), double(k), m.wall_s[r][k]});
+      for (size_t i = 0; i < ops.size(); ++i) data.ops.push_back({int64_t(r), int64_t(k), int64_t(i), &ops[i], m.op_s[r][k][i]});
+    }
+  }
+  data.engine_step_s = c.engine.step_time_s;
+  data.measured_step_s = c.measured_s;
+}
+
+void print_json(const std::vector<predict::SummaryRow>& rows, const EngineCheck& c, const std::string& backend) {
+  nlohmann::json j = to_json(rows.front());
+  j["engine_check"] = {{"engine_step_s", c.engine.step_time_s}, {"measured_step_s", c.measured_s}, {"error", c.error}};
+  j["backend"] = backend;
+  j["targets"] = nlohmann::json::array();
+  for (const auto& r : rows) j["targets"].push_back(to_json(r));
+  std::cout << j.dump(2) << std::endl;
 }
 
 int run(const RunOptions& o, const Invocation& inv) {
@@ -57,142 +205,35 @@ int run(const RunOptions& o, const Invocation& inv) {
   for (const auto& t : targets) target_chips.push_back(config::resolve_target(t));
 
   const HostRun hr(session, model, p, backend, "run");
-  const parallel::Layout& layout = hr.layout;
-  exec::Executor* ex = hr.ex.get();
-  const config::ChipProfile& host = hr.host;
-  const plan::Plan& plan = hr.plan;
-  const plan::StagePlan& stage = hr.stage;
-
-  // Rank → host → device table (STYLE: echoed at start by rank 0).
-  constexpr size_t kStr = 128;
-  auto host_str = fixed_string(host_name(), kStr), dev_str = fixed_string(ex->device(), kStr);
-  std::vector<char> all_hosts(root ? kStr * session.size() : 0), all_devs(root ? kStr * session.size() : 0);
-  CAPSCALE_MPI_CHECK(MPI_Gather(host_str.data(), kStr, MPI_CHAR, all_hosts.data(), kStr, MPI_CHAR, 0, MPI_COMM_WORLD));
-  CAPSCALE_MPI_CHECK(MPI_Gather(dev_str.data(), kStr, MPI_CHAR, all_devs.data(), kStr, MPI_CHAR, 0, MPI_COMM_WORLD));
-  if (root) {
-    print_config(log, model, p, "# backend: " + backend + " (" + ex->gemm_dtype() + "), " + std::to_string(stage.ops.size()) +
-                                   " ops on stage 0, " + std::to_string(o.warmup) + " warm-up + " + std::to_string(o.steps) + " timed steps\n");
-    log << "#  rank  host                 tp pp dp cp  device\n";
-    for (int r = 0; r < session.size(); ++r) {
-      const auto c = layout.coords(r);
-      char line[400];
-      std::snprintf(line, sizeof line, "  %5d  %-20.20s %2lld %2lld %2lld %2lld  %s\n", r, &all_hosts[r * kStr], (long long)c.tp,
-                    (long long)c.pp, (long long)c.dp, (long long)c.cp, &all_devs[r * kStr]);
-      log << line;
-    }
-    log.flush();
-  }
-
-  // Warm-up, then timed steps. Ranks agree on an interrupt before each step so all stop together.
-  std::vector<exec::StepTimes> timed;
+  const RankNames names = gather_rank_names(session, *hr.ex);
+  if (root) print_start(log, o, hr, model, p, backend, names);
   bool interrupted = false;
-  for (int k = 0; k < o.warmup + o.steps; ++k) {
-    int flag = exec::g_interrupted ? 1 : 0;
-    CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-    if (flag) {
-      interrupted = true;
-      break;
-    }
-    exec::StepTimes t = ex->run_step(stage, k);
-    if (k >= o.warmup) timed.push_back(std::move(t));
-    if (root && k >= o.warmup) {
-      log << "# step " << (k - o.warmup + 1) << "/" << o.steps << ": " << fmt(timed.back().wall_s, 4) << " s on rank 0\n";
-      log.flush();
-    }
-  }
-  if (timed.empty()) throw Interrupted("interrupted before the first timed step; nothing was written");
-
-  // Gather [steps × ops] op times and per-step walls on rank 0.
-  const int nsteps = static_cast<int>(timed.size());
-  std::vector<std::vector<double>> op_s;
-  std::vector<double> wall_s;
-  for (const auto& t : timed) op_s.push_back(t.op_s), wall_s.push_back(t.wall_s);
-  const std::vector<double> mine = emulate::pack_rank(op_s, wall_s);
-  const int count = static_cast<int>(mine.size());
-  std::vector<int> counts(session.size()), displs(session.size());
-  CAPSCALE_MPI_CHECK(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
-  std::vector<double> all;
-  if (root) {
-    for (int r = 1; r < session.size(); ++r) displs[r] = displs[r - 1] + counts[r - 1];
-    all.resize(displs.back() + counts.back());
-  }
-  CAPSCALE_MPI_CHECK(MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, MPI_COMM_WORLD));
+  const auto timed = run_steps(o, hr, root ? &log : nullptr, interrupted);
+  const auto m = gather_measurements(session, hr, timed);
   if (!root) return interrupted ? 130 : 0;
 
-  std::vector<int64_t> rank_stage;
-  for (int r = 0; r < session.size(); ++r) rank_stage.push_back(layout.coords(r).pp);
-  const emulate::Measurements m = emulate::unpack_gathered(plan, rank_stage, all, displs, counts, nsteps);
-  const auto host_durations = emulate::aggregate(plan, m);
-  const auto replay = emulate::aggregate(plan, m, emulate::CollectiveTime::kReplay);
-  const double measured = emulate::measured_step_s(m);
-  predict::TimelineOptions serial;
-  serial.serialize = true;  // the CPU executor runs one queue per rank
-  const auto engine = predict::simulate(plan, replay, backend == "cpu" ? serial : predict::TimelineOptions{});
-  const double engine_error = (engine.step_time_s - measured) / measured;
-
-  predict::SummaryRow host_row;
-  host_row.model = model.name;
-  host_row.target = "host:" + host.name;
-  host_row.source = "measured";
-  host_row.fits = true;
-  host_row.memory_gb_per_chip = hr.need_gb;
-  host_row.memory_capacity_gb = hr.host_share.usable_memory_bytes() / 1e9;
-  predict::fill_throughput(host_row, plan, host, measured, engine.breakdown);
-  std::vector<predict::SummaryRow> rows{host_row};
-
+  const EngineCheck check = check_engine(hr, *m, backend);
+  const auto host_durations = emulate::aggregate(hr.plan, *m);
+  std::vector<predict::SummaryRow> rows{host_row(hr, model, check)};
   results::RunData data;
   for (size_t i = 0; i < targets.size(); ++i) {
-    auto tr = emulate::emulate_target(plan, host_durations, host, target_chips[i], cal);
+    auto tr = emulate::emulate_target(hr.plan, host_durations, hr.host, target_chips[i], cal);
     tr.row.target = targets[i].spec;
     rows.push_back(tr.row);
     data.targets.push_back({targets[i].spec, to_json(target_chips[i]).dump(), std::move(tr.durations), std::move(tr.sources)});
   }
-
   log << "\n";
   print_summary_table(log, rows);
-  char verdict[256];
-  std::snprintf(verdict, sizeof verdict, "# engine check: timeline engine %.4g s vs measured host step %.4g s: %+.1f %% (budget 5 %%) %s\n",
-                engine.step_time_s, measured, 100 * engine_error, std::abs(engine_error) <= 0.05 ? "PASS" : "OVER BUDGET");
-  log << verdict;
-  if (cal) {
-    const auto used = std::count_if(rows.begin(), rows.end(), [](const predict::SummaryRow& r) { return r.source == "calibrated"; });
-    log << "# calibration: " << o.calibration << " (" << cal->arch << ", " << cal->device << ", driver " << cal->driver << ", "
-        << cal->created_utc << ") used for " << used << " of " << targets.size()
-        << " targets (those of arch " << cal->arch << " that the host, arch " << host.arch << ", cannot dilate)\n";
-  }
-
+  print_verdicts(log, o, check, rows, cal, hr.host, targets.size());
   if (!o.out.empty()) {
-    data.meta = {"run", inv.command_line, CAPSCALE_VERSION, CAPSCALE_GIT_SHA};
-    data.model_json = to_json(model).dump();
-    data.parallel_json = to_json(p).dump();
-    data.host_json = to_json(host).dump();
-    data.plan = &plan;
-    for (int r = 0; r < session.size(); ++r) {
-      const auto c = layout.coords(r);
-      data.ranks.push_back({r, std::string(&all_hosts[r * kStr]), std::string(&all_devs[r * kStr]), backend, ex->gemm_dtype(),
-                            c.tp, c.pp, c.dp, c.cp});
-      const auto& ops = plan.stages[m.rank_stage[r]].ops;
-      for (int k = 0; k < nsteps; ++k) {
-        data.steps.push_back({double(r), double(k), m.wall_s[r][k]});
-        for (size_t i = 0; i < ops.size(); ++i) data.ops.push_back({r, k, int64_t(i), &ops[i], m.op_s[r][k][i]});
-      }
-    }
+    fill_run_data(data, inv, hr, model, p, backend, names, *m, check);
     data.summary = rows;
-    data.engine_step_s = engine.step_time_s;
-    data.measured_step_s = measured;
     results::write_run(o.out, data, o.force);
     log << "# wrote " << o.out << "\n";
   }
-  if (o.json) {
-    nlohmann::json j = to_json(host_row);
-    j["engine_check"] = {{"engine_step_s", engine.step_time_s}, {"measured_step_s", measured}, {"error", engine_error}};
-    j["backend"] = backend;
-    j["targets"] = nlohmann::json::array();
-    for (const auto& r : rows) j["targets"].push_back(to_json(r));
-    std::cout << j.dump(2) << std::endl;
-  }
+  if (o.json) print_json(rows, check, backend);
   if (interrupted) {
-    std::cerr << "capscale: interrupted after " << nsteps << " timed steps; the finished steps were written\n";
+    std::cerr << "capscale: interrupted after " << timed.size() << " timed steps; the finished steps were written\n";
     return 130;
   }
   return 0;

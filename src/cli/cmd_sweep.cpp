@@ -11,7 +11,9 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 
+#include "analysis/sweep_analysis.hpp"
 #include "cli/commands.hpp"
 #include "git_sha.hpp"
 #include "cli/output.hpp"
@@ -19,6 +21,8 @@
 #include "config/fields.hpp"
 #include "exec/executor.hpp"
 #include "mpi/mpi_context.hpp"
+#include "results/analysis_io.hpp"
+#include "results/reader.hpp"
 #include "results/writer.hpp"
 #include "sweep/sweep_config.hpp"
 
@@ -103,6 +107,15 @@ class PointRunner {
   std::map<std::string, config::ModelConfig> models_;
   std::map<std::string, config::ChipProfile> chips_;
 };
+
+/// The sweep's analysis (best plan per point, cliffs, equivalence) over every row now in the file,
+/// this run's and any resumed ones, stored under /analysis for report and plot.py.
+void write_analysis(const results::SweepFile& file, const sweep::SweepConfig& cfg) {
+  const results::Summary sum = results::read_summary(file.id());
+  std::optional<analysis::Reference> ref;
+  if (!cfg.reference_target.empty()) ref = analysis::Reference{cfg.reference_target, cfg.reference_gpus};
+  results::write_analysis(file.id(), analysis::analyze(analysis::sweep_rows(sum.rows, sum.statuses, sum.points), ref));
+}
 
 class Progress {
  public:
@@ -215,6 +228,7 @@ int sweep_cmd(const SweepOptions& o, const Invocation& inv) {
               << ".partial; run the same command with --resume to finish\n";
     return 130;
   }
+  write_analysis(*file, cfg);
   file->finish();
   std::cerr << "# wrote " << out << " (" << points.size() << " points)\n";
   if (o.json) {

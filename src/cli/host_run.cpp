@@ -1,4 +1,4 @@
-// Setup shared by run and bench clock; see host_run.hpp.
+// Setup shared by run, bench and calibrate; see host_run.hpp.
 #include "cli/host_run.hpp"
 
 #include "cli/host_profile.hpp"
@@ -14,13 +14,13 @@ std::string resolve_backend(const std::string& backend) {
   return backend;
 }
 
+config::ChipProfile host_profile(const std::string& backend, const exec::Executor& ex) {
+  return backend == "cuda" ? gpu_host_profile(ex.device()) : config::load_chip("cpu-host");
+}
+
 namespace {
 std::unique_ptr<exec::Executor> make_executor(const std::string& backend, const exec::ExecContext& ctx) {
   return backend == "cuda" ? exec::make_cuda_executor(ctx) : exec::make_cpu_executor(ctx);
-}
-
-config::ChipProfile host_profile(const std::string& backend, const exec::Executor& ex) {
-  return backend == "cuda" ? gpu_host_profile(ex.device()) : config::load_chip("cpu-host");
 }
 
 const plan::StagePlan& prepared_stage(const plan::Plan& plan, const parallel::Layout& layout, int rank, exec::Executor& ex) {
@@ -48,12 +48,12 @@ config::ChipProfile share_of(const config::ChipProfile& host, const std::string&
 }
 }  // namespace
 
+HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& l, const std::string& backend)
+    : layout(l), comms(layout, session.rank()), ctx{&session, &layout, &comms, session.rank()}, ex(make_executor(backend, ctx)) {}
+
 HostRun::HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& p,
                  const std::string& backend, const std::string& command)
-    : layout(p.tp, p.cp, p.dp, p.pp),
-      comms(layout, session.rank()),
-      ctx{&session, &layout, &comms, session.rank()},
-      ex(make_executor(backend, ctx)),
+    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp), backend),
       host(host_profile(backend, *ex)),
       host_share(share_of(host, backend, session)),
       need_gb(fitting_need_gb(model, p, host_share, host.name, command)),

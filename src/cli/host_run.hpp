@@ -1,5 +1,6 @@
-// What a command that executes a training step on this rank sets up (run, bench clock): the
-// layout and communicators, the executor, the host's chip profile with the memory verdict, the
+// What a command that executes ops on this rank sets up. HostExecutor: the layout, communicators
+// and executor (every executing command: run, bench, calibrate). HostRun adds what running a
+// training step needs (run, bench clock): the host's chip profile with the memory verdict, the
 // plan, and this rank's prepared stage.
 #pragma once
 #include <memory>
@@ -18,19 +19,29 @@ namespace capscale::cli {
 /// "auto" → "cuda" when a device is visible, else "cpu"; InputError naming --backend otherwise.
 std::string resolve_backend(const std::string& backend);
 
-class HostRun {
+/// The host's chip profile: the GPU's (InputError for a GPU without one), or cpu-host.
+config::ChipProfile host_profile(const std::string& backend, const exec::Executor& ex);
+
+/// This rank's executor over `layout` (its communicators and context live here, so it is pinned).
+class HostExecutor {
  public:
-  /// Refuses (DoesNotFitError naming `command`) a plan that does not fit the host's memory: a
-  /// GPU's, or for CPU ranks their share of the node's RAM. Never silently runs it.
-  HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& parallel,
-          const std::string& backend, const std::string& command);
-  HostRun(const HostRun&) = delete;
-  HostRun& operator=(const HostRun&) = delete;
+  HostExecutor(const mpi::Session& session, const parallel::Layout& layout, const std::string& backend);
+  HostExecutor(const HostExecutor&) = delete;
+  HostExecutor& operator=(const HostExecutor&) = delete;
 
   const parallel::Layout layout;
   const mpi::Communicators comms;
   const exec::ExecContext ctx;
   const std::unique_ptr<exec::Executor> ex;
+};
+
+class HostRun : public HostExecutor {
+ public:
+  /// Refuses (DoesNotFitError naming `command`) a plan that does not fit the host's memory: a
+  /// GPU's, or for CPU ranks their share of the node's RAM. Never silently runs it.
+  HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& parallel,
+          const std::string& backend, const std::string& command);
+
   const config::ChipProfile host;  ///< the device's profile (cpu-host for CPU ranks)
   const config::ChipProfile host_share;  ///< what one rank has: CPU ranks on one node share its RAM
   const double need_gb;                 ///< memory the plan needs per rank (it fits host_share)

@@ -6,18 +6,11 @@
 #include <memory>
 
 #include "common/error.hpp"
+#include "common/stats.hpp"
 
 namespace capscale::emulate {
 
 using plan::OpKind;
-
-namespace {
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
-}
-}  // namespace
 
 std::vector<std::vector<double>> aggregate(const plan::Plan& plan, const Measurements& m, CollectiveTime collectives) {
   const bool own = collectives == CollectiveTime::kOwn;

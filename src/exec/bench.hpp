@@ -29,6 +29,10 @@ struct BenchRow {
   double ratio = 0;    ///< direct_s / path_s
 };
 
+/// A collective of `bytes` (nccl-tests' convention) on the tp group, which the benchmarks and
+/// calibration make the whole world.
+plan::Op world_collective_op(plan::CollKind kind, int64_t bytes);
+
 /// A stage plan of `count` copies of one op, for driving an executor in a benchmark.
 plan::StagePlan repeated_op_plan(const plan::Op& op, int count);
 
@@ -39,7 +43,5 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
 /// CUDA counterparts (exec/cuda): vs cublasLt / cuBLAS, vs a direct ncclAllReduce loop.
 std::vector<BenchRow> bench_cuda_gemm(Executor& ex, const BenchOptions& o);
 std::vector<BenchRow> bench_cuda_comm(Executor& ex, const ExecContext& ctx, const BenchOptions& o);
-
-double median_of(std::vector<double> v);
 
 }  // namespace capscale::exec

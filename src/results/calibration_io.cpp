@@ -4,10 +4,10 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <ctime>
 #include <filesystem>
 
 #include "common/error.hpp"
+#include "common/time.hpp"
 #include "results/h5.hpp"
 #include "results/writer.hpp"
 
@@ -32,13 +32,6 @@ h5::Table comm_table() {
 bool known_kind(const std::string& k) { return k == "all_reduce" || k == "reduce_scatter" || k == "all_gather"; }
 
 bool positive(double v) { return std::isfinite(v) && v > 0; }
-
-std::string utc_now() {
-  char buf[32];
-  const std::time_t t = std::time(nullptr);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 std::string attr_or(hid_t f, const char* name, const std::string& fallback) {
   return h5::has_attr(f, name) ? h5::read_attr_string(f, name) : fallback;

@@ -4,10 +4,25 @@
 #include <filesystem>
 
 #include "common/error.hpp"
+#include "results/analysis_io.hpp"
 #include "results/h5.hpp"
 #include "results/writer.hpp"
 
 namespace capscale::results {
+
+Summary read_summary(hid_t file) {
+  // Older schema versions lack some columns: read those the file has; the rest keep defaults.
+  h5::Table t = summary_table(h5::table_columns(file, "summary"));
+  h5::read_table(file, "summary", t);
+  Summary s;
+  for (size_t i = 0; i < t.rows(); ++i) {
+    s.rows.push_back(summary_row_from(t, i));
+    s.keys.push_back(t.get_str(i, "key"));
+    s.statuses.push_back(t.get_str(i, "status"));
+    s.points.push_back(t.get_i64(i, "point"));
+  }
+  return s;
+}
 
 ResultFile read_result(const std::string& path) {
   h5::quiet();
@@ -35,13 +50,10 @@ ResultFile read_result(const std::string& path) {
     r.created_utc = h5::read_attr_string(f.id(), "created_utc");
     r.git_sha = h5::read_attr_string(f.id(), "git_sha");
     if (!h5::exists(f.id(), "summary")) throw InputError(path, "summary", "table is missing (truncated file?)");
-    h5::Table t = summary_table(h5::table_columns(f.id(), "summary"));
-    h5::read_table(f.id(), "summary", t);
-    for (size_t i = 0; i < t.rows(); ++i) {
-      r.rows.push_back(summary_row_from(t, i));
-      r.keys.push_back(t.get_str(i, "key"));
-      r.statuses.push_back(t.get_str(i, "status"));
-    }
+    Summary sum = read_summary(f.id());
+    r.rows = std::move(sum.rows), r.keys = std::move(sum.keys), r.statuses = std::move(sum.statuses);
+    r.points = std::move(sum.points);
+    if (r.kind == "sweep") r.analysis = read_analysis(f.id());
     if (r.kind == "sweep" && h5::exists(f.id(), "config")) {
       h5::Handle cfg = h5::open_group(f.id(), "config");
       if (h5::has_attr(cfg.id(), "sweep_yaml")) r.sweep_yaml = h5::read_attr_string(cfg.id(), "sweep_yaml");

@@ -5,26 +5,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <ctime>
 #include <filesystem>
 #include <functional>
 
 #include "common/error.hpp"
 #include "results/record_io.hpp"
 #include "sweep/sweep_config.hpp"
+#include "common/time.hpp"
 
 namespace capscale::results {
 namespace fs = std::filesystem;
 using h5::ColType;
 
 namespace {
-
-std::string utc_now() {
-  char buf[32];
-  const std::time_t t = std::time(nullptr);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 void write_meta(hid_t file, const FileMeta& meta) {
   h5::write_attr(file, "schema_version", kSchemaVersion);

@@ -89,6 +89,8 @@ class SweepFile {
   void append(const predict::SummaryRow& row, int64_t point, const std::string& key, const std::string& status);
   /// Appends rows packed elsewhere (other ranks) and flushes; keys are read from the rows.
   void append_rows(const h5::Table& rows);
+  /// The open PATH.partial, for what is written once every point is in (the /analysis tables).
+  hid_t id() const { return file_.id(); }
   /// Closes and renames PATH.partial → PATH.
   void finish();
 

@@ -85,6 +85,25 @@ TEST(Cli, SweepReportAndEquivalence) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto f = results::read_result(out);
   EXPECT_EQ(f.rows.size(), 36u);
+  // The sweep stored /analysis, and it is what the analysis module makes of the stored rows: report
+  // (which prints the stored tables) and plot.py (which draws them) show one set of numbers.
+  ASSERT_TRUE(f.analysis.has_value());
+  const auto a = analysis::analyze(analysis::sweep_rows(f.rows, f.statuses, f.points), analysis::Reference{"h200", 64});
+  EXPECT_EQ(f.analysis->models, a.models);
+  EXPECT_EQ(f.analysis->targets, a.targets);
+  ASSERT_EQ(f.analysis->scaling.size(), 2u * 3 * 3);
+  for (size_t i = 0; i < a.scaling.size(); ++i) {
+    EXPECT_EQ(f.analysis->scaling[i].ok, a.scaling[i].ok);
+    EXPECT_EQ(f.analysis->scaling[i].tokens_per_s_per_chip, a.scaling[i].tokens_per_s_per_chip);
+    EXPECT_EQ(f.analysis->scaling[i].tp, a.scaling[i].tp);
+  }
+  ASSERT_EQ(f.analysis->equivalence.size(), a.equivalence.size());
+  EXPECT_FALSE(a.equivalence.empty());
+  for (size_t i = 0; i < a.equivalence.size(); ++i) {
+    EXPECT_EQ(f.analysis->equivalence[i].chips, a.equivalence[i].chips);
+    EXPECT_EQ(f.analysis->equivalence[i].how, a.equivalence[i].how);
+  }
+  EXPECT_EQ(f.analysis->cliffs.size(), a.cliffs.size());
   r = run(test::bin() + " report " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("equivalence"), std::string::npos);

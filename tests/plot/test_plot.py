@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """launch/plot.py end to end: a real run file and two small sweep files from the capscale binary,
 plotted to PNGs that must exist, be valid and not be blank; bad files must give exit 2 and one line.
+Sweep plots draw the file's /analysis tables only: a sweep file without them is refused, and
+plot.py holds no best-plan or interpolation logic of its own (checked on its source).
 
   python3 tests/plot/test_plot.py PATH/TO/capscale      (CTest passes the interpreter it found)
 
@@ -103,6 +105,24 @@ def check_bad(path, what, out_dir):
           f"{what}: message names the file ({lines[:1]})")
 
 
+def check_draws_only(sweep_h5, out_dir):
+    """plot.py draws /analysis: without it a sweep is refused, and it computes none of it itself."""
+    import h5py
+    stripped = sweep_h5.replace(".h5", "_no_analysis.h5")
+    with open(sweep_h5, "rb") as src, open(stripped, "wb") as dst:
+        dst.write(src.read())
+    with h5py.File(stripped, "a") as f:
+        del f["analysis"]
+    check_bad(stripped, "sweep without /analysis", out_dir)
+    p = run([sys.executable, PLOT, stripped, "--out", out_dir], timeout=60)
+    check("/analysis" in p.stderr and "capscale report" in p.stderr,
+          f"sweep without /analysis: message names /analysis and capscale report ({p.stderr.strip()[:200]!r})")
+    with open(PLOT) as f:
+        src = f.read()
+    for banned in ("math.log", "log2(", "chips_to_match", "best_by", "yaml"):
+        check(banned not in src, f"plot.py holds no analysis of its own (no {banned!r})")
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: test_plot.py PATH/TO/capscale", file=sys.stderr)
@@ -138,6 +158,8 @@ def main():
                 f.write(text)
             if capscale(binary, ["sweep", yaml_path, "--out", h5], f"sweep {name}"):
                 check_pngs(h5, out, [f"sweep_{name}{s}" for s in suffixes])
+                if name == "targets":
+                    check_draws_only(h5, out)
 
         garbage = os.path.join(tmp, "garbage.h5")
         with open(garbage, "wb") as f:

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "common/stats.hpp"
 #include "exec/cpu/cpu_access.hpp"
 #include "exec/bench.hpp"
 #include "mpi/mpi_context.hpp"
@@ -15,10 +16,11 @@
 
 namespace capscale::exec {
 
-double median_of(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
+plan::Op world_collective_op(plan::CollKind kind, int64_t bytes) {
+  plan::Op op;
+  op.kind = plan::OpKind::kCollective, op.coll = kind, op.bytes = bytes;
+  op.group = parallel::Group::kTp, op.stream = plan::Stream::kTp;
+  return op;
 }
 
 plan::StagePlan repeated_op_plan(const plan::Op& op, int count) {
@@ -80,8 +82,8 @@ std::vector<BenchRow> bench_cpu_gemm(Executor& ex, const BenchOptions& o) {
     r.what = "gemm";
     r.shape = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
     r.dtype = ex.gemm_dtype();
-    r.path_s = median_of(path);
-    r.direct_s = median_of(direct);
+    r.path_s = median(path);
+    r.direct_s = median(direct);
     r.path_rate = op.flops / r.path_s / 1e12;
     r.direct_rate = op.flops / r.direct_s / 1e12;
     r.ratio = r.direct_s / r.path_s;
@@ -96,12 +98,7 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
   int n = 1;
   CAPSCALE_MPI_CHECK(MPI_Comm_size(comm, &n));
   for (int64_t bytes : o.comm_bytes) {
-    plan::Op op;
-    op.kind = plan::OpKind::kCollective;
-    op.coll = plan::CollKind::kAllReduce;
-    op.group = parallel::Group::kTp;
-    op.stream = plan::Stream::kTp;
-    op.bytes = bytes;
+    const plan::Op op = world_collective_op(plan::CollKind::kAllReduce, bytes);
     const plan::StagePlan st = repeated_op_plan(op, o.iters);
     ex.prepare(st);
     const int count = static_cast<int>(bytes / 4 / n * n);
@@ -132,7 +129,7 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
       return t;
     });
     // The slowest rank's median decides a collective's speed; agree on it across ranks.
-    double pm = median_of(path), dm = median_of(direct);
+    double pm = median(path), dm = median(direct);
     CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &pm, 1, MPI_DOUBLE, MPI_MAX, comm));
     CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &dm, 1, MPI_DOUBLE, MPI_MAX, comm));
     BenchRow r;

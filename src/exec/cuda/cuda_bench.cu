@@ -9,6 +9,7 @@
 #include <array>
 #include <vector>
 
+#include "common/stats.hpp"
 #include "exec/bench.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/cuda/kernels.cuh"
@@ -122,8 +123,8 @@ std::vector<BenchRow> bench_cuda_gemm(Executor& ex, const BenchOptions& o) {
     row.what = "gemm";
     row.shape = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
     row.dtype = cuda::to_string(g.in_type());
-    row.path_s = median_of(path);
-    row.direct_s = median_of(direct);
+    row.path_s = median(path);
+    row.direct_s = median(direct);
     row.path_rate = row.path_s > 0 ? op.flops / row.path_s / 1e12 : 0;
     row.direct_rate = row.direct_s > 0 ? op.flops / row.direct_s / 1e12 : 0;
     row.ratio = row.path_s > 0 ? row.direct_s / row.path_s : 0;
@@ -167,12 +168,7 @@ std::vector<BenchRow> bench_cuda_comm(Executor& ex, const ExecContext& ctx, cons
   EventPairs ev(o.iters);
   std::vector<BenchRow> rows;
   for (int64_t bytes : o.comm_bytes) {
-    plan::Op op;
-    op.kind = plan::OpKind::kCollective;
-    op.coll = plan::CollKind::kAllReduce;
-    op.group = parallel::Group::kTp;
-    op.stream = plan::Stream::kTp;
-    op.bytes = bytes;
+    const plan::Op op = world_collective_op(plan::CollKind::kAllReduce, bytes);
     const plan::StagePlan st = repeated_op_plan(op, o.iters);
     ex.prepare(st);
     const int64_t count = bytes / 2;  // bf16 elements, as the executor sends
@@ -196,7 +192,7 @@ std::vector<BenchRow> bench_cuda_comm(Executor& ex, const ExecContext& ctx, cons
       ev.append_seconds(o.iters, direct);
     }
     // The slowest rank's median decides a collective's speed; agree on it across ranks.
-    double pm = median_of(path), dm = median_of(direct);
+    double pm = median(path), dm = median(direct);
     CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &pm, 1, MPI_DOUBLE, MPI_MAX, mc));
     CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &dm, 1, MPI_DOUBLE, MPI_MAX, mc));
     BenchRow row;
