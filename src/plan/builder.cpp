@@ -55,9 +55,7 @@ class StageBuilder {
     for (int32_t d : pending_) op.add_dep(d);
     pending_.clear();
     if (overlap_ag_ >= 0 && op.kind == OpKind::kGemm) {
-      op.overlap_partner = overlap_ag_;
-      op.chunks = st_.ops[overlap_ag_].chunks;
-      st_.ops[overlap_ag_].overlap_partner = static_cast<int32_t>(st_.ops.size());
+      op.overlap = {overlap_ag_, static_cast<int32_t>(p_.tp)};  // pipelined behind the all-gather feeding it
       overlap_ag_ = -1;
     }
     last_compute_ = emit(op);
@@ -122,10 +120,10 @@ class StageBuilder {
     if (p_.tp == 1) return;
     collective(name, ph, layer, kind, Group::kTp, checked_mul(tokens_ * h_, kActBytes, "tp message"), Stream::kTp);
     if (!p_.tp_comm_overlap || kind == CollKind::kAllReduce) return;
-    Op& c = st_.ops.back();
-    c.chunks = static_cast<int32_t>(p_.tp);
     if (kind == CollKind::kReduceScatter && last_compute_ >= 0 && st_.ops[last_compute_].kind == OpKind::kGemm) {
-      c.overlap_partner = last_compute_;
+      // Pipelined behind the GEMM producing it. Its only dependency is that GEMM (compute() has
+      // just cleared pending_), which the overlap edge replaces.
+      st_.ops.back().overlap = {last_compute_, static_cast<int32_t>(p_.tp)};
     } else if (kind == CollKind::kAllGather) {
       overlap_ag_ = static_cast<int32_t>(st_.ops.size() - 1);  // the next GEMM pairs with it
     }
