@@ -38,6 +38,16 @@ std::string to_string(CollKind c);
 std::string to_string(Phase p);
 std::string to_string(OpName n);
 
+/// An overlap edge (Megatron-Core --tp-comm-overlap, Transformer Engine userbuffers): the op runs
+/// pipelined in `chunks` pieces (tp) behind `partner`, an earlier op of the same stage on another
+/// stream — a reduce-scatter behind the GEMM that produces it, a GEMM behind the all-gather that
+/// feeds it. It starts once the partner's first chunk is done and ends one of its own chunks after
+/// the slower of the two; the timeline engine applies this in one place (predict/timeline.cpp).
+struct Overlap {
+  int32_t partner = -1;  ///< index in the same stage's op list, < this op's; −1: not overlapped
+  int32_t chunks = 1;
+};
+
 struct Op {
   OpKind kind = OpKind::kElementwise;
   Stream stream = Stream::kCompute;
@@ -49,10 +59,8 @@ struct Op {
   bool is_send = false;  ///< send/recv
   bool wgrad = false;    ///< GEMM computing a weight gradient
   bool fused = true;     ///< attention: flash (scores never stored) vs unfused (scores in HBM)
-  /// TP comm overlapped in chunks with an adjacent GEMM (tp_comm_overlap): for a reduce-scatter
-  /// the GEMM that produces it, for an all-gather the GEMM that consumes it. -1 when not overlapped.
-  int32_t overlap_partner = -1;
-  int32_t chunks = 1;    ///< pipeline chunks of an overlapped pair (tp size)
+  /// Explicit overlap edge (see Overlap); partner −1 when the op is not overlapped.
+  Overlap overlap;
   int32_t layer = -1;    ///< global layer index; -1 for embedding/logits/optimizer ops
   int32_t microbatch = -1;
   int32_t chunk = 0;     ///< virtual pipeline chunk on this stage

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 namespace capscale::predict {
 
@@ -11,12 +10,29 @@ using plan::CollKind;
 using plan::OpKind;
 
 GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t domain) {
-  const auto members = layout.members(g, 0);
-  std::set<int64_t> domains;
-  for (int64_t r : members) domains.insert(r / domain);
+  // Closed form, O(1) in the group size (dp can be 10^9). In rank order tp-cp-dp-pp (layout.hpp)
+  // rank 0's group of every kind is an arithmetic progression 0, s, 2s, …, (n−1)s:
+  //   tp: s = 1; cp: s = tp; dp: s = tp·cp; pp: s = tp·cp·dp; dp_cp (cp fastest): s = tp, n = cp·dp;
+  //   embedding: {0, tp·cp·dp·(pp−1)}.
+  // Member i sits in domain ⌊i·s/D⌋. With s ≥ D consecutive members never share a domain, so the
+  // group spans n domains; with s < D consecutive domain indices differ by 0 or 1, so every
+  // domain from 0 to ⌊(n−1)·s/D⌋ is hit. tests/unit/test_cost_model.cpp holds this to the
+  // enumeration of layout.members().
+  const int64_t tp = layout.size(parallel::Group::kTp), cp = layout.size(parallel::Group::kCp);
+  const int64_t dp = layout.size(parallel::Group::kDp), pp = layout.size(parallel::Group::kPp);
+  int64_t n = layout.size(g), stride = 1;
+  switch (g) {
+    case parallel::Group::kTp: stride = 1; break;
+    case parallel::Group::kCp: stride = tp; break;
+    case parallel::Group::kDp: stride = tp * cp; break;
+    case parallel::Group::kPp: stride = tp * cp * dp; break;
+    case parallel::Group::kDpCp: stride = tp; break;
+    case parallel::Group::kEmbedding: stride = tp * cp * dp * std::max<int64_t>(1, pp - 1); break;
+  }
+  const int64_t D = std::max<int64_t>(1, domain);
   GroupSpan s;
-  s.size = int64_t(members.size());
-  s.domains = int64_t(domains.size());
+  s.size = n;
+  s.domains = (n <= 1) ? 1 : stride >= D ? n : (n - 1) * stride / D + 1;
   s.per_domain = std::max<int64_t>(1, s.size / s.domains);
   return s;
 }

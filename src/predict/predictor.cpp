@@ -97,6 +97,11 @@ std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const C
   return d;
 }
 
+void check_chip_count(int64_t gpus, const std::string& flag) {
+  if (gpus < 1 || gpus > kMaxChips)
+    throw InputError(flag, "", "must be between 1 and 2^40 = " + std::to_string(kMaxChips) + " chips, got " + std::to_string(gpus));
+}
+
 bool fits_memory(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
                  double* need_gb) {
   const double need = model::memory_per_rank(model, p).total();
@@ -147,6 +152,7 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
   // result to the full simulation. FLOPs are per micro-batch, so they scale exactly.
   const bool calibrated = options.calibration && !options.calibration->arch.empty() && options.calibration->arch == chip.arch;
   const std::string source = calibrated ? "calibrated" : "roofline";
+  check_chip_count(p.world(), "gpus");
   const int64_t m = p.num_microbatches();
   const int64_t m0 = 2 * p.pp, m1 = 3 * p.pp;
   if (options.fold_microbatches && !options.keep_timings && m > m1) {

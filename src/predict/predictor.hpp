@@ -52,6 +52,14 @@ void fill_throughput(SummaryRow& row, const config::ModelConfig& model, const co
 /// Modelled durations of every op of the plan on `chip`.
 std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const CostModel& cost);
 
+/// Largest chip count predict and search accept: 2^40 (≈ 1.1·10^12). Up to it the predictor's
+/// int64 products (tp·cp·dp·pp, micro-batch·dp, group strides) stay far from overflow; the cost of
+/// one prediction does not depend on the count (O(pp × micro-batches × layers)).
+constexpr int64_t kMaxChips = int64_t(1) << 40;
+
+/// Throws InputError naming `flag` unless 1 ≤ gpus ≤ kMaxChips.
+void check_chip_count(int64_t gpus, const std::string& flag);
+
 struct PredictOptions {
   bool keep_timings = false;
   /// Fold long micro-batch loops: simulate 2·pp and 3·pp micro-batches and extrapolate (exact in

@@ -39,6 +39,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
 }  // namespace
 
 SearchResult search(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& o) {
+  check_chip_count(o.gpus, "gpus");
   SearchResult result;
   const int64_t seq = o.seq_length ? o.seq_length : model.seq_length;
   const int64_t max_tp = o.max_tp ? o.max_tp : std::min<int64_t>(chip.nvlink_domain, 8 * chip.chips_per_package);

@@ -1,4 +1,8 @@
-// Timeline engine; see timeline.hpp.
+// Timeline engine; see timeline.hpp. Round-robin over the stages, each advanced in op order until
+// a receive meets a send not simulated yet (advance). An op starts when its queue is free and its
+// dependencies have ended (ready); two cases extend that rule, each in one place: an explicit
+// overlap edge (plan::Overlap, tp_comm_overlap; overlapped) and a receive, which ends no earlier
+// than its send.
 #include "predict/timeline.hpp"
 
 #include <algorithm>
@@ -13,15 +17,128 @@ using plan::Stream;
 
 namespace {
 
+/// What an op's start waited for last: its queue or a compute op (kNone), a communication op
+/// (kComm), a pipeline receive (kRecv). The breakdown charges idle compute time by it.
 enum class Wait : uint8_t { kNone, kComm, kRecv };
 
 struct StageState {
-  size_t next = 0;
+  size_t next = 0;  ///< first op not yet simulated
   std::array<double, plan::kNumStreams> stream_free{};
   double serial_free = 0;
   std::vector<OpTiming> t;
-  std::vector<Wait> bound;  // what the op's start waited for last
-  std::vector<double> ready;
+  std::vector<Wait> bound;
+};
+
+struct Engine {
+  const plan::Plan& plan;
+  const std::vector<std::vector<double>>& dur;
+  bool serialize;
+  std::vector<StageState> st;
+  /// A tag names the (micro-batch, receiving chunk, direction) uniquely across the whole plan;
+  /// < 0 until its send has been simulated.
+  std::vector<double> send_end;
+
+  double& queue_free(StageState& S, const plan::Op& op) const {
+    return serialize ? S.serial_free : S.stream_free[static_cast<int>(op.stream)];
+  }
+
+  /// Earliest start from the op's queue and dependencies (all but `skip`), and what bound it.
+  double ready(const StageState& S, const std::vector<plan::Op>& ops, const plan::Op& op, double queue, int32_t skip,
+               Wait* bound) const {
+    double at = queue;
+    for (uint8_t d = 0; d < op.ndeps; ++d) {
+      const int32_t i = op.deps[d];
+      if (i == skip) continue;
+      const double e = S.t[i].end_s;
+      if (e > at) {
+        at = e;
+        if (bound) {
+          const auto& dep = ops[i];
+          *bound = dep.kind == OpKind::kSendRecv ? Wait::kRecv : dep.stream == Stream::kCompute ? Wait::kNone : Wait::kComm;
+        }
+      }
+    }
+    return at;
+  }
+
+  /// An op pipelined chunk by chunk behind an earlier op (overlap edge: a reduce-scatter behind the
+  /// GEMM producing it, a GEMM behind the all-gather feeding it, `chunks` = tp pieces): it starts
+  /// once the partner's first chunk is done and its own inputs are ready, and ends one of its own
+  /// chunks after the slower of the two. Waiting on the partner's tail counts as communication.
+  OpTiming overlapped(const StageState& S, const std::vector<plan::Op>& ops, const std::vector<double>& dur_s, size_t i,
+                      double queue, Wait* bound) const {
+    const plan::Op& op = ops[i];
+    const int32_t p = op.overlap.partner;
+    const double d = dur_s[i], pd = dur_s[size_t(p)], n = std::max(1, op.overlap.chunks);
+    const double own = ready(S, ops, op, queue, p, nullptr);
+    const OpTiming& partner = S.t[p];
+    OpTiming t;
+    t.start_s = std::max(own, partner.start_s + pd / n);
+    t.end_s = std::max(t.start_s + d, partner.end_s + d / n);
+    if (partner.end_s > own + d) *bound = Wait::kComm;
+    return t;
+  }
+
+  /// Simulates stage s's ops until a receive waits for an unsimulated send. Returns ops simulated.
+  size_t advance(size_t s) {
+    StageState& S = st[s];
+    const auto& ops = plan.stages[s].ops;
+    const auto& dur_s = dur[s];
+    const size_t first = S.next;
+    for (; S.next < ops.size(); ++S.next) {
+      const size_t i = S.next;
+      const plan::Op& op = ops[i];
+      const bool is_recv = op.kind == OpKind::kSendRecv && !op.is_send;
+      if (is_recv && send_end[op.tag] < 0) break;  // its send has not been simulated yet
+      double& queue = queue_free(S, op);
+      Wait bound = Wait::kNone;
+      const double at = ready(S, ops, op, queue, -1, &bound);
+      OpTiming t;
+      if (op.overlap.partner >= 0) {
+        t = overlapped(S, ops, dur_s, i, queue, &bound);
+      } else {
+        t.start_s = at;
+        // A receive completes when its message has arrived (its send ended) and it has run.
+        t.end_s = (is_recv ? std::max(at, send_end[op.tag]) : at) + dur_s[i];
+      }
+      if (op.kind == OpKind::kSendRecv && op.is_send) send_end[op.tag] = t.end_s;
+      S.t[i] = t;
+      S.bound[i] = bound;
+      queue = t.end_s;
+    }
+    return S.next - first;
+  }
+
+  /// Breakdown of one stage: walk its compute queue (or its one queue when serialized), charge
+  /// busy time by op kind and idle gaps by what the next op waited for.
+  Breakdown breakdown(size_t s, double step_time_s) const {
+    const auto& ops = plan.stages[s].ops;
+    const auto& S = st[s];
+    Breakdown b;
+    double cursor = 0;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const auto& op = ops[i];
+      if (!serialize && op.stream != Stream::kCompute) continue;
+      const double gap = S.t[i].start_s - cursor;
+      if (gap > 0) (S.bound[i] == Wait::kRecv ? b.bubble_s : b.exposed_comm_s) += gap;
+      const double busy = S.t[i].end_s - std::max(cursor, S.t[i].start_s);
+      switch (op.kind) {
+        case OpKind::kGemm:
+        case OpKind::kAttention: b.compute_s += busy; break;
+        case OpKind::kElementwise: b.other_s += busy; break;
+        case OpKind::kCollective: b.exposed_comm_s += busy; break;
+        case OpKind::kSendRecv: {
+          const double wait = op.is_send ? 0 : std::max(0.0, S.t[i].end_s - S.t[i].start_s - dur[s][i]);
+          b.bubble_s += wait;
+          b.exposed_comm_s += busy - wait;
+          break;
+        }
+      }
+      cursor = std::max(cursor, S.t[i].end_s);
+    }
+    if (step_time_s > cursor) b.exposed_comm_s += step_time_s - cursor;  // trailing DP reduction
+    return b;
+  }
 };
 
 }  // namespace
@@ -29,78 +146,31 @@ struct StageState {
 TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<double>>& durations,
                         const TimelineOptions& options) {
   const size_t P = plan.stages.size();
-  std::vector<StageState> st(P);
+  Engine e{plan, durations, options.serialize, std::vector<StageState>(P), {}};
   int64_t max_tag = 0;
   for (size_t s = 0; s < P; ++s) {
-    const size_t n = plan.stages[s].ops.size();
-    if (durations.at(s).size() != n) throw RuntimeError("timeline: durations do not match the plan's stage " + std::to_string(s));
-    st[s].t.resize(n);
-    st[s].bound.resize(n, Wait::kNone);
-    st[s].ready.resize(n, 0);
-    for (const auto& op : plan.stages[s].ops)
+    const auto& ops = plan.stages[s].ops;
+    if (durations.at(s).size() != ops.size())
+      throw RuntimeError("timeline: durations do not match the plan's stage " + std::to_string(s));
+    e.st[s].t.resize(ops.size());
+    e.st[s].bound.resize(ops.size(), Wait::kNone);
+    for (const auto& op : ops) {
       if (op.kind == OpKind::kSendRecv) max_tag = std::max(max_tag, op.tag + 1);
+      // The overlap edge points back to an earlier op (the builder guarantees it; a forward edge
+      // would read a timing not yet computed).
+      if (op.overlap.partner >= 0 && size_t(op.overlap.partner) >= size_t(&op - ops.data()))
+        throw RuntimeError("timeline: an overlap edge points forward; this is a bug");
+    }
   }
-  // A tag names the (micro-batch, receiving chunk, direction) uniquely across the whole plan.
-  std::vector<double> send_end(size_t(max_tag), -1.0);
+  e.send_end.assign(size_t(max_tag), -1.0);
 
-  size_t done = 0;
-  while (done < P) {
+  // Round-robin over the stages until all are done; a full pass without progress is a deadlock.
+  for (size_t done = 0; done < P;) {
     bool progressed = false;
     done = 0;
     for (size_t s = 0; s < P; ++s) {
-      auto& S = st[s];
-      const auto& ops = plan.stages[s].ops;
-      const auto& dur = durations[s];
-      while (S.next < ops.size()) {
-        const plan::Op& op = ops[S.next];
-        const bool is_recv = op.kind == OpKind::kSendRecv && !op.is_send;
-        if (is_recv && send_end[op.tag] < 0) break;  // its send has not been simulated yet
-        const int si = static_cast<int>(op.stream);
-        double ready = options.serialize ? S.serial_free : S.stream_free[si];
-        Wait bound = Wait::kNone;
-        for (uint8_t d = 0; d < op.ndeps; ++d) {
-          const auto& dep_op = ops[op.deps[d]];
-          const double e = S.t[op.deps[d]].end_s;
-          if (e > ready) {
-            ready = e;
-            bound = dep_op.kind == OpKind::kSendRecv ? Wait::kRecv
-                    : dep_op.stream == Stream::kCompute ? Wait::kNone : Wait::kComm;
-          }
-        }
-        OpTiming t;
-        t.start_s = ready;
-        if (op.overlap_partner >= 0 && op.kind == OpKind::kCollective && op.overlap_partner < int32_t(S.next)) {
-          // Reduce-scatter pipelined with the GEMM that produces it (chunks = tp): it starts once the
-          // first chunk is computed and ends one chunk after whichever of the two is slower.
-          const auto& g = S.t[op.overlap_partner];
-          const double gd = dur[op.overlap_partner], n = std::max(1, op.chunks);
-          t.start_s = std::max(options.serialize ? S.serial_free : S.stream_free[si], g.start_s + gd / n);
-          t.end_s = std::max(t.start_s + dur[S.next], g.end_s + dur[S.next] / n);
-        } else if (op.overlap_partner >= 0 && op.kind == OpKind::kGemm && op.overlap_partner < int32_t(S.next)) {
-          // GEMM pipelined with the all-gather that feeds it: starts after the first chunk arrives.
-          const auto& ag = S.t[op.overlap_partner];
-          const double ad = dur[op.overlap_partner], n = std::max(1, op.chunks);
-          double own = options.serialize ? S.serial_free : S.stream_free[si];
-          for (uint8_t d = 0; d < op.ndeps; ++d)
-            if (op.deps[d] != op.overlap_partner) own = std::max(own, S.t[op.deps[d]].end_s);
-          t.start_s = std::max(own, ag.start_s + ad / n);
-          t.end_s = std::max(t.start_s + dur[S.next], ag.end_s + dur[S.next] / n);
-          if (ag.end_s > own + dur[S.next]) bound = Wait::kComm;
-        } else if (is_recv) {
-          t.end_s = std::max(ready, send_end[op.tag]) + dur[S.next];
-        } else if (!(op.overlap_partner >= 0 && op.overlap_partner < int32_t(S.next))) {
-          t.end_s = ready + dur[S.next];
-        }
-        if (op.kind == OpKind::kSendRecv && op.is_send) send_end[op.tag] = t.end_s;
-        S.t[S.next] = t;
-        S.bound[S.next] = bound;
-        S.ready[S.next] = ready;
-        if (options.serialize) S.serial_free = t.end_s;
-        else S.stream_free[si] = t.end_s;
-        ++S.next;
-        progressed = true;
-      }
-      if (S.next == ops.size()) ++done;
+      progressed |= e.advance(s) > 0;
+      if (e.st[s].next == plan.stages[s].ops.size()) ++done;
     }
     if (!progressed && done < P) throw RuntimeError("timeline: the plan deadlocks (a receive has no send); this is a bug");
   }
@@ -108,40 +178,13 @@ TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<do
   TimelineResult r;
   r.stage_end_s.resize(P, 0);
   for (size_t s = 0; s < P; ++s)
-    for (const auto& t : st[s].t) r.stage_end_s[s] = std::max(r.stage_end_s[s], t.end_s);
+    for (const auto& t : e.st[s].t) r.stage_end_s[s] = std::max(r.stage_end_s[s], t.end_s);
   r.critical_stage = std::max_element(r.stage_end_s.begin(), r.stage_end_s.end()) - r.stage_end_s.begin();
   r.step_time_s = r.stage_end_s[r.critical_stage];
-
-  // Breakdown of the critical stage: walk its compute queue (or its one queue when serialized),
-  // charge busy time by op kind and idle gaps by what the next op waited for.
-  const auto& ops = plan.stages[r.critical_stage].ops;
-  const auto& S = st[r.critical_stage];
-  Breakdown& b = r.breakdown;
-  double cursor = 0;
-  for (size_t i = 0; i < ops.size(); ++i) {
-    const auto& op = ops[i];
-    if (!options.serialize && op.stream != Stream::kCompute) continue;
-    const double gap = S.t[i].start_s - cursor;
-    if (gap > 0) (S.bound[i] == Wait::kRecv ? b.bubble_s : b.exposed_comm_s) += gap;
-    const double busy = S.t[i].end_s - std::max(cursor, S.t[i].start_s);
-    switch (op.kind) {
-      case OpKind::kGemm:
-      case OpKind::kAttention: b.compute_s += busy; break;
-      case OpKind::kElementwise: b.other_s += busy; break;
-      case OpKind::kCollective: b.exposed_comm_s += busy; break;
-      case OpKind::kSendRecv: {
-        const double wait = op.is_send ? 0 : std::max(0.0, S.t[i].end_s - S.t[i].start_s - durations[r.critical_stage][i]);
-        b.bubble_s += wait;
-        b.exposed_comm_s += busy - wait;
-        break;
-      }
-    }
-    cursor = std::max(cursor, S.t[i].end_s);
-  }
-  if (r.step_time_s > cursor) b.exposed_comm_s += r.step_time_s - cursor;  // trailing DP reduction
+  r.breakdown = e.breakdown(size_t(r.critical_stage), r.step_time_s);
   if (options.keep_timings) {
     r.timings.resize(P);
-    for (size_t s = 0; s < P; ++s) r.timings[s] = std::move(st[s].t);
+    for (size_t s = 0; s < P; ++s) r.timings[s] = std::move(e.st[s].t);
   }
   return r;
 }

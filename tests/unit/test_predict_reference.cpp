@@ -1,0 +1,72 @@
+// The predictor's results held to values computed by the code before the scale and speed work
+// (commit c029bde: enumerated group spans, per-op durations, three-branch timeline): step time,
+// breakdown and HFU of ten configurations covering 1F1B, interleaved, no pipelining, folded and
+// unfolded micro-batches, TP-comm overlap, CP, tied embeddings, unfused attention, caps and 10^6
+// chips, each within a relative 1e-12. Optimisations must not move a result.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+
+#include "config/chip.hpp"
+#include "config/model_config.hpp"
+#include "predict/predictor.hpp"
+
+using namespace capscale;
+
+namespace {
+struct Reference {
+  const char* name;
+  const char* model;
+  const char* chip;
+  int64_t gpus, tp, pp, vpp, cp, mbs, gbs, seq;
+  config::Recompute recompute;
+  bool sp, tp_comm_overlap;
+  int zero;
+  bool no_flash;
+  std::array<double, 6> want;  // step_time_s, compute, exposed_comm, bubble, other, hfu
+};
+
+// Printed with 17 significant digits by `capscale predict --json` at c029bde.
+const Reference kReferences[] = {
+    {"A405", "llama3.1-405b", "h100", 16384, 8, 16, 1, 1, 1, 2048, 8192, config::Recompute::kNone, 1, 0, 1, 0,
+     {10.49400618833221, 3.8850441448919697, 0.8832587408030663, 5.630690157928983, 0.09501314470819147, 0.2589323321930316}},
+    {"A405full", "llama3.1-405b", "h100", 16384, 8, 16, 1, 1, 1, 2048, 8192, config::Recompute::kFull, 1, 0, 1, 0,
+     {13.990021043017594, 5.180170859855982, 1.1362380643109036, 7.551788374868456, 0.1218237439822514, 0.25865820027944597}},
+    {"B175", "gpt3-175b", "a100", 1024, 8, 8, 2, 1, 1, 1536, 0, config::Recompute::kFull, 0, 0, 0, 1,
+     {28.724950051669346, 22.442291213022344, 3.405743277346069, 1.456613947717771, 1.4203016135831659, 0.49153695926721946}},
+    {"C70cp", "llama3.1-70b", "h100", 64, 4, 2, 1, 2, 1, 32, 8192, config::Recompute::kSelective, 1, 1, 1, 0,
+     {4.117736781636186, 3.245598473989527, 0.20481831186846025, 0.5315442777737097, 0.13577571800448873, 0.5056143766557892}},
+    {"D70vpp", "llama3.1-70b", "h100", 128, 8, 4, 2, 1, 1, 32, 4096, config::Recompute::kFull, 1, 1, 1, 0,
+     {1.4785716310937413, 1.0370788527743644, 0.12135110744638142, 0.2668441667316386, 0.05329750414135694, 0.4177915402642183}},
+    {"Etiny", "tiny-gpt", "h200@nvlink=400", 16, 2, 4, 1, 1, 1, 64, 0, config::Recompute::kNone, 0, 0, 0, 0,
+     {0.004875047971953209, 0.0013809087499167664, 0.0012603827431351855, 0.0011867441181169442, 0.0010470123607843134, 0.002838306259725671}},
+    {"F8b", "llama3.1-8b", "h20", 8, 8, 1, 1, 1, 1, 16, 0, config::Recompute::kNone, 0, 0, 0, 0,
+     {9.36312730392012, 8.278915973540975, 0.761772357376894, 0.0, 0.32243897300224983, 0.6847187998901542}},
+    {"G175", "gpt3-175b", "a100", 1024, 8, 8, 2, 1, 1, 128, 0, config::Recompute::kFull, 1, 1, 0, 0,
+     {3.028316138442642, 1.6791437387523511, 0.45544960674545826, 0.8058183829978338, 0.08790440994699877, 0.3885375556915218}},
+    {"H405M", "llama3.1-405b", "h100", 1048576, 8, 16, 1, 1, 1, 0, 0, config::Recompute::kFull, 1, 0, 1, 0,
+     {7.243987593659281, 0.32376067874099373, 0.15852899815199983, 6.750165566875734, 0.011532349890553573, 0.031221009303166174}},
+    {"I70mb", "llama3.1-70b", "b200", 256, 4, 4, 1, 1, 2, 512, 0, config::Recompute::kNone, 1, 1, 0, 0,
+     {8.040074609453075, 5.887523945385057, 0.3691055827871892, 1.573780736053848, 0.20966434522698313, 0.4360284412128446}},
+};
+}  // namespace
+
+TEST(PredictReference, ResultsMatchThePreOptimisationCode) {
+  for (const auto& c : kReferences) {
+    const auto model = config::load_model(c.model);
+    const auto chip = config::resolve_target(config::parse_target(c.chip));
+    config::ParallelConfig p;
+    p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.cp = c.cp, p.micro_batch_size = c.mbs, p.global_batch_size = c.gbs;
+    p.seq_length = c.seq, p.recompute = c.recompute, p.sequence_parallel = c.sp, p.tp_comm_overlap = c.tp_comm_overlap;
+    p.zero = c.zero, p.flash_attention = !c.no_flash;
+    p = config::resolve(p, model, c.gpus, "test");
+    const auto r = predict::predict(model, chip, p).row;
+    const std::array<double, 6> got = {r.step_time_s, r.breakdown.compute_s, r.breakdown.exposed_comm_s,
+                                       r.breakdown.bubble_s, r.breakdown.other_s, r.hfu};
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double tol = 1e-12 * std::max(std::abs(c.want[i]), 1e-300);
+      EXPECT_NEAR(got[i], c.want[i], tol) << c.name << " field " << i;
+    }
+  }
+}
