@@ -24,11 +24,9 @@ int predict_cmd(const PredictOptions& o) {
   const auto model = o.par.load_model(o.model);
   const auto target = config::parse_target(o.chip, "--chip");
   const auto chip = config::resolve_target(target);
-  // Bounded so that every int64 product stays exact (predictor.hpp, kMaxChips); and the default
-  // global batch, micro-batch × dp, must fit an int64 too.
+  // Bounded so that every int64 product stays exact (predictor.hpp, kMaxChips): the default global
+  // batch, micro-batch (≤ 2^20, its flag's range) × dp (≤ 2^40), stays below 2^61.
   predict::check_chip_count(o.gpus, "--gpus");
-  if (o.par.global_batch_size == 0 && o.par.micro_batch_size > (int64_t(1) << 62) / o.gpus)
-    throw InputError("--micro-batch-size", "", "times the data-parallel size overflows the default global batch; give --global-batch-size");
   predict::Calibration calibration;
   if (!o.calibration.empty()) calibration = results::read_calibration(o.calibration);
   const predict::Calibration* cal = o.calibration.empty() ? nullptr : &calibration;
