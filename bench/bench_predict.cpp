@@ -15,16 +15,12 @@
 #include <cstdio>
 #include <vector>
 
+#include "common/stats.hpp"
 #include "config/chip.hpp"
 #include "config/model_config.hpp"
 #include "predict/predictor.hpp"
 
 using namespace capscale;
-
-static double median_ms(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 template <typename F>
 static double time_ms(F f, int reps) {
@@ -34,7 +30,7 @@ static double time_ms(F f, int reps) {
     f();
     t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
-  return median_ms(t);
+  return median(t);
 }
 
 namespace {

@@ -22,7 +22,7 @@ import textwrap
 import warnings
 
 PROG = "plot.py"
-SCHEMA_VERSION = 1
+SCHEMA_VERSIONS = (1, 2)  # docs/hdf5_schema.md: version 2 added plan columns plot.py does not use
 NVLINK_NOTE = "NVLink figures: datasheet bidirectional GB/s"
 BREAKDOWN = [("compute_s", "compute", "#4C72B0"), ("exposed_comm_s", "exposed comm", "#DD8452"),
              ("bubble_s", "pipeline bubble", "#55A868"), ("other_s", "other", "#8C8C8C")]
@@ -95,8 +95,8 @@ def read_file(path, h5py):
             version = int(f.attrs["schema_version"])
         except (TypeError, ValueError):
             raise InputError(f"schema_version {text(f.attrs['schema_version'])!r} is not an integer")
-        if version != SCHEMA_VERSION:
-            raise InputError(f"unknown schema_version {version} (this plot.py reads version {SCHEMA_VERSION})")
+        if version not in SCHEMA_VERSIONS:
+            raise InputError(f"unknown schema_version {version} (this plot.py reads versions {SCHEMA_VERSIONS})")
         if "summary" not in f or not isinstance(f["summary"], h5py.Dataset):
             raise InputError("not a capscale file (no /summary table)")
         data = f["summary"][()]

@@ -17,6 +17,7 @@
 #include "cli/commands.hpp"
 #include "cli/host_run.hpp"
 #include "cli/output.hpp"
+#include "collectives/collectives.hpp"
 #include "common/error.hpp"
 #include "common/stats.hpp"
 #include "config/chip.hpp"
@@ -197,7 +198,7 @@ void calibrate_collectives(exec::Executor& ex, const std::vector<int64_t>& sizes
       // A collective is as fast as its slowest rank.
       CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
       if (!(t > 0)) continue;
-      const double busbw = double(bytes) / t * predict::bus_factor(kind, world);
+      const double busbw = double(bytes) / t * collectives::bus_factor(kind, world);
       cal.comm.push_back({plan::to_string(kind), bytes, int64_t(world), t, busbw});
       if (log) {
         char line[200];

@@ -15,7 +15,7 @@
 #include "cli/output.hpp"
 #include "common/error.hpp"
 #include "config/fields.hpp"
-#include "predict/timeline.hpp"
+#include "timeline/timeline.hpp"
 #include "results/reader.hpp"
 
 namespace capscale::cli {
@@ -40,9 +40,9 @@ void write_trace(const results::ResultFile& f, const std::string& path) {
     bool ok = true;
     for (size_t s = 0; s < plan.stages.size(); ++s) ok = ok && t.durations[s].size() == plan.stages[s].ops.size();
     if (!ok) continue;
-    predict::TimelineOptions opt;
+    timeline::TimelineOptions opt;
     opt.keep_timings = true;
-    const auto tl = predict::simulate(plan, t.durations, opt);
+    const auto tl = timeline::simulate(plan, t.durations, opt);
     events.push_back({{"ph", "M"}, {"pid", pid}, {"name", "process_name"}, {"args", {{"name", t.spec}}}});
     for (size_t s = 0; s < plan.stages.size(); ++s) {
       for (int st = 0; st < plan::kNumStreams; ++st) {

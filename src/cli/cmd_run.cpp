@@ -111,29 +111,25 @@ std::optional<emulate::Measurements> gather_measurements(const mpi::Session& ses
 
 /// The timeline engine replaying the host's own measured ops, against the measured step.
 struct EngineCheck {
-  predict::TimelineResult engine;
+  timeline::TimelineResult engine;
   double measured_s = 0, error = 0;
 };
 
 EngineCheck check_engine(const HostRun& hr, const emulate::Measurements& m, const std::string& backend) {
   const auto replay = emulate::aggregate(hr.plan, m, emulate::CollectiveTime::kReplay);
-  predict::TimelineOptions serial;
+  timeline::TimelineOptions serial;
   serial.serialize = true;  // the CPU executor runs one queue per rank
   EngineCheck c;
-  c.engine = predict::simulate(hr.plan, replay, backend == "cpu" ? serial : predict::TimelineOptions{});
+  c.engine = timeline::simulate(hr.plan, replay, backend == "cpu" ? serial : timeline::TimelineOptions{});
   c.measured_s = emulate::measured_step_s(m);
   c.error = (c.engine.step_time_s - c.measured_s) / c.measured_s;
   return c;
 }
 
 predict::SummaryRow host_row(const HostRun& hr, const config::ModelConfig& model, const EngineCheck& c) {
-  predict::SummaryRow row;
-  row.model = model.name;
+  // What one rank has (CPU ranks share a node's RAM); HostRun refused the run unless it fits.
+  predict::SummaryRow row = predict::identity_row(model, hr.host_share, hr.plan.parallel, "measured");
   row.target = "host:" + hr.host.name;
-  row.source = "measured";
-  row.fits = true;
-  row.memory_gb_per_chip = hr.need_gb;
-  row.memory_capacity_gb = hr.host_share.usable_memory_bytes() / 1e9;
   predict::fill_throughput(row, hr.plan, hr.host, c.measured_s, c.engine.breakdown);
   return row;
 }

@@ -4,6 +4,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "config/record_json.hpp"
 #include "model/accounting.hpp"
 
 namespace capscale::cli {

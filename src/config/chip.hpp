@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "config/record.hpp"
+#include "config/enum_names.hpp"
 
 namespace capscale::config {
 

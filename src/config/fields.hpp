@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "config/enum_names.hpp"
+
 namespace capscale::config {
 
 class Fields {
@@ -61,7 +63,5 @@ YAML::Node load_yaml_file(const std::string& path);
 /// Parses YAML text (used for inline specs); `where` names the origin in errors.
 YAML::Node load_yaml_text(const std::string& text, const std::string& where);
 
-/// Joins strings with ", " for "allowed: ..." messages.
-std::string join(const std::vector<std::string>& items);
 
 }  // namespace capscale::config

@@ -7,7 +7,7 @@
 #include <map>
 #include <string>
 
-#include "config/record.hpp"
+#include "config/enum_names.hpp"
 
 namespace capscale::config {
 

@@ -1,5 +1,5 @@
 // The type-dependent parts of the field-table generators; see record.hpp.
-#include "config/record.hpp"
+#include "config/record_json.hpp"
 
 #include <cmath>
 #include <cstdio>

@@ -1,12 +1,10 @@
 // A record is described once: a field table (name, type, unit, default, help, and how the field
 // shows in each output) from which CLI flags, JSON in/out, HDF5 columns, `#` text tables, YAML
-// keys and sweep keys are generated (STYLE.md "A record is described once"; the idea of HighFive's
+// keys and sweep keys are generated (record_json.hpp, record_yaml.hpp and below; STYLE.md "A record is described once"; the idea of HighFive's
 // HIGHFIVE_REGISTER_TYPE and nlohmann's NLOHMANN_DEFINE_TYPE_*). A new knob is one line in its
 // record's table, and no output can forget it. Enums have one name table each (EnumNames<E>);
 // an unknown string is an InputError listing the allowed names, never a silent default.
 #pragma once
-#include <nlohmann/json.hpp>
-
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -17,37 +15,9 @@
 #include <vector>
 
 #include "common/error.hpp"
-#include "config/fields.hpp"
+#include "config/enum_names.hpp"
 
 namespace capscale::config {
-
-/// One name table per enum: specialise with `static constexpr std::array<std::pair<E,
-/// std::string_view>, N> kNames`. nlohmann's NLOHMANN_JSON_SERIALIZE_ENUM is not used on purpose:
-/// it maps an unknown string to the first enumerator without a word.
-template <typename E>
-struct EnumNames;
-
-template <typename E>
-std::string enum_name(E e) {
-  for (const auto& [v, n] : EnumNames<E>::kNames)
-    if (v == e) return std::string(n);
-  return "?";
-}
-
-template <typename E>
-std::vector<std::string> enum_names() {
-  std::vector<std::string> out;
-  for (const auto& kv : EnumNames<E>::kNames) out.emplace_back(kv.second);
-  return out;
-}
-
-/// Parses a name of E; throws InputError(where, field, "must be one of: ...; got '...'").
-template <typename E>
-E parse_enum(const std::string& s, const std::string& where, const std::string& field) {
-  for (const auto& [v, n] : EnumNames<E>::kNames)
-    if (n == s) return v;
-  throw InputError(where, field, "must be one of: " + join(enum_names<E>()) + "; got '" + s + "'");
-}
 
 enum class FieldType : uint8_t { kInt, kBool, kReal, kText, kEnum };
 std::string to_string(FieldType t);
@@ -188,73 +158,6 @@ template <typename R>
 void check_text_lengths(const R& r, const FieldTable<R>& table, const std::string& where) {
   for (const auto& f : table)
     if (f.type == FieldType::kText || f.type == FieldType::kEnum) check_value(f, f.get(r), where);
-}
-
-// ---- JSON ----------------------------------------------------------------------------------
-
-nlohmann::json value_to_json(const FieldValue& v);
-/// Converts JSON to the field's type; throws InputError(where, name) on a wrong type.
-FieldValue value_from_json(const nlohmann::json& j, FieldType t, const std::string& where, const std::string& name);
-
-/// The record as JSON: top-level fields, and nested objects for fields with a group.
-template <typename R>
-nlohmann::json record_to_json(const R& r, const FieldTable<R>& table) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& f : table) {
-    nlohmann::json& dst = f.group.empty() ? j : j[f.group];
-    dst[f.key()] = value_to_json(f.get(r));
-  }
-  return j;
-}
-
-/// Reads the fields present in `j` (missing ones keep their defaults, so older files still
-/// read); derived fields are skipped. Type, range and enum names are checked.
-template <typename R>
-R record_from_json(const nlohmann::json& j, const FieldTable<R>& table, const std::string& where) {
-  R r{};
-  for (const auto& f : table) {
-    if (f.derived || !f.set) continue;
-    const nlohmann::json* src = &j;
-    if (!f.group.empty()) {
-      if (!j.contains(f.group)) continue;
-      src = &j.at(f.group);
-    }
-    if (!src->is_object() || !src->contains(f.key())) continue;
-    const FieldValue v = value_from_json(src->at(f.key()), f.type, where, f.name);
-    check_value(f, v, where);
-    f.set(r, v);
-  }
-  return r;
-}
-
-// ---- YAML ----------------------------------------------------------------------------------
-
-/// Reads the table's user-input fields present in a YAML map (strictly typed, range- and
-/// name-checked) into `r`; a name in `required` that is absent is an error. Returns the names
-/// read. The caller calls Fields::finish with the allowed keys.
-template <typename R>
-std::vector<std::string> read_yaml(const Fields& y, R& r, const FieldTable<R>& table,
-                                   const std::vector<std::string>& required = {}) {
-  std::vector<std::string> read;
-  for (const auto& name : required)
-    if (!y.has(name)) throw InputError(y.where(), name, "is required");
-  for (const auto& f : table) {
-    if (f.derived || !f.set || !f.user_input || !y.has(f.name)) continue;
-    FieldValue v;
-    switch (f.type) {
-      case FieldType::kInt:
-        v = f.max > f.min ? y.get_int(f.name, f.min, f.max) : y.get_int(f.name, INT64_MIN, INT64_MAX);
-        break;
-      case FieldType::kBool: v = y.get_bool(f.name); break;
-      case FieldType::kReal: v = y.get_double(f.name, -1e300, 1e300); break;
-      case FieldType::kText: v = f.allowed.empty() ? y.get_string(f.name) : y.get_enum(f.name, f.allowed); break;
-      case FieldType::kEnum: v = y.get_enum(f.name, f.allowed); break;
-    }
-    check_value(f, v, y.where());
-    f.set(r, v);
-    read.push_back(f.name);
-  }
-  return read;
 }
 
 /// Names of the table's user-input fields (allowed YAML keys).

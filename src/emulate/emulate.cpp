@@ -116,14 +116,8 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
       }
     }
   }
-  const auto tl = predict::simulate(plan, r.durations);
-  r.row.model = plan.model.name;
-  r.row.target = target.name;
-  r.row.source = all_dilated ? "dilated" : any_calibrated ? "calibrated" : "roofline";
-  double need_gb = 0;
-  r.row.fits = predict::fits_memory(plan.model, target, p, &need_gb);
-  r.row.memory_gb_per_chip = need_gb;
-  r.row.memory_capacity_gb = target.usable_memory_bytes() / 1e9;
+  const auto tl = timeline::simulate(plan, r.durations);
+  r.row = predict::identity_row(plan.model, target, p, all_dilated ? "dilated" : any_calibrated ? "calibrated" : "roofline");
   predict::fill_throughput(r.row, plan, target, tl.step_time_s, tl.breakdown);
   return r;
 }

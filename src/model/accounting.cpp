@@ -4,7 +4,6 @@
 #include <algorithm>
 
 #include "common/checked.hpp"
-#include "plan/plan.hpp"
 
 namespace capscale::model {
 
@@ -49,12 +48,18 @@ int64_t total_params(const ModelConfig& m) {
                      embedding_params_per_rank(m, 1) + head_params_per_rank(m, 1), "total params");
 }
 
+double matmul_weights_per_layer(const ModelConfig& m) {
+  const double h = double(m.hidden_size), d = double(m.kv_channels);
+  const double q = double(m.num_attention_heads) * d, kv = 2.0 * double(m.num_query_groups) * d;
+  return h * (q + kv) + q * h + h * double(m.ffn_hidden_size) * double(m.mlp_matrices());
+}
+
 double model_flops_per_token(const ModelConfig& m, int64_t s) {
   // Forward FLOPs per token are 2 × (weights each token multiplies) plus attention's QKᵀ and PV,
   // 4·s·(heads·head_dim) per layer; training is 3× forward (backward = 2× forward).
-  const double h = double(m.hidden_size), d = double(m.kv_channels);
-  const double q = double(m.num_attention_heads) * d, kv = 2.0 * double(m.num_query_groups) * d;
-  const double matmul_per_layer = h * (q + kv) + q * h + h * double(m.ffn_hidden_size) * double(m.mlp_matrices());
+  const double h = double(m.hidden_size);
+  const double q = double(m.num_attention_heads) * double(m.kv_channels);
+  const double matmul_per_layer = matmul_weights_per_layer(m);
   const double fwd = double(m.num_layers) * (2.0 * matmul_per_layer + 4.0 * double(s) * q) +
                      2.0 * double(m.vocab_size) * h;  // logits
   return 3.0 * fwd;
@@ -82,7 +87,7 @@ double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelCo
 MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {
   // Stage 0 holds the embedding and, under 1F1B, min(pp, micro-batches) micro-batches in flight;
   // the interleaved schedule needs (1 + (pp−1)/(pp·vpp)) × that (Narayanan et al. SC21 §2.2.2).
-  const auto layers = plan::split_layers(m.num_layers, p.pp, p.vpp);
+  const auto layers = split_layers(m.num_layers, p.pp, p.vpp);
   double params = double(embedding_params_per_rank(m, p.tp));
   int64_t stage_layers = 0;
   for (int64_t c = 0; c < p.vpp; ++c) stage_layers += layers[c * p.pp];
@@ -98,6 +103,19 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
   // Embedding output of the micro-batches in flight (sbh·2 bytes each) sits on stage 0 too.
   e.activations += in_flight * double(p.seq_length / p.cp) * double(p.micro_batch_size) * double(m.hidden_size) * 2.0;
   return e;
+}
+
+std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp) {
+  const int64_t chunks = pp * vpp;
+  const int64_t base = (num_layers + chunks - 1) / chunks;
+  std::vector<int64_t> out(chunks, base);
+  int64_t deficit = base * chunks - num_layers;
+  // Take one layer from the first chunk, the last, the second, the second-to-last, …
+  for (int64_t i = 0; deficit > 0; ++i, --deficit) {
+    const int64_t idx = (i % 2 == 0) ? i / 2 : chunks - 1 - i / 2;
+    out[idx] -= 1;
+  }
+  return out;
 }
 
 }  // namespace capscale::model

@@ -2,6 +2,7 @@
 // citation. The plan's per-op FLOPs must add up to these (tests check that); MFU/HFU are defined here.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "config/chip.hpp"
 #include "config/model_config.hpp"
@@ -19,6 +20,9 @@ int64_t head_params_per_rank(const config::ModelConfig& m, int64_t tp);
 /// Total parameters of the model (tp = 1).
 int64_t total_params(const config::ModelConfig& m);
 
+/// Weights one token multiplies in one layer (QKV, projection, MLP; no norms or biases): a
+/// layer's forward matmul FLOPs per token are twice this.
+double matmul_weights_per_layer(const config::ModelConfig& m);
 /// Model FLOPs per token, forward + backward, no recompute, attention counted as in PaLM App. B
 /// (not halved for the causal mask): 6·N_matmul + 12·l·h_attn·s, with GQA/SwiGLU terms from the
 /// GEMM shapes. Equals the DGXC README formula (12Lh²(1+G/H+s/h) + 18L·ffn·h + 6Vh) for Llama and
@@ -43,5 +47,11 @@ MemoryEstimate memory_per_rank(const config::ModelConfig& m, const config::Paral
 /// TP+SP; selective recompute (or fused flash attention, ParallelConfig::flash_attention) drops the
 /// 5as/h term; full recompute keeps only the 2sbh input.
 double activation_bytes_per_layer(const config::ModelConfig& m, const config::ParallelConfig& p);
+
+/// Megatron's uneven split: layers per global chunk (pp·vpp of them). When num_layers does not
+/// divide, the first and last chunks get one fewer layer each (then the second and second-to-last
+/// …), as Megatron's --decoder-first/last-pipeline-num-layers do (Llama 3 405B: 126 layers on pp 16
+/// → 7, 8 × 14, 7).
+std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp);
 
 }  // namespace capscale::model

@@ -59,8 +59,7 @@ void abort_job(const std::string& message, int code) {
 }
 
 Communicators::Communicators(const parallel::Layout& layout, int rank) {
-  for (auto g : {parallel::Group::kTp, parallel::Group::kCp, parallel::Group::kDp, parallel::Group::kPp,
-                 parallel::Group::kDpCp, parallel::Group::kEmbedding}) {
+  for (auto g : parallel::kAllGroups) {
     const auto members = layout.members(g, rank);
     bool in = false;
     for (auto m : members) in = in || m == rank;

@@ -46,7 +46,7 @@ class Communicators {
   MPI_Comm get(parallel::Group g) const { return comms_[static_cast<int>(g)]; }
 
  private:
-  std::array<MPI_Comm, 6> comms_{};
+  std::array<MPI_Comm, parallel::kNumGroups> comms_{};
 };
 
 /// True when this process was started by a launcher with more than one rank, or by any launcher.

@@ -3,13 +3,19 @@
 // MoE lands; it is kept in the order so adding it changes no rank numbering for dense models.
 // An explicit object instead of Megatron's module globals.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace capscale::parallel {
 
+/// The process groups, defined once: every per-group table (communicators, spans) is sized by
+/// kNumGroups and walks kAllGroups.
 enum class Group { kTp, kCp, kDp, kPp, kDpCp, kEmbedding };
+constexpr int kNumGroups = 6;
+constexpr std::array<Group, kNumGroups> kAllGroups = {Group::kTp, Group::kCp,   Group::kDp,
+                                                      Group::kPp, Group::kDpCp, Group::kEmbedding};
 std::string to_string(Group g);
 
 struct Coords {

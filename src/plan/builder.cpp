@@ -438,19 +438,6 @@ void StageBuilder::build() {
 
 }  // namespace
 
-std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp) {
-  const int64_t chunks = pp * vpp;
-  const int64_t base = (num_layers + chunks - 1) / chunks;
-  std::vector<int64_t> out(chunks, base);
-  int64_t deficit = base * chunks - num_layers;
-  // Take one layer from the first chunk, the last, the second, the second-to-last, …
-  for (int64_t i = 0; deficit > 0; ++i, --deficit) {
-    const int64_t idx = (i % 2 == 0) ? i / 2 : chunks - 1 - i / 2;
-    out[idx] -= 1;
-  }
-  return out;
-}
-
 std::vector<ScheduleItem> schedule_order(const ParallelConfig& p, int64_t rank) {
   const int64_t m = p.num_microbatches();
   std::vector<ScheduleItem> out;

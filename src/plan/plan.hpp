@@ -14,6 +14,7 @@
 
 #include "config/model_config.hpp"
 #include "config/parallel_config.hpp"
+#include "model/accounting.hpp"
 #include "parallel/layout.hpp"
 
 namespace capscale::plan {
@@ -103,11 +104,8 @@ struct Plan {
   int64_t world() const { return parallel.world(); }
 };
 
-/// Megatron's uneven split: layers per global chunk (pp·vpp of them). When num_layers does not
-/// divide, the first and last chunks get one fewer layer each (then the second and second-to-last
-/// …), as Megatron's --decoder-first/last-pipeline-num-layers do (Llama 3 405B: 126 layers on pp 16
-/// → 7, 8 × 14, 7).
-std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp);
+/// Megatron's uneven split of layers over global model chunks (model/accounting.hpp).
+using model::split_layers;
 
 /// The order of (micro-batch, chunk, forward?) units on one stage for the configured schedule.
 struct ScheduleItem {

@@ -9,67 +9,6 @@ namespace capscale::predict {
 using plan::CollKind;
 using plan::OpKind;
 
-GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t domain) {
-  // Closed form, O(1) in the group size (dp can be 10^9). In rank order tp-cp-dp-pp (layout.hpp)
-  // rank 0's group of every kind is an arithmetic progression 0, s, 2s, …, (n−1)s:
-  //   tp: s = 1; cp: s = tp; dp: s = tp·cp; pp: s = tp·cp·dp; dp_cp (cp fastest): s = tp, n = cp·dp;
-  //   embedding: {0, tp·cp·dp·(pp−1)}.
-  // Member i sits in domain ⌊i·s/D⌋. With s ≥ D consecutive members never share a domain, so the
-  // group spans n domains; with s < D consecutive domain indices differ by 0 or 1, so every
-  // domain from 0 to ⌊(n−1)·s/D⌋ is hit. tests/unit/test_cost_model.cpp holds this to the
-  // enumeration of layout.members().
-  const int64_t tp = layout.size(parallel::Group::kTp), cp = layout.size(parallel::Group::kCp);
-  const int64_t dp = layout.size(parallel::Group::kDp), pp = layout.size(parallel::Group::kPp);
-  int64_t n = layout.size(g), stride = 1;
-  switch (g) {
-    case parallel::Group::kTp: stride = 1; break;
-    case parallel::Group::kCp: stride = tp; break;
-    case parallel::Group::kDp: stride = tp * cp; break;
-    case parallel::Group::kPp: stride = tp * cp * dp; break;
-    case parallel::Group::kDpCp: stride = tp; break;
-    case parallel::Group::kEmbedding: stride = tp * cp * dp * std::max<int64_t>(1, pp - 1); break;
-  }
-  const int64_t D = std::max<int64_t>(1, domain);
-  GroupSpan s;
-  s.size = n;
-  s.domains = (n <= 1) ? 1 : stride >= D ? n : (n - 1) * stride / D + 1;
-  s.per_domain = std::max<int64_t>(1, s.size / s.domains);
-  return s;
-}
-
-double bus_factor(CollKind kind, int64_t n) {
-  if (n <= 1) return 0;
-  const double f = double(n - 1) / double(n);
-  return kind == CollKind::kAllReduce ? 2 * f : f;
-}
-
-namespace {
-// One ring phase (reduce-scatter or all-gather) over n ranks on a link of bandwidth B.
-double ring_phase(double S, int64_t n, double B, double alpha) {
-  if (n <= 1) return 0;
-  return double(n - 1) / double(n) * S / B + double(n - 1) * alpha;
-}
-// Inter-domain latency: NCCL switches to trees at scale; take the cheaper of ring and tree steps.
-double inter_steps(int64_t n) { return std::min(double(n - 1), 2.0 * std::ceil(std::log2(double(n)))); }
-}  // namespace
-
-double collective_time(CollKind kind, int64_t bytes, const GroupSpan& span, const LinkParams& link) {
-  if (span.size <= 1 || bytes <= 0) return 0;
-  const double S = double(bytes);
-  const int phases = kind == CollKind::kAllReduce ? 2 : 1;
-  if (span.domains == 1) return phases * ring_phase(S, span.size, link.intra_Bps, link.intra_alpha_s);
-  // Flat ring through every rank: the NIC is the bottleneck link.
-  const double flat = phases * (double(span.size - 1) / double(span.size) * S / link.inter_Bps +
-                                double(span.size - 1) * link.inter_alpha_s);
-  // Two-level: within each domain over NVLink, then each of the per_domain ranks runs its own
-  // inter-domain collective on a 1/per_domain slice (all NICs busy in parallel), then back.
-  const int64_t L = span.per_domain, D = span.domains;
-  const double intra = phases * ring_phase(S, L, link.intra_Bps, link.intra_alpha_s);
-  const double inter = phases * (double(D - 1) / double(D) * (S / double(L)) / link.inter_Bps +
-                                 inter_steps(D) * link.inter_alpha_s);
-  return std::min(flat, intra + inter);
-}
-
 CostModel::CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout,
                      const Calibration* calibration)
     : chip_(chip), peak_flops_(chip.peak_flops(precision)) {
@@ -79,10 +18,7 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
   link_.intra_alpha_s = chip.nvlink_latency_us * 1e-6;
   link_.inter_Bps = chip.nic_Bps() * chip.efficiency.nic;
   link_.inter_alpha_s = chip.nic_latency_us * 1e-6;
-  for (auto g : {parallel::Group::kTp, parallel::Group::kCp, parallel::Group::kDp, parallel::Group::kPp,
-                 parallel::Group::kDpCp, parallel::Group::kEmbedding}) {
-    spans_[static_cast<int>(g)] = group_span(layout, g, chip.nvlink_domain);
-  }
+  for (auto g : parallel::kAllGroups) spans_[static_cast<int>(g)] = collectives::group_span(layout, g, chip.nvlink_domain);
   pp_crosses_domain_ = spans_[static_cast<int>(parallel::Group::kPp)].domains > 1;
 }
 
@@ -165,9 +101,9 @@ double CostModel::duration(const plan::Op& op) const {
       if (calibrated(op)) {
         // nccl-tests: busbw = S/t · factor, so t = S · factor / busbw (measured inside one domain).
         const GroupSpan& sp = span(op.group);
-        return double(op.bytes) * bus_factor(op.coll, sp.size) / calibrated_busbw(op.coll, op.bytes, sp.size);
+        return double(op.bytes) * collectives::bus_factor(op.coll, sp.size) / calibrated_busbw(op.coll, op.bytes, sp.size);
       }
-      return collective_time(op.coll, op.bytes, span(op.group), link_);
+      return collectives::time_s(op.coll, op.bytes, span(op.group), link_);
     case OpKind::kSendRecv:
       if (!op.is_send) return 0;  // a receive completes when its matching send does
       return pp_crosses_domain_ ? double(op.bytes) / link_.inter_Bps + link_.inter_alpha_s

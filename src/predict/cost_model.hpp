@@ -14,31 +14,14 @@
 
 #include "config/chip.hpp"
 #include "parallel/layout.hpp"
+#include "collectives/collectives.hpp"
 #include "plan/plan.hpp"
 #include "predict/calibration.hpp"
 
 namespace capscale::predict {
 
-/// Where a process group's members sit: how many per scale-up domain, how many domains.
-struct GroupSpan {
-  int64_t size = 1;
-  int64_t per_domain = 1;
-  int64_t domains = 1;
-};
-
-/// Span of the group of kind g containing rank 0, ranks placed consecutively into domains of
-/// `domain` chips (one rank per chip, as with one rank per GPU on consecutive node slots).
-GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t domain);
-
-/// α–β collective times (seconds). `bytes` follows nccl-tests' convention (see plan::Op::bytes).
-/// Ring all-reduce 2(n−1)/n·S/B + 2(n−1)α; reduce-scatter / all-gather (n−1)/n·S/B + (n−1)α.
-struct LinkParams {
-  double intra_Bps = 0, intra_alpha_s = 0;  ///< scale-up, per direction, achieved
-  double inter_Bps = 0, inter_alpha_s = 0;  ///< scale-out per chip, achieved
-};
-double collective_time(plan::CollKind kind, int64_t bytes, const GroupSpan& span, const LinkParams& link);
-/// nccl-tests bus-bandwidth factor (doc/PERFORMANCE.md): all-reduce 2(n−1)/n, others (n−1)/n.
-double bus_factor(plan::CollKind kind, int64_t n);
+using collectives::GroupSpan;
+using collectives::LinkParams;
 
 class CostModel {
  public:
@@ -68,7 +51,7 @@ class CostModel {
   config::ChipProfile chip_;
   double peak_flops_;
   LinkParams link_;
-  std::array<GroupSpan, 6> spans_{};
+  std::array<GroupSpan, parallel::kNumGroups> spans_{};
   bool pp_crosses_domain_ = true;
   const Calibration* calibration_ = nullptr;  ///< null unless its arch matches the chip's
   /// Calibration lookups already made: a plan has a handful of distinct GEMM shapes and

@@ -109,9 +109,6 @@ bool fits_memory(const config::ModelConfig& model, const config::ChipProfile& ch
   return need <= chip.usable_memory_bytes();
 }
 
-namespace {
-
-// The row's identity and memory verdict; fill_throughput adds the timing.
 SummaryRow identity_row(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
                         const std::string& source) {
   SummaryRow row;
@@ -124,6 +121,8 @@ SummaryRow identity_row(const config::ModelConfig& model, const config::ChipProf
   row.memory_capacity_gb = chip.usable_memory_bytes() / 1e9;
   return row;
 }
+
+namespace {
 
 struct Simulated {
   TimelineResult timeline;

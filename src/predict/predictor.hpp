@@ -11,9 +11,15 @@
 #include "plan/plan.hpp"
 #include "predict/calibration.hpp"
 #include "predict/cost_model.hpp"
-#include "predict/timeline.hpp"
+#include "timeline/timeline.hpp"
 
 namespace capscale::predict {
+
+// The timeline engine's results, as predictions report them.
+using timeline::Breakdown;
+using timeline::TimelineOptions;
+using timeline::TimelineResult;
+using timeline::simulate;
 
 /// The --json row (DESIGN.md): one per target / sweep point.
 struct SummaryRow {
@@ -37,6 +43,11 @@ struct SummaryRow {
 /// The field table of SummaryRow (config/record.hpp): the --json row, the /summary columns and the
 /// `#` table are generated from it; the parallel config is nested ("parallel" in JSON, flat columns).
 const config::FieldTable<SummaryRow>& summary_fields();
+
+/// A row's identity (model, target = the chip's name, source) and memory verdict on `chip`;
+/// fill_throughput adds the timing. Every producer of rows (predict, emulate, run) starts here.
+SummaryRow identity_row(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                        const std::string& source);
 
 /// FLOPs executed per step by all ranks together (GEMMs and attention, recompute included).
 double executed_flops(const plan::Plan& plan);

@@ -24,9 +24,8 @@ struct Candidate {
 double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& chip, const config::ParallelConfig& p,
                      double gemm_efficiency) {
   // Matmul FLOPs per token (6 per weight; full recompute re-runs the layers' forward: +2).
-  const double h = double(m.hidden_size), d = double(m.kv_channels);
-  const double q = double(m.num_attention_heads) * d, kv = 2.0 * double(m.num_query_groups) * d;
-  const double layer = h * (q + kv) + q * h + h * double(m.ffn_hidden_size) * double(m.mlp_matrices());
+  const double h = double(m.hidden_size);
+  const double layer = model::matmul_weights_per_layer(m);
   const double per_weight = p.recompute == config::Recompute::kFull ? 8.0 : 6.0;
   const double flops_per_token = double(m.num_layers) * layer * per_weight + 6.0 * double(m.vocab_size) * h;
   const double tokens = double(p.global_batch_size) * double(p.seq_length);

@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "config/fields.hpp"
+#include "config/record_yaml.hpp"
 
 namespace capscale::predict {
 

@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "config/fields.hpp"
+#include "config/record_yaml.hpp"
 #include "config/model_config.hpp"
 
 namespace capscale::sweep {

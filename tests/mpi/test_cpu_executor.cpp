@@ -12,7 +12,7 @@
 #include "exec/bench.hpp"
 #include "exec/executor.hpp"
 #include "mpi/mpi_context.hpp"
-#include "predict/timeline.hpp"
+#include "timeline/timeline.hpp"
 
 using namespace capscale;
 
@@ -92,9 +92,9 @@ TEST(CpuExecutor, EveryLayoutRunsAStepAndTheEngineMatches) {
     const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
     const auto meas = run_case(c, plan, layout, 2);
     const auto host = emulate::aggregate(plan, meas, emulate::CollectiveTime::kReplay);
-    predict::TimelineOptions serial;
+    timeline::TimelineOptions serial;
     serial.serialize = true;
-    const double engine = predict::simulate(plan, host, serial).step_time_s;
+    const double engine = timeline::simulate(plan, host, serial).step_time_s;
     const double measured = emulate::measured_step_s(meas);
     ASSERT_GT(measured, 0);
     // Loose on purpose: ranks share 2 cores here. `capscale run` reports the actual figure

@@ -191,11 +191,11 @@ TEST(Emulate, ReplayReproducesASynchronousGroup) {
   m.rank_stage = {0, 0};
   m.op_s = {{{2.0, 3.0}}, {{4.0, 1.0}}};
   m.wall_s = {{5.0}, {5.0}};
-  predict::TimelineOptions serial;
+  timeline::TimelineOptions serial;
   serial.serialize = true;
   const auto replay = emulate::aggregate(p, m, emulate::CollectiveTime::kReplay);
-  EXPECT_DOUBLE_EQ(predict::simulate(p, replay, serial).step_time_s, emulate::measured_step_s(m));
-  EXPECT_DOUBLE_EQ(predict::simulate(p, emulate::aggregate(p, m), serial).step_time_s, 4.0);
+  EXPECT_DOUBLE_EQ(timeline::simulate(p, replay, serial).step_time_s, emulate::measured_step_s(m));
+  EXPECT_DOUBLE_EQ(timeline::simulate(p, emulate::aggregate(p, m), serial).step_time_s, 4.0);
 }
 
 TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {

@@ -10,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "common/error.hpp"
 #include "config/parallel_config.hpp"
+#include "config/record_json.hpp"
 #include "predict/predictor.hpp"
 #include "predict/validation.hpp"
 #include "results/reader.hpp"

@@ -4,7 +4,7 @@
 
 #include "config/model_config.hpp"
 #include "predict/cost_model.hpp"
-#include "predict/timeline.hpp"
+#include "timeline/timeline.hpp"
 
 using namespace capscale;
 using plan::Op;
@@ -50,9 +50,9 @@ TEST(Timeline, TwoStageOneFOneBByHand) {
   auto& s1 = p.stages[1].ops;
   s1 = {recv(10), compute(0), compute(), send(20, 2), recv(11), compute(4), compute(), send(21, 6)};
   const std::vector<std::vector<double>> d = {{1, 0.5, 1, 0.5, 0, 2, 0, 2}, {0, 1, 2, 0.5, 0, 1, 2, 0.5}};
-  predict::TimelineOptions opt;
+  timeline::TimelineOptions opt;
   opt.keep_timings = true;
-  const auto r = predict::simulate(p, d, opt);
+  const auto r = timeline::simulate(p, d, opt);
   EXPECT_DOUBLE_EQ(r.step_time_s, 10.0);
   EXPECT_EQ(r.critical_stage, 0);
   EXPECT_DOUBLE_EQ(r.stage_end_s[1], 8.0);
@@ -81,36 +81,36 @@ TEST(Timeline, OneFOneBMakespanClosedForm) {
       if (layer_gemm && st.pp_rank == 0 && op.microbatch == 0) (op.phase == plan::Phase::kForward ? F : B) += 1e-3;
     }
   }
-  const auto r = predict::simulate(plan, d);
+  const auto r = timeline::simulate(plan, d);
   EXPECT_NEAR(r.step_time_s, (8 + 4 - 1) * (F + B), 1e-9);
 }
 
 TEST(CostModel, RingAllReduceAlphaBeta) {
-  predict::LinkParams link;
+  collectives::LinkParams link;
   link.intra_Bps = 100e9, link.intra_alpha_s = 5e-6, link.inter_Bps = 40e9, link.inter_alpha_s = 10e-6;
   const double S = 1 << 30;
   // One domain of 8: 2(n−1)/n·S/B + 2(n−1)α.
-  predict::GroupSpan in_node{8, 8, 1};
-  EXPECT_NEAR(predict::collective_time(plan::CollKind::kAllReduce, S, in_node, link), 2 * 7.0 / 8 * S / 100e9 + 14 * 5e-6, 1e-12);
-  EXPECT_NEAR(predict::collective_time(plan::CollKind::kAllGather, S, in_node, link), 7.0 / 8 * S / 100e9 + 7 * 5e-6, 1e-12);
+  collectives::GroupSpan in_node{8, 8, 1};
+  EXPECT_NEAR(collectives::time_s(plan::CollKind::kAllReduce, S, in_node, link), 2 * 7.0 / 8 * S / 100e9 + 14 * 5e-6, 1e-12);
+  EXPECT_NEAR(collectives::time_s(plan::CollKind::kAllGather, S, in_node, link), 7.0 / 8 * S / 100e9 + 7 * 5e-6, 1e-12);
   // 2 domains × 8: hierarchical = 2·[RS/AG in node] + 2·[(D−1)/D·(S/8)/B_nic] + 2·min(D−1, 2⌈log2 D⌉)·α_nic,
   // cheaper here than a flat ring through the NIC.
-  predict::GroupSpan two{16, 8, 2};
+  collectives::GroupSpan two{16, 8, 2};
   const double hier = 2 * (7.0 / 8 * S / 100e9 + 7 * 5e-6) + 2 * (0.5 * S / 8 / 40e9) + 2 * 1 * 10e-6;
   const double flat = 2 * 15.0 / 16 * S / 40e9 + 2 * 15 * 10e-6;
   EXPECT_LT(hier, flat);
-  EXPECT_NEAR(predict::collective_time(plan::CollKind::kAllReduce, S, two, link), hier, 1e-12);
+  EXPECT_NEAR(collectives::time_s(plan::CollKind::kAllReduce, S, two, link), hier, 1e-12);
   // nccl-tests bus bandwidth factors.
-  EXPECT_DOUBLE_EQ(predict::bus_factor(plan::CollKind::kAllReduce, 8), 2 * 7.0 / 8);
-  EXPECT_DOUBLE_EQ(predict::bus_factor(plan::CollKind::kReduceScatter, 8), 7.0 / 8);
+  EXPECT_DOUBLE_EQ(collectives::bus_factor(plan::CollKind::kAllReduce, 8), 2 * 7.0 / 8);
+  EXPECT_DOUBLE_EQ(collectives::bus_factor(plan::CollKind::kReduceScatter, 8), 7.0 / 8);
 }
 
 TEST(CostModel, GroupSpanFromLayout) {
   // tp 8 inside one 8-GPU node; dp groups stride 8 → one member per node.
   const parallel::Layout l(8, 1, 16, 2);
-  const auto tp = predict::group_span(l, parallel::Group::kTp, 8);
+  const auto tp = collectives::group_span(l, parallel::Group::kTp, 8);
   EXPECT_EQ(tp.domains, 1);
-  const auto dp = predict::group_span(l, parallel::Group::kDp, 8);
+  const auto dp = collectives::group_span(l, parallel::Group::kDp, 8);
   EXPECT_EQ(dp.size, 16);
   EXPECT_EQ(dp.domains, 16);
   EXPECT_EQ(dp.per_domain, 1);

@@ -12,7 +12,7 @@
 #include "exec/cpu/cpu_access.hpp"
 #include "exec/bench.hpp"
 #include "mpi/mpi_context.hpp"
-#include "predict/cost_model.hpp"
+#include "collectives/collectives.hpp"
 
 namespace capscale::exec {
 
@@ -139,7 +139,7 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
     r.path_s = pm;
     r.direct_s = dm;
     // nccl-tests bus bandwidth: S/t × 2(n−1)/n.
-    const double f = predict::bus_factor(plan::CollKind::kAllReduce, n);
+    const double f = collectives::bus_factor(plan::CollKind::kAllReduce, n);
     r.path_rate = double(count) * 4 / pm * f / 1e9;
     r.direct_rate = double(count) * 4 / dm * f / 1e9;
     r.ratio = dm / pm;

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "collectives/collectives.hpp"
 #include "common/error.hpp"
 #include "exec/cpu/cpu_access.hpp"
 #include "exec/executor.hpp"
@@ -21,6 +22,29 @@ namespace capscale::exec {
 namespace {
 
 using plan::CollKind;
+
+// The MPI implementation of each registry entry (collectives/collectives.hpp), in place on fp32
+// elements (MPI has no bf16 sum; the volume is what matters): `count` elements, n ranks.
+using MpiCollective = void (*)(float* buf, int count, int n, MPI_Comm comm);
+constexpr MpiCollective kMpiCollectives[] = {
+    // all_reduce
+    [](float* b, int count, int, MPI_Comm c) { CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, b, count, MPI_FLOAT, MPI_SUM, c)); },
+    // reduce_scatter: this rank keeps count/n reduced elements
+    [](float* b, int count, int n, MPI_Comm c) {
+      CAPSCALE_MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, b, count / n, MPI_FLOAT, MPI_SUM, c));
+    },
+    // all_gather: each rank contributes count/n elements
+    [](float* b, int count, int n, MPI_Comm c) {
+      CAPSCALE_MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c));
+    },
+};
+static_assert(std::size(kMpiCollectives) == collectives::kNumKinds, "every registry entry needs an MPI implementation");
+
+MpiCollective mpi_collective(CollKind kind) {
+  collectives::get(kind);  // throws for kNone
+  return kMpiCollectives[collectives::index(kind)];
+}
+
 using plan::OpKind;
 
 // OpenBLAS' bf16 GEMM (0.3.10+), looked up at runtime so one binary runs on any OpenBLAS.
@@ -188,18 +212,7 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
     if (n == 1) return;
     // fp32 elements carrying the plan's byte count (MPI has no bf16 sum); the volume is what matters.
     const int count = static_cast<int>(std::max<int64_t>(n, op.bytes / 4 / n * n));
-    switch (op.coll) {
-      case CollKind::kAllReduce:
-        CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, comm_.data(), count, MPI_FLOAT, MPI_SUM, comm));
-        break;
-      case CollKind::kReduceScatter:
-        CAPSCALE_MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, comm_.data(), count / n, MPI_FLOAT, MPI_SUM, comm));
-        break;
-      case CollKind::kAllGather:
-        CAPSCALE_MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, count / n, MPI_FLOAT, comm_.data(), count / n, MPI_FLOAT, comm));
-        break;
-      case CollKind::kNone: break;
-    }
+    mpi_collective(op.coll)(comm_.data(), count, n, comm);
   }
 
   void sendrecv(const plan::Op& op) {

@@ -13,7 +13,7 @@
 #include "exec/bench.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/cuda/kernels.cuh"
-#include "predict/cost_model.hpp"
+#include "collectives/collectives.hpp"
 
 namespace capscale::exec {
 namespace {
@@ -202,7 +202,7 @@ std::vector<BenchRow> bench_cuda_comm(Executor& ex, const ExecContext& ctx, cons
     row.path_s = pm;
     row.direct_s = dm;
     // nccl-tests doc/PERFORMANCE.md: busbw = algbw · 2(n−1)/n for all-reduce, algbw = S/t.
-    const double f = predict::bus_factor(plan::CollKind::kAllReduce, n);
+    const double f = collectives::bus_factor(plan::CollKind::kAllReduce, n);
     const double moved = double(count) * 2;
     row.path_rate = pm > 0 ? moved / pm * f / 1e9 : 0;
     row.direct_rate = dm > 0 ? moved / dm * f / 1e9 : 0;

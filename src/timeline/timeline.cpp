@@ -3,14 +3,14 @@
 // dependencies have ended (ready); two cases extend that rule, each in one place: an explicit
 // overlap edge (plan::Overlap, tp_comm_overlap; overlapped) and a receive, which ends no earlier
 // than its send.
-#include "predict/timeline.hpp"
+#include "timeline/timeline.hpp"
 
 #include <algorithm>
 #include <array>
 
 #include "common/error.hpp"
 
-namespace capscale::predict {
+namespace capscale::timeline {
 
 using plan::OpKind;
 using plan::Stream;
@@ -189,4 +189,4 @@ TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<do
   return r;
 }
 
-}  // namespace capscale::predict
+}  // namespace capscale::timeline

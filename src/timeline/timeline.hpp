@@ -9,7 +9,7 @@
 
 #include "plan/plan.hpp"
 
-namespace capscale::predict {
+namespace capscale::timeline {
 
 struct Breakdown {
   double compute_s = 0;       ///< GEMMs and attention on the compute stream
@@ -42,4 +42,4 @@ struct TimelineResult {
 TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<double>>& durations,
                         const TimelineOptions& options = {});
 
-}  // namespace capscale::predict
+}  // namespace capscale::timeline

@@ -1,0 +1,81 @@
+// The collective registry: one entry per kind (nccl-tests' shape: src/all_reduce.cu plugs into
+// src/common.cu through a small struct). An entry names the collective, its byte convention, its
+// nccl-tests bus-bandwidth factor (doc/PERFORMANCE.md) and its α–β time model over a process
+// group that may span scale-up domains (flat ring, or two-level: NVLink inside the domain, NIC
+// across, with a tree's log-latency across domains — the cheaper, as NCCL would pick). The MPI
+// and NCCL implementations are per-backend tables indexed by the same kind (exec/cpu, exec/cuda),
+// each with a static_assert that it covers every kind: adding a collective is one entry file here,
+// one line in each backend table, and its tests.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "parallel/layout.hpp"
+#include "plan/plan.hpp"
+
+namespace capscale::collectives {
+
+using plan::CollKind;
+/// Kinds in the registry (kNone excluded): the count every backend table is checked against.
+constexpr int kNumKinds = 3;
+
+/// Where a process group's members sit: how many per scale-up domain, how many domains.
+struct GroupSpan {
+  int64_t size = 1;
+  int64_t per_domain = 1;
+  int64_t domains = 1;
+};
+
+/// Span of the group of kind g containing rank 0, ranks placed consecutively into domains of
+/// `domain` chips (one rank per chip, as with one rank per GPU on consecutive node slots). O(1).
+GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t domain);
+
+/// Achieved link parameters, per direction: scale-up (intra-domain) and scale-out (per chip).
+struct LinkParams {
+  double intra_Bps = 0, intra_alpha_s = 0;
+  double inter_Bps = 0, inter_alpha_s = 0;
+};
+
+/// One registry entry.
+struct Collective {
+  CollKind kind = CollKind::kNone;
+  std::string_view name;   ///< nccl-tests' name, e.g. "all_reduce"
+  std::string_view bytes;  ///< what plan::Op::bytes (S) means for this kind
+  /// nccl-tests bus-bandwidth factor for n ranks: busbw = S / t · factor.
+  double (*bus_factor)(int64_t n) = nullptr;
+  /// α–β time (seconds) of S bytes over `span` on `link`.
+  double (*time_s)(double S, const GroupSpan& span, const LinkParams& link) = nullptr;
+};
+
+/// The entry of `kind`; throws RuntimeError for kNone (a plan bug).
+const Collective& get(CollKind kind);
+/// Every entry, in CollKind order.
+const std::array<const Collective*, kNumKinds>& all();
+/// Index of a kind in backend tables (0 … kNumKinds−1).
+constexpr int index(CollKind kind) { return static_cast<int>(kind) - 1; }
+
+/// Shorthands over get(kind).
+double bus_factor(CollKind kind, int64_t n);
+/// 0 for a group of one or no bytes.
+double time_s(CollKind kind, int64_t bytes, const GroupSpan& span, const LinkParams& link);
+
+// The entries, one file each (all_reduce.cpp, reduce_scatter.cpp, all_gather.cpp).
+extern const Collective kAllReduce;
+extern const Collective kReduceScatter;
+extern const Collective kAllGather;
+
+/// Building blocks of the α–β models (ring.cpp).
+namespace ring {
+/// One ring phase (a reduce-scatter or an all-gather) of S bytes over n ranks: (n−1)/n·S/B + (n−1)α.
+double phase(double S, int64_t n, double B, double alpha);
+/// `phases` ring phases over a group: one ring inside a domain; across domains the cheaper of a
+/// flat ring through every rank (the NIC is the bottleneck link) and a two-level scheme (inside
+/// each domain over NVLink, then each of the per-domain ranks runs the inter-domain part on a
+/// 1/per_domain slice, all NICs busy in parallel, with NCCL's tree latency at scale).
+double time_s(int phases, double S, const GroupSpan& span, const LinkParams& link);
+/// (n−1)/n: the bus factor of one ring phase.
+double phase_factor(int64_t n);
+}  // namespace ring
+
+}  // namespace capscale::collectives
