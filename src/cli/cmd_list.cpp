@@ -77,10 +77,11 @@ void check_run_command(const std::vector<std::string>& args, int64_t gpus, const
   if (gpus < 1) throw InputError("--gpus", "", "must be >= 1");
   {
     // run's own flag definitions: an unknown, misspelt or ill-typed flag fails here as in `run`.
-    // The returned action is dropped, so nothing runs.
+    // The action owns the options the flags write into, so it lives through the parse; it is
+    // never called, so nothing runs.
     CLI::App full;
     full.require_subcommand(1);
-    (void)add_run(full);
+    const Action run_action = add_run(full);
     parse_args(full, args, where);
   }
   // The flags this check needs, registered by the same code as run's, so none is described twice.
