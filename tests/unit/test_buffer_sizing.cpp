@@ -59,7 +59,7 @@ TEST_P(BufferSizing, BoundedBuffersCoverTheLargestOps) {
     const double total_gib = double(total_bytes(need)) / kGiB;
     EXPECT_LE(total_gib, c.max_total_gib) << "stage " << s;
     if (s == 0) {
-      std::cout << "[ sizing ] " << c.model << " layers " << plan.stages.size() << " stages: largest elementwise "
+      std::cout << "[ sizing ] " << c.model << ", " << plan.stages.size() << " stage(s): largest elementwise "
                 << double(largest_ew) / kGiB << " GiB, largest comm " << double(largest_comm) / kGiB
                 << " GiB; scratch " << total_gib << " GiB (old rule: elementwise alone " << 2.0 * double(largest_ew / 6 * 2) / kGiB
                 << " GiB)\n";
