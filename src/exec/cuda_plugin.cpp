@@ -38,7 +38,7 @@ Loaded load() {
   const std::string path = cuda_plugin_path();
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    r.error = "the CUDA plugin was not found at " + path +
+    r.error = "the CUDA backend's plugin was not found at " + path +
               " (this capscale was built without the CUDA toolkit, or the plugin was not installed next to the binary; "
               "CAPSCALE_PLUGIN_DIR names another directory)";
     return r;
@@ -47,7 +47,7 @@ Loaded load() {
   void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     const char* e = ::dlerror();
-    r.error = "cannot load the CUDA plugin " + path + ": " + (e ? e : "unknown dlopen error") +
+    r.error = "cannot load the CUDA backend's plugin " + path + ": " + (e ? e : "unknown dlopen error") +
               " (are the CUDA 13 runtime, cuBLAS and NCCL libraries installed and on the loader path?)";
     return r;
   }
