@@ -70,12 +70,20 @@ if ((do_build)); then
     [[ $build_dir == "$repo_root/build/release" ]] || die "$build_dir is not a configured build dir"
     (cd "$repo_root" && cmake --preset release)
   fi
-  cmake --build "$build_dir" --target capscale -j "$jobs"
+  targets=(capscale)
+  # src/exec/cuda is configured only when the CUDA toolkit was found.
+  if [[ -d $build_dir/src/exec/cuda ]]; then targets+=(capscale_cuda); fi
+  cmake --build "$build_dir" --target "${targets[@]}" -j "$jobs"
 fi
 exe="$build_dir/src/capscale"
 [[ -x $exe ]] || die "no binary at $exe (drop --no-build, or build it first)"
-if ! objdump -p "$exe" | grep -q 'NEEDED.*libcublas'; then
-  echo "bundle.sh: WARNING: $exe has no CUDA backend (nvcc was not found at configure time);" \
+# The CUDA backend is a plugin next to the binary (docs/bundle.md); capscale itself links no CUDA.
+plugin="$build_dir/src/libcapscale_cuda.so"
+plugins=()
+if [[ -f $plugin ]]; then
+  plugins=("$plugin")
+else
+  echo "bundle.sh: WARNING: no CUDA plugin at $plugin (nvcc was not found at configure time);" \
     "the bundle will run --backend cpu only" >&2
 fi
 
@@ -156,12 +164,14 @@ rm -rf "$bundle" "$dist/capscale-bundle.tar.gz"
 mkdir -p "$bundle"/{bin,lib/openmpi,lib/pmix,etc,share/capscale,share/doc/capscale-bundle/licenses}
 
 install -m 0755 "$exe" "$bundle/bin/capscale.bin"
+# Next to capscale.bin, where the binary looks for it (the directory of /proc/self/exe).
+for so in "${plugins[@]}"; do install -m 0644 "$so" "$bundle/bin/"; done
 install -m 0755 "$orterun_bin" "$bundle/bin/orterun.bin"
 install -m 0755 "$orted_bin" "$bundle/bin/orted.bin"
 for so in "${components[@]}"; do install -m 0644 "$so" "$bundle/lib/openmpi/"; done
 for so in "${pmix_plugins[@]}"; do install -m 0644 "$so" "$bundle/lib/pmix/"; done
 
-all_deps="$(closure "$exe" "$orterun_bin" "$orted_bin" "${components[@]}" "${pmix_plugins[@]}")" ||
+all_deps="$(closure "$exe" "${plugins[@]}" "$orterun_bin" "$orted_bin" "${components[@]}" "${pmix_plugins[@]}")" ||
   die "cannot resolve the libraries to bundle"
 declare -A libs=()
 while read -r name path; do
@@ -181,13 +191,15 @@ cp -r "$repo_root/configs" "$bundle/share/capscale/configs"
 # Strip (our binary carries symbols; Debian's libraries are stripped already), then point every
 # ELF file at the bundle's lib/ so the binaries also work without the wrappers.
 if command -v strip >/dev/null 2>&1; then
-  strip --strip-unneeded "$bundle"/bin/*.bin "$bundle"/lib/*.so* "$bundle"/lib/openmpi/*.so \
+  strip --strip-unneeded "$bundle"/bin/*.bin "$bundle"/bin/*.so "$bundle"/lib/*.so* "$bundle"/lib/openmpi/*.so \
     "$bundle"/lib/pmix/*.so 2>/dev/null || true
 fi
 if command -v patchelf >/dev/null 2>&1; then
   # shellcheck disable=SC2016 # $ORIGIN is for the dynamic loader, not the shell
   {
-    for f in "$bundle"/bin/*.bin; do patchelf --set-rpath '$ORIGIN/../lib' "$f"; done
+    for f in "$bundle"/bin/*.bin "$bundle"/bin/*.so; do
+      if [[ -f $f ]]; then patchelf --set-rpath '$ORIGIN/../lib' "$f"; fi
+    done
     for f in "$bundle"/lib/*.so*; do patchelf --set-rpath '$ORIGIN' "$f"; done
     for f in "$bundle"/lib/openmpi/*.so "$bundle"/lib/pmix/*.so; do
       if [[ -f $f ]]; then patchelf --set-rpath '$ORIGIN/..' "$f"; fi
@@ -263,7 +275,7 @@ done
 # The oldest glibc the bundle runs on: the highest GLIBC_x.y symbol version any file needs.
 glibc_min="$(objdump -T "$bundle"/bin/*.bin "$bundle"/lib/*.so* "$bundle"/lib/openmpi/*.so 2>/dev/null |
   grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -t. -k1,1n -k2,2n -k3,3n -u | tail -1)"
-cuda_needed="$(objdump -p "$bundle/bin/capscale.bin" | awk '/NEEDED/ {print $2}' |
+cuda_needed="$(objdump -p "$bundle"/bin/capscale.bin "$bundle"/bin/*.so 2>/dev/null | awk '/NEEDED/ {print $2}' | sort -u |
   grep -E "$target_re" | tr '\n' ' ' | sed 's/ $//' || true)"
 
 sed -e "s|@GLIBC_MIN@|$glibc_min|g" -e "s|@CUDA_NEEDED@|${cuda_needed:-none}|g" \
@@ -288,6 +300,14 @@ else
 fi
 # what ldd does, without needing ldd
 out=$(LD_TRACE_LOADED_OBJECTS=1 "$CAPSCALE_BUNDLE/bin/capscale.bin" 2>&1) || { echo "$out"; exit 1; }
+# The CUDA plugin (loaded by --backend cuda only) is where the CUDA libraries are needed.
+plugin="$CAPSCALE_BUNDLE/bin/libcapscale_cuda.so"
+if [ -f "$plugin" ] && [ -x /lib64/ld-linux-x86-64.so.2 ]; then
+  out="$out
+$(/lib64/ld-linux-x86-64.so.2 --list "$plugin" 2>&1)"
+elif [ ! -f "$plugin" ]; then
+  echo "note: no CUDA plugin in this bundle: only --backend cpu works"
+fi
 echo "from the node's CUDA install:"
 echo "$out" | grep -E 'lib(cudart|cublas|cublasLt|nccl)\.so' | sed 's/ *(0x[0-9a-f]*)//; s/^[[:space:]]*/  /'
 if echo "$out" | grep -q 'not found'; then

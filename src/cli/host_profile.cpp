@@ -1,21 +1,60 @@
 // Device name → chip profile; see host_profile.hpp.
 #include "cli/host_profile.hpp"
 
-#include <algorithm>
+#include <array>
+#include <cctype>
+#include <string_view>
+#include <utility>
 
 #include "common/error.hpp"
 
 namespace capscale::cli {
+namespace {
+
+// Uppercase, separators folded to one space, "NVIDIA " prefix and "(sm_..." suffix dropped.
+std::string normalise(const std::string& device) {
+  std::string name = device.substr(0, device.find(" (sm_"));
+  std::string out;
+  for (char c : name) {
+    const char u = (c == '-' || c == '_') ? ' ' : char(std::toupper(static_cast<unsigned char>(c)));
+    if (u == ' ' && (out.empty() || out.back() == ' ')) continue;
+    out.push_back(u);
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  if (out.rfind("NVIDIA ", 0) == 0) out = out.substr(7);
+  return out;
+}
+
+// The names NVIDIA's driver gives the parts that have profiles (normalised), each checked against
+// the profile's description in configs/chips. Everything else (H100 PCIe / NVL, H200 NVL, H800 PCIe,
+// A100 40GB and PCIe, A800 PCIe, GH200, ...) has no profile yet.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 9> kDeviceChips{{
+    {"H100 80GB HBM3", "h100"},  // H100 SXM5 80GB
+    {"H100 SXM5 80GB", "h100"},
+    {"H200", "h200"},            // H200 SXM 141GB
+    {"H20", "h20"},              // H20 96GB
+    {"H800", "h800"},            // H800 SXM5 80GB
+    {"A100 SXM4 80GB", "a100"},
+    {"A800 SXM4 80GB", "a800"},
+    {"B200", "b200"},
+    {"H200 SXM 141GB", "h200"},
+}};
+
+}  // namespace
+
+std::optional<std::string> chip_for_device(const std::string& device) {
+  const std::string n = normalise(device);
+  for (const auto& [name, chip] : kDeviceChips)
+    if (n == name) return std::string(chip);
+  return std::nullopt;
+}
 
 config::ChipProfile gpu_host_profile(const std::string& device) {
-  for (const char* key : {"H200", "H100", "H800", "H20", "A800", "A100", "B200"}) {
-    if (device.find(key) != std::string::npos) {
-      std::string name = key;
-      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-      return config::load_chip(name);
-    }
-  }
-  throw InputError("--backend", "cuda", "device '" + device + "' has no chip profile in configs/chips; add one (docs/configs.md)");
+  if (const auto chip = chip_for_device(device)) return config::load_chip(*chip);
+  throw InputError("--backend", "cuda", "device '" + device + "' has no chip profile in configs/chips (only the exact parts " +
+                                            "h100 = H100 SXM5 80GB, h200 = H200 SXM, h20, h800 = H800 SXM5, a100 = A100 SXM4 80GB, " +
+                                            "a800 = A800 SXM4 80GB and b200 are known; other variants differ in clocks, power or HBM " +
+                                            "and are not guessed); add one (docs/configs.md)");
 }
 
 }  // namespace capscale::cli

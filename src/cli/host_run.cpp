@@ -48,12 +48,16 @@ config::ChipProfile share_of(const config::ChipProfile& host, const std::string&
 }
 }  // namespace
 
-HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& l, const std::string& backend)
-    : layout(l), comms(layout, session.rank()), ctx{&session, &layout, &comms, session.rank()}, ex(make_executor(backend, ctx)) {}
+HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& l, const std::string& backend,
+                           config::Precision precision)
+    : layout(l),
+      comms(layout, session.rank()),
+      ctx{.session = &session, .layout = &layout, .comms = &comms, .world_rank = session.rank(), .precision = precision},
+      ex(make_executor(backend, ctx)) {}
 
 HostRun::HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& p,
                  const std::string& backend, const std::string& command)
-    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp), backend),
+    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp), backend, p.precision),
       host(host_profile(backend, *ex)),
       host_share(share_of(host, backend, session)),
       need_gb(fitting_need_gb(model, p, host_share, host.name, command)),

@@ -25,7 +25,9 @@ config::ChipProfile host_profile(const std::string& backend, const exec::Executo
 /// This rank's executor over `layout` (its communicators and context live here, so it is pinned).
 class HostExecutor {
  public:
-  HostExecutor(const mpi::Session& session, const parallel::Layout& layout, const std::string& backend);
+  /// `precision` is the GEMM type the executor runs (--precision); bench and calibrate use bf16.
+  HostExecutor(const mpi::Session& session, const parallel::Layout& layout, const std::string& backend,
+               config::Precision precision = config::Precision::kBf16);
   HostExecutor(const HostExecutor&) = delete;
   HostExecutor& operator=(const HostExecutor&) = delete;
 

@@ -7,10 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "config/chip.hpp"
 #include "mpi/mpi_context.hpp"
 #include "plan/plan.hpp"
 
 namespace capscale::exec {
+
+/// Set by SIGINT/SIGTERM (the only process-wide state; a signal handler cannot reach an object).
+extern volatile std::sig_atomic_t g_interrupted;
+void install_interrupt_handlers();
 
 struct StepTimes {
   std::vector<double> op_s;  ///< per op of the stage, seconds
@@ -23,6 +28,13 @@ struct ExecContext {
   const parallel::Layout* layout = nullptr;
   const mpi::Communicators* comms = nullptr;
   int world_rank = 0;
+  /// The run's --precision: the data type of forward GEMMs. An executor refuses (InputError) a
+  /// precision its device cannot run rather than running another one.
+  config::Precision precision = config::Precision::kBf16;
+  /// The interrupt flag the executor polls while it waits. A pointer, not the global itself: the
+  /// CUDA plugin is a shared library with its own copy of this module's globals, and only the
+  /// binary's copy is set by the signal handler.
+  const volatile std::sig_atomic_t* interrupted = &g_interrupted;
 };
 
 class Executor {
@@ -66,15 +78,13 @@ class FaultInjector {
   std::string mode_;
 };
 
-/// Set by SIGINT/SIGTERM (the only process-wide state; a signal handler cannot reach an object).
-extern volatile std::sig_atomic_t g_interrupted;
-void install_interrupt_handlers();
-
 /// CPU executor (always available).
 std::unique_ptr<Executor> make_cpu_executor(const ExecContext& ctx);
-/// CUDA executor; throws InputError when built without CUDA or when no device is present.
+/// CUDA executor from the CUDA plugin (exec/cuda_plugin.hpp), loaded on this first use; throws
+/// InputError naming --backend when the plugin cannot be loaded (saying why) or no device is present.
 std::unique_ptr<Executor> make_cuda_executor(const ExecContext& ctx);
-/// Whether a CUDA device is usable from this process (false when built without CUDA).
+/// Whether a CUDA device is visible, asked of the driver (libcuda.so.1, dlopen'ed) without loading
+/// the plugin or the CUDA runtime; false without a driver.
 bool cuda_device_available();
 
 }  // namespace capscale::exec

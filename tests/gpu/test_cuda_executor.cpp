@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/parallel_config.hpp"
+#include "exec/cuda/cuda_backend.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/cuda/kernels.cuh"
 #include "exec/executor.hpp"
@@ -22,7 +23,7 @@ namespace {
 const mpi::Session* g_session = nullptr;  // set by main; tests only read it
 
 #define SKIP_WITHOUT_GPU() \
-  if (!exec::cuda_device_available()) GTEST_SKIP() << "no CUDA device visible"
+  if (!(exec::cuda::device_count(nullptr) > 0)) GTEST_SKIP() << "no CUDA device visible"
 
 using exec::cuda::DType;
 
@@ -93,7 +94,7 @@ struct OneRank {
 TEST(CudaExecutor, DescribesItself) {
   SKIP_WITHOUT_GPU();
   OneRank r;
-  auto ex = exec::make_cuda_executor(r.ctx);
+  auto ex = exec::cuda::make_executor(r.ctx);
   EXPECT_EQ(ex->backend(), "cuda");
   EXPECT_NE(ex->device().find("sm_"), std::string::npos) << ex->device();
   EXPECT_NE(ex->device().find("pci "), std::string::npos) << ex->device();
@@ -112,7 +113,7 @@ TEST(CudaExecutor, RunsTinyPlanWithOnePositiveTimePerOp) {
   ASSERT_FALSE(stage.ops.empty());
 
   OneRank r;
-  auto ex = exec::make_cuda_executor(r.ctx);
+  auto ex = exec::cuda::make_executor(r.ctx);
   ex->prepare(stage);
   ex->run_step(stage, 0);  // warm-up: first-use costs of cuBLAS(Lt) and module loading
   const exec::StepTimes t = ex->run_step(stage, 1);
@@ -148,7 +149,7 @@ TEST(CudaExecutor, CollectiveOverGroupOfOneTakesNoTime) {
   c.add_dep(0, st.ops);
   st.ops.push_back(c);
   OneRank r;
-  auto ex = exec::make_cuda_executor(r.ctx);
+  auto ex = exec::cuda::make_executor(r.ctx);
   ex->prepare(st);
   const exec::StepTimes t = ex->run_step(st, 0);
   ASSERT_EQ(t.op_s.size(), 2u);

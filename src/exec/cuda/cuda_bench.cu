@@ -11,6 +11,7 @@
 
 #include "common/stats.hpp"
 #include "exec/bench.hpp"
+#include "exec/cuda/cuda_backend.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/cuda/kernels.cuh"
 #include "collectives/collectives.hpp"
@@ -80,7 +81,7 @@ constexpr int kRounds = 3;
 
 }  // namespace
 
-std::vector<BenchRow> bench_cuda_gemm(Executor& ex, const BenchOptions& o) {
+std::vector<BenchRow> cuda::bench_gemm(Executor& ex, const BenchOptions& o) {
   cuda::CudaExecutorAccess& acc = cuda_access(ex, "gemm");
   // 8192³ first: DESIGN.md's budget (≥ 750 TFLOP/s bf16 on H100/H200) is stated for it.
   std::vector<std::array<int64_t, 3>> shapes{{8192, 8192, 8192}};
@@ -133,7 +134,7 @@ std::vector<BenchRow> bench_cuda_gemm(Executor& ex, const BenchOptions& o) {
   return rows;
 }
 
-std::vector<BenchRow> bench_cuda_comm(Executor& ex, const ExecContext& ctx, const BenchOptions& o) {
+std::vector<BenchRow> cuda::bench_comm(Executor& ex, const ExecContext& ctx, const BenchOptions& o) {
   cuda_access(ex, "comm");
   if (!ctx.comms) throw InputError("bench", "comm", "needs the MPI communicators of a tp = world layout");
   MPI_Comm mc = ctx.comms->get(parallel::Group::kTp);

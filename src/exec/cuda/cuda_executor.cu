@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstring>
@@ -17,8 +18,11 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "exec/buffer_sizing.hpp"
+#include "exec/cuda/cuda_backend.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/cuda/kernels.cuh"
+#include "exec/enqueue_throttle.hpp"
 #include "exec/executor.hpp"
 
 namespace capscale::exec {
@@ -33,28 +37,12 @@ using plan::OpKind;
 
 // cuBLAS docs (cublasSetWorkspace): 32 MiB of workspace is the recommended size on Hopper.
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
-// Attention runs its strided-batched GEMMs over chunks of the (micro-batch × heads) batch so the
-// score matrix stays under this size; a chunk of 512 MiB of scores is thousands of GFLOP at long
-// sequences and the whole batch at short ones, far past where batched GEMMs stop gaining speed.
-constexpr size_t kAttnScoresCapBytes = size_t(512) << 20;
 // Left free for what NCCL and cuBLAS allocate after prepare(): NCCL connects its channels (and
 // allocates their buffers) lazily at a communicator's first operation.
 constexpr size_t kReserveBytes = size_t(2) << 30;
-// Ops enqueued ahead of the GPU at most. Bounds the CUDA launch queue so that a hung peer leaves
-// the CPU in our watchdog loop instead of blocked inside a kernel launch; 128 ops are many layers
-// of lookahead, far more than the GPU needs to stay busy.
-constexpr size_t kMaxOpsInFlight = 128;
 // A SIGINT normally ends the job between steps (cli/cmd_run.cpp); a wait that has already lasted
 // this long when one arrives is treated as hung and aborted.
 constexpr double kInterruptGraceS = 5.0;
-
-// The run's precision. ExecContext has no precision field yet; this picks it up once it has one
-// (a `config::Precision precision` member) and means bf16 until then.
-template <typename Ctx>
-config::Precision precision_of(const Ctx& c) {
-  if constexpr (requires { c.precision; }) return c.precision;
-  else return config::Precision::kBf16;
-}
 
 std::string gib(double bytes) {
   char s[32];
@@ -90,14 +78,14 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-// Scratch buffers, one per role; kComm0 + s is the buffer of plan stream s's collectives and
-// send/recv (each comm stream its own, as concurrent NCCL ops must not share one).
-enum Buf : int { kGemmA, kGemmW, kGemmC, kAttnQ, kAttnK, kAttnV, kAttnS, kAttnO, kEwX, kEwY, kComm0, kNumBufs = kComm0 + plan::kNumStreams };
+// Scratch buffer roles and sizes: buffer_sizing.hpp (kComm0 + s is plan stream s's buffer).
+using Buf = BufferRole;
 const char* buf_name(int b) {
   static const char* names[] = {"gemm A", "gemm W", "gemm C", "attention Q", "attention K", "attention V",
                                 "attention scores", "attention out", "elementwise x", "elementwise y"};
   return b < kComm0 ? names[b] : "communication";
 }
+constexpr int kNumBufs = kNumBufferRoles;
 
 struct Comm {
   ncclComm_t comm = nullptr;
@@ -111,16 +99,31 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
       : ctx_(ctx), faults_(ctx.world_rank), timeout_s_(cuda::nccl_timeout_s()) {
     try {
       select_device();
-      const config::Precision want = precision_of(ctx);
-      // cuBLASLt's FP8 GEMMs need FP8 tensor cores: Ada (sm_89) and Hopper (sm_90) onwards.
-      fp8_supported_ = prop_.major * 10 + prop_.minor >= 89;
-      gemm_type_ = want == config::Precision::kFp16 ? DType::kFp16
-                   : want == config::Precision::kFp8 && fp8_supported_ ? DType::kFp8E4m3
-                                                                        : DType::kBf16;
-      fp8_requested_ = want == config::Precision::kFp8;
+      const config::Precision want = ctx.precision;
+      // cuBLASLt's FP8 GEMMs need FP8 tensor cores: Ada (sm_89) and Hopper (sm_90) onwards. A
+      // precision the device cannot run is refused, never silently replaced by another.
+      const int sm = prop_.major * 10 + prop_.minor;
+      if (want == config::Precision::kFp8 && sm < 89) {
+        throw InputError("--precision", "fp8", std::string("needs FP8 tensor cores (sm_89 or newer); ") + prop_.name + " on " + where() +
+                                                   " is sm_" + std::to_string(sm) + ": use --precision bf16");
+      }
+      if (want == config::Precision::kFp32) {
+        throw InputError("--precision", "fp32", "is not run by the CUDA executor (bf16, fp16 or fp8)");
+      }
+      gemm_type_ = want == config::Precision::kFp16 ? DType::kFp16 : want == config::Precision::kFp8 ? DType::kFp8E4m3 : DType::kBf16;
       // Transformer Engine keeps attention in bf16/fp16 under FP8 recipes; so do we.
       attn_type_ = want == config::Precision::kFp16 ? DType::kFp16 : DType::kBf16;
-      for (auto& s : streams_) CAPSCALE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      // Communication streams at the highest priority, compute at the lowest: a collective's
+      // kernels then get SMs as soon as they are launched instead of queueing behind GEMM tiles
+      // (what Megatron/TE do for overlapped communication).
+      int least = 0, greatest = 0;
+      CAPSCALE_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+      for (int q = 0; q < plan::kNumStreams; ++q) {
+        const int prio = q == static_cast<int>(plan::Stream::kCompute) ? least : greatest;
+        CAPSCALE_CUDA_CHECK(cudaStreamCreateWithPriority(&streams_[q], cudaStreamNonBlocking, prio));
+      }
+      CAPSCALE_CUDA_CHECK(cudaStreamCreateWithFlags(&gate_stream_, cudaStreamNonBlocking));
+      CAPSCALE_CUDA_CHECK(cudaEventCreateWithFlags(&gate_event_, cudaEventDisableTiming));
       CAPSCALE_CUBLAS_CHECK(cublasLtCreate(&lt_));
       CAPSCALE_CUBLAS_CHECK(cublasCreate(&blas_));
       lt_ws_.allocate(kWorkspaceBytes);
@@ -146,41 +149,20 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
       case DType::kFp16: return "fp16 (cublasLt)";
       case DType::kBf16: break;
     }
-    return fp8_requested_ ? "bf16 (cublasLt; fp8 needs sm_89+)" : "bf16 (cublasLt)";
+    return "bf16 (cublasLt)";
   }
 
   void prepare(const plan::StagePlan& stage) override {
     CAPSCALE_CUDA_CHECK(cudaSetDevice(device_));
-    // Bytes each buffer must hold: the largest op that uses it. GEMM plans are made here, so a
-    // step never waits on cuBLASLt's heuristic and FP8 shapes without a kernel fall back early.
-    std::array<size_t, kNumBufs> need{};
-    auto grow = [&](int b, size_t bytes) { need[b] = std::max(need[b], bytes); };
-    const size_t es = cuda::dtype_bytes(attn_type_);
-    for (const Op& op : stage.ops) {
-      switch (op.kind) {
-        case OpKind::kGemm: {
-          if (op.m < 1 || op.n < 1 || op.k < 1) break;
-          const LtGemm& g = gemm_for(op.m, op.n, op.k, std::max<int64_t>(op.batch, 1));
-          grow(kGemmA, g.a_bytes()), grow(kGemmW, g.w_bytes()), grow(kGemmC, g.c_bytes());
-          break;
-        }
-        case OpKind::kAttention: {
-          if (op.m < 1 || op.n < 1 || op.k < 1 || op.batch < 1) break;
-          const size_t c = size_t(attention_chunk(op));
-          grow(kAttnQ, c * op.m * op.k * es), grow(kAttnO, c * op.m * op.k * es);
-          grow(kAttnK, c * op.n * op.k * es), grow(kAttnV, c * op.n * op.k * es);
-          grow(kAttnS, c * op.m * op.n * es);
-          break;
-        }
-        case OpKind::kElementwise:
-          grow(kEwX, size_t(op.bytes / 6) * 2), grow(kEwY, size_t(op.bytes / 6) * 2);
-          break;
-        case OpKind::kCollective:
-        case OpKind::kSendRecv:
-          grow(kComm0 + static_cast<int>(op.stream), size_t(std::max<int64_t>(op.bytes, 0)));
-          break;
-      }
-    }
+    // Bytes each buffer must hold (buffer_sizing.hpp): the largest GEMM and attention operands;
+    // elementwise and communication buffers are bounded and those ops run in chunks. GEMM plans
+    // are made here, so a step never waits on cuBLASLt's heuristic and FP8 shapes without a
+    // kernel fall back early.
+    for (const Op& op : stage.ops)
+      if (op.kind == OpKind::kGemm && op.m > 0 && op.n > 0 && op.k > 0) gemm_for(op.m, op.n, op.k, std::max<int64_t>(op.batch, 1));
+    const BufferTypes types{cuda::dtype_bytes(gemm_type_), cuda::dtype_bytes(gemm_type_ == DType::kFp16 ? DType::kFp16 : DType::kBf16),
+                            cuda::dtype_bytes(attn_type_)};
+    const BufferBytes need = size_buffers(stage.ops, types);
     // Buffers only grow; re-preparing a smaller plan (the bench does) keeps what is there.
     size_t add = 0;
     for (int b = 0; b < kNumBufs; ++b)
@@ -253,10 +235,11 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
     char bus[32] = {};
     CAPSCALE_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
     pci_ = bus;
-    if (!ctx_.session || local_size < 2) return;
+    if (!ctx_.session) return;
     // Two ranks on one GPU would time each other's kernels. Compare device UUIDs across the node
     // (not counts: a launcher may give each rank its own CUDA_VISIBLE_DEVICES, and MIG instances of
-    // one GPU share a PCI id but not a UUID).
+    // one GPU share a PCI id but not a UUID). MPI_Comm_split_type is collective over the world, so
+    // every rank calls it, also a rank alone on its node (returning early there hung the others).
     MPI_Comm node = MPI_COMM_NULL;
     CAPSCALE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, ctx_.world_rank, MPI_INFO_NULL, &node));
     std::vector<char> all(size_t(local_size) * sizeof(prop_.uuid));
@@ -389,7 +372,7 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
                            what() + " on " + where() + "; streams still busy: " + busy +
                            ". A peer rank probably failed or stopped; all communicators aborted");
       }
-      if (g_interrupted && waited > kInterruptGraceS) {
+      if (*ctx_.interrupted && waited > kInterruptGraceS) {
         abort_all();
         throw Interrupted("interrupted while waiting for " + what() + " on " + where());
       }
@@ -449,6 +432,40 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
     }
   }
 
+  // A host function on gate_stream_ that spins until open() (or the destructor, so an exception
+  // never leaves the GPU held), with every plan stream waiting on the event recorded after it.
+  // A host function may not call CUDA, but may wait on host memory (CUDA docs, cudaLaunchHostFunc).
+  class Gate {
+   public:
+    explicit Gate(CudaExecutor& ex) : open_(ex.gate_open_) {
+      open_.store(false, std::memory_order_release);
+      CAPSCALE_CUDA_CHECK(cudaLaunchHostFunc(ex.gate_stream_, &Gate::hold, &open_));
+      armed_ = true;
+      try {
+        CAPSCALE_CUDA_CHECK(cudaEventRecord(ex.gate_event_, ex.gate_stream_));
+        for (cudaStream_t s : ex.streams_) CAPSCALE_CUDA_CHECK(cudaStreamWaitEvent(s, ex.gate_event_, 0));
+      } catch (...) {
+        open();
+        throw;
+      }
+    }
+    ~Gate() { open(); }
+    Gate(const Gate&) = delete;
+    Gate& operator=(const Gate&) = delete;
+    void open() noexcept {
+      if (armed_) open_.store(true, std::memory_order_release), armed_ = false;
+    }
+
+   private:
+    static void CUDART_CB hold(void* flag) {
+      auto* f = static_cast<std::atomic<bool>*>(flag);
+      while (!f->load(std::memory_order_acquire)) std::this_thread::yield();
+    }
+    // The executor's flag, not the Gate's: the host function may run after the Gate is gone.
+    std::atomic<bool>& open_;
+    bool armed_ = false;
+  };
+
   StepTimes run_step_impl(const plan::StagePlan& stage, int step) {
     CAPSCALE_CUDA_CHECK(cudaSetDevice(device_));
     const size_t n = stage.ops.size();
@@ -460,8 +477,15 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
     t.op_s.assign(n, 0.0);
     if (ctx_.session) CAPSCALE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     const auto t0 = std::chrono::steady_clock::now();
+    // Every stream waits behind a gate until the host has enqueued the step (or must wait for
+    // the GPU), so the host's enqueue gaps between the first ops are not timed as GPU work.
+    Gate gate(*this);
+    EnqueueThrottle throttle;  // enqueue_throttle.hpp: waits on compute ops only, never before a p2p op
     for (size_t i = 0; i < n; ++i) {
-      if (i >= kMaxOpsInFlight) wait_event(events_[i - kMaxOpsInFlight][1], i - kMaxOpsInFlight);
+      if (const int64_t w = throttle.wait_before(stage.ops[i], i); w >= 0) {
+        gate.open();  // the GPU must run for the host to go on
+        wait_event(events_[size_t(w)][1], size_t(w));
+      }
       faults_.maybe_fail(step, i);
       const Op& op = stage.ops[i];
       const int si = static_cast<int>(op.stream);
@@ -482,6 +506,7 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
       nvtxRangePop();
       last_op_[si] = static_cast<int64_t>(i);
     }
+    gate.open();
     sync_all_streams();
     t.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (size_t i = 0; i < n && time_ops_; ++i) {
@@ -532,10 +557,7 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
     return true;
   }
 
-  int64_t attention_chunk(const Op& op) const {
-    const size_t per = size_t(op.m) * size_t(op.n) * cuda::dtype_bytes(attn_type_);
-    return std::clamp<int64_t>(int64_t(kAttnScoresCapBytes / std::max<size_t>(per, 1)), 1, op.batch);
-  }
+  int64_t attention_chunk(const Op& op) const { return exec::attention_chunk(op, cuda::dtype_bytes(attn_type_)); }
 
   // Per chunk of the batch: scores S = Q·Kᵀ ([m×k]·[k×n]), row softmax, out O = P·V ([m×n]·[n×k]).
   // Row-major through column-major cuBLAS: Sᵀ = op_T(K)·Qᵀ and Oᵀ = Vᵀ·Pᵀ. Backward has twice the
@@ -579,10 +601,14 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
 
   // y = ½x + ½y over bytes/6 bf16 elements moves the op's bytes (read x and y, write y); the ½s
   // keep the values bounded however many steps run.
+  // Ops larger than the bounded buffers (the optimizer step) run as consecutive passes over them.
   bool elementwise(const Op& op, size_t i, cudaStream_t s) {
     const int64_t count = op.bytes / 6;
     if (count < 1) return false;
-    cuda::axpby_bf16(buf(kEwX, size_t(count) * 2, i), buf(kEwY, size_t(count) * 2, i), count, 0.5f, 0.5f, s);
+    const int64_t chunk = std::min(count, elementwise_chunk_elems());
+    void* x = buf(kEwX, size_t(chunk) * 2, i);
+    void* y = buf(kEwY, size_t(chunk) * 2, i);
+    for (int64_t done = 0; done < count; done += chunk) cuda::axpby_bf16(x, y, std::min(chunk, count - done), 0.5f, 0.5f, s);
     return true;
   }
 
@@ -590,31 +616,42 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
   // move bytes/2/n per rank (NCCL's in-place layout: this rank's shard at offset rank·shard).
   // Sums that overflow to inf after many steps change nothing: GPU arithmetic has no slow path
   // for non-finite values, and nothing reads these numbers.
+  // Collectives larger than the bounded buffer run as consecutive NCCL calls on chunks of it
+  // (buffer_sizing.hpp; Megatron's DP reduction is bucketed too): the same bytes move.
   bool collective(const Op& op, size_t i, int si, cudaStream_t s) {
     Comm* c = group_comm_[static_cast<int>(op.group)];
     if (!c || !c->comm) return false;  // a group of one: nothing to exchange
-    const int64_t count = op.bytes / 2;
-    char* b = static_cast<char*>(buf(kComm0 + si, size_t(count) * 2, i));
-    switch (op.coll) {
-      case CollKind::kAllReduce:
-        if (count < 1) return false;
-        nccl_done(ncclAllReduce(b, b, size_t(count), ncclBfloat16, ncclSum, c->comm, s), *c, "ncclAllReduce");
-        return true;
-      case CollKind::kReduceScatter: {
-        const int64_t shard = count / c->size;
-        if (shard < 1) return false;
-        nccl_done(ncclReduceScatter(b, b + shard * c->rank * 2, size_t(shard), ncclBfloat16, ncclSum, c->comm, s), *c, "ncclReduceScatter");
-        return true;
+    const int64_t total = op.bytes / 2 * 2;
+    if (total < 2) return false;
+    const int64_t chunk_bytes = std::min(total, comm_chunk_bytes(c->size));
+    char* b = static_cast<char*>(buf(kComm0 + si, size_t(chunk_bytes), i));
+    bool any = false;
+    for (int64_t done = 0; done < total; done += chunk_bytes) {
+      const int64_t count = std::min(chunk_bytes, total - done) / 2;
+      switch (op.coll) {
+        case CollKind::kAllReduce:
+          nccl_done(ncclAllReduce(b, b, size_t(count), ncclBfloat16, ncclSum, c->comm, s), *c, "ncclAllReduce");
+          any = true;
+          break;
+        case CollKind::kReduceScatter: {
+          const int64_t shard = count / c->size;
+          if (shard < 1) break;
+          nccl_done(ncclReduceScatter(b, b + shard * c->rank * 2, size_t(shard), ncclBfloat16, ncclSum, c->comm, s), *c,
+                    "ncclReduceScatter");
+          any = true;
+          break;
+        }
+        case CollKind::kAllGather: {
+          const int64_t shard = count / c->size;
+          if (shard < 1) break;
+          nccl_done(ncclAllGather(b + shard * c->rank * 2, b, size_t(shard), ncclBfloat16, c->comm, s), *c, "ncclAllGather");
+          any = true;
+          break;
+        }
+        case CollKind::kNone: return false;
       }
-      case CollKind::kAllGather: {
-        const int64_t shard = count / c->size;
-        if (shard < 1) return false;
-        nccl_done(ncclAllGather(b + shard * c->rank * 2, b, size_t(shard), ncclBfloat16, c->comm, s), *c, "ncclAllGather");
-        return true;
-      }
-      case CollKind::kNone: return false;
     }
-    return false;
+    return any;
   }
 
   // Pipeline p2p on the communicator of the message's direction: the sender is its rank 0.
@@ -629,9 +666,14 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
                          ", which are not neighbours; the CUDA executor connects only stages s and s±1 (mod pp)");
     }
     Comm& c = *it->second;
-    void* b = buf(kComm0 + si, size_t(op.bytes), i);
-    if (op.is_send) nccl_done(ncclSend(b, size_t(op.bytes), ncclUint8, 1, c.comm, s), c, "ncclSend");
-    else nccl_done(ncclRecv(b, size_t(op.bytes), ncclUint8, 0, c.comm, s), c, "ncclRecv");
+    // Chunked like collectives; both sides cut the message the same way, so the calls match.
+    const int64_t chunk = std::min<int64_t>(op.bytes, int64_t(kCommBufferBytes));
+    void* b = buf(kComm0 + si, size_t(chunk), i);
+    for (int64_t done = 0; done < op.bytes; done += chunk) {
+      const size_t n = size_t(std::min(chunk, op.bytes - done));
+      if (op.is_send) nccl_done(ncclSend(b, n, ncclUint8, 1, c.comm, s), c, "ncclSend");
+      else nccl_done(ncclRecv(b, n, ncclUint8, 0, c.comm, s), c, "ncclRecv");
+    }
     return true;
   }
 
@@ -672,6 +714,8 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
     if (lt_) cublasLtDestroy(lt_), lt_ = nullptr;
     for (auto& s : streams_)
       if (s) cudaStreamDestroy(s), s = nullptr;
+    if (gate_event_) cudaEventDestroy(gate_event_), gate_event_ = nullptr;
+    if (gate_stream_) cudaStreamDestroy(gate_stream_), gate_stream_ = nullptr;
   }
 
   ExecContext ctx_;
@@ -680,7 +724,6 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
   int device_ = -1;
   cudaDeviceProp prop_{};
   std::string pci_;
-  bool fp8_supported_ = false, fp8_requested_ = false;
   DType gemm_type_ = DType::kBf16, attn_type_ = DType::kBf16;
   bool healthy_ = true;
 
@@ -692,6 +735,9 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
   std::array<DeviceBuffer, kNumBufs> bufs_;
   std::map<std::array<int64_t, 4>, std::unique_ptr<LtGemm>> gemms_;
   std::vector<std::array<cudaEvent_t, 2>> events_;  // per op: start, end
+  cudaStream_t gate_stream_ = nullptr;               // holds the step's start (Gate)
+  cudaEvent_t gate_event_ = nullptr;
+  std::atomic<bool> gate_open_{true};
 
   std::vector<std::unique_ptr<Comm>> comms_;  // in creation order (teardown uses it too)
   std::array<Comm*, 6> group_comm_{};         // by parallel::Group; null for groups of one
@@ -704,16 +750,21 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
 
 }  // namespace
 
-std::unique_ptr<Executor> make_cuda_executor(const ExecContext& ctx) { return std::make_unique<CudaExecutor>(ctx); }
+namespace cuda {
 
-bool cuda_device_available() {
+int device_count(std::string* why) {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
+    if (why) *why = cudaGetErrorString(e);
     (void)cudaGetLastError();  // no driver / no device: not an error for the caller
-    return false;
+    return 0;
   }
-  return count > 0;
+  if (count < 1 && why) *why = "0 devices visible";
+  return count;
 }
 
+std::unique_ptr<Executor> make_executor(const ExecContext& ctx) { return std::make_unique<CudaExecutor>(ctx); }
+
+}  // namespace cuda
 }  // namespace capscale::exec

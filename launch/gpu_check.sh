@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The GPU-only checks of the CUDA backend as one script, run from the repository root on a GPU node
+# with nothing prepared (CUDA 13 toolkit with cuBLAS and NCCL, an R580+ driver, launch/deps.sh's
+# packages or network to install them):
+#   launch/gpu_check.sh [OUT_DIR]        (default: $OUT, else gpu-check-<host>-<utc time>)
+# It builds the `cuda` preset (capscale, the CUDA plugin, the GPU tests), then runs, each under its
+# own time limit and logged to OUT_DIR/<step>.log:
+#   ctest -L gpu, bench gemm, bench comm (all local GPUs; skipped with one), a run of 8 Llama 3.1 8B
+#   layers emulating h200, h20, h800 and h100@nvlink=400, a pp 2 / vpp 2 run over 2 GPUs (the
+#   interleaved p2p path; skipped with one GPU), and calibrate.
+# Sized to finish in under 8 minutes on one H100/H200 node after the build. OUT_DIR/summary.txt
+# lists each step's verdict; the exit status is 0 only when every step that ran passed.
+set -uo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root" || exit 1
+out="${1:-${OUT:-gpu-check-$(hostname -s)-$(date -u +%Y%m%dT%H%M%SZ)}}"
+mkdir -p "$out" || exit 1
+out="$(cd "$out" && pwd)"
+summary="$out/summary.txt"
+: >"$summary"
+failed=0
+
+# step NAME LIMIT_S CMD...: runs CMD with a time limit, output to OUT/NAME.log, verdict to the summary.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0 rc
+  t0=$(date +%s)
+  echo "== $name: $*" | tee -a "$out/commands.txt"
+  timeout --signal=TERM --kill-after=30 "$limit" "$@" >"$out/$name.log" 2>&1
+  rc=$?
+  local verdict=PASS
+  if ((rc == 124 || rc == 137)); then
+    verdict="TIMEOUT after ${limit} s"
+  elif ((rc != 0)); then
+    verdict="FAIL (exit $rc)"
+  fi
+  [[ $verdict == PASS ]] || failed=1
+  printf '%-14s %-22s %5d s   %s\n' "$name" "$verdict" "$(($(date +%s) - t0))" "$name.log" | tee -a "$summary"
+  return "$rc"
+}
+skip() {
+  printf '%-14s %-22s %5s     %s\n' "$1" "SKIPPED" "-" "$2" | tee -a "$summary"
+}
+
+# What ran where.
+{
+  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) $(git status --porcelain 2>/dev/null | wc -l) changed file(s)"
+  echo "host: $(hostname) $(uname -r)"
+  nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,memory.total --format=csv 2>&1 || echo "nvidia-smi failed"
+  command -v nvcc >/dev/null && nvcc --version | tail -1
+} >"$out/environment.txt"
+cat "$out/environment.txt"
+
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+if ((ngpu < 1)); then
+  echo "gpu_check.sh: no GPU visible (nvidia-smi -L lists none); run this on a GPU node" >&2
+  exit 1
+fi
+
+mpi_flags=(--bind-to none)
+if [[ $(id -u) -eq 0 ]]; then
+  mpi_flags+=(--allow-run-as-root)
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+jobs=$(nproc)
+
+# 1. Build (the cuda preset requires nvcc, cuBLAS and NCCL and fails at configure time without them).
+if ! command -v cmake >/dev/null || ! command -v mpirun >/dev/null || ! command -v h5dump >/dev/null; then
+  step deps 900 ./launch/deps.sh || true
+fi
+step configure 300 cmake --preset cuda || {
+  echo "configure failed; see $out/configure.log" >&2
+  exit 1
+}
+step build 1800 cmake --build --preset cuda -j "$jobs" --target capscale capscale_cuda capscale_gpu_tests || {
+  echo "build failed; see $out/build.log" >&2
+  exit 1
+}
+bin="$repo_root/build/cuda/src/capscale"
+
+# 2. The GPU tests (every op family against host references; skipped without a device, which
+#    here would be a failure of the node, so a skip is reported as such in the log).
+step ctest_gpu 600 ctest --test-dir build/cuda -L gpu --output-on-failure
+if grep -q "Skipped\|\*\*\*Skipped" "$out/ctest_gpu.log"; then
+  echo "ctest_gpu      NOTE: tests were skipped although a GPU is visible" | tee -a "$summary"
+  failed=1
+fi
+
+# 3. Executor vs direct library calls (DESIGN.md budgets: GEMM >= 0.97 and 8192^3 bf16 >= 750
+#    TFLOP/s on H100/H200; NCCL >= 0.95 of the direct loop).
+step bench_gemm 300 "$bin" bench gemm --backend cuda --json >"$out/bench_gemm.json"
+if ((ngpu >= 2)); then
+  step bench_comm 300 mpirun -np "$ngpu" "${mpi_flags[@]}" "$bin" bench comm --backend cuda --json
+else
+  skip bench_comm "needs 2 or more GPUs (one visible)"
+fi
+
+# 4. A real step of 8 Llama 3.1 8B layers on one GPU, emulated on four targets.
+step run_8b 600 "$bin" run --model llama3.1-8b --num-layers 8 --backend cuda --steps 3 --warmup 1 \
+  --emulate h200,h20,h800,h100@nvlink=400 --out "$out/run_8b.h5" --force --json
+
+# 5. The interleaved pipeline (pp 2, vpp 2, more than 128 ops per chunk) over two GPUs: the path
+#    that hung before the enqueue rule waited on compute ops only.
+if ((ngpu >= 2)); then
+  step run_vpp 600 mpirun -np 2 "${mpi_flags[@]}" "$bin" run --model llama3.1-8b --num-layers 8 --backend cuda \
+    --pp 2 --vpp 2 --global-batch-size 8 --steps 2 --warmup 1 --emulate h200 --out "$out/run_vpp.h5" --force --json
+else
+  skip run_vpp "needs 2 GPUs (one visible)"
+fi
+
+# 6. Calibration of this device (GEMM efficiency over the model's shapes; bus bandwidth with >= 2 GPUs).
+if ((ngpu >= 2)); then
+  step calibrate 600 mpirun -np "$ngpu" "${mpi_flags[@]}" "$bin" calibrate --backend cuda --models llama3.1-8b \
+    --out "$out/calibration.h5" --force
+else
+  step calibrate 600 "$bin" calibrate --backend cuda --models llama3.1-8b --out "$out/calibration.h5" --force
+fi
+
+echo "# gpu_check.sh: results in $out" | tee -a "$summary"
+exit "$failed"
