@@ -14,6 +14,7 @@
 #include "exec/cuda/cuda_backend.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/cuda/kernels.cuh"
+#include "exec/cuda/nccl_comms.hpp"
 #include "collectives/collectives.hpp"
 
 namespace capscale::exec {
@@ -87,7 +88,7 @@ std::vector<BenchRow> cuda::bench_gemm(Executor& ex, const BenchOptions& o) {
   std::vector<std::array<int64_t, 3>> shapes{{8192, 8192, 8192}};
   for (const auto& s : o.gemm_shapes)
     if (std::find(shapes.begin(), shapes.end(), s) == shapes.end()) shapes.push_back(s);
-  const double timeout_s = cuda::nccl_timeout_s();
+  cuda::NcclComms watchdog(cuda::nccl_timeout_s(), nullptr);  // no communicator: timeouts only
   Stream stream;
   std::vector<BenchRow> rows;
   for (const auto& s : shapes) {
@@ -105,7 +106,7 @@ std::vector<BenchRow> cuda::bench_gemm(Executor& ex, const BenchOptions& o) {
                                            g.c_layout(), c.get(), g.c_layout(), &g.algo(), ws.get(), g.workspace_bytes(), stream.get()));
     };
     for (int i = 0; i < o.warmup; ++i) direct_once();
-    cuda::sync_stream_watchdog(stream.get(), nullptr, timeout_s, "the direct GEMM warm-up");
+    watchdog.wait_stream(stream.get(), "the direct GEMM warm-up");
     if (o.warmup > 0) ex.run_step(repeated_op_plan(op, o.warmup), -1);
     EventPairs ev(o.iters);
     std::vector<double> path, direct;
@@ -117,7 +118,7 @@ std::vector<BenchRow> cuda::bench_gemm(Executor& ex, const BenchOptions& o) {
         direct_once();
         CAPSCALE_CUDA_CHECK(cudaEventRecord(ev.end(i), stream.get()));
       }
-      cuda::sync_stream_watchdog(stream.get(), nullptr, timeout_s, "the direct GEMM loop");
+      watchdog.wait_stream(stream.get(), "the direct GEMM loop");
       ev.append_seconds(o.iters, direct);
     }
     BenchRow row;
@@ -144,23 +145,13 @@ std::vector<BenchRow> cuda::bench_comm(Executor& ex, const ExecContext& ctx, con
   if (n < 2) {
     throw InputError("bench", "comm", "needs at least 2 ranks (got 1): start it under mpirun -np N with N >= 2");
   }
-  const double timeout_s = cuda::nccl_timeout_s();
-  // The direct loop's own communicator, made the way nccl-tests makes its (blocking init).
+  // The direct loop's own communicator, under the same watchdog as the executor's (nccl_comms.hpp):
+  // destroyed when done, aborted when leaving by an exception or a timeout.
+  cuda::NcclComms nccl(cuda::nccl_timeout_s(), ctx.interrupted);
   ncclUniqueId id{};
   if (rank == 0) CAPSCALE_NCCL_CHECK(ncclGetUniqueId(&id));
   CAPSCALE_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, mc));
-  ncclComm_t comm = nullptr;
-  CAPSCALE_NCCL_CHECK(ncclCommInitRank(&comm, n, id, rank));
-  // Destroyed when done; aborted when leaving by an exception (null if the watchdog aborted it).
-  struct CommGuard {
-    ncclComm_t& c;
-    bool ok = false;
-    ~CommGuard() {
-      if (!c) return;
-      if (ok) ncclCommDestroy(c);
-      else ncclCommAbort(c);
-    }
-  } guard{comm};
+  cuda::Comm& comm = nccl.create(id, n, rank, "bench all_reduce");
   Stream stream;
   int64_t max_bytes = 2;
   for (int64_t b : o.comm_bytes) max_bytes = std::max(max_bytes, b);
@@ -174,10 +165,10 @@ std::vector<BenchRow> cuda::bench_comm(Executor& ex, const ExecContext& ctx, con
     ex.prepare(st);
     const int64_t count = bytes / 2;  // bf16 elements, as the executor sends
     auto direct_once = [&] {
-      CAPSCALE_NCCL_CHECK(ncclAllReduce(buf.get(), buf.get(), size_t(count), ncclBfloat16, ncclSum, comm, stream.get()));
+      nccl.check(ncclAllReduce(buf.get(), buf.get(), size_t(count), ncclBfloat16, ncclSum, comm.comm, stream.get()), comm, "ncclAllReduce");
     };
     for (int i = 0; i < o.warmup; ++i) direct_once();
-    cuda::sync_stream_watchdog(stream.get(), &comm, timeout_s, "the direct all-reduce warm-up");
+    nccl.wait_stream(stream.get(), "the direct all-reduce warm-up");
     if (o.warmup > 0) ex.run_step(repeated_op_plan(op, o.warmup), -1);
     std::vector<double> path, direct;
     for (int r = 0; r < kRounds; ++r) {
@@ -189,7 +180,7 @@ std::vector<BenchRow> cuda::bench_comm(Executor& ex, const ExecContext& ctx, con
         direct_once();
         CAPSCALE_CUDA_CHECK(cudaEventRecord(ev.end(i), stream.get()));
       }
-      cuda::sync_stream_watchdog(stream.get(), &comm, timeout_s, "the direct all-reduce loop");
+      nccl.wait_stream(stream.get(), "the direct all-reduce loop");
       ev.append_seconds(o.iters, direct);
     }
     // The slowest rank's median decides a collective's speed; agree on it across ranks.
@@ -210,7 +201,6 @@ std::vector<BenchRow> cuda::bench_comm(Executor& ex, const ExecContext& ctx, con
     row.ratio = pm > 0 ? dm / pm : 0;
     rows.push_back(row);
   }
-  guard.ok = true;
   return rows;
 }
 

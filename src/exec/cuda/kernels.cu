@@ -164,50 +164,6 @@ void axpby_bf16(const void* x, void* y, int64_t n, float a, float b, cudaStream_
   CAPSCALE_CUDA_CHECK(cudaGetLastError());
 }
 
-double nccl_timeout_s() {
-  const char* v = std::getenv("CAPSCALE_NCCL_TIMEOUT_S");
-  if (!v || !*v) return 300.0;
-  char* end = nullptr;
-  const double t = std::strtod(v, &end);
-  if (end == v || *end != '\0' || !(t > 0) || !std::isfinite(t)) {
-    throw InputError("CAPSCALE_NCCL_TIMEOUT_S", "", "must be a positive number of seconds, got '" + std::string(v) + "'");
-  }
-  return t;
-}
-
-void sync_stream_watchdog(cudaStream_t stream, ncclComm_t* comm, double timeout_s, const std::string& what) {
-  const auto t0 = std::chrono::steady_clock::now();
-  auto abort_comm = [&] {
-    if (comm && *comm) ncclCommAbort(*comm), *comm = nullptr;
-  };
-  for (;;) {
-    const cudaError_t e = cudaStreamQuery(stream);
-    if (e == cudaSuccess) return;
-    if (e != cudaErrorNotReady) {
-      abort_comm();
-      CAPSCALE_CUDA_CHECK(e);
-    }
-    if (comm && *comm) {
-      ncclResult_t async = ncclSuccess;
-      CAPSCALE_NCCL_CHECK(ncclCommGetAsyncError(*comm, &async));
-      if (async != ncclSuccess && async != ncclInProgress) {
-        const std::string text = ncclGetLastError(*comm);
-        abort_comm();
-        throw RuntimeError("NCCL asynchronous error while waiting for " + what + " on " + where_am_i() + ": " +
-                           ncclGetErrorString(async) + " (" + text + "); communicator aborted");
-      }
-    }
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (waited > timeout_s) {
-      const bool had_comm = comm && *comm;
-      abort_comm();
-      throw RuntimeError("timed out after " + std::to_string(int(timeout_s)) + " s (CAPSCALE_NCCL_TIMEOUT_S) waiting for " +
-                         what + " on " + where_am_i() + "; a peer rank probably failed" + (had_comm ? "; communicator aborted" : ""));
-    }
-    std::this_thread::yield();  // let NCCL's proxy threads run (nccl-tests does the same)
-  }
-}
-
 LtGemm::LtGemm(cublasLtHandle_t lt, DType in, int64_t m, int64_t n, int64_t k, int64_t batch, size_t workspace_bytes)
     : lt_(lt), in_(in), m_(m), n_(n), k_(k), batch_(batch), workspace_bytes_(workspace_bytes) {
   if (m < 1 || n < 1 || k < 1 || batch < 1) {

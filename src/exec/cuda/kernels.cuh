@@ -30,16 +30,6 @@ void softmax_rows(void* s, int64_t rows, int64_t cols, DType t, cudaStream_t st)
 /// y = a·x + b·y over n bf16 elements: 6 bytes moved per element (read x, read y, write y).
 void axpby_bf16(const void* x, void* y, int64_t n, float a, float b, cudaStream_t st);
 
-/// Polls `stream` until it is idle, checking *comm (comm or *comm may be null) for asynchronous
-/// NCCL errors and giving up after timeout_s (nccl-tests' testStreamSynchronize). On error or
-/// timeout the communicator is aborted (ncclCommAbort) and set to null, and RuntimeError names
-/// `what`, rank, host and device.
-void sync_stream_watchdog(cudaStream_t stream, ncclComm_t* comm, double timeout_s, const std::string& what);
-
-/// CAPSCALE_NCCL_TIMEOUT_S (seconds, default 300); InputError when set to something else than a
-/// positive number.
-double nccl_timeout_s();
-
 /// C[m×n] = A[m×k] · Wᵀ, all row-major, W [n×k] held as an nn.Linear weight is (Megatron's
 /// layout), `batch` strided copies; fp32 accumulation (CUBLAS_COMPUTE_32F), output bf16 (fp16 when
 /// the inputs are fp16). In cuBLAS' column-major terms this is the "TN" GEMM Cᵀ = W·Aᵀ with
