@@ -7,6 +7,7 @@
 // column-parallel linear's dgrad in backward; with SP an all-gather before and a reduce-scatter
 // after each of them instead, plus the all-gather Megatron repeats in backward for the wgrad input.
 #include <algorithm>
+#include <array>
 
 #include "common/checked.hpp"
 #include "common/error.hpp"
@@ -31,8 +32,9 @@ constexpr int64_t kAdamBytesPerParam = 30;
 /// ops the next compute op must wait for.
 class StageBuilder {
  public:
-  StageBuilder(const ModelConfig& m, const ParallelConfig& p, StagePlan& stage, const std::vector<int64_t>& layers_per_chunk)
-      : m_(m), p_(p), st_(stage), layers_per_chunk_(layers_per_chunk) {
+  StageBuilder(const ModelConfig& m, const ParallelConfig& p, StagePlan& stage, const std::vector<int64_t>& layers_per_chunk,
+               bool copy_layers)
+      : m_(m), p_(p), st_(stage), layers_per_chunk_(layers_per_chunk), copy_layers_(copy_layers) {
     tokens_ = checked_mul(p.micro_batch_size, p.seq_length / p.cp, "tokens per micro-batch");
     sp_tokens_ = p.sequence_parallel ? tokens_ / p.tp : tokens_;
     heads_ = m.num_attention_heads / p.tp;
@@ -147,6 +149,10 @@ class StageBuilder {
 
   void layer_forward(int64_t layer, Phase ph);
   void layer_backward(int64_t layer);
+  // Emits layer `layer` of the kind `kind` (kForwardLayer, kBackwardLayer, kBackwardReduceLayer)
+  // through `derive`, or as a copy of the last layer of that kind (see LayerTemplate).
+  template <typename Derive>
+  void repeated_layer(int kind, int64_t layer, Derive derive);
   void embedding_forward();
   void embedding_backward();
   void head_forward();
@@ -198,7 +204,65 @@ class StageBuilder {
   std::vector<int32_t> pending_;
   std::vector<int32_t> param_gather_;  // ZeRO-1: per global layer, the all-gather its first forward waits for
   int64_t first_layer_ = 0;
+
+  /// A layer's ops as first derived, to copy for the next layers of the same kind. A layer's ops
+  /// differ from its predecessor's only in the layer, micro-batch and chunk fields and in their
+  /// dependency indices, which shift by the distance between the two. Copying is used only where
+  /// that holds by construction: the layer is entered with no pending comm op and no all-gather
+  /// waiting for a GEMM, and every dependency pointing out of the template points at the compute
+  /// op before it (`entry`), which maps to the compute op before the copy. Anything else is
+  /// derived as before. tests/unit/test_plan.cpp holds copied plans equal to derived ones.
+  struct LayerTemplate {
+    std::vector<Op> ops;
+    int32_t start = -1;  ///< index of ops[0] in the stage when derived; −1: none yet
+    int32_t entry = -1;  ///< last_compute_ before it
+    int32_t exit_compute = -1, exit_overlap_ag = -1;  ///< last_compute_, overlap_ag_ after it
+    std::vector<int32_t> exit_pending;                ///< pending_ after it
+  };
+  enum { kForwardLayer, kBackwardLayer, kBackwardReduceLayer, kLayerKinds };
+  bool copy_layers_;
+  std::array<LayerTemplate, kLayerKinds> templates_;
 };
+
+template <typename Derive>
+void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
+  const bool param_gather = kind == kForwardLayer && mb_ == 0 && !param_gather_.empty();
+  const bool clean = copy_layers_ && pending_.empty() && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather;
+  LayerTemplate& t = templates_[kind];
+  if (clean && t.start >= 0) {
+    const int32_t shift = static_cast<int32_t>(st_.ops.size()) - t.start;
+    auto map = [&](int32_t d) { return d >= t.start ? d + shift : last_compute_; };
+    for (const Op& src : t.ops) {
+      Op& op = st_.ops.emplace_back(src);
+      op.layer = static_cast<int32_t>(layer);
+      op.microbatch = static_cast<int32_t>(mb_);
+      op.chunk = static_cast<int32_t>(chunk_);
+      for (uint8_t d = 0; d < op.ndeps; ++d) op.deps[d] = map(op.deps[d]);
+      if (op.overlap.partner >= 0) op.overlap.partner += shift;
+    }
+    last_compute_ = t.exit_compute + shift;
+    overlap_ag_ = t.exit_overlap_ag < 0 ? -1 : t.exit_overlap_ag + shift;
+    for (int32_t d : t.exit_pending) pending_.push_back(d + shift);
+    return;
+  }
+  const int32_t start = static_cast<int32_t>(st_.ops.size()), entry = last_compute_;
+  derive();
+  if (!clean) return;
+  // Keep it as the template only if every edge leaving it is the entry edge described above.
+  const int32_t end = static_cast<int32_t>(st_.ops.size());
+  if (end == start || last_compute_ < start || (overlap_ag_ >= 0 && overlap_ag_ < start)) return;
+  for (int32_t d : pending_)
+    if (d < start) return;
+  for (int32_t i = start; i < end; ++i) {
+    const Op& op = st_.ops[i];
+    if (op.overlap.partner >= 0 && op.overlap.partner < start) return;
+    for (uint8_t d = 0; d < op.ndeps; ++d)
+      if (op.deps[d] < start && op.deps[d] != entry) return;
+  }
+  t.ops.assign(st_.ops.begin() + start, st_.ops.end());
+  t.start = start, t.entry = entry;
+  t.exit_compute = last_compute_, t.exit_overlap_ag = overlap_ag_, t.exit_pending = pending_;
+}
 
 void StageBuilder::layer_forward(int64_t layer, Phase ph) {
   const bool sp = p_.sequence_parallel;
@@ -317,7 +381,8 @@ void StageBuilder::forward_unit(int64_t mb, int64_t chunk) {
   const int64_t g = global_chunk(chunk);
   if (first_chunk(chunk)) embedding_forward();
   else recv(OpName::kRecvActivation, g - 1, g, 0);
-  for (int64_t layer : st_.chunk_layers[chunk]) layer_forward(layer, Phase::kForward);
+  for (int64_t layer : st_.chunk_layers[chunk])
+    repeated_layer(kForwardLayer, layer, [&] { layer_forward(layer, Phase::kForward); });
   if (last_chunk(chunk)) head_forward();
   else send(OpName::kSendActivation, g + 1, 0);
 }
@@ -332,8 +397,10 @@ void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
   if (last_chunk(chunk) && last_mb) grad_reduce(-1, model::head_params_per_rank(m_, p_.tp));
   const auto& layers = st_.chunk_layers[chunk];
   for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
-    layer_backward(*it);
-    if (last_mb) grad_reduce(*it, layer_params);  // --overlap-grad-reduce: bucket per layer
+    repeated_layer(last_mb ? kBackwardReduceLayer : kBackwardLayer, *it, [&] {
+      layer_backward(*it);
+      if (last_mb) grad_reduce(*it, layer_params);  // --overlap-grad-reduce: bucket per layer
+    });
   }
   if (first_chunk(chunk)) {
     embedding_backward();
@@ -474,16 +541,21 @@ std::vector<ScheduleItem> schedule_order(const ParallelConfig& p, int64_t rank) 
   return out;
 }
 
-Plan build_plan(const ModelConfig& model, const ParallelConfig& parallel) {
-  Plan plan;
+void build_plan(const ModelConfig& model, const ParallelConfig& parallel, Plan& plan, const BuildOptions& options) {
   plan.model = model;
   plan.parallel = parallel;
   plan.layers_per_chunk = split_layers(model.num_layers, parallel.pp, parallel.vpp);
   plan.stages.resize(parallel.pp);
   for (int64_t s = 0; s < parallel.pp; ++s) {
     plan.stages[s].pp_rank = s;
-    StageBuilder(model, parallel, plan.stages[s], plan.layers_per_chunk).build();
+    plan.stages[s].ops.clear();  // keeps its capacity
+    StageBuilder(model, parallel, plan.stages[s], plan.layers_per_chunk, options.copy_layers).build();
   }
+}
+
+Plan build_plan(const ModelConfig& model, const ParallelConfig& parallel, const BuildOptions& options) {
+  Plan plan;
+  build_plan(model, parallel, plan, options);
   return plan;
 }
 

@@ -118,7 +118,17 @@ std::vector<ScheduleItem> schedule_order(const config::ParallelConfig& p, int64_
 /// A stand-alone GEMM op [m×k]·[k×n] with 2mnk FLOPs (benchmarks and calibration).
 Op gemm_op(int64_t m, int64_t n, int64_t k);
 
+struct BuildOptions {
+  /// Emit each repeated layer as a shifted copy of the previous one of its kind (fast); false
+  /// derives every layer op by op (the reference the copies are tested against).
+  bool copy_layers = true;
+};
+
 /// Builds the plan for a resolved ParallelConfig (dp set). Throws InputError for sizes that overflow.
-Plan build_plan(const config::ModelConfig& model, const config::ParallelConfig& parallel);
+Plan build_plan(const config::ModelConfig& model, const config::ParallelConfig& parallel, const BuildOptions& options = {});
+/// The same, rebuilt into `out`, whose op lists keep their capacity: a caller building many plans
+/// (prediction, search) reuses the memory instead of faulting in fresh pages for every plan.
+void build_plan(const config::ModelConfig& model, const config::ParallelConfig& parallel, Plan& out,
+                const BuildOptions& options = {});
 
 }  // namespace capscale::plan

@@ -88,12 +88,68 @@ void fill_throughput(SummaryRow& row, const config::ModelConfig& model, const co
   row.hfu = executed / step_time_s / (double(row.gpus) * peak);
 }
 
-std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const CostModel& cost) {
-  std::vector<std::vector<double>> d(plan.stages.size());
+namespace {
+// Every field CostModel::duration reads. Two ops equal in these have equal durations.
+struct DurationKey {
+  int64_t m, n, k, batch, bytes;
+  double flops;
+  plan::OpKind kind;
+  plan::Phase phase;
+  plan::CollKind coll;
+  parallel::Group group;
+  bool causal, is_send, fused;
+  explicit DurationKey(const plan::Op& op)
+      : m(op.m), n(op.n), k(op.k), batch(op.batch), bytes(op.bytes), flops(op.flops), kind(op.kind), phase(op.phase),
+        coll(op.coll), group(op.group), causal(op.causal), is_send(op.is_send), fused(op.fused) {}
+  bool operator==(const DurationKey&) const = default;
+};
+
+// model_durations, returning the FLOPs of one pipeline's ranks as executed_flops sums them (same
+// order, so the same bits): one pass over a plan larger than the caches instead of two.
+double durations_and_flops(const plan::Plan& plan, const CostModel& cost, std::vector<std::vector<double>>& d) {
+  double per_pipeline = 0;
+  // A stage repeats the same op per layer and micro-batch, so most durations equal that of the
+  // last op with the same (name, phase, wgrad). Keep that op's inputs and duration per slot and
+  // reuse the duration when all inputs match exactly (the result is the same as calling duration).
+  constexpr size_t kSlots = 32 * 4 * 2;  // OpName × Phase × wgrad
+  struct Slot {
+    DurationKey key;
+    double duration_s;
+  };
+  d.resize(plan.stages.size());
+  std::vector<Slot> slots;
+  slots.reserve(kSlots);
+  std::vector<int16_t> slot_of(kSlots, -1);
   for (size_t s = 0; s < plan.stages.size(); ++s) {
-    d[s].reserve(plan.stages[s].ops.size());
-    for (const auto& op : plan.stages[s].ops) d[s].push_back(cost.duration(op));
+    d[s].resize(plan.stages[s].ops.size());
+    double* out = d[s].data();
+    for (const auto& op : plan.stages[s].ops) {
+      if (op.kind == plan::OpKind::kGemm || op.kind == plan::OpKind::kAttention) per_pipeline += op.flops;
+      const size_t at = (size_t(op.name) * 4 + size_t(op.phase)) * 2 + size_t(op.wgrad);
+      const DurationKey key(op);
+      if (at < kSlots && slot_of[at] >= 0 && slots[slot_of[at]].key == key) {
+        *out++ = slots[slot_of[at]].duration_s;
+        continue;
+      }
+      const double t = cost.duration(op);
+      if (at < kSlots) {
+        if (slot_of[at] < 0) slot_of[at] = int16_t(slots.size()), slots.push_back({key, t});
+        else slots[slot_of[at]] = {key, t};
+      }
+      *out++ = t;
+    }
   }
+  return per_pipeline;
+}
+}  // namespace
+
+void model_durations(const plan::Plan& plan, const CostModel& cost, std::vector<std::vector<double>>& d) {
+  durations_and_flops(plan, cost, d);
+}
+
+std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const CostModel& cost) {
+  std::vector<std::vector<double>> d;
+  model_durations(plan, cost, d);
   return d;
 }
 
@@ -129,14 +185,25 @@ struct Simulated {
   double executed_flops = 0;
 };
 
+/// The plan and durations of the last prediction on this thread, kept for their memory: a plan
+/// of 10^5 ops is ~10 MB, and faulting in fresh pages for it on every prediction took more time
+/// than building and simulating it. Only capacity carries over; every call rebuilds the contents.
+struct Workspace {
+  plan::Plan plan;
+  std::vector<std::vector<double>> durations;
+};
+
 Simulated simulate_config(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
                           bool keep_timings, const Calibration* calibration) {
-  const plan::Plan plan = plan::build_plan(model, p);
+  thread_local Workspace w;
+  plan::build_plan(model, p, w.plan);
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
   const CostModel cost(chip, p.precision, layout, calibration);
+  // As executed_flops(w.plan): one pipeline's FLOPs times its tp·cp·dp ranks.
+  const double executed = durations_and_flops(w.plan, cost, w.durations) * double(p.tp * p.cp * p.dp);
   TimelineOptions topt;
   topt.keep_timings = keep_timings;
-  return {simulate(plan, model_durations(plan, cost), topt), executed_flops(plan)};
+  return {simulate(w.plan, w.durations, topt), executed};
 }
 
 }  // namespace
@@ -179,14 +246,9 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
   }
   Prediction out;
   out.row = identity_row(model, chip, p, source);
-  SummaryRow& row = out.row;
-  const plan::Plan plan = plan::build_plan(model, p);
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
-  const CostModel cost(chip, p.precision, layout, options.calibration);
-  TimelineOptions topt;
-  topt.keep_timings = options.keep_timings;
-  out.timeline = simulate(plan, model_durations(plan, cost), topt);
-  fill_throughput(row, plan, chip, out.timeline.step_time_s, out.timeline.breakdown);
+  Simulated sim = simulate_config(model, chip, p, options.keep_timings, options.calibration);
+  out.timeline = std::move(sim.timeline);
+  fill_throughput(out.row, model, p, chip, out.timeline.step_time_s, out.timeline.breakdown, sim.executed_flops);
   return out;
 }
 

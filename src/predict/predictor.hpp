@@ -62,6 +62,8 @@ void fill_throughput(SummaryRow& row, const config::ModelConfig& model, const co
 
 /// Modelled durations of every op of the plan on `chip`.
 std::vector<std::vector<double>> model_durations(const plan::Plan& plan, const CostModel& cost);
+/// The same into `out`, reusing its capacity.
+void model_durations(const plan::Plan& plan, const CostModel& cost, std::vector<std::vector<double>>& out);
 
 /// Largest chip count predict and search accept: 2^40 (≈ 1.1·10^12). Up to it the predictor's
 /// int64 products (tp·cp·dp·pp, micro-batch·dp, group strides) stay far from overflow; the cost of

@@ -193,3 +193,42 @@ TEST(Plan, BuilderStaysWithinFourProducersOrSameStreamMerges) {
     }
   }
 }
+
+TEST(Plan, CopiedLayersEqualDerivedLayers) {
+  // The builder copies repeated layers (BuildOptions::copy_layers); the reference derives every
+  // op. Both must give the same plan, field by field, over schedules, recompute modes, SP with TP
+  // comm overlap, CP, ZeRO and non-overlapped DP reductions.
+  const auto same = [](const plan::Op& a, const plan::Op& b) {
+    return a.kind == b.kind && a.stream == b.stream && a.phase == b.phase && a.name == b.name && a.coll == b.coll &&
+           a.group == b.group && a.causal == b.causal && a.is_send == b.is_send && a.wgrad == b.wgrad &&
+           a.fused == b.fused && a.overlap.partner == b.overlap.partner && a.overlap.chunks == b.overlap.chunks &&
+           a.layer == b.layer && a.microbatch == b.microbatch && a.chunk == b.chunk && a.peer == b.peer &&
+           a.tag == b.tag && a.m == b.m && a.n == b.n && a.k == b.k && a.batch == b.batch && a.bytes == b.bytes &&
+           a.flops == b.flops && a.ndeps == b.ndeps && a.deps == b.deps;
+  };
+  const auto tiny = config::load_model("tiny-demo");
+  plan::BuildOptions derive;
+  derive.copy_layers = false;
+  int copied_plans = 0;
+  for (int i = 0; i < 96; ++i) {
+    config::ParallelConfig p;
+    p.tp = (i & 1) ? 2 : 1, p.pp = (i & 2) ? 2 : 1, p.vpp = (p.pp > 1 && (i & 4)) ? 2 : 1, p.cp = (i & 8) ? 2 : 1;
+    p.sequence_parallel = p.tp > 1 && (i & 16), p.tp_comm_overlap = p.sequence_parallel && (i % 3 == 0);
+    p.zero = (i & 32) ? 1 : 0, p.overlap_grad_reduce = (i % 5 != 0);
+    p.recompute = i % 3 == 0 ? config::Recompute::kNone : i % 3 == 1 ? config::Recompute::kSelective : config::Recompute::kFull;
+    p.global_batch_size = 8 * (1 + i % 2);
+    auto m = tiny;
+    m.num_layers = i % 4 == 0 ? 4 : i % 4 == 1 ? 7 : 12;  // 7: Megatron's uneven split
+    if (!config::violations(p, m, 2 * p.tp * p.pp * p.cp).empty()) continue;
+    p = config::resolve(p, m, 2 * p.tp * p.pp * p.cp, "test");
+    const auto fast = plan::build_plan(m, p), ref = plan::build_plan(m, p, derive);
+    ASSERT_EQ(fast.stages.size(), ref.stages.size());
+    for (size_t s = 0; s < ref.stages.size(); ++s) {
+      ASSERT_EQ(fast.stages[s].ops.size(), ref.stages[s].ops.size()) << "config " << i << " stage " << s;
+      for (size_t j = 0; j < ref.stages[s].ops.size(); ++j)
+        ASSERT_TRUE(same(fast.stages[s].ops[j], ref.stages[s].ops[j])) << "config " << i << " stage " << s << " op " << j;
+    }
+    ++copied_plans;
+  }
+  EXPECT_GT(copied_plans, 40);
+}

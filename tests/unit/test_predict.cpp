@@ -237,3 +237,21 @@ TEST(Predict, ExtremeConfigsStayFiniteOrAreRejected) {
   EXPECT_THROW(config::parse_target("h100@nvlink=1e-300"), InputError);
   EXPECT_THROW(config::parse_target("h100@nic=1e400"), InputError);
 }
+
+TEST(Predict, ModelDurationsEqualPerOpDurations) {
+  // model_durations reuses the duration of an earlier op with the same inputs; it must equal
+  // CostModel::duration op by op (unfused and flash attention, CP, SP, ZeRO, tied embeddings).
+  struct C { const char* model; int64_t gpus, tp, pp, vpp, cp; bool flash; };
+  for (const C c : {C{"gpt3-175b", 64, 8, 8, 1, 1, false}, C{"llama3.1-70b", 128, 4, 4, 2, 2, true}, C{"tiny-gpt", 16, 2, 4, 1, 1, true}}) {
+    const auto m = config::load_model(c.model);
+    config::ParallelConfig p;
+    p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.cp = c.cp, p.global_batch_size = 16, p.seq_length = 4096;
+    p.sequence_parallel = true, p.zero = 1, p.flash_attention = c.flash, p.recompute = config::Recompute::kSelective;
+    p = config::resolve(p, m, c.gpus, "test");
+    const auto plan = plan::build_plan(m, p);
+    const predict::CostModel cost(config::load_chip("h100"), p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp));
+    const auto d = predict::model_durations(plan, cost);
+    for (size_t s = 0; s < plan.stages.size(); ++s)
+      for (size_t i = 0; i < plan.stages[s].ops.size(); ++i) ASSERT_EQ(d[s][i], cost.duration(plan.stages[s].ops[i])) << c.model;
+  }
+}
