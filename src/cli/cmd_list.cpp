@@ -77,10 +77,11 @@ void check_run_command(const std::vector<std::string>& args, int64_t gpus, const
   if (gpus < 1) throw InputError("--gpus", "", "must be >= 1");
   {
     // run's own flag definitions: an unknown, misspelt or ill-typed flag fails here as in `run`.
-    // The returned action is dropped, so nothing runs.
+    // The returned action is never called, so nothing runs; it is kept until parsing ends because
+    // it owns the options the flags are bound to (dropping it made parsing write freed memory).
     CLI::App full;
     full.require_subcommand(1);
-    (void)add_run(full);
+    const Action keep_alive = add_run(full);
     parse_args(full, args, where);
   }
   // The flags this check needs, registered by the same code as run's, so none is described twice.
