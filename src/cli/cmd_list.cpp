@@ -88,10 +88,11 @@ void check_run_command(const std::vector<std::string>& args, int64_t gpus, const
   CLI::App part;
   auto* run = part.add_subcommand("run");
   run->allow_extras();
-  std::string model_spec, emulate;
+  std::string model_spec, emulate, out;
   ParallelFlags par;
   run->add_option("--model", model_spec);
   run->add_option("--emulate", emulate);
+  run->add_option("--out", out);
   add_parallel_flags(run, par);
   parse_args(part, args, where);
 
@@ -100,6 +101,7 @@ void check_run_command(const std::vector<std::string>& args, int64_t gpus, const
   (void)plan::build_plan(model, p);  // throws for sizes that overflow, as run would
   std::vector<config::TargetSpec> targets;
   if (!emulate.empty()) targets = config::parse_target_list(emulate, "--emulate");
+  if (!out.empty()) check_run_names_fit(model, targets);  // names the run file would refuse
   if (!chip_spec.empty()) targets.push_back(config::parse_target(chip_spec, "--chip"));
   std::string fits;
   for (const auto& t : targets) {

@@ -23,7 +23,13 @@ struct PredictOptions {
 int predict_cmd(const PredictOptions& o) {
   const auto model = o.par.load_model(o.model);
   const auto target = config::parse_target(o.chip, "--chip");
-  const auto chip = config::resolve_target(target);
+  const auto chip = [&] {
+    try {
+      return config::resolve_target(target);
+    } catch (const InputError& e) {
+      throw InputError("--chip", "", e.what());  // name the flag: "chip: 'x' is neither a file nor a known chip"
+    }
+  }();
   // Bounded so that every int64 product stays exact (predictor.hpp, kMaxChips): the default global
   // batch, micro-batch (≤ 2^20, its flag's range) × dp (≤ 2^40), stays below 2^61.
   predict::check_chip_count(o.gpus, "--gpus");
@@ -94,10 +100,11 @@ Action add_predict(CLI::App& app) {
   auto o = std::make_shared<PredictOptions>();
   cmd->add_option("--model", o->model, "model name, YAML or HuggingFace config.json")->required();
   cmd->add_option("--chip", o->chip, "target CHIP[@key=value,...], e.g. h100@nic=200")->required();
-  cmd->add_option("--gpus", o->gpus, "number of chips")->required();
+  // The range at parse time too, so that an overflowing value is named as typed, not as the int64 it saturates to.
+  cmd->add_option("--gpus", o->gpus, "number of chips")->required()->check(CLI::Range(int64_t(1), predict::kMaxChips));
   add_parallel_flags(cmd, o->par);
   cmd->add_flag("--search", o->search, "search the best plan that fits memory (ranked by tokens/s per chip)");
-  cmd->add_option("--top", o->top, "rows to show with --search");
+  cmd->add_option("--top", o->top, "rows to show with --search")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--calibration", o->calibration, "calibration file (capscale calibrate); used when its arch is the chip's");
   cmd->add_flag("--json", o->json, "print JSON on stdout");
   return [o](const Invocation&) { return predict_cmd(*o); };

@@ -198,7 +198,14 @@ int run(const RunOptions& o, const Invocation& inv) {
   std::vector<config::TargetSpec> targets;
   if (!o.emulate.empty()) targets = config::parse_target_list(o.emulate, "--emulate");
   std::vector<config::ChipProfile> target_chips;
-  for (const auto& t : targets) target_chips.push_back(config::resolve_target(t));
+  for (const auto& t : targets) {
+    try {
+      target_chips.push_back(config::resolve_target(t));
+    } catch (const InputError& e) {
+      throw InputError("--emulate", "", e.what());  // name the flag: "chip: 'x' is neither a file nor a known chip"
+    }
+  }
+  if (!o.out.empty()) check_run_names_fit(model, targets);  // refused now, not by the writer after the steps
 
   const HostRun hr(session, model, p, backend, "run");
   const RankNames names = gather_rank_names(session, *hr.ex);
@@ -237,14 +244,25 @@ int run(const RunOptions& o, const Invocation& inv) {
 
 }  // namespace
 
+void check_run_names_fit(const config::ModelConfig& model, const std::vector<config::TargetSpec>& targets) {
+  predict::SummaryRow row;
+  row.model = model.name;
+  config::check_text_lengths(row, config::select(predict::summary_fields(), {"model"}), "--model");
+  const auto target_field = config::select(predict::summary_fields(), {"target"});
+  for (const auto& t : targets) {
+    row.target = t.spec;
+    config::check_text_lengths(row, target_field, "--emulate");
+  }
+}
+
 Action add_run(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Run a training step for real (under mpirun/srun or one rank) and emulate targets");
   auto o = std::make_shared<RunOptions>();
   cmd->add_option("--model", o->model, "model name (capscale list models), model YAML, or HuggingFace config.json")->required();
   cmd->add_option("--backend", o->backend, "auto | cuda | cpu (auto: cuda when a GPU is present)");
   add_parallel_flags(cmd, o->par);
-  cmd->add_option("--steps", o->steps, "timed steps");
-  cmd->add_option("--warmup", o->warmup, "untimed steps first");
+  cmd->add_option("--steps", o->steps, "timed steps")->check(CLI::Range(1, 100000));
+  cmd->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000));
   cmd->add_option("--emulate", o->emulate, "targets CHIP[@key=value,...], comma-separated (e.g. h200,h20,h200@nvlink=400)");
   cmd->add_option("--out", o->out, "HDF5 result file");
   cmd->add_option("--calibration", o->calibration,

@@ -139,12 +139,24 @@ class Progress {
   clock::time_point t0_;
 };
 
+/// Each row stores the loaded model's own name (a YAML's `name`, not the path the sweep lists, which
+/// expand() checks): it must fit the /summary column whole, refused now rather than half-way through.
+void check_model_names_fit(const sweep::SweepConfig& cfg, const std::string& path) {
+  const auto model_field = config::select(predict::summary_fields(), {"model"});
+  for (const auto& spec : cfg.models) {
+    predict::SummaryRow row;
+    row.model = config::load_model(spec).name;
+    config::check_text_lengths(row, model_field, path + ": models: " + spec);
+  }
+}
+
 int sweep_cmd(const SweepOptions& o, const Invocation& inv) {
   mpi::Session session(inv.argc, inv.argv);
   exec::install_interrupt_handlers();
   const bool root = session.rank() == 0;
   const auto cfg = sweep::load_sweep(o.file);
   const auto points = sweep::expand(cfg);
+  check_model_names_fit(cfg, o.file);
   const std::string out = o.out.empty() ? "results/" + cfg.name + ".h5" : o.out;
 
   // Rank 0 opens the file (fails early on a bad path) and tells everyone which points are done.

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "config/chip.hpp"
+#include "config/model_config.hpp"
 #include "config/parallel_config.hpp"
 
 namespace capscale::cli {
@@ -31,6 +33,11 @@ struct ParallelFlags {
 void add_parallel_flags(CLI::App* cmd, ParallelFlags& f);
 /// Every flag add_parallel_flags adds ("--tp", ..., "--num-layers").
 std::vector<std::string> parallel_flag_names();
+
+/// `run --out`: the model name and every --emulate target spec fit the run file's /summary columns
+/// whole (InputError naming --model / --emulate and the limit otherwise); run and `check --gpus`
+/// call it before any work.
+void check_run_names_fit(const config::ModelConfig& model, const std::vector<config::TargetSpec>& targets);
 
 Action add_run(CLI::App& app);
 Action add_predict(CLI::App& app);

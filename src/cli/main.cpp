@@ -76,8 +76,16 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    // --help and --version print what was asked for and succeed; every other parse error is bad
+    // input: one line naming the flag (CLI11's own exit() adds "Run with --help ..." on a second).
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::string message = e.what();
+    if (app.get_subcommands().empty()) {  // no command recognised: say which there are
+      message += " (commands:";
+      for (const auto& [cmd, action] : commands) message += " " + cmd->get_name();
+      message += std::string(")") + (argc > 1 ? "; got '" + std::string(argv[1]) + "'" : "");
+    }
+    return fail(message, 2);
   }
   cli::Invocation inv{&argc, &argv, ""};
   for (int i = 0; i < argc; ++i) inv.command_line += (i ? " " : "") + std::string(argv[i]);
@@ -85,7 +93,13 @@ int main(int argc, char** argv) {
     for (auto& [cmd, action] : commands)
       if (cmd->parsed()) return action(inv);
   } catch (const InputError& e) {
-    return fail(e.what(), 2);
+    std::string message = e.what();
+    if (app.get_subcommands().empty()) {  // no command recognised: say which there are
+      message += " (commands:";
+      for (const auto& [cmd, action] : commands) message += " " + cmd->get_name();
+      message += std::string(")") + (argc > 1 ? "; got '" + std::string(argv[1]) + "'" : "");
+    }
+    return fail(message, 2);
   } catch (const Interrupted& e) {
     return fail(e.what(), 130);
   } catch (const std::exception& e) {

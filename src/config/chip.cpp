@@ -49,6 +49,8 @@ TargetSpec parse_target(const std::string& text, const std::string& where) {
     bool known = false;
     for (const auto& k : cap_keys()) known = known || k == cap.key;
     if (!known) throw InputError(where, cap.key, "is not a cap key in '" + text + "'; allowed: " + join(cap_keys()));
+    for (const auto& c : t.caps)
+      if (c.key == cap.key) throw InputError(where, cap.key, "is given twice in target '" + text + "'; give each cap once");
     std::string value = item.substr(eq + 1);
     if (!value.empty() && value.back() == '%') {
       cap.percent = true;

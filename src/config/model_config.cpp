@@ -146,7 +146,10 @@ ModelConfig load_model_hf_json(const std::string& path) {
   m.seq_length = get_int("max_position_embeddings", 1, kMaxDim, false, 4096);
   std::string act = "silu";
   for (const char* key : {"hidden_act", "hidden_activation", "activation_function"}) {
-    if (auto it = j.find(key); it != j.end() && it->is_string()) act = it->get<std::string>();
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_string()) throw InputError(path, key, "must be a string (silu, swish, gelu*, relu2), got " + it->dump().substr(0, 40));
+    act = it->get<std::string>();
   }
   if (act == "silu" || act == "swish") m.activation = Activation::kSwiglu;  // Llama/Mistral/Qwen gate_proj
   else if (act.rfind("gelu", 0) == 0) m.activation = Activation::kGelu;

@@ -69,6 +69,27 @@ seq_length: 128
 plans: [search]
 """
 
+RUNS = """\
+runs:
+- id: X1
+  source: capscale hostile corpus (synthetic)
+  chip: a100
+  gpus: 32
+  model: gpt-1.7b
+  seq_length: 2048
+  global_batch_size: 512
+  micro_batch_size: 16
+  tp: 1
+  pp: 1
+  recompute: full
+  precision: fp16
+  metric: tflops_per_gpu
+  value: 137
+  flop_convention: sc21_eq3
+  in_budget: true
+  fit: false
+"""
+
 HF = {
     "_name_or_path": "hostile/llama-tiny",
     "architectures": ["LlamaForCausalLM"],
@@ -301,6 +322,11 @@ def files():
     yield "models/heads_not_divisible_by_groups.yaml", sub(m, "num_query_groups", "3")
     yield "models/hidden_not_divisible_by_heads.yaml", sub(m, "hidden_size", "500")
     yield "models/bad_enum.yaml", sub(m, "activation", "relu")
+    yield "models/bad_normalization.yaml", sub(m, "normalization", "batchnorm")
+    yield "models/bad_position_embedding.yaml", sub(m, "position_embedding", "alibi")
+    yield "models/enum_case.yaml", sub(m, "activation", "SwiGLU")
+    yield "models/enum_empty.yaml", sub(m, "normalization", "''")
+    yield "models/enum_list.yaml", sub(m, "position_embedding", "[rope]")
     yield "models/bad_bool.yaml", sub(m, "tie_embeddings", "maybe")
     yield "models/sources_list.yaml", m.replace("sources:\n  architecture: capscale test corpus (synthetic)\n",
                                                 "sources: [a, b]\n")
@@ -350,6 +376,9 @@ def files():
         "efficiency:\n  gemm: 0.78\n  attention: 0.6\n  hbm: 0.87\n  nvlink: 0.82\n  nic: 0.92\n", "efficiency: 0.8\n")
     yield "chips/efficiency_unknown_key.yaml", c.replace("  nic: 0.92\n", "  nic: 0.92\n  pcie: 0.5\n")
     yield "chips/bad_arch.yaml", sub(c, "arch", "volta")
+    yield "chips/arch_empty.yaml", sub(c, "arch", "''")
+    yield "chips/arch_case.yaml", sub(c, "arch", "Hopper")
+    yield "chips/arch_map.yaml", sub(c, "arch", "{name: hopper}")
     yield "chips/chips_per_package_zero.yaml", c + "chips_per_package: 0\n"
     yield "chips/unknown_key.yaml", c + "nvlink_gpbs: 900\n"
     yield "chips/duplicate_key.yaml", c + "hbm_gb: 8000\n"
@@ -388,6 +417,11 @@ def files():
     yield "sweeps/plan_unknown_key.yaml", sub(s, "plans", "[{tp: 2, dp: 4}]")
     yield "sweeps/plans_map.yaml", sub(s, "plans", "{tp: 2}")
     yield "sweeps/bad_precision.yaml", s + "precision: fp4\n"
+    yield "sweeps/precision_case.yaml", s + "precision: BF16\n"
+    yield "sweeps/plan_bad_recompute.yaml", sub(s, "plans", "[{tp: 2, recompute: sometimes}]")
+    yield "sweeps/plan_bad_precision.yaml", sub(s, "plans", "[{tp: 2, precision: fp4}]")
+    yield "sweeps/cap_sweep_key_empty.yaml", drop(s, "targets") + "cap_sweep: {chip: h100, key: '', values: [1, 2]}\n"
+    yield "sweeps/cap_sweep_key_list.yaml", drop(s, "targets") + "cap_sweep: {chip: h100, key: [nvlink], values: [1, 2]}\n"
     yield "sweeps/reference_bad_target.yaml", s + "reference: {target: 'h100@', gpus: 8}\n"
     yield "sweeps/reference_missing_gpus.yaml", s + "reference: {target: h100}\n"
     yield "sweeps/unknown_model.yaml", sub(s, "models", "[no-such-model]")
@@ -421,6 +455,10 @@ def files():
     yield "hf/heads_not_divisible.json", hf(num_key_value_heads=3)
     yield "hf/hidden_not_divisible.json", hf(hidden_size=500)
     yield "hf/bad_activation.json", hf(hidden_act="tanh")
+    yield "hf/bad_activation_case.json", hf(hidden_act="SiLU")
+    yield "hf/bad_activation_empty.json", hf(hidden_act="")
+    yield "hf/activation_number.json", hf(hidden_act=5)
+    yield "hf/activation_list.json", hf(hidden_act=["silu"])
     yield "hf/tie_string.json", hf(tie_word_embeddings="yes")
     yield "hf/trailing_comma.json", hf().replace('"torch_dtype": "bfloat16"', '"torch_dtype": "bfloat16",')
     yield "hf/trailing_garbage.json", hf() + "}}}\n"
@@ -440,10 +478,24 @@ def files():
     # Expert counts given as null or 0 say "dense": such a config loads (exit 0).
     yield "../good/hf/dense_null_or_zero_experts.json", hf(num_local_experts=None, num_experts=0, moe_intermediate_size=1408)
 
+    # Published-run (validation) files, loaded by `capscale validate --runs FILE`.
+    r = RUNS
+    yield "validation/bad_metric.yaml", sub(r, "metric", "tokens_per_day")
+    yield "validation/bad_flop_convention.yaml", sub(r, "flop_convention", "sc22")
+    yield "validation/bad_recompute.yaml", sub(r, "recompute", "sometimes")
+    yield "validation/bad_precision.yaml", sub(r, "precision", "fp4")
+    yield "validation/metric_case.yaml", sub(r, "metric", "MFU")
+    yield "validation/metric_list.yaml", sub(r, "metric", "[mfu]")
+    yield "validation/bad_model_activation.yaml", r.replace(
+        "  model: gpt-1.7b\n", "  model:\n" + "".join("    " + l + "\n" for l in sub(m, "activation", "relu").splitlines()
+                                                        if not l.startswith(("sources", "  architecture"))))
+    yield "validation/runs_empty_map.yaml", "runs: {}\n"
+
     yield "../good/models/good-model.yaml", m
     yield "../good/chips/good-chip.yaml", c
     yield "../good/sweeps/good-sweep.yaml", s
     yield "../good/hf/config.json", hf()
+    yield "../good/validation/good-runs.yaml", r
 
 
 def caps():
@@ -482,6 +534,9 @@ def caps():
         "h100@hbm_gb=2",
         "h100@hbm_gb=1%",
         "/etc/passwd",
+        "h100@" + "x" * 300 + "=1",  # 300 characters of an unknown cap key
+        "h100@nvlink=" + "0" * 290 + "-1",  # 300 characters, one negative value
+        "h100@" + ",".join(["nvlink=400"] * 28),  # 300 characters of the same cap repeated
     ]
 
 
