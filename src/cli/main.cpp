@@ -73,19 +73,22 @@ int main(int argc, char** argv) {
   add(cli::add_check);
   add(cli::add_validate);
   add(cli::add_calibrate);
+  // Bad input: one line, exit 2; with no command recognised, the line lists the commands.
+  auto bad_input = [&](std::string message) {
+    if (app.get_subcommands().empty()) {
+      message += " (commands:";
+      for (const auto& [cmd, action] : commands) message += " " + cmd->get_name();
+      message += std::string(")") + (argc > 1 ? "; got '" + std::string(argv[1]) + "'" : "");
+    }
+    return fail(message, 2);
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version print what was asked for and succeed; every other parse error is bad
     // input: one line naming the flag (CLI11's own exit() adds "Run with --help ..." on a second).
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
-    std::string message = e.what();
-    if (app.get_subcommands().empty()) {  // no command recognised: say which there are
-      message += " (commands:";
-      for (const auto& [cmd, action] : commands) message += " " + cmd->get_name();
-      message += std::string(")") + (argc > 1 ? "; got '" + std::string(argv[1]) + "'" : "");
-    }
-    return fail(message, 2);
+    return bad_input(e.what());
   }
   cli::Invocation inv{&argc, &argv, ""};
   for (int i = 0; i < argc; ++i) inv.command_line += (i ? " " : "") + std::string(argv[i]);
@@ -93,13 +96,7 @@ int main(int argc, char** argv) {
     for (auto& [cmd, action] : commands)
       if (cmd->parsed()) return action(inv);
   } catch (const InputError& e) {
-    std::string message = e.what();
-    if (app.get_subcommands().empty()) {  // no command recognised: say which there are
-      message += " (commands:";
-      for (const auto& [cmd, action] : commands) message += " " + cmd->get_name();
-      message += std::string(")") + (argc > 1 ? "; got '" + std::string(argv[1]) + "'" : "");
-    }
-    return fail(message, 2);
+    return bad_input(e.what());
   } catch (const Interrupted& e) {
     return fail(e.what(), 130);
   } catch (const std::exception& e) {

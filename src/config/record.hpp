@@ -249,7 +249,7 @@ std::string table_header(const FieldTable<R>& table) {
     out += (first ? "" : " ") + h;
     first = false;
   }
-  return out;
+  return out.substr(0, out.find_last_not_of(' ') + 1);  // no trailing blanks after the last column
 }
 
 /// One row of that table.
@@ -262,7 +262,7 @@ std::string table_row(const R& r, const FieldTable<R>& table) {
     out += ' ';
     out += format_cell(f.get(r), f.format, f.width);
   }
-  return out;
+  return out.substr(0, out.find_last_not_of(' ') + 1);
 }
 
 }  // namespace capscale::config

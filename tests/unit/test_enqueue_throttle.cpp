@@ -198,8 +198,8 @@ INSTANTIATE_TEST_SUITE_P(RealPlans, EnqueueThrottleReplay,
                          // blocked on a send whose receive its neighbour has not enqueued yet).
                          ::testing::Values(Case{"llama3.1-8b", 4, 2, 2, 16, false}, Case{"llama3.1-8b", 4, 2, 2, 64, false},
                                            Case{"llama3.1-70b", 8, 4, 2, 16, true}),
-                         [](const auto& info) {
-                           const Case& c = info.param;
+                         [](const auto& test_info) {
+                           const Case& c = test_info.param;
                            std::string n = std::string(c.model) + "_tp" + std::to_string(c.tp) + "_pp" + std::to_string(c.pp) + "_vpp" +
                                            std::to_string(c.vpp) + "_gbs" + std::to_string(c.gbs);
                            for (char& ch : n)
