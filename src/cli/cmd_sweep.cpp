@@ -90,6 +90,8 @@ class PointRunner {
       const auto v = config::violations(p, model, pt.gpus);
       if (!v.empty()) {
         status = "invalid: " + config::join(v);
+        // The status column holds 511 characters: past that, the first reason and a count.
+        if (status.size() > 511) status = "invalid: " + v.front() + " (and " + std::to_string(v.size() - 1) + " more)";
       } else {
         row = predict::predict(model, chip, config::resolve(p, model, pt.gpus, "sweep")).row;
         if (!row.fits) status = "does not fit";

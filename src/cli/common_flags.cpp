@@ -29,7 +29,9 @@ void add_parallel_flags(CLI::App* cmd, ParallelFlags& flags) {
             ->check(CLI::Range(f.min, f.max));
         break;
       case config::FieldType::kBool:
-        cmd->add_flag_function(name, [rec, set, value = !f.flag_negates](int64_t) { set(*rec, value); }, help_of(f));
+        // CLI11 passes the count: 1 for --flag (or =true), −1 for --flag=false.
+        cmd->add_flag_function(name, [rec, set, negates = f.flag_negates](int64_t n) { set(*rec, (n > 0) != negates); },
+                               help_of(f));
         break;
       case config::FieldType::kEnum:
       case config::FieldType::kText:

@@ -53,6 +53,9 @@ std::vector<PublishedRun> load_published_runs(const std::string& path) {
                       {"id", "source", "chip", "gpus", "seq_length", "global_batch_size", "micro_batch_size", "tp", "pp",
                        "recompute", "precision", "metric", "value", "flop_convention"});
     if (!(r.value > 0)) throw InputError(where, "value", "must be > 0");
+    // A published run states its sequence and batch (0 would mean "the model's" / "micro x dp").
+    if (r.parallel.seq_length < 1) throw InputError(where, "seq_length", "must be >= 1");
+    if (r.parallel.global_batch_size < 1) throw InputError(where, "global_batch_size", "must be >= 1");
     if (r.fit && !r.in_budget) throw InputError(where, "fit", "a fit row must be in budget (in_budget: true)");
     auto allowed = config::input_names(fields);
     allowed.push_back("model");

@@ -122,7 +122,7 @@ void write_run(const std::string& path, const RunData& d, bool force) {
       h5::write_attr(g.id(), "parallel_json", d.parallel_json);
       h5::write_attr(g.id(), "host_json", d.host_json);
     }
-    h5::Table ranks({{"rank", ColType::kI64}, {"host", ColType::kStr, 64}, {"device", ColType::kStr, 128},
+    h5::Table ranks({{"rank", ColType::kI64}, {"host", ColType::kStr, 256}, {"device", ColType::kStr, 256},
                      {"backend", ColType::kStr, 8}, {"gemm_dtype", ColType::kStr, 32}, {"tp", ColType::kI64},
                      {"pp", ColType::kI64}, {"dp", ColType::kI64}, {"cp", ColType::kI64}});
     for (const auto& r : d.ranks) {
@@ -192,6 +192,12 @@ SweepFile::SweepFile(const std::string& path, const FileMeta& meta, const std::s
   if (resume && fs::exists(partial_, ec)) {
     file_ = h5::open_file(partial_, true);
     if (!h5::exists(file_.id(), "summary")) throw InputError(partial_, "summary", "is missing: not a capscale sweep file");
+    // Keys and columns changed with the schema: only the version that started a sweep resumes it.
+    const int64_t version = h5::has_attr(file_.id(), "schema_version") ? h5::read_attr_int(file_.id(), "schema_version") : 0;
+    if (version != kSchemaVersion) {
+      throw InputError(partial_, "schema_version", "is " + std::to_string(version) + "; only a sweep started with schema " +
+                                                       std::to_string(kSchemaVersion) + " resumes here: rerun it with --force");
+    }
     h5::Table t = summary_table();
     h5::read_table(file_.id(), "summary", t);
     for (size_t i = 0; i < t.rows(); ++i) done_.insert(t.get_str(i, "key"));

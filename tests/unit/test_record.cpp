@@ -203,3 +203,20 @@ TEST(Record, PublishedRunFieldsCoverTheParallelConfig) {
       EXPECT_TRUE(names.count(f.name)) << f.name;
     }
 }
+
+TEST(Record, BoolFlagsTakeAnExplicitValue) {
+  // CLI11 hands a flag's callback −1 for --flag=false: the value must follow it, negating flags too.
+  auto parse = [](std::vector<const char*> argv) {
+    CLI::App app;
+    cli::ParallelFlags flags;
+    cli::add_parallel_flags(&app, flags);
+    argv.insert(argv.begin(), "capscale");
+    app.parse(int(argv.size()), argv.data());
+    return flags.config;
+  };
+  EXPECT_TRUE(parse({"--sequence-parallel"}).sequence_parallel);
+  EXPECT_FALSE(parse({"--sequence-parallel=false"}).sequence_parallel);
+  EXPECT_FALSE(parse({"--no-flash-attention"}).flash_attention);
+  EXPECT_TRUE(parse({"--no-flash-attention=false"}).flash_attention);
+  EXPECT_TRUE(parse({}).flash_attention);
+}
