@@ -86,7 +86,7 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
                             const config::ChipProfile& host, const config::ChipProfile& target,
                             const predict::Calibration* calibration) {
   const auto& p = plan.parallel;
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
   const bool same_arch = host.arch == target.arch;
   // Dilation keeps the host's own measurements, so a calibration only serves targets of another
   // architecture than the host's (the dilation ratio stays the roofline's).
