@@ -48,7 +48,7 @@ ScalingRow scaling_row(const std::string& m, const std::string& t, int64_t g, co
   s.ok = 1, s.point = best->point;
   s.tokens_per_s = r.tokens_per_s, s.tokens_per_s_per_chip = r.tokens_per_s_per_chip;
   s.step_time_s = r.step_time_s, s.mfu = r.mfu;
-  s.tp = p.tp, s.pp = p.pp, s.dp = p.dp, s.cp = p.cp, s.vpp = p.vpp;
+  s.tp = p.tp, s.pp = p.pp, s.dp = p.dp, s.cp = p.cp, s.vpp = p.vpp, s.ep = p.ep;
   s.micro_batch_size = p.micro_batch_size, s.global_batch_size = p.global_batch_size;
   s.recompute = config::to_string(p.recompute);
   return s;

@@ -37,6 +37,7 @@ struct ScalingRow {
   double tokens_per_s = 0, tokens_per_s_per_chip = 0, step_time_s = 0, mfu = 0;
   // The plan behind the number (so a cap sweep shows where tensor parallelism stops paying).
   int64_t tp = 0, pp = 0, dp = 0, cp = 0, vpp = 0, micro_batch_size = 0, global_batch_size = 0;
+  int64_t ep = 1;  ///< expert parallelism (1 for dense models; files before schema 3 have none)
   std::string recompute;
 };
 

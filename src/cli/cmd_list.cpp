@@ -26,14 +26,17 @@ Action add_list(CLI::App& app) {
   return [what](const Invocation&) {
     std::cout << "# configs: " << config::config_dir() << "\n";
     if (*what == "models") {
-      std::cout << "# name                layers  hidden    ffn  heads/kv   vocab    seq  params [B]\n";
+      std::cout << "# name                layers  hidden    ffn  heads/kv   vocab    seq  params [B]  active [B]  experts\n";
       for (const auto& n : config::list_configs("models")) {
         const auto m = config::load_model(n);
         char line[256];
-        std::snprintf(line, sizeof line, "  %-18s %6lld %7lld %6lld %5lld/%-3lld %7lld %6lld %10.2f\n", n.c_str(),
+        const std::string experts =
+            m.is_moe() ? std::to_string(m.num_moe_experts) + " top-" + std::to_string(m.moe_router_topk) : std::string("-");
+        std::snprintf(line, sizeof line, "  %-18s %6lld %7lld %6lld %5lld/%-3lld %7lld %6lld %10.2f %11.2f  %s\n", n.c_str(),
                       (long long)m.num_layers, (long long)m.hidden_size, (long long)m.ffn_hidden_size,
                       (long long)m.num_attention_heads, (long long)m.num_query_groups, (long long)m.vocab_size,
-                      (long long)m.seq_length, double(model::total_params(m)) / 1e9);
+                      (long long)m.seq_length, double(model::total_params(m)) / 1e9, double(model::active_params(m)) / 1e9,
+                      experts.c_str());
         std::cout << line;
       }
     } else {

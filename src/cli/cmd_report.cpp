@@ -108,9 +108,11 @@ void print_model(std::ostream& os, const analysis::SweepAnalysis& a, const std::
   os << "  [chips]\n";
   print_grid(os, a, m, [](const analysis::ScalingRow& r) { return fmt(r.tokens_per_s_per_chip, 0); });
   // The plan behind each cell, so a cap sweep shows where tensor parallelism stops paying.
-  os << "# " << m << ": best plan per point as tp/pp/cp\n";
-  print_grid(os, a, m, [](const analysis::ScalingRow& r) {
-    return std::to_string(r.tp) + "/" + std::to_string(r.pp) + "/" + std::to_string(r.cp);
+  bool experts = false;
+  for (const auto& r : a.scaling) experts |= r.model == m && r.ep > 1;
+  os << "# " << m << ": best plan per point as tp/pp/cp" << (experts ? "/ep" : "") << "\n";
+  print_grid(os, a, m, [experts](const analysis::ScalingRow& r) {
+    return std::to_string(r.tp) + "/" + std::to_string(r.pp) + "/" + std::to_string(r.cp) + (experts ? "/" + std::to_string(r.ep) : "");
   });
   for (const auto& c : a.cliffs) {
     if (c.model != m) continue;

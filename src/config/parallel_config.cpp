@@ -38,6 +38,14 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                "MoE token dispatcher: alltoall (NCCL) or flex (DeepEP/HybridEP: one copy per remote node, NVLink forwarding)"),
         "moe-token-dispatcher", "", TextWhen::kNever, true);
     t.back().key_omits_default = true;
+    add(member("account_for_embedding_in_pipeline_split", &P::account_for_embedding_in_pipeline_split,
+               "the embedding counts as a layer in the pipeline split (first stage: one decoder layer fewer)"),
+        "account-for-embedding-in-pipeline-split", "ae", TextWhen::kNonDefault, true);
+    t.back().key_omits_default = true;
+    add(member("account_for_loss_in_pipeline_split", &P::account_for_loss_in_pipeline_split,
+               "the output head and loss count as a layer in the pipeline split (last stage: one decoder layer fewer)"),
+        "account-for-loss-in-pipeline-split", "al", TextWhen::kNonDefault, true);
+    t.back().key_omits_default = true;
     range(add(member("vpp", &P::vpp, "virtual_pipeline_model_parallel_size (model chunks per pipeline rank)"), "vpp", "vpp",
               TextWhen::kNonDefault, true), 1, 1 << 10);
     range(add(member("micro_batch_size", &P::micro_batch_size, "sequences per micro-batch"), "micro-batch-size", "mbs",
@@ -113,6 +121,9 @@ std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& 
   if (m.num_query_groups % p.tp != 0) add("tp", "must divide num_query_groups (" + s(m.num_query_groups) + "), got " + s(p.tp));
   if (m.ffn_hidden_size % p.tp != 0) add("tp", "must divide ffn_hidden_size (" + s(m.ffn_hidden_size) + "), got " + s(p.tp));
   if (m.num_layers < p.pp * p.vpp) add("pp", "x vpp (" + s(p.pp * p.vpp) + ") must not exceed num_layers (" + s(m.num_layers) + ")");
+  if ((p.account_for_embedding_in_pipeline_split || p.account_for_loss_in_pipeline_split) && p.pp == 1) {
+    add("account-for-embedding/loss-in-pipeline-split", "needs pp > 1");
+  }
   if (p.vpp > 1 && p.pp == 1) add("vpp", "needs pp > 1");
   if (p.sequence_parallel && p.tp == 1) add("sequence-parallel", "needs tp > 1");
   if (p.tp_comm_overlap && !p.sequence_parallel) add("tp-comm-overlap", "needs sequence-parallel");

@@ -52,6 +52,10 @@ struct ParallelConfig {
   /// NVIDIA's published MoE benchmarks run); every rank waits for the hottest one.
   double moe_imbalance = 1.0;
   Dispatcher moe_token_dispatcher = Dispatcher::kAllToAll;
+  /// Megatron --account-for-embedding-in-pipeline-split / --account-for-loss-in-pipeline-split:
+  /// the embedding / the output head and loss count as a layer when layers are split over stages.
+  bool account_for_embedding_in_pipeline_split = false;
+  bool account_for_loss_in_pipeline_split = false;
   bool sequence_parallel = false;
   int64_t micro_batch_size = 1;
   int64_t global_batch_size = 0;  ///< sequences per step; 0 → micro_batch_size·dp

@@ -176,7 +176,8 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
   // The last stage holds the output head, the MTP modules and one micro-batch in flight; the
   // larger of the two is the estimate. Expert weights are ÷ ep·etp (in their per-rank counts);
   // under ZeRO-1 dense optimizer state is ÷ dp·cp and expert optimizer state ÷ edp.
-  const auto layers = split_layers(m.num_layers, p.pp, p.vpp);
+  const auto layers = split_layers(m.num_layers, p.pp, p.vpp, p.account_for_embedding_in_pipeline_split,
+                                   p.account_for_loss_in_pipeline_split);
   std::vector<int64_t> first(layers.size(), 0);
   for (size_t g = 1; g < layers.size(); ++g) first[g] = first[g - 1] + layers[g - 1];
   const double micro = double(p.num_microbatches());
@@ -217,7 +218,15 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
   return e;
 }
 
-std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp) {
+std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp, bool embedding_as_layer, bool loss_as_layer) {
+  if (embedding_as_layer || loss_as_layer) {
+    // Megatron --account-for-embedding/loss-in-pipeline-split: split num_layers + 1 (+ 1) virtual
+    // layers, then the first (last) chunk gives its virtual one back to the embedding (the loss).
+    auto out = split_layers(num_layers + int64_t(embedding_as_layer) + int64_t(loss_as_layer), pp, vpp, false, false);
+    if (embedding_as_layer && out.front() > 0) --out.front();
+    if (loss_as_layer && out.back() > 0) --out.back();
+    return out;
+  }
   const int64_t chunks = pp * vpp;
   const int64_t base = (num_layers + chunks - 1) / chunks;
   std::vector<int64_t> out(chunks, base);

@@ -65,6 +65,10 @@ double activation_bytes_per_layer(const config::ModelConfig& m, const config::Pa
 /// divide, the first and last chunks get one fewer layer each (then the second and second-to-last
 /// …), as Megatron's --decoder-first/last-pipeline-num-layers do (Llama 3 405B: 126 layers on pp 16
 /// → 7, 8 × 14, 7).
-std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp);
+/// With embedding_as_layer / loss_as_layer (Megatron --account-for-embedding-in-pipeline-split,
+/// --account-for-loss-in-pipeline-split) the embedding / the output head and loss count as one
+/// layer each in the split, so the first / last chunk holds one decoder layer fewer.
+std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp, bool embedding_as_layer = false,
+                                  bool loss_as_layer = false);
 
 }  // namespace capscale::model

@@ -60,9 +60,19 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
         if (o.gpus % (tp * cp * pp) != 0) continue;
         for (int64_t vpp : {1, 2, 4}) {
           if (vpp > 1 && pp == 1) break;
-          for (int64_t mbs : {1, 2, 4}) {
+          // MoE: ep a power of two up to the expert count that the stage's ranks admit, with
+          // expert tensor parallelism off (etp 1, as the published MoE recipes run) and one
+          // sequence per micro-batch (their micro-batch size): each ep multiplies the plans timed.
+          std::vector<int64_t> eps = {1};
+          if (model.is_moe()) {
+            for (int64_t ep = 2; ep <= model.num_moe_experts && ep <= o.gpus / pp; ep *= 2) eps.push_back(ep);
+          }
+          const std::vector<int64_t> mbss = model.is_moe() ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 4};
+          for (int64_t ep : eps)
+          for (int64_t mbs : mbss) {
             config::ParallelConfig p;
             p.tp = tp, p.cp = cp, p.pp = pp, p.vpp = vpp;
+            p.ep = ep;
             p.micro_batch_size = mbs;
             p.global_batch_size = o.global_batch_size;
             p.seq_length = seq;

@@ -98,6 +98,12 @@ const std::vector<Field<ScalingRow>> kPlanFields = with_point({
     {"vpp", &ScalingRow::vpp}, {"micro_batch_size", &ScalingRow::micro_batch_size},
     {"global_batch_size", &ScalingRow::global_batch_size}, {"recompute", &ScalingRow::recompute, kWordLen},
 });
+// Schema 3 adds the expert parallelism of the plan.
+std::vector<Field<ScalingRow>> plan_fields_v3() {
+  auto f = kPlanFields;
+  f.push_back({"ep", &ScalingRow::ep});
+  return f;
+}
 
 const std::vector<Field<CliffRow>> kCliffFields = {
     {"model", &CliffRow::model, kNameLen},
@@ -130,6 +136,7 @@ void merge_plans(std::vector<ScalingRow>& rows, const std::vector<ScalingRow>& p
     }
     r.tp = p.tp, r.pp = p.pp, r.dp = p.dp, r.cp = p.cp, r.vpp = p.vpp;
     r.micro_batch_size = p.micro_batch_size, r.global_batch_size = p.global_batch_size, r.recompute = p.recompute;
+    r.ep = p.ep;
   }
 }
 
@@ -145,7 +152,7 @@ void write_analysis(hid_t file, const analysis::SweepAnalysis& a) {
     h5::write_attr(g.id(), "reference_gpus", a.reference->gpus);
   }
   write_records(g.id(), "scaling", kScalingFields, a.scaling);
-  write_records(g.id(), "plans", kPlanFields, a.scaling);
+  write_records(g.id(), "plans", plan_fields_v3(), a.scaling);
   write_records(g.id(), "cliffs", kCliffFields, a.cliffs);
   write_records(g.id(), "equivalence", kEquivalenceFields, a.equivalence);
 }
@@ -160,7 +167,13 @@ std::optional<analysis::SweepAnalysis> read_analysis(hid_t file) {
     a.reference = analysis::Reference{h5::read_attr_string(g.id(), "reference_target"), h5::read_attr_int(g.id(), "reference_gpus")};
   }
   a.scaling = read_records(g.id(), "scaling", kScalingFields);
-  merge_plans(a.scaling, read_records(g.id(), "plans", kPlanFields));
+  std::vector<ScalingRow> plans;
+  try {
+    plans = read_records(g.id(), "plans", plan_fields_v3());
+  } catch (const RuntimeError&) {
+    plans = read_records(g.id(), "plans", kPlanFields);  // schema 1–2: no ep column, dense plans (ep 1)
+  }
+  merge_plans(a.scaling, plans);
   a.cliffs = read_records(g.id(), "cliffs", kCliffFields);
   a.equivalence = read_records(g.id(), "equivalence", kEquivalenceFields);
   analysis::fill_axes(a);

@@ -66,6 +66,32 @@ TEST(Cli, RunDp4Zero1) {
   EXPECT_EQ(results::read_result(out).rows.size(), 2u);
 }
 
+TEST(Cli, RunMixtureOfExpertsWithExpertParallelism) {
+  // tiny-moe (8 experts, top-2, a shared expert, first layer dense) with its experts over 4 ranks,
+  // then over 2 ranks beside tp 2: the dispatch and combine all-to-alls run as MPI_Alltoall on the
+  // ep communicator, are timed in /ops and enter the emulated targets.
+  for (const std::string flags : {"--ep 4", "--ep 2 --tp 2 --sequence-parallel"}) {
+    const auto out = test::fresh_path("moe.h5");
+    const auto r = run(test::mpiexec(4) + " " + test::bin() + " run --model tiny-moe --backend cpu " + flags +
+                           " --global-batch-size 8 --steps 2 --warmup 1 --emulate h800,h20 --json --out " + out,
+                       240);
+    ASSERT_EQ(r.exit_code, 0) << flags << ": " << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["parallel"]["ep"], flags == "--ep 4" ? 4 : 2) << flags;
+    EXPECT_EQ(j["targets"].size(), 3u);
+    for (const auto& t : j["targets"]) expect_row_fields(t);
+    EXPECT_TRUE(j.contains("engine_check"));
+    EXPECT_NE(test::slurp(out).find("dispatch"), std::string::npos) << flags << ": no dispatch op in /ops";
+  }
+  // --ep on a dense model, or not dividing the experts: exit 2 naming the flag.
+  auto bad = run(test::bin() + " predict --model llama3.1-8b --chip h100 --gpus 8 --ep 8");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("ep must be 1 for a dense model"), std::string::npos) << bad.err;
+  bad = run(test::bin() + " predict --model mixtral-8x7b --chip h100 --gpus 48 --ep 3");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("ep must divide num_moe_experts (8), got 3"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, PredictAndSearch) {
   auto r = run(test::bin() + " predict --model llama3.1-70b --chip h100@nic=200 --gpus 64 --tp 8 --pp 2 --global-batch-size 128 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -25,6 +25,10 @@ TEST(Plan, UnevenLayerSplitLikeMegatron) {
   EXPECT_EQ(v.front(), 1);
   EXPECT_EQ(v.back(), 1);
   EXPECT_EQ(std::accumulate(v.begin(), v.end(), int64_t(0)), 126);
+  // Megatron's --account-for-embedding/loss-in-pipeline-split: 30 layers + embedding + loss over
+  // 4 stages = 8 each, so the end stages hold 7 decoder layers and the middle ones 8.
+  EXPECT_EQ(plan::split_layers(30, 4, 1, true, true), (std::vector<int64_t>{7, 8, 8, 7}));
+  EXPECT_EQ(plan::split_layers(31, 4, 1, false, true), (std::vector<int64_t>{8, 8, 8, 7}));
 }
 
 TEST(Plan, OneFOneBOrder) {
