@@ -36,8 +36,9 @@ plan::Op world_collective_op(plan::CollKind kind, int64_t bytes);
 /// A stage plan of `count` copies of one op, for driving an executor in a benchmark.
 plan::StagePlan repeated_op_plan(const plan::Op& op, int count);
 
-/// CPU: GEMMs through the CPU executor vs cblas_sgemm/cblas_sbgemm; all-reduce through the executor
-/// vs an MPI_Allreduce loop on the same communicator (world, as a tp group of size world).
+/// CPU: GEMMs through the CPU executor vs cblas_sgemm/cblas_sbgemm; all-reduce and all-to-all
+/// through the executor vs MPI_Allreduce / MPI_Alltoall loops on the same communicator (world, as a
+/// tp group of size world).
 std::vector<BenchRow> bench_cpu_gemm(Executor& ex, const BenchOptions& o);
 std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const BenchOptions& o);
 /// CUDA counterparts (exec/cuda): vs cublasLt / cuBLAS, vs a direct ncclAllReduce loop.

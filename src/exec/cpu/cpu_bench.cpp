@@ -97,8 +97,11 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
   MPI_Comm comm = ctx.comms->get(parallel::Group::kTp);
   int n = 1;
   CAPSCALE_MPI_CHECK(MPI_Comm_size(comm, &n));
+  // The all-reduce (dense TP/DP) and the all-to-all (MoE dispatch and combine), each against a
+  // direct loop of its MPI call on the same buffer.
+  for (const plan::CollKind kind : {plan::CollKind::kAllReduce, plan::CollKind::kAllToAll})
   for (int64_t bytes : o.comm_bytes) {
-    const plan::Op op = world_collective_op(plan::CollKind::kAllReduce, bytes);
+    const plan::Op op = world_collective_op(kind, bytes);
     const plan::StagePlan st = repeated_op_plan(op, o.iters);
     ex.prepare(st);
     const int count = static_cast<int>(bytes / 4 / n * n);
@@ -108,7 +111,11 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
     std::vector<float>& buf = acc->comm_buffer();
     if (buf.size() < size_t(count)) throw RuntimeError("bench comm: the executor's buffer is smaller than the message");
     auto direct_once = [&] {
-      CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, comm));
+      if (kind == plan::CollKind::kAllToAll) {
+        CAPSCALE_MPI_CHECK(MPI_Alltoall(MPI_IN_PLACE, count / n, MPI_FLOAT, buf.data(), count / n, MPI_FLOAT, comm));
+      } else {
+        CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, comm));
+      }
     };
     for (int w = 0; w < o.warmup; ++w) direct_once();
     ex.run_step(repeated_op_plan(op, o.warmup), -1);
@@ -133,13 +140,13 @@ std::vector<BenchRow> bench_cpu_comm(Executor& ex, const ExecContext& ctx, const
     CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &pm, 1, MPI_DOUBLE, MPI_MAX, comm));
     CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &dm, 1, MPI_DOUBLE, MPI_MAX, comm));
     BenchRow r;
-    r.what = "all_reduce";
+    r.what = std::string(collectives::get(kind).name);
     r.shape = std::to_string(bytes) + " B";
     r.dtype = "fp32";
     r.path_s = pm;
     r.direct_s = dm;
-    // nccl-tests bus bandwidth: S/t × 2(n−1)/n.
-    const double f = collectives::bus_factor(plan::CollKind::kAllReduce, n);
+    // nccl-tests bus bandwidth: S/t × 2(n−1)/n (all-reduce), × (n−1)/n (all-to-all).
+    const double f = collectives::bus_factor(kind, n);
     r.path_rate = double(count) * 4 / pm * f / 1e9;
     r.direct_rate = double(count) * 4 / dm * f / 1e9;
     r.ratio = dm / pm;
