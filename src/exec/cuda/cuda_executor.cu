@@ -55,6 +55,7 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
 
   std::string backend() const override { return "cuda"; }
   std::string device() const override { return dev_.describe(); }
+  double device_memory_bytes() const override { return double(dev_.prop().totalGlobalMem); }
   std::string gemm_dtype() const override { return ops_.gemm_dtype(); }
 
   // Buffers for the stage's largest ops (buffer_sizing.hpp), GEMM plans, and the communicators
@@ -77,7 +78,9 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
   }
 
   // CudaExecutorAccess (cuda_bench.cu).
-  const cuda::LtGemm& gemm_plan(int64_t m, int64_t n, int64_t k) override { return ops_.gemm_plan(m, n, k, 1); }
+  const cuda::LtGemm& gemm_plan(int64_t m, int64_t n, int64_t k) override {
+    return ops_.gemm_plan(ops_.gemm_spec(plan::gemm_op(m, n, k)));
+  }
   int device_id() const override { return dev_.id(); }
 
  private:

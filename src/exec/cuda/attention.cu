@@ -1,0 +1,408 @@
+// Fused causal attention, forward and backward, as users run it: FlashAttention-2's algorithm (Dao
+// 2023, "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning"), scores
+// never stored, causal tiles above the diagonal skipped. Kept simple (WMMA tensor-core tiles, no
+// asynchronous copies or warp specialisation), so it reaches less than cuDNN's or FA3's rate; it
+// does the FLOPs and moves the bytes a flash kernel does. Why not cuDNN: the cudnn_frontend headers
+// are not installed here, and the cuDNN 9 backend's SDPA operation in these headers has no causal
+// mask, so a cuDNN path would have been written blind against an API none of us could run.
+// Tensors are row-major [batch·heads][rows][d] (BHSD), bf16 or fp16; statistics are fp32.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "common/error.hpp"
+#include "exec/cuda/cuda_check.hpp"
+#include "exec/cuda/kernels.cuh"
+
+namespace capscale::exec::cuda {
+namespace {
+
+using namespace nvcuda;
+
+constexpr int kBM = 64;  // query rows per tile (16 per warp)
+constexpr int kBN = 64;  // keys per tile
+constexpr int kThreads = 128;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+template <typename T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+template <>
+__device__ __forceinline__ __half from_f<__half>(float v) { return __float2half(v); }
+
+// Shared-memory strides, padded against bank conflicts and kept multiples of 8 (16-bit) or 4
+// (fp32) elements with 32-byte aligned 16-row steps, as WMMA loads require.
+template <int D>
+struct Ld {
+  static constexpr int kIn = D + 8;     // bf16/fp16 tiles [rows][kIn]
+  static constexpr int kS = kBN + 4;    // fp32 score tiles
+  static constexpr int kP = kBN + 8;    // bf16/fp16 probability tiles
+  static constexpr int kO = D + 4;      // fp32 output tiles
+};
+
+template <typename T, int D>
+constexpr size_t fwd_smem_bytes() {
+  return size_t(3 * kBM * Ld<D>::kIn) * sizeof(T) + size_t(kBM * Ld<D>::kS) * 4 + size_t(kBM * Ld<D>::kP) * sizeof(T) +
+         size_t(kBM * Ld<D>::kO) * 4;
+}
+template <typename T, int D>
+constexpr size_t bwd_smem_bytes() {
+  return size_t(4 * kBM * Ld<D>::kIn) * sizeof(T) + size_t(2 * kBM * Ld<D>::kS) * 4 + size_t(2 * kBM * Ld<D>::kP) * sizeof(T) +
+         size_t(kBM * Ld<D>::kO) * 4 + size_t(2 * kBM) * 4;
+}
+
+// Rows [r0, r0 + 64) of a [rows][d] tensor into a [64][D] tile, zero beyond `rows` and `d`.
+// 16-byte vectors when d == D (every row then starts 16-byte aligned).
+template <typename T, int D>
+__device__ void load_tile(T* dst, const T* src, int d, int r0, int rows) {
+  if (d == D) {
+    constexpr int kVec = D / 8;
+    for (int i = threadIdx.x; i < kBM * kVec; i += kThreads) {
+      const int r = i / kVec, c = (i % kVec) * 8;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (r0 + r < rows) v = *reinterpret_cast<const uint4*>(src + int64_t(r0 + r) * d + c);
+      *reinterpret_cast<uint4*>(dst + r * Ld<D>::kIn + c) = v;
+    }
+    return;
+  }
+  for (int i = threadIdx.x; i < kBM * D; i += kThreads) {
+    const int r = i / D, c = i % D;
+    dst[r * Ld<D>::kIn + c] = (r0 + r < rows && c < d) ? src[int64_t(r0 + r) * d + c] : from_f<T>(0.0f);
+  }
+}
+
+// Key j is visible to query i when j <= i + (n - m): the causal diagonal aligned bottom-right, so
+// a query chunk that ends the sequence (context parallelism) sees every key before it; m == n is
+// the usual lower triangle.
+__device__ __forceinline__ bool visible(int i, int j, int m, int n, bool causal) { return j < n && (!causal || j <= i + (n - m)); }
+
+// Forward: one block per 64 query rows of one (batch, head); each warp owns 16 rows. Per key tile:
+// S = Q·Kᵀ (WMMA), online softmax in base 2 (two lanes per row), O = diag(α)·O + P·V (WMMA on an
+// fp32 shared tile). Writes O and the row log-sum-exp (base 2, of the scaled scores) for backward.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) flash_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                                                      T* __restrict__ o, float* __restrict__ lse, int m, int n, int d, float scale_log2,
+                                                      bool causal) {
+  using L = Ld<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* q_s = reinterpret_cast<T*>(smem);
+  T* k_s = q_s + kBM * L::kIn;
+  T* v_s = k_s + kBN * L::kIn;
+  float* s_s = reinterpret_cast<float*>(v_s + kBN * L::kIn);
+  T* p_s = reinterpret_cast<T*>(s_s + kBM * L::kS);
+  float* o_s = reinterpret_cast<float*>(p_s + kBM * L::kP);
+
+  const int64_t bh = blockIdx.y;
+  const int q0 = blockIdx.x * kBM;
+  q += bh * m * d, o += bh * m * d, lse += bh * m;
+  k += bh * n * d, v += bh * n * d;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = warp * 16 + lane / 2, half = lane % 2;  // this lane's row of the tile, and half of it
+  const int qi = q0 + row;
+
+  load_tile<T, D>(q_s, q, d, q0, m);
+  for (int i = threadIdx.x; i < kBM * L::kO; i += kThreads) o_s[i] = 0.0f;
+  float row_max = -INFINITY, row_sum = 0.0f;
+  const int n_end = causal ? min(n, q0 + kBM + (n - m)) : n;  // keys past the tile's last diagonal are never visible
+  __syncthreads();
+  for (int k0 = 0; k0 < n_end; k0 += kBN) {
+    load_tile<T, D>(k_s, k, d, k0, n);
+    load_tile<T, D>(v_s, v, d, k0, n);
+    __syncthreads();
+    {  // S rows of this warp = Q_w · K_tileᵀ
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kBN / 16];
+#pragma unroll
+      for (int j = 0; j < kBN / 16; ++j) wmma::fill_fragment(acc[j], 0.0f);
+#pragma unroll
+      for (int kk = 0; kk < D; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+        wmma::load_matrix_sync(a, q_s + warp * 16 * L::kIn + kk, L::kIn);
+#pragma unroll
+        for (int j = 0; j < kBN / 16; ++j) {
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;  // Kᵀ: K's rows read as columns
+          wmma::load_matrix_sync(b, k_s + j * 16 * L::kIn + kk, L::kIn);
+          wmma::mma_sync(acc[j], a, b, acc[j]);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kBN / 16; ++j) wmma::store_matrix_sync(s_s + warp * 16 * L::kS + j * 16, acc[j], L::kS, wmma::mem_row_major);
+    }
+    __syncwarp();
+    // Online softmax (Milakov & Gimelshein 2018) over this lane's 32 columns, merged with its pair.
+    float* srow = s_s + row * L::kS + half * 32;
+    float tile_max = -INFINITY;
+    for (int c = 0; c < 32; ++c) {
+      const float x = visible(qi, k0 + half * 32 + c, m, n, causal) ? srow[c] * scale_log2 : -INFINITY;
+      srow[c] = x;
+      tile_max = fmaxf(tile_max, x);
+    }
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+    const float new_max = fmaxf(row_max, tile_max);
+    const float base = new_max == -INFINITY ? 0.0f : new_max;  // a row with nothing visible yet stays empty
+    const float alpha = exp2f(row_max - base);
+    float sum = 0.0f;
+    T* prow = p_s + row * L::kP + half * 32;
+    for (int c = 0; c < 32; ++c) {
+      const float p = exp2f(srow[c] - base);
+      sum += p;
+      prow[c] = from_f<T>(p);
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    row_sum = row_sum * alpha + sum;
+    row_max = new_max;
+    for (int c = half; c < D; c += 2) o_s[row * L::kO + c] *= alpha;
+    __syncwarp();
+    // O rows of this warp += P_w · V_tile
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::load_matrix_sync(acc, o_s + warp * 16 * L::kO + j * 16, L::kO, wmma::mem_row_major);
+#pragma unroll
+      for (int kk = 0; kk < kBN; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+        wmma::load_matrix_sync(a, p_s + warp * 16 * L::kP + kk, L::kP);
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
+        wmma::load_matrix_sync(b, v_s + kk * L::kIn + j * 16, L::kIn);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(o_s + warp * 16 * L::kO + j * 16, acc, L::kO, wmma::mem_row_major);
+    }
+    __syncthreads();  // k_s, v_s are reloaded next
+  }
+  if (qi < m) {
+    const float inv = row_sum > 0.0f ? 1.0f / row_sum : 0.0f;
+    for (int c = half; c < d; c += 2) o[int64_t(qi) * d + c] = from_f<T>(o_s[row * L::kO + c] * inv);
+    if (half == 0) lse[qi] = row_sum > 0.0f ? row_max + log2f(row_sum) : -INFINITY;
+  }
+}
+
+// Backward preprocessing: Δ_i = Σ_c dO[i][c]·O[i][c] (FlashAttention-2, Alg. 2 line 4), one warp a row.
+template <typename T>
+__global__ void flash_bwd_dot(const T* __restrict__ o, const T* __restrict__ dout, float* __restrict__ delta, int64_t rows, int d) {
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  float s = 0.0f;
+  for (int c = lane; c < d; c += 32) s += to_f(o[r * d + c]) * to_f(dout[r * d + c]);
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+  if (lane == 0) delta[r] = s;
+}
+
+// Backward: one block per 64 keys of one (batch, head); each warp owns 16 keys of dK and dV, kept in
+// WMMA accumulators across the query tiles. Per query tile: S = Q·Kᵀ and dP = dO·Vᵀ (the warp's 16
+// key columns), P = exp2(S·scale·log2e − LSE), dS = P∘(dP − Δ)·scale, dV += Pᵀ·dO, dK += dSᵀ·Q, and
+// dQ += dS·K added to an fp32 accumulator in global memory (FlashAttention-2, Alg. 2).
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) flash_bwd(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                                                      const T* __restrict__ dout, const float* __restrict__ lse,
+                                                      const float* __restrict__ delta, float* __restrict__ dq_acc, T* __restrict__ dk,
+                                                      T* __restrict__ dv, int m, int n, int d, float scale_log2, float scale, bool causal) {
+  using L = Ld<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* k_s = reinterpret_cast<T*>(smem);
+  T* v_s = k_s + kBN * L::kIn;
+  T* q_s = v_s + kBN * L::kIn;
+  T* do_s = q_s + kBM * L::kIn;
+  float* s_s = reinterpret_cast<float*>(do_s + kBM * L::kIn);
+  float* dp_s = s_s + kBM * L::kS;
+  T* p_s = reinterpret_cast<T*>(dp_s + kBM * L::kS);
+  T* ds_s = p_s + kBM * L::kP;
+  float* dq_s = reinterpret_cast<float*>(ds_s + kBM * L::kP);
+  float* lse_s = dq_s + kBM * L::kO;
+  float* delta_s = lse_s + kBM;
+
+  const int64_t bh = blockIdx.y;
+  const int k0 = blockIdx.x * kBN;
+  q += bh * m * d, dout += bh * m * d, dq_acc += bh * m * d, lse += bh * m, delta += bh * m;
+  k += bh * n * d, v += bh * n * d, dk += bh * n * d, dv += bh * n * d;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+  load_tile<T, D>(k_s, k, d, k0, n);
+  load_tile<T, D>(v_s, v, d, k0, n);
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> dk_acc[D / 16], dv_acc[D / 16];
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j) wmma::fill_fragment(dk_acc[j], 0.0f), wmma::fill_fragment(dv_acc[j], 0.0f);
+  // The first query that sees key k0 is k0 − (n − m).
+  const int q_first = causal ? max(0, (k0 - (n - m)) / kBM * kBM) : 0;
+  for (int q0 = q_first; q0 < m; q0 += kBM) {
+    __syncthreads();  // the previous tile's q_s, do_s, ds_s, dq_s are done with
+    load_tile<T, D>(q_s, q, d, q0, m);
+    load_tile<T, D>(do_s, dout, d, q0, m);
+    for (int i = threadIdx.x; i < kBM; i += kThreads) {
+      lse_s[i] = q0 + i < m ? lse[q0 + i] : 0.0f;
+      delta_s[i] = q0 + i < m ? delta[q0 + i] : 0.0f;
+    }
+    __syncthreads();
+    {  // S[:, warp's keys] = Q·K_wᵀ and dP[:, warp's keys] = dO·V_wᵀ
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> s_acc[kBM / 16], dp_acc[kBM / 16];
+#pragma unroll
+      for (int r = 0; r < kBM / 16; ++r) wmma::fill_fragment(s_acc[r], 0.0f), wmma::fill_fragment(dp_acc[r], 0.0f);
+#pragma unroll
+      for (int kk = 0; kk < D; kk += 16) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kb, vb;
+        wmma::load_matrix_sync(kb, k_s + warp * 16 * L::kIn + kk, L::kIn);
+        wmma::load_matrix_sync(vb, v_s + warp * 16 * L::kIn + kk, L::kIn);
+#pragma unroll
+        for (int r = 0; r < kBM / 16; ++r) {
+          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+          wmma::load_matrix_sync(a, q_s + r * 16 * L::kIn + kk, L::kIn);
+          wmma::mma_sync(s_acc[r], a, kb, s_acc[r]);
+          wmma::load_matrix_sync(a, do_s + r * 16 * L::kIn + kk, L::kIn);
+          wmma::mma_sync(dp_acc[r], a, vb, dp_acc[r]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kBM / 16; ++r) {
+        wmma::store_matrix_sync(s_s + r * 16 * L::kS + warp * 16, s_acc[r], L::kS, wmma::mem_row_major);
+        wmma::store_matrix_sync(dp_s + r * 16 * L::kS + warp * 16, dp_acc[r], L::kS, wmma::mem_row_major);
+      }
+    }
+    __syncwarp();
+    for (int e = lane; e < kBM * 16; e += 32) {
+      const int r = e / 16, col = warp * 16 + e % 16;
+      const int qi = q0 + r, j = k0 + col;
+      const float p = (qi < m && visible(qi, j, m, n, causal)) ? exp2f(s_s[r * L::kS + col] * scale_log2 - lse_s[r]) : 0.0f;
+      p_s[r * L::kP + col] = from_f<T>(p);
+      ds_s[r * L::kP + col] = from_f<T>(p * (dp_s[r * L::kS + col] - delta_s[r]) * scale);
+    }
+    __syncwarp();
+    // dV_w += P_wᵀ·dO and dK_w += dS_wᵀ·Q: the warp's key columns of P and dS read as rows (col_major).
+#pragma unroll
+    for (int kk = 0; kk < kBM; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> pt, dst;
+      wmma::load_matrix_sync(pt, p_s + kk * L::kP + warp * 16, L::kP);
+      wmma::load_matrix_sync(dst, ds_s + kk * L::kP + warp * 16, L::kP);
+#pragma unroll
+      for (int j = 0; j < D / 16; ++j) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
+        wmma::load_matrix_sync(b, do_s + kk * L::kIn + j * 16, L::kIn);
+        wmma::mma_sync(dv_acc[j], pt, b, dv_acc[j]);
+        wmma::load_matrix_sync(b, q_s + kk * L::kIn + j * 16, L::kIn);
+        wmma::mma_sync(dk_acc[j], dst, b, dk_acc[j]);
+      }
+    }
+    __syncthreads();  // every warp's dS columns are in ds_s
+    // dQ rows of this warp (16 queries) = dS_w·K_tile, added to the fp32 accumulator.
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+      for (int kk = 0; kk < kBN; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+        wmma::load_matrix_sync(a, ds_s + warp * 16 * L::kP + kk, L::kP);
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
+        wmma::load_matrix_sync(b, k_s + kk * L::kIn + j * 16, L::kIn);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(dq_s + warp * 16 * L::kO + j * 16, acc, L::kO, wmma::mem_row_major);
+    }
+    __syncwarp();
+    for (int e = lane; e < 16 * d; e += 32) {
+      const int r = e / d, c = e % d, qi = q0 + warp * 16 + r;
+      if (qi < m) atomicAdd(dq_acc + int64_t(qi) * d + c, dq_s[(warp * 16 + r) * L::kO + c]);
+    }
+  }
+  // dK and dV of this warp's 16 keys, through its rows of dq_s.
+  __syncthreads();
+  float* stage = dq_s + warp * 16 * L::kO;
+  for (int pass = 0; pass < 2; ++pass) {
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) wmma::store_matrix_sync(stage + j * 16, pass ? dv_acc[j] : dk_acc[j], L::kO, wmma::mem_row_major);
+    __syncwarp();
+    T* out = pass ? dv : dk;
+    for (int e = lane; e < 16 * d; e += 32) {
+      const int r = e / d, c = e % d, key = k0 + warp * 16 + r;
+      if (key < n) out[int64_t(key) * d + c] = from_f<T>(stage[r * L::kO + c]);
+    }
+    __syncwarp();
+  }
+}
+
+template <typename T>
+__global__ void convert_from_f32(const float* __restrict__ x, T* __restrict__ y, int64_t count) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) y[i] = from_f<T>(x[i]);
+}
+
+int padded_head_dim(int64_t d) { return d <= 64 ? 64 : d <= 128 ? 128 : d <= 192 ? 192 : 0; }
+
+unsigned grid_for(int64_t work) { return unsigned(std::min<int64_t>(std::max<int64_t>((work + 255) / 256, 1), 65535)); }
+
+// Shared memory above 48 KiB needs an opt-in per kernel (cudaFuncSetAttribute); each launch_*
+// instantiation does it once (a static per instantiation; one device per process).
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t bytes, bool& done) {
+  if (!done) CAPSCALE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  done = true;
+}
+
+template <typename T, int D>
+void launch_fwd(const FlashArgs& a, cudaStream_t s) {
+  constexpr size_t smem = fwd_smem_bytes<T, D>();
+  static bool opted_in = false;
+  allow_smem(flash_fwd<T, D>, smem, opted_in);
+  const dim3 grid(unsigned((a.m + kBM - 1) / kBM), unsigned(a.batch));
+  flash_fwd<T, D><<<grid, kThreads, smem, s>>>(static_cast<const T*>(a.q), static_cast<const T*>(a.k), static_cast<const T*>(a.v),
+                                               static_cast<T*>(a.o), a.lse, int(a.m), int(a.n), int(a.d),
+                                               a.scale * kLog2e, a.causal);
+  CAPSCALE_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T, int D>
+void launch_bwd(const FlashArgs& a, cudaStream_t s) {
+  const int64_t rows = a.batch * a.m;
+  flash_bwd_dot<T><<<unsigned((rows + 7) / 8), 256, 0, s>>>(static_cast<const T*>(a.o), static_cast<const T*>(a.dout), a.delta, rows,
+                                                            int(a.d));
+  CAPSCALE_CUDA_CHECK(cudaGetLastError());
+  CAPSCALE_CUDA_CHECK(cudaMemsetAsync(a.dq_acc, 0, size_t(rows * a.d) * 4, s));
+  constexpr size_t smem = bwd_smem_bytes<T, D>();
+  static bool opted_in = false;
+  allow_smem(flash_bwd<T, D>, smem, opted_in);
+  const dim3 grid(unsigned((a.n + kBN - 1) / kBN), unsigned(a.batch));
+  flash_bwd<T, D><<<grid, kThreads, smem, s>>>(static_cast<const T*>(a.q), static_cast<const T*>(a.k), static_cast<const T*>(a.v),
+                                               static_cast<const T*>(a.dout), a.lse, a.delta, a.dq_acc, static_cast<T*>(a.dk),
+                                               static_cast<T*>(a.dv), int(a.m), int(a.n), int(a.d), a.scale * kLog2e, a.scale, a.causal);
+  CAPSCALE_CUDA_CHECK(cudaGetLastError());
+  convert_from_f32<T><<<grid_for(rows * a.d), 256, 0, s>>>(a.dq_acc, static_cast<T*>(a.dq), rows * a.d);
+  CAPSCALE_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void dispatch(const FlashArgs& a, bool backward, cudaStream_t s) {
+  switch (padded_head_dim(a.d)) {
+    case 64: return backward ? launch_bwd<T, 64>(a, s) : launch_fwd<T, 64>(a, s);
+    case 128: return backward ? launch_bwd<T, 128>(a, s) : launch_fwd<T, 128>(a, s);
+    case 192: return backward ? launch_bwd<T, 192>(a, s) : launch_fwd<T, 192>(a, s);
+    default: break;
+  }
+  throw RuntimeError("fused attention: head dim " + std::to_string(a.d) + " is not supported (at most 192)");
+}
+
+}  // namespace
+
+bool flash_supported(int64_t head_dim) { return head_dim >= 1 && padded_head_dim(head_dim) > 0; }
+
+void flash_forward(const FlashArgs& a, cudaStream_t s) {
+  if (a.batch < 1 || a.m < 1 || a.n < 1) return;
+  if (a.batch > 65535 || a.m > INT32_MAX / 2 || a.n > INT32_MAX / 2) throw RuntimeError("fused attention: shape exceeds one grid");
+  if (a.t == DType::kFp16) dispatch<__half>(a, false, s);
+  else dispatch<__nv_bfloat16>(a, false, s);
+}
+
+void flash_backward(const FlashArgs& a, cudaStream_t s) {
+  if (a.batch < 1 || a.m < 1 || a.n < 1) return;
+  if (a.batch > 65535 || a.m > INT32_MAX / 2 || a.n > INT32_MAX / 2) throw RuntimeError("fused attention: shape exceeds one grid");
+  if (a.t == DType::kFp16) dispatch<__half>(a, true, s);
+  else dispatch<__nv_bfloat16>(a, true, s);
+}
+
+}  // namespace capscale::exec::cuda
