@@ -242,29 +242,28 @@ __global__ void __launch_bounds__(kThreads) flash_bwd(const T* __restrict__ q, c
       delta_s[i] = q0 + i < m ? delta[q0 + i] : 0.0f;
     }
     __syncthreads();
-    {  // S[:, warp's keys] = Q·K_wᵀ and dP[:, warp's keys] = dO·V_wᵀ
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> s_acc[kBM / 16], dp_acc[kBM / 16];
+    // S[:, warp's keys] = Q·K_wᵀ, then dP[:, warp's keys] = dO·V_wᵀ (one after the other: fewer
+    // accumulators live at once).
+    for (int pass = 0; pass < 2; ++pass) {
+      const T* rows = pass == 0 ? q_s : do_s;
+      const T* cols = pass == 0 ? k_s : v_s;
+      float* out = pass == 0 ? s_s : dp_s;
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kBM / 16];
 #pragma unroll
-      for (int r = 0; r < kBM / 16; ++r) wmma::fill_fragment(s_acc[r], 0.0f), wmma::fill_fragment(dp_acc[r], 0.0f);
+      for (int r = 0; r < kBM / 16; ++r) wmma::fill_fragment(acc[r], 0.0f);
 #pragma unroll
       for (int kk = 0; kk < D; kk += 16) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kb, vb;
-        wmma::load_matrix_sync(kb, k_s + warp * 16 * L::kIn + kk, L::kIn);
-        wmma::load_matrix_sync(vb, v_s + warp * 16 * L::kIn + kk, L::kIn);
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;  // the warp's 16 keys read as columns
+        wmma::load_matrix_sync(b, cols + warp * 16 * L::kIn + kk, L::kIn);
 #pragma unroll
         for (int r = 0; r < kBM / 16; ++r) {
           wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-          wmma::load_matrix_sync(a, q_s + r * 16 * L::kIn + kk, L::kIn);
-          wmma::mma_sync(s_acc[r], a, kb, s_acc[r]);
-          wmma::load_matrix_sync(a, do_s + r * 16 * L::kIn + kk, L::kIn);
-          wmma::mma_sync(dp_acc[r], a, vb, dp_acc[r]);
+          wmma::load_matrix_sync(a, rows + r * 16 * L::kIn + kk, L::kIn);
+          wmma::mma_sync(acc[r], a, b, acc[r]);
         }
       }
 #pragma unroll
-      for (int r = 0; r < kBM / 16; ++r) {
-        wmma::store_matrix_sync(s_s + r * 16 * L::kS + warp * 16, s_acc[r], L::kS, wmma::mem_row_major);
-        wmma::store_matrix_sync(dp_s + r * 16 * L::kS + warp * 16, dp_acc[r], L::kS, wmma::mem_row_major);
-      }
+      for (int r = 0; r < kBM / 16; ++r) wmma::store_matrix_sync(out + r * 16 * L::kS + warp * 16, acc[r], L::kS, wmma::mem_row_major);
     }
     __syncwarp();
     for (int e = lane; e < kBM * 16; e += 32) {
@@ -315,16 +314,20 @@ __global__ void __launch_bounds__(kThreads) flash_bwd(const T* __restrict__ q, c
   // dK and dV of this warp's 16 keys, through its rows of dq_s.
   __syncthreads();
   float* stage = dq_s + warp * 16 * L::kO;
-  for (int pass = 0; pass < 2; ++pass) {
 #pragma unroll
-    for (int j = 0; j < D / 16; ++j) wmma::store_matrix_sync(stage + j * 16, pass ? dv_acc[j] : dk_acc[j], L::kO, wmma::mem_row_major);
-    __syncwarp();
-    T* out = pass ? dv : dk;
-    for (int e = lane; e < 16 * d; e += 32) {
-      const int r = e / d, c = e % d, key = k0 + warp * 16 + r;
-      if (key < n) out[int64_t(key) * d + c] = from_f<T>(stage[r * L::kO + c]);
-    }
-    __syncwarp();
+  for (int j = 0; j < D / 16; ++j) wmma::store_matrix_sync(stage + j * 16, dk_acc[j], L::kO, wmma::mem_row_major);
+  __syncwarp();
+  for (int e = lane; e < 16 * d; e += 32) {
+    const int r = e / d, c = e % d, key = k0 + warp * 16 + r;
+    if (key < n) dk[int64_t(key) * d + c] = from_f<T>(stage[r * L::kO + c]);
+  }
+  __syncwarp();
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j) wmma::store_matrix_sync(stage + j * 16, dv_acc[j], L::kO, wmma::mem_row_major);
+  __syncwarp();
+  for (int e = lane; e < 16 * d; e += 32) {
+    const int r = e / d, c = e % d, key = k0 + warp * 16 + r;
+    if (key < n) dv[int64_t(key) * d + c] = from_f<T>(stage[r * L::kO + c]);
   }
 }
 
