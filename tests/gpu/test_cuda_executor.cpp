@@ -13,7 +13,9 @@
 #include "config/parallel_config.hpp"
 #include "exec/cuda/cuda_backend.hpp"
 #include "exec/cuda/cuda_check.hpp"
+#include "exec/cuda/device.hpp"
 #include "exec/cuda/kernels.cuh"
+#include "exec/cuda/nccl_comms.hpp"
 #include "exec/executor.hpp"
 #include "mpi/mpi_context.hpp"
 #include "plan/plan.hpp"
@@ -153,7 +155,9 @@ void run_tiny_plan(config::Precision precision, bool flash) {
   const exec::StepTimes t = ex->run_step(stage, 1);
   ASSERT_EQ(t.op_s.size(), stage.ops.size());
   for (size_t i = 0; i < t.op_s.size(); ++i) EXPECT_GT(t.op_s[i], 0.0) << "op " << i << " " << stage.ops[i].label();
-  if (precision == config::Precision::kFp8) EXPECT_EQ(ex->gemm_dtype().rfind("fp8", 0), 0u) << ex->gemm_dtype();
+  if (precision == config::Precision::kFp8) {
+    EXPECT_EQ(ex->gemm_dtype().rfind("fp8", 0), 0u) << ex->gemm_dtype();
+  }
 }
 
 TEST(CudaExecutor, RunsTinyPlanUnfusedAttention) {
@@ -203,6 +207,43 @@ TEST(CudaExecutor, CollectiveOverGroupOfOneTakesNoTime) {
   ASSERT_EQ(t.op_s.size(), 2u);
   EXPECT_GT(t.op_s[0], 0.0);
   EXPECT_EQ(t.op_s[1], 0.0);
+}
+
+// --- a producer -> collective dependency, as the executor writes it --------------------------------
+
+// The executor's cross-stream rule on its own Device: the producer (a long a·x + b·y chain on the
+// compute stream, the lowest priority) records its end event, the communication stream (highest
+// priority) waits on it and runs an NCCL all-reduce of the produced buffer (a one-rank
+// communicator: a copy, so the result is known). Without the wait the all-reduce would read the
+// buffer before the chain finished; with it, it reads exactly the chain's result.
+TEST(CudaDependency, CollectiveReadsWhatItsProducerWrote) {
+  SKIP_WITHOUT_GPU();
+  OneRank r;
+  exec::cuda::Device dev(r.ctx);
+  exec::cuda::NcclComms nccl(60.0, nullptr);
+  ncclUniqueId id{};
+  ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  exec::cuda::Comm& comm = nccl.create(id, 1, 0, "dependency test");
+  dev.ensure_events(1);
+  const int64_t n = int64_t(64) << 20;  // 64 Mi bf16: each pass ~0.1 ms, the chain a few ms
+  DevMem x(size_t(n) * 2), y(size_t(n) * 2), out(size_t(n) * 2);
+  std::vector<uint16_t> ones(size_t(n), bf16_from_float(1.0f)), zeros(size_t(n), 0);
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(x.p, ones.data(), size_t(n) * 2, cudaMemcpyHostToDevice));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(y.p, zeros.data(), size_t(n) * 2, cudaMemcpyHostToDevice));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(out.p, zeros.data(), size_t(n) * 2, cudaMemcpyHostToDevice));
+  cudaStream_t compute = dev.stream(plan::Stream::kCompute), tp = dev.stream(plan::Stream::kTp);
+  // y ← 1/64·1 + y, 40 times: y = k/64 after pass k (exact in bf16), 40/64 = 0.625 at the end only.
+  for (int i = 0; i < 40; ++i) exec::cuda::axpby_bf16(x.p, y.p, n, 1.0f / 64, 1.0f, compute);
+  CAPSCALE_CUDA_CHECK(cudaEventRecord(dev.end_event(0), compute));
+  CAPSCALE_CUDA_CHECK(cudaStreamWaitEvent(tp, dev.end_event(0), 0));
+  nccl.check(ncclAllReduce(y.p, out.p, size_t(n), ncclBfloat16, ncclSum, comm.comm, tp), comm, "ncclAllReduce");
+  nccl.wait_stream(tp, "the dependent all-reduce");
+  CAPSCALE_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<uint16_t> h(static_cast<size_t>(n));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(h.data(), out.p, size_t(n) * 2, cudaMemcpyDeviceToHost));
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < n; ++i) wrong += bf16_to_float(h[size_t(i)]) != 0.625f;
+  EXPECT_EQ(wrong, 0) << "elements the all-reduce read before the producer finished";
 }
 
 // --- cuBLASLt GEMMs against host loops, each layout and precision ----------------------------------
@@ -332,28 +373,6 @@ TEST(CudaGemm, Fp8EveryLayoutMatchesHostExactlyOnSm89Plus) {
     EXPECT_EQ(s.fast_accum, l == GemmLayout::kForwardTN);
     check_gemm_exact(s);
   }
-}
-
-TEST(CudaGemm, MegatronSpecs) {
-  // No device needed: what each layout runs as.
-  const GemmSpec f = GemmSpec::megatron(GemmLayout::kForwardTN, DType::kBf16, 8, 16, 32, 1);
-  EXPECT_TRUE(f.tn);
-  EXPECT_FALSE(f.accumulate);
-  EXPECT_EQ(f.out, DType::kBf16);
-  const GemmSpec d = GemmSpec::megatron(GemmLayout::kDgradNN, DType::kBf16, 8, 16, 32, 1);
-  EXPECT_FALSE(d.tn);
-  EXPECT_FALSE(d.accumulate);
-  const GemmSpec w = GemmSpec::megatron(GemmLayout::kWgradNT, DType::kBf16, 8, 16, 32, 1);
-  EXPECT_FALSE(w.tn);
-  EXPECT_TRUE(w.accumulate);
-  EXPECT_EQ(w.out, DType::kFp32);
-  const GemmSpec w8 = GemmSpec::megatron(GemmLayout::kWgradNT, DType::kFp8E4m3, 8, 16, 32, 1);
-  EXPECT_EQ(w8.a, DType::kFp8E4m3);
-  EXPECT_EQ(w8.w, DType::kFp8E5m2);
-  EXPECT_EQ(w8.out, DType::kFp32);
-  EXPECT_EQ(w8.as_bf16().a, DType::kBf16);
-  EXPECT_NE(f.key(), d.key());
-  EXPECT_NE(d.key(), w.key());
 }
 
 // --- fused attention against a host reference -----------------------------------------------------

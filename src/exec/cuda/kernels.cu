@@ -15,17 +15,6 @@
 
 namespace capscale::exec::cuda {
 
-std::string to_string(DType t) {
-  switch (t) {
-    case DType::kBf16: return "bf16";
-    case DType::kFp16: return "fp16";
-    case DType::kFp8E4m3: return "fp8_e4m3";
-    case DType::kFp8E5m2: return "fp8_e5m2";
-    case DType::kFp32: return "fp32";
-  }
-  return "?";
-}
-
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
     case DType::kBf16: return CUDA_R_16BF;

@@ -1,6 +1,7 @@
 // The CUDA executor's building blocks, shared with its bench and tests: a few simple kernels
-// (random fill, row softmax, a bandwidth-bound a·x + b·y pass) and a cuBLASLt GEMM planned and
-// tuned once per shape and layout. Host-callable declarations only (no __global__ here), so plain C++ files can include it.
+// (random fill, row softmax, a bandwidth-bound a·x + b·y pass), the fused attention entry points
+// (attention.cu) and a cuBLASLt GEMM planned and tuned once per GemmSpec (gemm_spec.hpp,
+// lt_gemm.cpp). Host-callable declarations only (no __global__ here), so plain C++ files can include it.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -12,17 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "exec/cuda/gemm_spec.hpp"
+
 namespace capscale::exec::cuda {
 
-/// Element types the executor moves. FP8 only ever appears as a GEMM input (e4m3 for weights and
-/// activations, e5m2 for gradients, Transformer Engine's HYBRID recipe); fp32 only as a wgrad
-/// GEMM's output (Megatron's main_grad).
-enum class DType { kBf16, kFp16, kFp8E4m3, kFp8E5m2, kFp32 };
-inline size_t dtype_bytes(DType t) {
-  return t == DType::kFp8E4m3 || t == DType::kFp8E5m2 ? 1 : t == DType::kFp32 ? 4 : 2;
-}
-inline bool is_fp8(DType t) { return t == DType::kFp8E4m3 || t == DType::kFp8E5m2; }
-std::string to_string(DType t);
 cudaDataType_t cuda_type(DType t);
 
 /// Fills `count` elements with pseudo-random values in [-1, 1). Timings on all-zero operands are
@@ -65,42 +59,6 @@ bool flash_supported(int64_t head_dim);
 void flash_forward(const FlashArgs& a, cudaStream_t s);
 void flash_backward(const FlashArgs& a, cudaStream_t s);
 
-/// The three GEMMs of a linear layer as Megatron-Core runs them, in cuBLAS' column-major terms (all
-/// tensors row-major; a row-major [r×c] matrix is a column-major c×r one, so no data is transposed).
-/// The plan's GEMM op is C[m×k]·[k×n] → [m×n]; the executor's two input slots are the "A" operand
-/// [m×k] (activations or output gradients) and the "W" operand [n×k] (weights, or for wgrad the
-/// output gradient), the output slot C is [m×n]:
-///  - kForwardTN: Y = X·Wᵀ, W [out×in] as nn.Linear holds it: C(n×m) = op_T(W k×n)·op_N(X k×m).
-///  - kDgradNN:   dX = dY·W (m tokens, n = in, k = out): C(n×m) = op_N(W n×k)·op_N(dY k×m).
-///  - kWgradNT:   main_grad += dYᵀ·X (m = in, n = out, k = tokens): C(m×n) = op_N(X m×k)·op_T(dY n×k),
-///                fp32 C and β = 1: Megatron's gradient_accumulation_fusion (apex
-///                fused_weight_gradient_mlp_cuda.wgrad_gemm_accum_fp32: cublasGemmEx N, T, β = 1, C fp32).
-/// Under FP8 every GEMM is TN, as Transformer Engine runs them (it keeps FP8 transposed copies,
-/// because TN is the only FP8 layout cuBLASLt offers on Hopper: cuBLAS docs, cublasLtMatmul), with
-/// unit scale factors passed by device pointer as TE passes its amax-derived scales.
-enum class GemmLayout : uint8_t { kForwardTN, kDgradNN, kWgradNT };
-std::string to_string(GemmLayout l);
-
-struct GemmSpec {
-  GemmLayout layout = GemmLayout::kForwardTN;
-  bool tn = true;            ///< cuBLAS TN whatever the layout's role (FP8); else the layout's own
-  DType a = DType::kBf16;    ///< the [m×k] operand
-  DType w = DType::kBf16;    ///< the [n×k] operand
-  DType out = DType::kBf16;  ///< C
-  bool accumulate = false;   ///< β = 1 (wgrad into the fp32 main_grad)
-  bool fast_accum = false;   ///< FP8 forward: CUBLASLT_MATMUL_DESC_FAST_ACCUM (TE's fprop; dgrad/wgrad split-accumulate)
-  int64_t m = 0, n = 0, k = 0, batch = 1;
-
-  /// The spec Megatron / TE use for a GEMM of `layout` when forward GEMMs take `fwd` inputs
-  /// (bf16, fp16 or fp8 e4m3): bf16/fp16 keep the layout's own transposes, bf16/fp16 out, fp32 out
-  /// with β = 1 for wgrad; fp8 runs TN with e4m3 weights/activations and e5m2 gradients.
-  static GemmSpec megatron(GemmLayout layout, DType fwd, int64_t m, int64_t n, int64_t k, int64_t batch);
-  /// The same layout, roles and output in bf16 inputs (what an FP8 shape without a kernel runs as).
-  GemmSpec as_bf16() const;
-  std::array<int64_t, 9> key() const;
-  std::string describe() const;  ///< e.g. "wgrad NT bf16×bf16→fp32 β=1 4096×1024×8192"
-};
-
 /// One planned cuBLASLt GEMM (GemmSpec), fp32 accumulation (CUBLAS_COMPUTE_32F). The algorithm is
 /// cublasLtMatmulAlgoGetHeuristic's first at construction; tune() times the top few on the real
 /// buffers and keeps the fastest (the heuristic's first is not always the fastest on a given part).
@@ -140,7 +98,7 @@ class LtGemm {
   cublasLtHandle_t handle() const { return lt_; }
   cublasLtMatmulDesc_t desc() const { return desc_; }
   /// cublasLtMatmul's A and B operands are (first, second) of (w, a), or (a, w) for kWgradNT.
-  bool a_first() const { return !spec_.tn && spec_.layout == GemmLayout::kWgradNT; }
+  bool a_first() const { return gemm_dims(spec_).a_first; }
   cublasLtMatrixLayout_t first_layout() const { return first_layout_; }
   cublasLtMatrixLayout_t second_layout() const { return second_layout_; }
   cublasLtMatrixLayout_t c_layout() const { return c_layout_; }

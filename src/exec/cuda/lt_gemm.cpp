@@ -1,6 +1,6 @@
-// The cuBLASLt GEMM plan of the CUDA executor (kernels.cuh: GemmLayout, GemmSpec, LtGemm): Megatron's
-// three layouts, FP8 as Transformer Engine runs it, and a small autotune over the heuristic's top
-// algorithms. Host code only, so the host compiler builds it.
+// The cuBLASLt GEMM plan of the CUDA executor (kernels.cuh: LtGemm) for a GemmSpec (gemm_spec.hpp):
+// Megatron's three layouts, FP8 as Transformer Engine runs it, and a small autotune over the
+// heuristic's top algorithms. Host code only, so the host compiler builds it.
 #include <cmath>
 
 #include "common/error.hpp"
@@ -8,56 +8,6 @@
 #include "exec/cuda/kernels.cuh"
 
 namespace capscale::exec::cuda {
-
-std::string to_string(GemmLayout l) {
-  switch (l) {
-    case GemmLayout::kForwardTN: return "forward";
-    case GemmLayout::kDgradNN: return "dgrad";
-    case GemmLayout::kWgradNT: return "wgrad";
-  }
-  return "?";
-}
-
-GemmSpec GemmSpec::megatron(GemmLayout layout, DType fwd, int64_t m, int64_t n, int64_t k, int64_t batch) {
-  GemmSpec g;
-  g.layout = layout;
-  g.m = m, g.n = n, g.k = k, g.batch = batch;
-  const bool wgrad = layout == GemmLayout::kWgradNT;
-  g.accumulate = wgrad;
-  if (is_fp8(fwd)) {
-    // Transformer Engine's HYBRID recipe: e4m3 activations and weights, e5m2 gradients; fprop with
-    // fast accumulation, dgrad and wgrad with split accumulation (TE's _2X_ACC_FPROP = False,
-    // _2X_ACC_DGRAD = _2X_ACC_WGRAD = True); bf16 out, fp32 main_grad for wgrad.
-    g.tn = true;
-    g.a = layout == GemmLayout::kDgradNN ? DType::kFp8E5m2 : DType::kFp8E4m3;  // dgrad: dY; wgrad: Xᵀ
-    g.w = layout == GemmLayout::kWgradNT ? DType::kFp8E5m2 : DType::kFp8E4m3;  // wgrad: dYᵀ
-    g.out = wgrad ? DType::kFp32 : DType::kBf16;
-    g.fast_accum = layout == GemmLayout::kForwardTN;
-    return g;
-  }
-  g.tn = layout == GemmLayout::kForwardTN;
-  g.a = g.w = fwd;
-  g.out = wgrad ? DType::kFp32 : fwd;
-  return g;
-}
-
-GemmSpec GemmSpec::as_bf16() const {
-  GemmSpec g = megatron(layout, DType::kBf16, m, n, k, batch);
-  return g;
-}
-
-std::array<int64_t, 9> GemmSpec::key() const {
-  return {int64_t(layout), int64_t(tn), int64_t(a), int64_t(w), int64_t(out) * 4 + int64_t(accumulate) * 2 + int64_t(fast_accum), m, n, k,
-          batch};
-}
-
-std::string GemmSpec::describe() const {
-  const bool wgrad_nt = !tn && layout == GemmLayout::kWgradNT;
-  const char* ops = tn ? "TN" : wgrad_nt ? "NT" : "NN";
-  return to_string(layout) + " " + ops + " " + to_string(a) + "x" + to_string(w) + "->" + to_string(out) + (accumulate ? " beta=1" : "") +
-         (fast_accum ? " fast-accum" : "") + " " + (batch > 1 ? std::to_string(batch) + "x" : "") + std::to_string(m) + "x" +
-         std::to_string(n) + "x" + std::to_string(k);
-}
 
 namespace {
 // How many of the heuristic's algorithms tune() tries: its first few cover the tile shapes that
@@ -73,22 +23,10 @@ LtGemm::LtGemm(cublasLtHandle_t lt, const GemmSpec& spec, size_t workspace_bytes
   cublasLtMatmulPreference_t pref = nullptr;
   try {
     CAPSCALE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    // cuBLAS' (A, B) = (first, second), M×N×K and stored (pre-op) column-major shapes per layout
-    // (kernels.cuh, GemmLayout): TN and NN multiply W-slot by A-slot into C (n×m); NT multiplies
-    // A-slot by W-slot into C (m×n).
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    uint64_t fr = k, fc = n, sr = k, sc = m, cr = n, cc = m;  // TN: W (k×n), A (k×m), C (n×m)
-    DType first = spec.w, second = spec.a;
-    int64_t first_stride = n * k, second_stride = m * k;
-    if (!spec.tn && spec.layout == GemmLayout::kDgradNN) {
-      ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
-      fr = n, fc = k, sr = k, sc = m;  // W (n×k), dY (k×m), C (n×m)
-    } else if (!spec.tn && spec.layout == GemmLayout::kWgradNT) {
-      ta = CUBLAS_OP_N, tb = CUBLAS_OP_T;
-      fr = m, fc = k, sr = n, sc = k, cr = m, cc = n;  // X (m×k), dY (n×k), C (m×n)
-      first = spec.a, second = spec.w;
-      first_stride = m * k, second_stride = n * k;
-    }
+    // cuBLAS' (A, B) = (first, second) and their stored column-major shapes (gemm_spec.hpp).
+    const GemmDims g = gemm_dims(spec);
+    const cublasOperation_t ta = g.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const DType first = g.a_first ? spec.a : spec.w, second = g.a_first ? spec.w : spec.a;
     CAPSCALE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CAPSCALE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (is_fp8(spec.a) || is_fp8(spec.w)) {
@@ -99,12 +37,14 @@ LtGemm::LtGemm(cublasLtHandle_t lt, const GemmSpec& spec, size_t workspace_bytes
       const int8_t fast = spec.fast_accum ? 1 : 0;
       CAPSCALE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast));
     }
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&first_layout_, cuda_type(first), fr, fc, int64_t(fr)));
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&second_layout_, cuda_type(second), sr, sc, int64_t(sr)));
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_layout_, cuda_type(spec.out), cr, cc, int64_t(cr)));
+    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&first_layout_, cuda_type(first), uint64_t(g.first_rows), uint64_t(g.first_cols),
+                                                     g.first_rows));
+    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&second_layout_, cuda_type(second), uint64_t(g.second_rows),
+                                                     uint64_t(g.second_cols), g.second_rows));
+    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_layout_, cuda_type(spec.out), uint64_t(g.c_rows), uint64_t(g.c_cols), g.c_rows));
     if (batch > 1) {
       const int32_t count = static_cast<int32_t>(batch);
-      const int64_t strides[3] = {first_stride, second_stride, m * n};
+      const int64_t strides[3] = {g.first_stride, g.second_stride, g.c_stride};
       cublasLtMatrixLayout_t layouts[3] = {first_layout_, second_layout_, c_layout_};
       for (int i = 0; i < 3; ++i) {
         CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
