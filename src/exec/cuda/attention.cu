@@ -86,6 +86,17 @@ void dispatch(const FlashArgs& a, bool backward, cudaStream_t s) {
 
 bool flash_supported(int64_t head_dim) { return head_dim >= 1 && padded_head_dim(head_dim) > 0; }
 
+size_t flash_smem_bytes(int64_t head_dim, bool backward) {
+  // bf16 and fp16 tiles are the same size.
+  switch (padded_head_dim(head_dim)) {
+    case 64: return backward ? bwd_smem_bytes<__nv_bfloat16, 64>() : fwd_smem_bytes<__nv_bfloat16, 64>();
+    case 128: return backward ? bwd_smem_bytes<__nv_bfloat16, 128>() : fwd_smem_bytes<__nv_bfloat16, 128>();
+    case 192: return backward ? bwd_smem_bytes<__nv_bfloat16, 192>() : fwd_smem_bytes<__nv_bfloat16, 192>();
+    default: break;
+  }
+  return 0;
+}
+
 void flash_forward(const FlashArgs& a, cudaStream_t s) {
   if (a.batch < 1 || a.m < 1 || a.n < 1) return;
   if (a.batch > 65535 || a.m > INT32_MAX / 2 || a.n > INT32_MAX / 2) throw RuntimeError("fused attention: shape exceeds one grid");

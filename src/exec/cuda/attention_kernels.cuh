@@ -62,10 +62,22 @@ __device__ void load_tile(T* dst, const T* src, int d, int r0, int rows) {
   }
 }
 
-// Key j is visible to query i when j <= i + (n - m): the causal diagonal aligned bottom-right, so
-// a query chunk that ends the sequence (context parallelism) sees every key before it; m == n is
-// the usual lower triangle.
-__device__ __forceinline__ bool visible(int i, int j, int m, int n, bool causal) { return j < n && (!causal || j <= i + (n - m)); }
+// Key j is visible to query i when j·m < (i + 1)·n: the causal diagonal, stretched when there are
+// fewer queries than keys. m == n is the usual lower triangle (j <= i). m < n is a context-parallel
+// rank's share (m = s/cp local queries against all n = s keys): under Megatron's load-balanced CP
+// each rank holds query chunks c and 2cp−1−c, which together see half of the keys they face, and
+// the stretched diagonal gives a contiguous block of m queries that same m·n/2 of work (as the
+// predictor counts it: half the flops of a causal op, predict/cost_model.cpp).
+__device__ __forceinline__ bool visible(int i, int j, int m, int n, bool causal) {
+  return j < n && (!causal || int64_t(j) * m < int64_t(i + 1) * n);
+}
+// Keys [0, end) hold every key visible to queries [0, q_end): ⌈q_end·n/m⌉, at most n.
+__device__ __forceinline__ int visible_keys_end(int q_end, int m, int n) {
+  const int64_t end = (int64_t(q_end) * n + m - 1) / m;
+  return end < n ? int(end) : n;
+}
+// The first query that sees key j: ⌊j·m/n⌋.
+__device__ __forceinline__ int first_query_seeing(int j, int m, int n) { return int(int64_t(j) * m / n); }
 
 // Forward: one block per 64 query rows of one (batch, head); each warp owns 16 rows. Per key tile:
 // S = Q·Kᵀ (WMMA), online softmax in base 2 (two lanes per row), O = diag(α)·O + P·V (WMMA on an
@@ -94,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd(const T* __restrict__ q, c
   load_tile<T, D>(q_s, q, d, q0, m);
   for (int i = threadIdx.x; i < kBM * L::kO; i += kThreads) o_s[i] = 0.0f;
   float row_max = -INFINITY, row_sum = 0.0f;
-  const int n_end = causal ? min(n, q0 + kBM + (n - m)) : n;  // keys past the tile's last diagonal are never visible
+  const int n_end = causal ? visible_keys_end(q0 + kBM, m, n) : n;  // keys past the tile's last row's diagonal: never visible
   __syncthreads();
   for (int k0 = 0; k0 < n_end; k0 += kBN) {
     load_tile<T, D>(k_s, k, d, k0, n);
@@ -213,8 +225,8 @@ __global__ void __launch_bounds__(kThreads) flash_bwd(const T* __restrict__ q, c
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> dk_acc[D / 16], dv_acc[D / 16];
 #pragma unroll
   for (int j = 0; j < D / 16; ++j) wmma::fill_fragment(dk_acc[j], 0.0f), wmma::fill_fragment(dv_acc[j], 0.0f);
-  // The first query that sees key k0 is k0 − (n − m).
-  const int q_first = causal ? max(0, (k0 - (n - m)) / kBM * kBM) : 0;
+  // Query tiles before the first query that sees key k0 see none of this block's keys.
+  const int q_first = causal ? first_query_seeing(k0, m, n) / kBM * kBM : 0;
   for (int q0 = q_first; q0 < m; q0 += kBM) {
     __syncthreads();  // the previous tile's q_s, do_s, ds_s, dq_s are done with
     load_tile<T, D>(q_s, q, d, q0, m);

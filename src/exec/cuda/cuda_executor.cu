@@ -58,10 +58,12 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
   double device_memory_bytes() const override { return double(dev_.prop().totalGlobalMem); }
   std::string gemm_dtype() const override { return ops_.gemm_dtype(); }
 
-  // Buffers for the stage's largest ops (buffer_sizing.hpp), GEMM plans, and the communicators
-  // of the groups this stage communicates in, each warmed up.
+  // A check that the stage's fused attention can run here, buffers for its largest ops
+  // (buffer_sizing.hpp), tuned GEMM plans, and the communicators of the groups this stage
+  // communicates in, each warmed up.
   void prepare(const plan::StagePlan& stage) override {
     dev_.make_current();
+    ops_.check_attention(stage);
     dev_.reserve_buffers(size_buffers(stage.ops, ops_.buffer_types()), ops_.fill_types());
     ops_.plan_gemms(stage);
     comms_.connect(ctx_, stage, nccl_, dev_.tiny(), dev_.stream(plan::Stream::kDp));

@@ -54,8 +54,12 @@ struct FlashArgs {
 };
 /// Whether the fused kernels take this head dim (1..192; run padded to 64, 128 or 192).
 bool flash_supported(int64_t head_dim);
-/// FlashAttention-2 forward / backward (attention.cu), enqueued on `s`. Causal masks key j for query
-/// i when j > i + (n − m) (bottom-right aligned), and the tiles it masks whole are skipped.
+/// Shared memory one block of the fused forward or backward kernel takes at this head dim.
+size_t flash_smem_bytes(int64_t head_dim, bool backward);
+/// FlashAttention-2 forward / backward (attention.cu), enqueued on `s`. Causal shows query i the keys
+/// j with j·m < (i + 1)·n (the lower triangle when m == n; for a context-parallel rank's m < n
+/// queries the diagonal is stretched to the m·n/2 work of Megatron's load-balanced CP), and the
+/// tiles it masks whole are skipped.
 void flash_forward(const FlashArgs& a, cudaStream_t s);
 void flash_backward(const FlashArgs& a, cudaStream_t s);
 

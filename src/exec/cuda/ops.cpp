@@ -109,6 +109,20 @@ void Ops::plan_gemms(const plan::StagePlan& stage) {
     if (op.kind == plan::OpKind::kGemm && op.m > 0 && op.n > 0 && op.k > 0) gemm_plan(gemm_spec(op));
 }
 
+void Ops::check_attention(const plan::StagePlan& stage) const {
+  for (const plan::Op& op : stage.ops) {
+    if (op.kind != plan::OpKind::kAttention || !op.fused || op.k < 1) continue;
+    const std::string what = "fused attention with head dim " + std::to_string(op.k);
+    if (!flash_supported(op.k)) throw RuntimeError(what + " is beyond the kernels (at most 192); run it with --no-flash-attention");
+    const size_t need = flash_smem_bytes(op.k, op.phase == plan::Phase::kBackward);
+    if (need > dev_.prop().sharedMemPerBlockOptin) {
+      throw RuntimeError(what + " needs " + std::to_string(need) + " bytes of shared memory per block; " + dev_.prop().name + " on " +
+                         dev_.where() + " has " + std::to_string(dev_.prop().sharedMemPerBlockOptin) +
+                         "; run it with --no-flash-attention");
+    }
+  }
+}
+
 std::string Ops::gemm_dtype() const {
   switch (gemm_type_) {
     case DType::kFp8E4m3: return "fp8 e4m3 fwd fast-accum, e5m2 grads (cublasLt TN, bf16 out, fp32 wgrad)";

@@ -36,6 +36,9 @@ class Ops {
   /// new one over the heuristic's top algorithms on the prepared buffers (LtGemm::tune); cached
   /// per GemmSpec, so a shape is tuned once per executor.
   void plan_gemms(const plan::StagePlan& stage);
+  /// Refuses (RuntimeError, at prepare rather than mid-step) fused attention ops the kernels or this
+  /// device cannot run: head dims above 192, or more shared memory per block than the device has.
+  void check_attention(const plan::StagePlan& stage) const;
   /// What a plan GEMM op runs as: forward TN, backward dgrad NN, wgrad NT into fp32 (kernels.cuh).
   GemmSpec gemm_spec(const plan::Op& op) const;
   /// What --precision ran as, e.g. "bf16 (cublasLt)".
