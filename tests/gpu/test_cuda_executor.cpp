@@ -104,6 +104,7 @@ TEST(CudaExecutor, DescribesItself) {
   EXPECT_NE(ex->device().find("sm_"), std::string::npos) << ex->device();
   EXPECT_NE(ex->device().find("pci "), std::string::npos) << ex->device();
   EXPECT_EQ(ex->gemm_dtype().rfind("bf16", 0), 0u) << ex->gemm_dtype();
+  EXPECT_LE(ex->gemm_dtype().size(), 31u) << "the /ranks table's gemm_dtype column holds 31 characters";
 }
 
 TEST(CudaExecutor, RunsTinyPlanWithOnePositiveTimePerOp) {
@@ -157,6 +158,7 @@ void run_tiny_plan(config::Precision precision, bool flash) {
   for (size_t i = 0; i < t.op_s.size(); ++i) EXPECT_GT(t.op_s[i], 0.0) << "op " << i << " " << stage.ops[i].label();
   if (precision == config::Precision::kFp8) {
     EXPECT_EQ(ex->gemm_dtype().rfind("fp8", 0), 0u) << ex->gemm_dtype();
+    EXPECT_LE(ex->gemm_dtype().size(), 31u) << ex->gemm_dtype();
   }
 }
 

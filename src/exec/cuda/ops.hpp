@@ -55,9 +55,11 @@ class Ops {
   bool collective(const plan::Op& op, int si, cudaStream_t s, const std::string& what);
   bool sendrecv(const plan::Op& op, int si, cudaStream_t s, const std::string& what);
 
-  /// The plan for a GEMM of this spec, created and tuned if there is none yet (an FP8 spec without
-  /// a kernel for its shape falls back to bf16). cuda_bench.cu runs the forward one directly.
-  const LtGemm& gemm_plan(const GemmSpec& spec);
+  /// The plan for a GEMM of this spec, created (and with `tune`, tuned) if there is none yet (an FP8
+  /// spec without a kernel for its shape falls back to bf16). cuda_bench.cu runs the forward one
+  /// directly. Never tune inside a step: tuning synchronises the compute stream, which the step's
+  /// gate holds until every op is enqueued.
+  const LtGemm& gemm_plan(const GemmSpec& spec, bool tune = true);
 
  private:
   Device& dev_;
