@@ -3,8 +3,10 @@
 // never stored, causal tiles above the diagonal skipped. Kept simple (WMMA tensor-core tiles, no
 // asynchronous copies or warp specialisation), so it reaches less than cuDNN's or FA3's rate; it
 // does the FLOPs and moves the bytes a flash kernel does. Why not cuDNN: the cudnn_frontend headers
-// are not installed here, and the cuDNN 9 backend's SDPA operation in these headers has no causal
-// mask, so a cuDNN path would have been written blind against an API none of us could run.
+// are not installed here, and the SDPA operation of the cuDNN 9.19 backend headers has no causal or
+// diagonal-band attribute (only a block mask whose layout is not documented), so a cuDNN path would
+// have been the frontend's many-node graph rebuilt by hand, blind, against an API none of us could
+// run. tests/unit/test_attention_sim.cpp runs these kernels' source on the CPU instead.
 // Tensors are row-major [batch·heads][rows][d] (BHSD), bf16 or fp16; statistics are fp32.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
