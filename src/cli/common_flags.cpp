@@ -39,7 +39,8 @@ void add_parallel_flags(CLI::App* cmd, ParallelFlags& flags) {
             ->check(CLI::IsMember(f.allowed));
         break;
       case config::FieldType::kReal:
-        cmd->add_option_function<double>(name, [rec, set](double v) { set(*rec, v); }, help_of(f));
+        cmd->add_option_function<double>(name, [rec, set](double v) { set(*rec, v); }, help_of(f))
+            ->check(CLI::Range(double(f.min), double(f.max)));
         break;
     }
   }

@@ -58,7 +58,7 @@ HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& 
 
 HostRun::HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& p,
                  const std::string& backend, const std::string& command)
-    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp), backend, p.precision),
+    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), backend, p.precision),
       profile(host_profile(backend, *ex)),
       host(profile.chip),
       host_share(share_of(host, backend, session)),

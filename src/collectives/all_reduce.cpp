@@ -7,6 +7,6 @@ namespace capscale::collectives {
 const Collective kAllReduce{
     CollKind::kAllReduce, "all_reduce", "S = the buffer every rank holds and receives reduced",
     [](int64_t n) { return 2 * ring::phase_factor(n); },
-    [](double S, const GroupSpan& span, const LinkParams& link) { return ring::time_s(2, S, span, link); }};
+    [](double S, const GroupSpan& span, const LinkParams& link, const Routing&) { return ring::time_s(2, S, span, link); }};
 
 }  // namespace capscale::collectives

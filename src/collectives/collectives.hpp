@@ -18,7 +18,7 @@ namespace capscale::collectives {
 
 using plan::CollKind;
 /// Kinds in the registry (kNone excluded): the count every backend table is checked against.
-constexpr int kNumKinds = 3;
+constexpr int kNumKinds = 4;
 
 /// Where a process group's members sit: how many per scale-up domain, how many domains.
 struct GroupSpan {
@@ -37,6 +37,13 @@ struct LinkParams {
   double inter_Bps = 0, inter_alpha_s = 0;
 };
 
+/// How an all-to-all's copies are routed (plan::Op::route_topk / route_node_limit): topk 0 is a
+/// plain all-to-all; otherwise the flex dispatcher's one copy per remote domain.
+struct Routing {
+  int topk = 0;
+  int node_limit = 0;  ///< domains one token may reach; 0: any
+};
+
 /// One registry entry.
 struct Collective {
   CollKind kind = CollKind::kNone;
@@ -44,8 +51,8 @@ struct Collective {
   std::string_view bytes;  ///< what plan::Op::bytes (S) means for this kind
   /// nccl-tests bus-bandwidth factor for n ranks: busbw = S / t · factor.
   double (*bus_factor)(int64_t n) = nullptr;
-  /// α–β time (seconds) of S bytes over `span` on `link`.
-  double (*time_s)(double S, const GroupSpan& span, const LinkParams& link) = nullptr;
+  /// α–β time (seconds) of S bytes over `span` on `link`; `routing` matters to all-to-all only.
+  double (*time_s)(double S, const GroupSpan& span, const LinkParams& link, const Routing& routing) = nullptr;
 };
 
 /// The entry of `kind`; throws RuntimeError for kNone (a plan bug).
@@ -58,12 +65,21 @@ constexpr int index(CollKind kind) { return static_cast<int>(kind) - 1; }
 /// Shorthands over get(kind).
 double bus_factor(CollKind kind, int64_t n);
 /// 0 for a group of one or no bytes.
-double time_s(CollKind kind, int64_t bytes, const GroupSpan& span, const LinkParams& link);
+double time_s(CollKind kind, int64_t bytes, const GroupSpan& span, const LinkParams& link, const Routing& routing = {});
 
-// The entries, one file each (all_reduce.cpp, reduce_scatter.cpp, all_gather.cpp).
+// The entries, one file each (all_reduce.cpp, reduce_scatter.cpp, all_gather.cpp, all_to_all.cpp).
 extern const Collective kAllReduce;
 extern const Collective kReduceScatter;
 extern const Collective kAllGather;
+extern const Collective kAllToAll;
+
+namespace all_to_all {
+/// The all-to-all α–β model (all_to_all.cpp), exposed for its closed-form test. `cross_share`:
+/// the share of the copies bound for other domains that cross the NIC (1: all).
+double time_s(double S, const GroupSpan& span, const LinkParams& link, double cross_share);
+/// The flex dispatcher's cross_share over `domains` scale-up domains (all_to_all.cpp).
+double flex_cross_share(const Routing& routing, int64_t domains);
+}  // namespace all_to_all
 
 /// Building blocks of the α–β models (ring.cpp).
 namespace ring {

@@ -24,6 +24,20 @@ const FieldTable<ParallelConfig>& parallel_fields() {
     dp.user_input = false;
     range(dp, 1, int64_t(1) << 40);
     range(add(member("cp", &P::cp, "context_parallel_size"), "cp", "cp", TextWhen::kAlways, true), 1, 1 << 20);
+    range(add(member("ep", &P::ep, "expert_model_parallel_size (MoE: ranks the experts of a layer are spread over)"), "ep",
+              "ep", TextWhen::kNonDefault, true), 1, 1 << 20);
+    t.back().key_omits_default = true;
+    range(add(member("etp", &P::etp, "expert_tensor_parallel_size (MoE: ranks each expert's FFN is split over)"), "etp",
+              "etp", TextWhen::kNonDefault, true), 1, 1 << 20);
+    t.back().key_omits_default = true;
+    range(add(member("moe_imbalance", &P::moe_imbalance,
+                     "MoE: hottest expert's token load over the mean (1 = force-balanced routing)"),
+              "moe-imbalance", "imb", TextWhen::kNonDefault, true), 1, 1 << 16);
+    t.back().key_omits_default = true;
+    add(member("moe_token_dispatcher", &P::moe_token_dispatcher,
+               "MoE token dispatcher: alltoall (NCCL) or flex (DeepEP/HybridEP: one copy per remote node, NVLink forwarding)"),
+        "moe-token-dispatcher", "", TextWhen::kNever, true);
+    t.back().key_omits_default = true;
     range(add(member("vpp", &P::vpp, "virtual_pipeline_model_parallel_size (model chunks per pipeline rank)"), "vpp", "vpp",
               TextWhen::kNonDefault, true), 1, 1 << 10);
     range(add(member("micro_batch_size", &P::micro_batch_size, "sequences per micro-batch"), "micro-batch-size", "mbs",
@@ -74,7 +88,27 @@ std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& 
   if (p.global_batch_size < 0) add("global-batch-size", "must be >= 1, got " + s(p.global_batch_size));
   if (p.seq_length < 0) add("seq-length", "must be >= 1, got " + s(p.seq_length));
   if (p.zero != 0 && p.zero != 1) add("zero", "must be 0 or 1, got " + s(p.zero));
+  if (p.ep < 1) add("ep", "must be >= 1, got " + s(p.ep));
+  if (p.etp < 1) add("etp", "must be >= 1, got " + s(p.etp));
+  if (!(p.moe_imbalance >= 1.0)) add("moe-imbalance", "must be >= 1 (1 = balanced routing)");
   if (!v.empty()) return v;  // the checks below divide by these
+  if (!m.is_moe()) {
+    if (p.ep > 1) add("ep", "must be 1 for a dense model (" + m.name + " has no experts: num_moe_experts = 0), got " + s(p.ep));
+    if (p.etp > 1) add("etp", "must be 1 for a dense model (" + m.name + " has no experts), got " + s(p.etp));
+  } else {
+    if (m.num_moe_experts % p.ep != 0) add("ep", "must divide num_moe_experts (" + s(m.num_moe_experts) + "), got " + s(p.ep));
+    if (m.moe_ffn_hidden_size % p.etp != 0) add("etp", "must divide moe_ffn_hidden_size (" + s(m.moe_ffn_hidden_size) + "), got " + s(p.etp));
+    const double hottest = double(m.num_moe_experts) / double(m.moe_router_topk);
+    if (p.moe_imbalance > hottest) {
+      add("moe-imbalance", "must be <= num_moe_experts / moe_router_topk (" + std::to_string(hottest) + ": every token on one expert)");
+    }
+    if (p.tp > 1 && !p.sequence_parallel) add("sequence-parallel", "is required for MoE with tp > 1 (as in Megatron-Core)");
+    if (m.moe_shared_expert_intermediate_size % p.tp != 0) {
+      add("tp", "must divide moe_shared_expert_intermediate_size (" + s(m.moe_shared_expert_intermediate_size) + "), got " + s(p.tp));
+    }
+  }
+  if (p.moe_imbalance != 1.0 && !m.is_moe()) add("moe-imbalance", "applies to MoE models only");
+  if (p.moe_token_dispatcher != Dispatcher::kAllToAll && !m.is_moe()) add("moe-token-dispatcher", "applies to MoE models only");
   if (m.num_attention_heads % p.tp != 0) add("tp", "must divide num_attention_heads (" + s(m.num_attention_heads) + "), got " + s(p.tp));
   if (m.num_query_groups % p.tp != 0) add("tp", "must divide num_query_groups (" + s(m.num_query_groups) + "), got " + s(p.tp));
   if (m.ffn_hidden_size % p.tp != 0) add("tp", "must divide ffn_hidden_size (" + s(m.ffn_hidden_size) + "), got " + s(p.tp));
@@ -88,6 +122,8 @@ std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& 
   if (world > 0) {
     if (world % p.model_parallel() != 0) {
       add("world size", "(" + s(world) + ") must be a multiple of tp·pp·cp (" + s(p.model_parallel()) + ")");
+    } else if ((world / p.pp) % (p.ep * p.etp) != 0) {
+      add("ep", "x etp x pp (" + s(p.ep) + " x " + s(p.etp) + " x " + s(p.pp) + ") must divide the world size (" + s(world) + ")");
     } else {
       const int64_t dp = world / p.model_parallel();
       const int64_t gbs = p.global_batch_size ? p.global_batch_size : p.micro_batch_size * dp;

@@ -12,6 +12,10 @@
 namespace capscale::config {
 
 enum class Recompute { kNone, kSelective, kFull };
+/// Megatron-Core --moe-token-dispatcher-type: alltoall (NCCL all-to-all, every routed copy
+/// travels) or flex (DeepEP / HybridEP: a token crosses to each remote node once and is
+/// forwarded to its experts there over NVLink).
+enum class Dispatcher { kAllToAll, kFlex };
 enum class Schedule { kNoPipelining, kOneFOneB, kInterleaved1F1B };
 
 template <>
@@ -25,6 +29,11 @@ struct EnumNames<Schedule> {
       {{Schedule::kNoPipelining, "no_pipelining"}, {Schedule::kOneFOneB, "one_f_one_b"},
        {Schedule::kInterleaved1F1B, "interleaved_1f1b"}}};
 };
+template <>
+struct EnumNames<Dispatcher> {
+  static constexpr std::array<std::pair<Dispatcher, std::string_view>, 2> kNames{
+      {{Dispatcher::kAllToAll, "alltoall"}, {Dispatcher::kFlex, "flex"}}};
+};
 inline std::string to_string(Recompute r) { return enum_name(r); }
 inline std::string to_string(Schedule s) { return enum_name(s); }
 
@@ -34,6 +43,15 @@ struct ParallelConfig {
   int64_t cp = 1;   ///< context_parallel_size
   int64_t vpp = 1;  ///< virtual_pipeline_model_parallel_size (model chunks per pipeline rank)
   int64_t dp = 1;   ///< data parallel size: world / (tp·pp·cp), set by resolve()
+  /// Expert layout (Megatron-Core MoE parallel folding): the experts of a layer are spread over ep
+  /// ranks, each expert split over etp ranks, replicated over edp = world / (pp·ep·etp) ranks,
+  /// folded onto the same ranks as attention's tp-cp-dp.
+  int64_t ep = 1;   ///< expert_model_parallel_size
+  int64_t etp = 1;  ///< expert_tensor_parallel_size
+  /// Load of the hottest expert relative to the mean under the router (1.0: force-balanced, as
+  /// NVIDIA's published MoE benchmarks run); every rank waits for the hottest one.
+  double moe_imbalance = 1.0;
+  Dispatcher moe_token_dispatcher = Dispatcher::kAllToAll;
   bool sequence_parallel = false;
   int64_t micro_batch_size = 1;
   int64_t global_batch_size = 0;  ///< sequences per step; 0 → micro_batch_size·dp
@@ -58,6 +76,8 @@ struct ParallelConfig {
   int64_t grad_bytes() const { return grad_reduce_in_bf16 ? 2 : 4; }
 
   int64_t model_parallel() const { return tp * pp * cp; }
+  /// Expert-data-parallel size: the replicas of one expert shard, reduced over after backward.
+  int64_t edp() const { return tp * cp * dp / (ep * etp); }
   int64_t world() const { return model_parallel() * dp; }
   /// Micro-batches per step on each pipeline: global / (micro · dp).
   int64_t num_microbatches() const { return global_batch_size / (micro_batch_size * dp); }

@@ -7,6 +7,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -43,6 +44,9 @@ struct Field {
   std::string text;                  ///< text form: prefix ("tp" → "tp8") or, for a kBool, the word shown
   TextWhen text_when = TextWhen::kNever;
   bool in_key = false;               ///< part of a sweep point's key
+  /// Left out of the key at its default: a field added after keys were first written keeps the
+  /// keys of earlier plans (and so their sweeps' resumption) unchanged.
+  bool key_omits_default = false;
   bool derived = false;              ///< output only (computed from other fields); never read back
   bool user_input = true;            ///< a flag / YAML key (false: read back from files and JSON only)
   size_t max_chars = 0;              ///< kText/kEnum: longest value a file column holds
@@ -184,6 +188,13 @@ FieldTable<R> select(const FieldTable<R>& table, const std::vector<std::string>&
 // ---- text ----------------------------------------------------------------------------------
 
 /// One token of a field's text form ("tp8", "sel", "sp"), or "" when it is not shown.
+/// A real number in text forms and keys: shortest round-trip-ish form ("1.25", not "1.250000").
+inline std::string real_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 template <typename R>
 std::string text_token(const Field<R>& f, const R& r) {
   if (f.text_when == TextWhen::kNever) return "";
@@ -194,7 +205,7 @@ std::string text_token(const Field<R>& f, const R& r) {
     case FieldType::kInt: return f.text + std::to_string(std::get<int64_t>(v));
     case FieldType::kEnum: return f.text + std::get<std::string>(v).substr(0, 3);
     case FieldType::kText: return f.text + std::get<std::string>(v);
-    case FieldType::kReal: return f.text + std::to_string(std::get<double>(v));
+    case FieldType::kReal: return f.text + real_text(std::get<double>(v));
   }
   return "";
 }
@@ -219,13 +230,14 @@ std::string key_text(const R& r, const FieldTable<R>& table, const std::string& 
   for (const auto& f : table) {
     if (!f.in_key) continue;
     const FieldValue v = f.get(r);
+    if (f.key_omits_default && v == f.def) continue;
     std::string t;
     switch (f.type) {
       case FieldType::kBool: t = std::get<bool>(v) == std::get<bool>(f.def) ? "" : f.text; break;
       case FieldType::kInt: t = (f.text.empty() ? f.name : f.text) + std::to_string(std::get<int64_t>(v)); break;
       case FieldType::kEnum:
       case FieldType::kText: t = std::get<std::string>(v); break;
-      case FieldType::kReal: t = f.name + std::to_string(std::get<double>(v)); break;
+      case FieldType::kReal: t = (f.text.empty() ? f.name : f.text) + real_text(std::get<double>(v)); break;
     }
     if (!t.empty()) out += (out.empty() ? "" : sep) + t;
   }

@@ -86,7 +86,7 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
                             const config::ChipProfile& host, const config::ChipProfile& target,
                             const predict::Calibration* calibration) {
   const auto& p = plan.parallel;
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
   // Dilation needs the host's own roofline: a host without peaks for the run's precision (a GPU no
   // profile describes, cli/host_profile.hpp) is never dilated from; every target is then modelled.
   const bool same_arch = host.arch == target.arch && host.supports(p.precision);

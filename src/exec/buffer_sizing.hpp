@@ -124,10 +124,14 @@ inline BufferBytes size_buffers(const std::vector<plan::Op>& ops, const BufferTy
         break;
       }
       case plan::OpKind::kCollective:
-      case plan::OpKind::kSendRecv:
+      case plan::OpKind::kSendRecv: {
         // The group size is not in the op; a chunk of comm_chunk_bytes(n) ≤ kCommBufferBytes.
-        grow(kComm0 + int(op.stream), std::min(size_t(std::max<int64_t>(op.bytes, 0)), kCommBufferBytes));
+        // All-to-all runs out of place: its chunk and the received chunk (exec/cuda/ops.cpp).
+        const size_t chunk = std::min(size_t(std::max<int64_t>(op.bytes, 0)), kCommBufferBytes);
+        const bool out_of_place = op.kind == plan::OpKind::kCollective && op.coll == plan::CollKind::kAllToAll;
+        grow(kComm0 + int(op.stream), out_of_place ? 2 * chunk : chunk);
         break;
+      }
     }
   }
   for (int b = 0; b < kNumBufferRoles; ++b)

@@ -17,18 +17,60 @@ int64_t norm_params(const ModelConfig& m) {
 }
 }  // namespace
 
-int64_t layer_params_per_rank(const ModelConfig& m, int64_t tp) {
-  const int64_t h = m.hidden_size, d = m.kv_channels;
-  const int64_t q = m.num_attention_heads * d, kv = 2 * m.num_query_groups * d;
-  int64_t p = checked_mul(h, q + kv, "layer params") / tp;                            // QKV
-  p += checked_mul(q, h, "layer params") / tp;                                          // attention projection
-  p += checked_mul(checked_mul(h, m.ffn_hidden_size, "layer params"), m.mlp_matrices(), "layer params") / tp;  // MLP
-  p += 2 * norm_params(m);                                                              // two norms
-  if (m.add_bias_linear) {
-    p += (q + kv) / tp + h;                                          // QKV bias (split), proj bias (replicated)
-    p += m.ffn_hidden_size * (m.mlp_matrices() - 1) / tp + h;        // FC1 bias (split), FC2 bias
+int64_t attention_params_per_rank(const ModelConfig& m, int64_t tp) {
+  const int64_t h = m.hidden_size, H = m.num_attention_heads;
+  if (m.multi_latent_attention()) {
+    // DeepSeek-V2 §2.1 / Megatron MLASelfAttention: the down-projections (and their norms) are
+    // replicated over tp; the up-projections split heads (column-parallel), the output projection
+    // splits its input (row-parallel).
+    const int64_t ql = m.q_lora_rank, kvl = m.kv_lora_rank, rope = m.qk_pos_emb_head_dim;
+    int64_t p = checked_mul(h, kvl + rope, "mla params") + kvl;                                  // kv down + norm
+    if (ql > 0) p += checked_mul(h, ql, "mla params") + ql;                                      // q down + norm
+    p += checked_mul(ql > 0 ? ql : h, H * m.qk_dim(), "mla params") / tp;                        // q up
+    p += checked_mul(kvl, H * (m.qk_head_dim + m.v_head_dim), "mla params") / tp;                // kv up
+    p += checked_mul(H * m.v_head_dim, h, "mla params") / tp;                                    // output projection
+    return p;
   }
+  const int64_t d = m.kv_channels;
+  const int64_t q = H * d, kv = 2 * m.num_query_groups * d;
+  int64_t p = checked_mul(h, q + kv, "layer params") / tp;  // QKV
+  p += checked_mul(q, h, "layer params") / tp;              // attention projection
+  if (m.add_bias_linear) p += (q + kv) / tp + h;            // QKV bias (split), proj bias (replicated)
   return p;
+}
+
+namespace {
+// One MLP of width f split over `split` ranks (column-parallel FC1, row-parallel FC2).
+int64_t mlp_params(const ModelConfig& m, int64_t f, int64_t split) {
+  int64_t p = checked_mul(checked_mul(m.hidden_size, f, "mlp params"), m.mlp_matrices(), "mlp params") / split;
+  if (m.add_bias_linear) p += f * (m.mlp_matrices() - 1) / split + m.hidden_size;  // FC1 bias (split), FC2 bias
+  return p;
+}
+}  // namespace
+
+int64_t layer_params_per_rank(const ModelConfig& m, int64_t layer, int64_t tp) {
+  int64_t p = attention_params_per_rank(m, tp) + 2 * norm_params(m);
+  if (!m.is_moe_layer(layer)) return p + mlp_params(m, m.ffn_hidden_size, tp);
+  // MoE layer outside the routed experts: the router (replicated, Megatron TopKRouter) and the
+  // shared experts (a tp-split MLP of their summed width, Megatron SharedExpertMLP).
+  p += checked_mul(m.hidden_size, m.num_moe_experts, "router params");
+  if (m.moe_shared_expert_intermediate_size > 0) p += mlp_params(m, m.moe_shared_expert_intermediate_size, tp);
+  return p;
+}
+
+int64_t expert_params_per_rank(const ModelConfig& m, int64_t layer, int64_t ep, int64_t etp) {
+  if (!m.is_moe_layer(layer)) return 0;
+  // ep ranks hold E/ep experts each; etp splits every expert's FFN width.
+  return checked_mul(m.num_moe_experts / ep, mlp_params(m, m.moe_ffn_hidden_size, etp), "expert params");
+}
+
+int64_t mtp_params_per_rank(const ModelConfig& m, int64_t tp) {
+  // Per module (DeepSeek-V3 §2.2): two RMSNorms on the inputs, the [2h → h] projection (Megatron
+  // builds it column-parallel) and one transformer layer; embedding and output head are shared.
+  const int64_t last = m.num_layers;  // MTP layers take the kind of the last decoder layer
+  const int64_t one = 2 * norm_params(m) + checked_mul(2 * m.hidden_size, m.hidden_size, "mtp params") / tp +
+                      layer_params_per_rank(m, last, tp);
+  return checked_mul(one, m.mtp_num_layers, "mtp params");
 }
 
 int64_t embedding_params_per_rank(const ModelConfig& m, int64_t tp) {
@@ -44,24 +86,53 @@ int64_t head_params_per_rank(const ModelConfig& m, int64_t tp) {
 }
 
 int64_t total_params(const ModelConfig& m) {
-  return checked_add(checked_mul(m.num_layers, layer_params_per_rank(m, 1), "total params"),
-                     embedding_params_per_rank(m, 1) + head_params_per_rank(m, 1), "total params");
+  int64_t p = embedding_params_per_rank(m, 1) + head_params_per_rank(m, 1);
+  for (int64_t l = 0; l < m.num_layers; ++l) {
+    p = checked_add(p, layer_params_per_rank(m, l, 1) + expert_params_per_rank(m, l, 1, 1), "total params");
+  }
+  return p;
 }
 
-double matmul_weights_per_layer(const ModelConfig& m) {
-  const double h = double(m.hidden_size), d = double(m.kv_channels);
-  const double q = double(m.num_attention_heads) * d, kv = 2.0 * double(m.num_query_groups) * d;
-  return h * (q + kv) + q * h + h * double(m.ffn_hidden_size) * double(m.mlp_matrices());
+int64_t active_params(const ModelConfig& m) {
+  // All but the routed experts a token does not visit: top-k of num_moe_experts per MoE layer.
+  int64_t p = total_params(m);
+  for (int64_t l = 0; l < m.num_layers; ++l) {
+    const int64_t experts = expert_params_per_rank(m, l, 1, 1);
+    if (experts > 0) p -= experts / m.num_moe_experts * (m.num_moe_experts - m.moe_router_topk);
+  }
+  return p;
+}
+
+double matmul_weights_per_layer(const ModelConfig& m, int64_t layer) {
+  const double h = double(m.hidden_size), H = double(m.num_attention_heads);
+  double attn;
+  if (m.multi_latent_attention()) {
+    const double ql = double(m.q_lora_rank), kvl = double(m.kv_lora_rank), rope = double(m.qk_pos_emb_head_dim);
+    attn = h * (kvl + rope) + (ql > 0 ? h * ql + ql * H * double(m.qk_dim()) : h * H * double(m.qk_dim())) +
+           kvl * H * double(m.qk_head_dim + m.v_head_dim) + H * double(m.v_head_dim) * h;
+  } else {
+    const double d = double(m.kv_channels);
+    const double q = H * d, kv = 2.0 * double(m.num_query_groups) * d;
+    attn = h * (q + kv) + q * h;
+  }
+  const double mats = double(m.mlp_matrices());
+  if (!m.is_moe_layer(layer)) return attn + h * double(m.ffn_hidden_size) * mats;
+  return attn + h * double(m.num_moe_experts) +  // router
+         h * mats * (double(m.moe_router_topk) * double(m.moe_ffn_hidden_size) + double(m.moe_shared_expert_intermediate_size));
 }
 
 double model_flops_per_token(const ModelConfig& m, int64_t s) {
   // Forward FLOPs per token are 2 × (weights each token multiplies) plus attention's QKᵀ and PV,
-  // 4·s·(heads·head_dim) per layer; training is 3× forward (backward = 2× forward).
+  // 2·keys·heads·(qk_dim + v_dim) per layer (4·s·heads·head_dim for standard attention over the
+  // whole sequence; a sliding window attends to its window); training is 3× forward. MoE layers
+  // count the router and the top-k routed experts a token visits; each MTP module adds its
+  // projection, one layer and the shared output head (DeepSeek-V3 §2.2).
   const double h = double(m.hidden_size);
-  const double q = double(m.num_attention_heads) * double(m.kv_channels);
-  const double matmul_per_layer = matmul_weights_per_layer(m);
-  const double fwd = double(m.num_layers) * (2.0 * matmul_per_layer + 4.0 * double(s) * q) +
-                     2.0 * double(m.vocab_size) * h;  // logits
+  const double per_head = double(m.num_attention_heads) * double(m.qk_dim() + m.v_dim());
+  auto layer_fwd = [&](int64_t l) { return 2.0 * matmul_weights_per_layer(m, l) + 2.0 * double(m.attended_keys(l, s)) * per_head; };
+  double fwd = 2.0 * double(m.vocab_size) * h;  // logits
+  for (int64_t l = 0; l < m.num_layers; ++l) fwd += layer_fwd(l);
+  fwd += double(m.mtp_num_layers) * (layer_fwd(m.num_layers) + 2.0 * 2.0 * h * h + 2.0 * double(m.vocab_size) * h);
   return 3.0 * fwd;
 }
 
@@ -75,33 +146,74 @@ double sc21_no_recompute_flops(const ModelConfig& m, int64_t B, int64_t s) {
   return 72.0 * double(B) * double(s) * l * h * h * (1.0 + double(s) / (6.0 * h) + V / (12.0 * l * h));
 }
 
-double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelConfig& p) {
+double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelConfig& p, int64_t layer) {
   const double s = double(p.seq_length) / double(p.cp), b = double(p.micro_batch_size), h = double(m.hidden_size);
   const double a = double(m.num_attention_heads), t = double(p.tp);
   const double attn_term = (p.recompute == config::Recompute::kNone && !p.flash_attention) ? 5.0 * a * s / h : 0.0;
   if (p.recompute == config::Recompute::kFull) return 2.0 * s * b * h / (p.sequence_parallel ? t : 1.0);
-  if (p.sequence_parallel) return s * b * h / t * (34.0 + attn_term);
-  return s * b * h * (10.0 + 24.0 / t + attn_term / t);
+  if (!m.is_moe_layer(layer)) {
+    if (p.sequence_parallel) return s * b * h / t * (34.0 + attn_term);
+    return s * b * h * (10.0 + 24.0 / t + attn_term / t);
+  }
+  // An MoE layer keeps Korthikanti's attention block and norms (11 + 4 of the 34 sbh; MoE with
+  // tp > 1 runs sequence-parallel, so all of it is split over tp) and replaces the MLP block's
+  // 19 sbh with what Megatron-Core's MoELayer saves per token entering it (bytes): the router's
+  // input (2h) and fp32 logits (4E); per routed copy (top-k of them, ×etp after the expert-tensor
+  // all-gather for the input) the expert input (2h), FC1's output (2f·(mats−1)), the activation's
+  // output (2f) and the expert output before the combine (2h); the shared experts' input (2h) and
+  // outputs (2f_s·mats). The hottest rank holds moe_imbalance × the mean of the routed part.
+  const double f = double(m.moe_ffn_hidden_size), fs = double(m.moe_shared_expert_intermediate_size);
+  const double mats = double(m.mlp_matrices()), k = double(m.moe_router_topk);
+  const double routed = k * (2.0 * h * double(p.etp) + 2.0 * f * (mats - 1.0) + 2.0 * f + 2.0 * h) * p.moe_imbalance;
+  const double shared = fs > 0 ? 2.0 * h + 2.0 * fs * mats : 0.0;
+  const double per_token = 2.0 * h + 4.0 * double(m.num_moe_experts) + routed + shared;
+  return s * b * h / t * (15.0 + attn_term) + s * b / t * per_token;
 }
 
 MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {
   // Stage 0 holds the embedding and, under 1F1B, min(pp, micro-batches) micro-batches in flight;
   // the interleaved schedule needs (1 + (pp−1)/(pp·vpp)) × that (Narayanan et al. SC21 §2.2.2).
+  // The last stage holds the output head, the MTP modules and one micro-batch in flight; the
+  // larger of the two is the estimate. Expert weights are ÷ ep·etp (in their per-rank counts);
+  // under ZeRO-1 dense optimizer state is ÷ dp·cp and expert optimizer state ÷ edp.
   const auto layers = split_layers(m.num_layers, p.pp, p.vpp);
-  double params = double(embedding_params_per_rank(m, p.tp));
-  int64_t stage_layers = 0;
-  for (int64_t c = 0; c < p.vpp; ++c) stage_layers += layers[c * p.pp];
-  params += double(stage_layers) * double(layer_params_per_rank(m, p.tp));
-  if (p.pp == 1) params += double(head_params_per_rank(m, p.tp));
-  MemoryEstimate e;
-  e.weights = 2.0 * params;
-  e.grads = double(p.grad_bytes()) * params;
-  e.optimizer = 12.0 * params / (p.zero ? double(p.dp * p.cp) : 1.0);
-  double in_flight = double(std::min<int64_t>(p.pp, p.num_microbatches()));
-  if (p.vpp > 1) in_flight *= 1.0 + double(p.pp - 1) / double(p.pp * p.vpp);
-  e.activations = in_flight * double(stage_layers) * activation_bytes_per_layer(m, p);
-  // Embedding output of the micro-batches in flight (sbh·2 bytes each) sits on stage 0 too.
-  e.activations += in_flight * double(p.seq_length / p.cp) * double(p.micro_batch_size) * double(m.hidden_size) * 2.0;
+  std::vector<int64_t> first(layers.size(), 0);
+  for (size_t g = 1; g < layers.size(); ++g) first[g] = first[g - 1] + layers[g - 1];
+  const double micro = double(p.num_microbatches());
+  auto stage = [&](int64_t s) {
+    double dense = 0, experts = 0, acts = 0;
+    for (int64_t c = 0; c < p.vpp; ++c) {
+      const size_t g = size_t(c * p.pp + s);
+      for (int64_t l = first[g]; l < first[g] + layers[g]; ++l) {
+        dense += double(layer_params_per_rank(m, l, p.tp));
+        experts += double(expert_params_per_rank(m, l, p.ep, p.etp));
+        acts += activation_bytes_per_layer(m, p, l);
+      }
+    }
+    double in_flight = std::min<double>(double(p.pp - s), micro);
+    if (p.vpp > 1) in_flight *= 1.0 + double(p.pp - 1) / double(p.pp * p.vpp);
+    if (s == 0) {
+      dense += double(embedding_params_per_rank(m, p.tp));
+      // Embedding output of the micro-batches in flight (sbh·2 bytes each) sits on stage 0 too.
+      acts += double(p.seq_length / p.cp) * double(p.micro_batch_size) * double(m.hidden_size) * 2.0;
+    }
+    if (s == p.pp - 1) {
+      dense += double(head_params_per_rank(m, p.tp) + mtp_params_per_rank(m, p.tp));
+      experts += double(m.mtp_num_layers * expert_params_per_rank(m, m.num_layers, p.ep, p.etp));
+      acts += double(m.mtp_num_layers) * activation_bytes_per_layer(m, p, m.num_layers);
+    }
+    MemoryEstimate e;
+    e.weights = 2.0 * (dense + experts);
+    e.grads = double(p.grad_bytes()) * (dense + experts);
+    e.optimizer = 12.0 * dense / (p.zero ? double(p.dp * p.cp) : 1.0) + 12.0 * experts / (p.zero ? double(p.edp()) : 1.0);
+    e.activations = in_flight * acts;
+    return e;
+  };
+  MemoryEstimate e = stage(0);
+  if (p.pp > 1) {
+    const MemoryEstimate last = stage(p.pp - 1);
+    if (last.total() > e.total()) e = last;
+  }
   return e;
 }
 

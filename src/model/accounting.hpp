@@ -10,19 +10,30 @@
 
 namespace capscale::model {
 
-/// Parameters of one transformer layer held by one tensor-parallel rank (weights split over tp;
-/// norms and row-parallel biases replicated).
-int64_t layer_params_per_rank(const config::ModelConfig& m, int64_t tp);
+/// Attention parameters of one layer on one tp rank (QKV and projection, or MLA's projections).
+int64_t attention_params_per_rank(const config::ModelConfig& m, int64_t tp);
+/// Parameters of layer `layer` held by one tensor-parallel rank outside the routed experts (weights
+/// split over tp; norms, row-parallel biases, the router and MLA's down-projections replicated): a
+/// dense layer whole; an MoE layer's attention, norms, router and shared experts.
+int64_t layer_params_per_rank(const config::ModelConfig& m, int64_t layer, int64_t tp);
+/// Routed-expert parameters of layer `layer` on one rank: (E/ep)·(h·f·mats)/etp; 0 for a dense layer.
+int64_t expert_params_per_rank(const config::ModelConfig& m, int64_t layer, int64_t ep, int64_t etp);
+/// Multi-token-prediction modules on one tp rank, routed experts excluded (expert_params_per_rank
+/// of layer num_layers gives one module's): norms, the 2h→h projection, one layer each.
+int64_t mtp_params_per_rank(const config::ModelConfig& m, int64_t tp);
 /// Input embedding (vocab-parallel) + learned position embedding on one tp rank.
 int64_t embedding_params_per_rank(const config::ModelConfig& m, int64_t tp);
 /// Final norm + untied output layer on one tp rank (the tied case holds no output weights).
 int64_t head_params_per_rank(const config::ModelConfig& m, int64_t tp);
-/// Total parameters of the model (tp = 1).
+/// Total parameters of the model (tp = 1), MTP modules excluded (as DeepSeek-V3's 671 B are).
 int64_t total_params(const config::ModelConfig& m);
+/// Parameters active per token: the total less the routed experts a token does not visit
+/// ((E − k)/E of each MoE layer's experts). Equals total_params for a dense model.
+int64_t active_params(const config::ModelConfig& m);
 
-/// Weights one token multiplies in one layer (QKV, projection, MLP; no norms or biases): a
-/// layer's forward matmul FLOPs per token are twice this.
-double matmul_weights_per_layer(const config::ModelConfig& m);
+/// Weights one token multiplies in layer `layer` (attention projections, MLP — or router, top-k
+/// routed and shared experts; no norms or biases): its forward matmul FLOPs per token are twice this.
+double matmul_weights_per_layer(const config::ModelConfig& m, int64_t layer);
 /// Model FLOPs per token, forward + backward, no recompute, attention counted as in PaLM App. B
 /// (not halved for the causal mask): 6·N_matmul + 12·l·h_attn·s, with GQA/SwiGLU terms from the
 /// GEMM shapes. Equals the DGXC README formula (12Lh²(1+G/H+s/h) + 18L·ffn·h + 6Vh) for Llama and
@@ -33,7 +44,8 @@ double sc21_eq3_flops(const config::ModelConfig& m, int64_t batch, int64_t seq_l
 /// The same paper's no-recompute form: 72·B·s·l·h²·(1 + s/6h + V/12lh).
 double sc21_no_recompute_flops(const config::ModelConfig& m, int64_t batch, int64_t seq_length);
 
-/// Memory per rank in bytes on the most loaded pipeline stage (stage 0), Korthikanti et al. 2022.
+/// Memory per rank in bytes on the more loaded of the first and last pipeline stage, Korthikanti
+/// et al. 2022.
 struct MemoryEstimate {
   double weights = 0;      ///< 2 B/param (bf16)
   double grads = 0;        ///< 4 B/param (fp32 main grads, Megatron default for bf16)
@@ -46,7 +58,8 @@ MemoryEstimate memory_per_rank(const config::ModelConfig& m, const config::Paral
 /// sbh(34 + 5as/h) without parallelism; sbh(10 + 24/t + 5as/(ht)) with TP; sbh/t·(34 + 5as/h) with
 /// TP+SP; selective recompute (or fused flash attention, ParallelConfig::flash_attention) drops the
 /// 5as/h term; full recompute keeps only the 2sbh input.
-double activation_bytes_per_layer(const config::ModelConfig& m, const config::ParallelConfig& p);
+/// MoE layers replace the MLP block's 19 sbh (see accounting.cpp).
+double activation_bytes_per_layer(const config::ModelConfig& m, const config::ParallelConfig& p, int64_t layer = 0);
 
 /// Megatron's uneven split: layers per global chunk (pp·vpp of them). When num_layers does not
 /// divide, the first and last chunks get one fewer layer each (then the second and second-to-last

@@ -15,12 +15,39 @@ std::string to_string(Group g) {
     case Group::kPp: return "pp";
     case Group::kDpCp: return "dp_cp";
     case Group::kEmbedding: return "embd";
+    case Group::kEp: return "ep";
+    case Group::kEtp: return "etp";
+    case Group::kEdp: return "edp";
   }
   return "?";
 }
 
-Layout::Layout(int64_t tp, int64_t cp, int64_t dp, int64_t pp) : tp_(tp), cp_(cp), dp_(dp), pp_(pp) {
-  if (tp < 1 || cp < 1 || dp < 1 || pp < 1) throw InputError("layout", "", "all of tp, cp, dp, pp must be >= 1");
+Layout::Layout(int64_t tp, int64_t cp, int64_t dp, int64_t pp, int64_t ep, int64_t etp)
+    : tp_(tp), cp_(cp), dp_(dp), pp_(pp), ep_(ep), etp_(etp), edp_(1) {
+  if (tp < 1 || cp < 1 || dp < 1 || pp < 1 || ep < 1 || etp < 1) {
+    throw InputError("layout", "", "all of tp, cp, dp, pp, ep, etp must be >= 1");
+  }
+  if ((tp * cp * dp) % (ep * etp) != 0) {
+    throw InputError("layout", "ep", "x etp (" + std::to_string(ep * etp) + ") must divide tp x cp x dp (" +
+                                         std::to_string(tp * cp * dp) + ")");
+  }
+  edp_ = tp * cp * dp / (ep * etp);
+}
+
+ExpertCoords Layout::expert_coords(int64_t rank) const {
+  const int64_t stage = tp_ * cp_ * dp_;
+  int64_t i = rank % stage;
+  ExpertCoords c;
+  c.pp = rank / stage;
+  c.etp = i % etp_;
+  i /= etp_;
+  c.ep = i % ep_;
+  c.edp = i / ep_;
+  return c;
+}
+
+int64_t Layout::rank_of(const ExpertCoords& c) const {
+  return c.etp + etp_ * (c.ep + ep_ * c.edp) + tp_ * cp_ * dp_ * c.pp;
 }
 
 int64_t Layout::size(Group g) const {
@@ -31,6 +58,9 @@ int64_t Layout::size(Group g) const {
     case Group::kPp: return pp_;
     case Group::kDpCp: return dp_ * cp_;
     case Group::kEmbedding: return pp_ > 1 ? 2 : 1;
+    case Group::kEp: return ep_;
+    case Group::kEtp: return etp_;
+    case Group::kEdp: return edp_;
   }
   return 1;
 }
@@ -52,7 +82,17 @@ std::vector<int64_t> Layout::members(Group g, int64_t rank) const {
   const Coords me = coords(rank);
   std::vector<int64_t> out;
   Coords c = me;
+  ExpertCoords e = expert_coords(rank);
   switch (g) {
+    case Group::kEp:
+      for (e.ep = 0; e.ep < ep_; ++e.ep) out.push_back(rank_of(e));
+      break;
+    case Group::kEtp:
+      for (e.etp = 0; e.etp < etp_; ++e.etp) out.push_back(rank_of(e));
+      break;
+    case Group::kEdp:
+      for (e.edp = 0; e.edp < edp_; ++e.edp) out.push_back(rank_of(e));
+      break;
     case Group::kTp:
       for (c.tp = 0; c.tp < tp_; ++c.tp) out.push_back(rank_of(c));
       break;

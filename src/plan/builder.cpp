@@ -8,6 +8,7 @@
 // after each of them instead, plus the all-gather Megatron repeats in backward for the wgrad input.
 #include <algorithm>
 #include <array>
+#include <cmath>
 
 #include "common/checked.hpp"
 #include "common/error.hpp"
@@ -41,6 +42,9 @@ class StageBuilder {
     groups_ = m.num_query_groups / p.tp;
     d_ = m.kv_channels;
     h_ = m.hidden_size;
+    // K and V widths per token on one tp rank (what CP exchanges): GQA's 2·groups·d, or under MLA
+    // each head's up-projected key (qk_dim) and value (v_dim).
+    kv_ = m.multi_latent_attention() ? heads_ * (m.qk_dim() + m.v_dim()) : 2 * groups_ * d_;
     act_msg_ = checked_mul(checked_mul(sp_tokens_, h_, "activation message"), kActBytes, "activation message");
   }
 
@@ -84,23 +88,24 @@ class StageBuilder {
     op.chunk = static_cast<int32_t>(chunk_);
     return op;
   }
-  void gemm(OpName name, Phase ph, int64_t layer, int64_t m, int64_t n, int64_t k, bool wgrad = false) {
+  // batch > 1: a grouped GEMM (one [m×k]·[k×n] per local expert).
+  void gemm(OpName name, Phase ph, int64_t layer, int64_t m, int64_t n, int64_t k, bool wgrad = false, int64_t batch = 1) {
     Op op = base(name, ph, layer);
     op.kind = OpKind::kGemm;
-    op.m = m, op.n = n, op.k = k;
+    op.m = m, op.n = n, op.k = k, op.batch = batch;
     op.wgrad = wgrad;
-    op.flops = 2.0 * double(m) * double(n) * double(k);  // 2mnk
-    op.bytes = checked_mul(checked_add(checked_add(checked_mul(m, k, "gemm"), checked_mul(k, n, "gemm"), "gemm"),
-                                       checked_mul(m, n, "gemm"), "gemm"), kActBytes, "gemm bytes");
+    op.flops = 2.0 * double(batch) * double(m) * double(n) * double(k);  // 2mnk per group
+    op.bytes = checked_mul(checked_mul(checked_add(checked_add(checked_mul(m, k, "gemm"), checked_mul(k, n, "gemm"), "gemm"),
+                                                   checked_mul(m, n, "gemm"), "gemm"), kActBytes, "gemm bytes"), batch, "gemm bytes");
     compute(op);
   }
   // A linear layer in forward, or its two backward GEMMs.
-  void linear(OpName name, Phase ph, int64_t layer, int64_t m, int64_t n, int64_t k) {
+  void linear(OpName name, Phase ph, int64_t layer, int64_t m, int64_t n, int64_t k, int64_t batch = 1) {
     if (ph == Phase::kBackward) {
-      gemm(name, ph, layer, m, k, n);        // dgrad: [m×n]·[n×k]
-      gemm(name, ph, layer, k, n, m, true);  // wgrad: [k×m]·[m×n]
+      gemm(name, ph, layer, m, k, n, false, batch);  // dgrad: [m×n]·[n×k]
+      gemm(name, ph, layer, k, n, m, true, batch);   // wgrad: [k×m]·[m×n]
     } else {
-      gemm(name, ph, layer, m, n, k);
+      gemm(name, ph, layer, m, n, k, false, batch);
     }
   }
   void elementwise(OpName name, Phase ph, int64_t layer, int64_t bytes) {
@@ -118,9 +123,9 @@ class StageBuilder {
   }
   // TP collective of one activation-sized tensor (skipped when tp == 1). Under tp_comm_overlap a
   // reduce-scatter is pipelined with the GEMM that produced it, an all-gather with the next GEMM.
-  void tp_comm(OpName name, Phase ph, int64_t layer, CollKind kind) {
+  void tp_comm(OpName name, Phase ph, int64_t layer, CollKind kind, int64_t width = 0) {
     if (p_.tp == 1) return;
-    collective(name, ph, layer, kind, Group::kTp, checked_mul(tokens_ * h_, kActBytes, "tp message"), Stream::kTp);
+    collective(name, ph, layer, kind, Group::kTp, checked_mul(tokens_ * (width ? width : h_), kActBytes, "tp message"), Stream::kTp);
     if (!p_.tp_comm_overlap || kind == CollKind::kAllReduce) return;
     if (kind == CollKind::kReduceScatter && last_compute_ >= 0 && st_.ops[last_compute_].kind == OpKind::kGemm) {
       // Pipelined behind the GEMM producing it. Its only dependency is that GEMM (compute() has
@@ -134,14 +139,14 @@ class StageBuilder {
     Op op = base(OpName::kCoreAttention, ph, layer);
     op.kind = OpKind::kAttention;
     op.batch = p_.micro_batch_size * heads_;
-    op.m = p_.seq_length / p_.cp;  // local queries
-    op.n = p_.seq_length;           // keys: the whole sequence (CP exchanges K/V)
-    op.k = d_;
+    op.m = p_.seq_length / p_.cp;                        // local queries
+    op.n = m_.attended_keys(layer, p_.seq_length);      // keys: the sequence (CP exchanges K/V) or the window
+    op.k = (m_.qk_dim() + m_.v_dim()) / 2;
     op.causal = true;
     op.fused = p_.flash_attention;
-    // QKᵀ and PV: 4·b·heads·s_q·s_k·d forward (Narayanan SC21's 4Bs²h per layer at cp=tp=1);
-    // backward twice that. Not halved for the causal mask, as in the papers' accounting.
-    const double fwd = 4.0 * double(op.batch) * double(op.m) * double(op.n) * double(op.k);
+    // QKᵀ and PV: 2·b·heads·s_q·s_k·(d_qk + d_v) forward (Narayanan SC21's 4Bs²h per layer at
+    // cp=tp=1); backward twice that. Not halved for the causal mask, as in the papers' accounting.
+    const double fwd = 2.0 * double(op.batch) * double(op.m) * double(op.n) * double(m_.qk_dim() + m_.v_dim());
     op.flops = ph == Phase::kBackward ? 2 * fwd : fwd;
     op.bytes = checked_mul(checked_mul(op.batch, (2 * op.m + 2 * op.n) * op.k, "attention bytes"), kActBytes, "attention bytes");
     compute(op);
@@ -149,6 +154,21 @@ class StageBuilder {
 
   void layer_forward(int64_t layer, Phase ph);
   void layer_backward(int64_t layer);
+  void attention_forward(int64_t layer, Phase ph);
+  void attention_backward(int64_t layer);
+  void mlp_forward(int64_t layer, Phase ph);
+  void mlp_backward(int64_t layer);
+  void moe_forward(int64_t layer, Phase ph);
+  void moe_backward(int64_t layer);
+  void shared_experts(int64_t layer, Phase ph);
+  void expert_comm(OpName name, Phase ph, int64_t layer, CollKind kind, Group g, int64_t bytes);
+  void mtp_forward();
+  void mtp_backward();
+  // Which template a layer uses: its kind (forward/backward/backward-reduce) × its variant (MoE or
+  // dense, windowed or full attention): only layers of one variant are copies of each other.
+  int variant(int64_t layer) const {
+    return 2 * int(m_.is_moe_layer(layer)) + int(m_.attended_keys(layer, p_.seq_length) < p_.seq_length);
+  }
   // Emits layer `layer` of the kind `kind` (kForwardLayer, kBackwardLayer, kBackwardReduceLayer)
   // through `derive`, or as a copy of the last layer of that kind (see LayerTemplate).
   template <typename Derive>
@@ -159,7 +179,7 @@ class StageBuilder {
   void head_backward();
   void forward_unit(int64_t mb, int64_t chunk);
   void backward_unit(int64_t mb, int64_t chunk);
-  void grad_reduce(int64_t layer, int64_t params);
+  void grad_reduce(int64_t layer, int64_t params, int64_t expert_params = 0);
   void optimizer();
 
   int64_t global_chunk(int64_t chunk) const { return chunk * p_.pp + st_.pp_rank; }
@@ -197,7 +217,7 @@ class StageBuilder {
   const ParallelConfig& p_;
   StagePlan& st_;
   const std::vector<int64_t>& layers_per_chunk_;
-  int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, act_msg_;
+  int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_;
   int64_t mb_ = 0, chunk_ = 0;
   int32_t last_compute_ = -1;
   int32_t overlap_ag_ = -1;
@@ -220,15 +240,16 @@ class StageBuilder {
     std::vector<int32_t> exit_pending;                ///< pending_ after it
   };
   enum { kForwardLayer, kBackwardLayer, kBackwardReduceLayer, kLayerKinds };
+  static constexpr int kVariants = 4;
   bool copy_layers_;
-  std::array<LayerTemplate, kLayerKinds> templates_;
+  std::array<LayerTemplate, kLayerKinds * kVariants> templates_;
 };
 
 template <typename Derive>
 void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
   const bool param_gather = kind == kForwardLayer && mb_ == 0 && !param_gather_.empty();
   const bool clean = copy_layers_ && pending_.empty() && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather;
-  LayerTemplate& t = templates_[kind];
+  LayerTemplate& t = templates_[kind * kVariants + variant(layer)];
   if (clean && t.start >= 0) {
     const int32_t shift = static_cast<int32_t>(st_.ops.size()) - t.start;
     auto map = [&](int32_t d) { return d >= t.start ? d + shift : last_compute_; };
@@ -266,59 +287,198 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
 
 void StageBuilder::layer_forward(int64_t layer, Phase ph) {
   const bool sp = p_.sequence_parallel;
-  const int64_t T = tokens_, Ts = sp_tokens_;
-  const int64_t q = heads_ * d_, kv = 2 * groups_ * d_;
-  const int64_t f_local = m_.ffn_hidden_size / p_.tp;
-  if (ph == Phase::kForward && mb_ == 0 && !param_gather_.empty()) {
+  const int64_t Ts = sp_tokens_;
+  if (ph == Phase::kForward && mb_ == 0 && !param_gather_.empty() && layer < m_.num_layers) {
     pending_.push_back(param_gather_[layer - first_layer_]);
   }
+  attention_forward(layer, ph);
+  elementwise(OpName::kPostAttnNorm, ph, layer, 5 * Ts * h_ * kActBytes);  // residual add + norm
+  if (m_.is_moe_layer(layer)) {
+    moe_forward(layer, ph);
+  } else {
+    if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
+    mlp_forward(layer, ph);
+  }
+  elementwise(OpName::kResidual, ph, layer, 3 * Ts * h_ * kActBytes);
+}
+
+void StageBuilder::attention_forward(int64_t layer, Phase ph) {
+  const bool sp = p_.sequence_parallel;
+  const int64_t T = tokens_, Ts = sp_tokens_;
   elementwise(OpName::kInputNorm, ph, layer, 2 * Ts * h_ * kActBytes);
-  if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
-  linear(OpName::kQkv, ph, layer, T, q + kv, h_);
+  if (!m_.multi_latent_attention()) {
+    if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
+    linear(OpName::kQkv, ph, layer, T, heads_ * d_ + 2 * groups_ * d_, h_);
+  } else {
+    // MLA (DeepSeek-V2 §2.1; Megatron MLASelfAttention): the replicated down-projections run on
+    // the sequence-parallel shard, their (small) latents are all-gathered over tp, then the
+    // column-parallel up-projections produce this rank's heads. Without a query latent the
+    // queries come straight from the hidden state, which is gathered as well.
+    const int64_t ql = m_.q_lora_rank, down = ql + m_.kv_lora_rank + m_.qk_pos_emb_head_dim;
+    linear(OpName::kMlaDown, ph, layer, Ts, down, h_);
+    if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather, down + (ql > 0 ? 0 : h_));
+    linear(OpName::kMlaUp, ph, layer, T, heads_ * m_.qk_dim(), ql > 0 ? ql : h_);
+    linear(OpName::kMlaUp, ph, layer, T, heads_ * (m_.qk_head_dim + m_.v_head_dim), m_.kv_lora_rank);
+  }
   if (p_.cp > 1) {
     // Ring attention exchanges every peer's K and V: an all-gather of the K/V shards on the cp group.
-    collective(OpName::kCpKv, ph, layer, CollKind::kAllGather, Group::kCp,
-               checked_mul(T * kv, kActBytes * p_.cp, "cp kv"), Stream::kCp);
+    collective(OpName::kCpKv, ph, layer, CollKind::kAllGather, Group::kCp, checked_mul(T * kv_, kActBytes * p_.cp, "cp kv"),
+               Stream::kCp);
   }
   attention(ph, layer);
-  linear(OpName::kAttnProj, ph, layer, T, h_, q);
+  linear(OpName::kAttnProj, ph, layer, T, h_, heads_ * m_.v_dim());
   tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
-  elementwise(OpName::kPostAttnNorm, ph, layer, 5 * Ts * h_ * kActBytes);  // residual add + norm
-  if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
+}
+
+void StageBuilder::attention_backward(int64_t layer) {
+  const bool sp = p_.sequence_parallel;
+  const Phase B = Phase::kBackward;
+  const int64_t T = tokens_, Ts = sp_tokens_;
+  if (sp) tp_comm(OpName::kSpAllGather, B, layer, CollKind::kAllGather);  // bwd of proj's reduce-scatter
+  linear(OpName::kAttnProj, B, layer, T, h_, heads_ * m_.v_dim());
+  if (p_.recompute == Recompute::kSelective) attention(Phase::kRecompute, layer);
+  attention(B, layer);
+  if (p_.cp > 1) {
+    collective(OpName::kCpKv, B, layer, CollKind::kReduceScatter, Group::kCp, checked_mul(T * kv_, kActBytes * p_.cp, "cp kv"),
+               Stream::kCp);
+  }
+  if (!m_.multi_latent_attention()) {
+    if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // QKV's input again, for wgrad
+    linear(OpName::kQkv, B, layer, T, heads_ * d_ + 2 * groups_ * d_, h_);
+    tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  } else {
+    const int64_t ql = m_.q_lora_rank, down = ql + m_.kv_lora_rank + m_.qk_pos_emb_head_dim;
+    linear(OpName::kMlaUp, B, layer, T, heads_ * (m_.qk_head_dim + m_.v_head_dim), m_.kv_lora_rank);
+    linear(OpName::kMlaUp, B, layer, T, heads_ * m_.qk_dim(), ql > 0 ? ql : h_);
+    tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce, down + (ql > 0 ? 0 : h_));
+    linear(OpName::kMlaDown, B, layer, Ts, down, h_);
+  }
+  elementwise(OpName::kInputNorm, B, layer, 4 * Ts * h_ * kActBytes);
+}
+
+void StageBuilder::mlp_forward(int64_t layer, Phase ph) {
+  const bool sp = p_.sequence_parallel;
+  const int64_t T = tokens_;
+  const int64_t f_local = m_.ffn_hidden_size / p_.tp;
   linear(OpName::kFc1, ph, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
   elementwise(OpName::kActivation, ph, layer, T * f_local * (m_.mlp_matrices() == 3 ? 3 : 2) * kActBytes);
   linear(OpName::kFc2, ph, layer, T, h_, f_local);
   tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
-  elementwise(OpName::kResidual, ph, layer, 3 * Ts * h_ * kActBytes);
 }
 
-void StageBuilder::layer_backward(int64_t layer) {
+void StageBuilder::mlp_backward(int64_t layer) {
   const bool sp = p_.sequence_parallel;
   const Phase B = Phase::kBackward;
-  const int64_t T = tokens_, Ts = sp_tokens_;
-  const int64_t q = heads_ * d_, kv = 2 * groups_ * d_;
+  const int64_t T = tokens_;
   const int64_t f_local = m_.ffn_hidden_size / p_.tp;
-  if (p_.recompute == Recompute::kFull) layer_forward(layer, Phase::kRecompute);
-  elementwise(OpName::kResidual, B, layer, 3 * Ts * h_ * kActBytes);
   if (sp) tp_comm(OpName::kSpAllGather, B, layer, CollKind::kAllGather);  // bwd of FC2's reduce-scatter
   linear(OpName::kFc2, B, layer, T, h_, f_local);
   elementwise(OpName::kActivation, B, layer, T * f_local * (m_.mlp_matrices() == 3 ? 5 : 3) * kActBytes);
   if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // FC1's input again, for wgrad
   linear(OpName::kFc1, B, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
   tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
-  elementwise(OpName::kPostAttnNorm, B, layer, 6 * Ts * h_ * kActBytes);
-  if (sp) tp_comm(OpName::kSpAllGather, B, layer, CollKind::kAllGather);  // bwd of proj's reduce-scatter
-  linear(OpName::kAttnProj, B, layer, T, h_, q);
-  if (p_.recompute == Recompute::kSelective) attention(Phase::kRecompute, layer);
-  attention(B, layer);
-  if (p_.cp > 1) {
-    collective(OpName::kCpKv, B, layer, CollKind::kReduceScatter, Group::kCp,
-               checked_mul(T * kv, kActBytes * p_.cp, "cp kv"), Stream::kCp);
+}
+
+void StageBuilder::expert_comm(OpName name, Phase ph, int64_t layer, CollKind kind, Group g, int64_t bytes) {
+  Op op = base(name, ph, layer);
+  op.coll = kind;
+  op.group = g;
+  op.bytes = bytes;
+  if (kind == CollKind::kAllToAll && p_.moe_token_dispatcher == config::Dispatcher::kFlex) {
+    op.route_topk = uint8_t(std::min<int64_t>(255, m_.moe_router_topk));
+    op.route_node_limit = uint8_t(std::min<int64_t>(255, m_.moe_router_num_groups > 0 ? m_.moe_router_group_topk : 0));
   }
-  if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // QKV's input again, for wgrad
-  linear(OpName::kQkv, B, layer, T, q + kv, h_);
-  tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
-  elementwise(OpName::kInputNorm, B, layer, 4 * Ts * h_ * kActBytes);
+  comm(op, Stream::kEp);
+}
+
+// Shared experts (Megatron SharedExpertMLP, a tp-split MLP of their summed width) run beside the
+// token dispatch (--moe-shared-expert-overlap): the comm ops held in pending_ (the dispatch) are
+// set aside while they are emitted, so they start without waiting for it, and the next compute
+// op waits for both.
+void StageBuilder::shared_experts(int64_t layer, Phase ph) {
+  const int64_t fs = m_.moe_shared_expert_intermediate_size;
+  if (fs == 0) return;
+  const bool sp = p_.sequence_parallel;
+  const int64_t T = tokens_, f_local = fs / p_.tp, mats = m_.mlp_matrices();
+  std::vector<int32_t> held;
+  held.swap(pending_);
+  if (ph != Phase::kBackward) {
+    if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
+    linear(OpName::kSharedFc1, ph, layer, T, f_local * (mats - 1), h_);
+    elementwise(OpName::kSharedActivation, ph, layer, T * f_local * (mats == 3 ? 3 : 2) * kActBytes);
+    linear(OpName::kSharedFc2, ph, layer, T, h_, f_local);
+    tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  } else {
+    if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
+    linear(OpName::kSharedFc2, ph, layer, T, h_, f_local);
+    elementwise(OpName::kSharedActivation, ph, layer, T * f_local * (mats == 3 ? 5 : 3) * kActBytes);
+    linear(OpName::kSharedFc1, ph, layer, T, f_local * (mats - 1), h_);
+    tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  }
+  pending_.insert(pending_.end(), held.begin(), held.end());
+}
+
+// An MoE layer's MLP block (Megatron-Core MoELayer with the alltoall token dispatcher, parallel
+// folding): the router scores this rank's sequence-parallel tokens, the top-k copies of each are
+// permuted into expert order and dispatched by an all-to-all over ep, all-gathered over etp, run
+// through the local experts as grouped GEMMs, reduce-scattered over etp, combined by the reverse
+// all-to-all and un-permuted (weighted sum of the k outputs). With ep = 1 and etp > 1 this is
+// Megatron's allgather dispatcher. Under balanced routing each rank receives as many copies as it
+// sends; the hottest expert holds moe_imbalance × the mean, and its rank sets the pace.
+void StageBuilder::moe_forward(int64_t layer, Phase ph) {
+  const int64_t E = m_.num_moe_experts, k = m_.moe_router_topk, local = E / p_.ep;
+  const int64_t f = m_.moe_ffn_hidden_size / p_.etp, mats = m_.mlp_matrices(), Td = sp_tokens_;
+  const double imb = p_.moe_imbalance;
+  const int64_t copies = checked_mul(Td, k, "moe tokens");                           // routed copies leaving this rank
+  const int64_t arriving = int64_t(std::ceil(double(copies) * double(p_.etp) * imb));  // at the hottest rank's experts
+  const int64_t per_expert = (arriving + local - 1) / local;
+  const int64_t a2a = int64_t(std::ceil(double(checked_mul(copies * h_, kActBytes, "dispatch bytes")) * imb));
+  linear(OpName::kRouter, ph, layer, Td, E, h_);
+  elementwise(OpName::kRouter, ph, layer, Td * E * 12);  // fp32 softmax / top-k over the logits
+  elementwise(OpName::kPermute, ph, layer, Td * h_ * kActBytes * (1 + k));
+  if (p_.ep > 1) expert_comm(OpName::kDispatch, ph, layer, CollKind::kAllToAll, Group::kEp, a2a);
+  shared_experts(layer, ph);
+  if (p_.etp > 1) expert_comm(OpName::kExpertGather, ph, layer, CollKind::kAllGather, Group::kEtp, a2a * p_.etp);
+  linear(OpName::kExpertFc1, ph, layer, per_expert, f * (mats - 1), h_, local);
+  elementwise(OpName::kExpertActivation, ph, layer, local * per_expert * f * (mats == 3 ? 3 : 2) * kActBytes);
+  linear(OpName::kExpertFc2, ph, layer, per_expert, h_, f, local);
+  if (p_.etp > 1) expert_comm(OpName::kExpertScatter, ph, layer, CollKind::kReduceScatter, Group::kEtp, a2a * p_.etp);
+  if (p_.ep > 1) expert_comm(OpName::kCombine, ph, layer, CollKind::kAllToAll, Group::kEp, a2a);
+  elementwise(OpName::kUnpermute, ph, layer, Td * h_ * kActBytes * (1 + k));
+}
+
+void StageBuilder::moe_backward(int64_t layer) {
+  const Phase B = Phase::kBackward;
+  const int64_t E = m_.num_moe_experts, k = m_.moe_router_topk, local = E / p_.ep;
+  const int64_t f = m_.moe_ffn_hidden_size / p_.etp, mats = m_.mlp_matrices(), Td = sp_tokens_;
+  const double imb = p_.moe_imbalance;
+  const int64_t copies = checked_mul(Td, k, "moe tokens");
+  const int64_t arriving = int64_t(std::ceil(double(copies) * double(p_.etp) * imb));
+  const int64_t per_expert = (arriving + local - 1) / local;
+  const int64_t a2a = int64_t(std::ceil(double(checked_mul(copies * h_, kActBytes, "dispatch bytes")) * imb));
+  elementwise(OpName::kUnpermute, B, layer, Td * h_ * kActBytes * (1 + k));
+  if (p_.ep > 1) expert_comm(OpName::kCombine, B, layer, CollKind::kAllToAll, Group::kEp, a2a);
+  if (p_.etp > 1) expert_comm(OpName::kExpertScatter, B, layer, CollKind::kAllGather, Group::kEtp, a2a * p_.etp);
+  linear(OpName::kExpertFc2, B, layer, per_expert, h_, f, local);
+  elementwise(OpName::kExpertActivation, B, layer, local * per_expert * f * (mats == 3 ? 5 : 3) * kActBytes);
+  linear(OpName::kExpertFc1, B, layer, per_expert, f * (mats - 1), h_, local);
+  if (p_.etp > 1) expert_comm(OpName::kExpertGather, B, layer, CollKind::kReduceScatter, Group::kEtp, a2a * p_.etp);
+  if (p_.ep > 1) expert_comm(OpName::kDispatch, B, layer, CollKind::kAllToAll, Group::kEp, a2a);
+  shared_experts(layer, B);
+  elementwise(OpName::kPermute, B, layer, Td * h_ * kActBytes * (1 + k));
+  elementwise(OpName::kRouter, B, layer, Td * E * 12);
+  linear(OpName::kRouter, B, layer, Td, E, h_);
+}
+
+void StageBuilder::layer_backward(int64_t layer) {
+  const Phase B = Phase::kBackward;
+  const int64_t Ts = sp_tokens_;
+  if (p_.recompute == Recompute::kFull) layer_forward(layer, Phase::kRecompute);
+  elementwise(OpName::kResidual, B, layer, 3 * Ts * h_ * kActBytes);
+  if (m_.is_moe_layer(layer)) moe_backward(layer);
+  else mlp_backward(layer);
+  elementwise(OpName::kPostAttnNorm, B, layer, 6 * Ts * h_ * kActBytes);
+  attention_backward(layer);
 }
 
 void StageBuilder::embedding_forward() {
@@ -362,18 +522,54 @@ void StageBuilder::head_backward() {
   elementwise(OpName::kFinalNorm, Phase::kBackward, -1, 4 * sp_tokens_ * h_ * kActBytes);
 }
 
-void StageBuilder::grad_reduce(int64_t layer, int64_t params) {
-  if (p_.dp * p_.cp == 1) return;
-  Op op = base(OpName::kGradReduce, Phase::kBackward, layer);
-  op.kind = OpKind::kCollective;
-  op.stream = Stream::kDp;
-  op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
-  op.group = Group::kDpCp;
-  op.bytes = checked_mul(params, p_.grad_bytes(), "gradient bytes");
-  if (last_compute_ >= 0) op.add_dep(last_compute_, st_.ops);
-  const int32_t idx = emit(op);
-  // Without overlap the next compute op waits for the reduction (Megatron without --overlap-grad-reduce).
-  if (!p_.overlap_grad_reduce) pending_.push_back(idx);
+// Multi-token prediction (DeepSeek-V3 §2.2; Megatron MultiTokenPredictionLayer) on the last
+// stage: per module, RMSNorm of the hidden state and of the next token's embedding, their
+// concatenation projected 2h → h (column-parallel, gathered back to the sequence-parallel layout),
+// one transformer layer of the last layer's kind, and the shared output head and loss.
+void StageBuilder::mtp_forward() {
+  const bool sp = p_.sequence_parallel;
+  for (int64_t d = 0; d < m_.mtp_num_layers; ++d) {
+    const int64_t layer = m_.num_layers + d;
+    elementwise(OpName::kInputNorm, Phase::kForward, layer, 4 * sp_tokens_ * h_ * kActBytes);
+    if (sp) tp_comm(OpName::kSpAllGather, Phase::kForward, layer, CollKind::kAllGather, 2 * h_);
+    linear(OpName::kMtpProj, Phase::kForward, layer, tokens_, h_ / p_.tp, 2 * h_);
+    if (sp) tp_comm(OpName::kSpAllGather, Phase::kForward, layer, CollKind::kAllGather);
+    layer_forward(layer, Phase::kForward);
+    head_forward();
+  }
+}
+
+void StageBuilder::mtp_backward() {
+  const bool sp = p_.sequence_parallel;
+  for (int64_t d = m_.mtp_num_layers - 1; d >= 0; --d) {
+    const int64_t layer = m_.num_layers + d;
+    head_backward();
+    layer_backward(layer);
+    if (sp) tp_comm(OpName::kTpReduce, Phase::kBackward, layer, CollKind::kReduceScatter);
+    linear(OpName::kMtpProj, Phase::kBackward, layer, tokens_, h_ / p_.tp, 2 * h_);
+    tp_comm(OpName::kTpReduce, Phase::kBackward, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce, 2 * h_);
+    elementwise(OpName::kInputNorm, Phase::kBackward, layer, 8 * sp_tokens_ * h_ * kActBytes);
+  }
+}
+
+void StageBuilder::grad_reduce(int64_t layer, int64_t params, int64_t expert_params) {
+  // Dense gradients are reduced over dp·cp, routed-expert gradients over expert-DP (Megatron's
+  // expert_data_parallel_group): two buckets per layer on the dp stream.
+  const std::pair<Group, int64_t> buckets[] = {{Group::kDpCp, p_.dp * p_.cp}, {Group::kEdp, p_.edp()}};
+  const int64_t sizes[] = {params, expert_params};
+  for (int b = 0; b < 2; ++b) {
+    if (buckets[b].second == 1 || sizes[b] == 0) continue;
+    Op op = base(OpName::kGradReduce, Phase::kBackward, layer);
+    op.kind = OpKind::kCollective;
+    op.stream = Stream::kDp;
+    op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
+    op.group = buckets[b].first;
+    op.bytes = checked_mul(sizes[b], p_.grad_bytes(), "gradient bytes");
+    if (last_compute_ >= 0) op.add_dep(last_compute_, st_.ops);
+    const int32_t idx = emit(op);
+    // Without overlap the next compute op waits for the reduction (Megatron without --overlap-grad-reduce).
+    if (!p_.overlap_grad_reduce) pending_.push_back(idx);
+  }
 }
 
 void StageBuilder::forward_unit(int64_t mb, int64_t chunk) {
@@ -383,23 +579,35 @@ void StageBuilder::forward_unit(int64_t mb, int64_t chunk) {
   else recv(OpName::kRecvActivation, g - 1, g, 0);
   for (int64_t layer : st_.chunk_layers[chunk])
     repeated_layer(kForwardLayer, layer, [&] { layer_forward(layer, Phase::kForward); });
-  if (last_chunk(chunk)) head_forward();
-  else send(OpName::kSendActivation, g + 1, 0);
+  if (last_chunk(chunk)) {
+    head_forward();
+    mtp_forward();
+  } else {
+    send(OpName::kSendActivation, g + 1, 0);
+  }
 }
 
 void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
   mb_ = mb, chunk_ = chunk;
   const int64_t g = global_chunk(chunk);
   const bool last_mb = mb == p_.num_microbatches() - 1;
-  const int64_t layer_params = model::layer_params_per_rank(m_, p_.tp);
-  if (last_chunk(chunk)) head_backward();
-  else recv(OpName::kRecvGrad, g + 1, g, 1);
-  if (last_chunk(chunk) && last_mb) grad_reduce(-1, model::head_params_per_rank(m_, p_.tp));
+  if (last_chunk(chunk)) {
+    mtp_backward();
+    head_backward();
+  } else {
+    recv(OpName::kRecvGrad, g + 1, g, 1);
+  }
+  if (last_chunk(chunk) && last_mb) {
+    grad_reduce(-1, model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp),
+                m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp));
+  }
   const auto& layers = st_.chunk_layers[chunk];
   for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
     repeated_layer(last_mb ? kBackwardReduceLayer : kBackwardLayer, *it, [&] {
       layer_backward(*it);
-      if (last_mb) grad_reduce(*it, layer_params);  // --overlap-grad-reduce: bucket per layer
+      if (last_mb) {  // --overlap-grad-reduce: bucket per layer
+        grad_reduce(*it, model::layer_params_per_rank(m_, *it, p_.tp), model::expert_params_per_rank(m_, *it, p_.ep, p_.etp));
+      }
     });
   }
   if (first_chunk(chunk)) {
@@ -429,13 +637,13 @@ void StageBuilder::optimizer() {
     }
   }
   mb_ = -1, chunk_ = 0;
-  const int64_t shard = p_.zero ? p_.dp * p_.cp : 1;
-  const int64_t opt_params = (st_.params + shard - 1) / shard;
+  const int64_t shard = p_.zero ? p_.dp * p_.cp : 1, expert_shard = p_.zero ? p_.edp() : 1;
+  const int64_t opt_params = (st_.params + shard - 1) / shard + (st_.expert_params + expert_shard - 1) / expert_shard;
   // Adam on this rank's shard, plus the memset of the whole (unsharded) gradient buffer that
   // Megatron's zero_grad_buffer issues once per step.
   elementwise(OpName::kOptimizerStep, Phase::kOptimizer, -1,
               checked_add(checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"),
-                          checked_mul(st_.params, p_.grad_bytes(), "grad buffer bytes"), "optimizer bytes"));
+                          checked_mul(st_.params + st_.expert_params, p_.grad_bytes(), "grad buffer bytes"), "optimizer bytes"));
   st_.ops.back().phase = Phase::kOptimizer;
 }
 
@@ -450,11 +658,17 @@ void StageBuilder::build() {
     first += layers_per_chunk_[g];
   }
   st_.params = 0;
+  st_.expert_params = 0;
   for (int64_t c = 0; c < p_.vpp; ++c) {
-    st_.params = checked_add(st_.params, checked_mul(int64_t(st_.chunk_layers[c].size()), model::layer_params_per_rank(m_, p_.tp),
-                                                     "stage parameters"), "stage parameters");
+    for (int64_t layer : st_.chunk_layers[c]) {
+      st_.params = checked_add(st_.params, model::layer_params_per_rank(m_, layer, p_.tp), "stage parameters");
+      st_.expert_params = checked_add(st_.expert_params, model::expert_params_per_rank(m_, layer, p_.ep, p_.etp), "stage parameters");
+    }
     if (first_chunk(c)) st_.params += model::embedding_params_per_rank(m_, p_.tp);
-    if (last_chunk(c)) st_.params += model::head_params_per_rank(m_, p_.tp);
+    if (last_chunk(c)) {
+      st_.params += model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp);
+      st_.expert_params += m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp);
+    }
   }
   // ZeRO-1 (distributed optimizer): each layer's bf16 params are all-gathered from their dp shards;
   // Megatron overlaps this with the forward pass (--overlap-param-gather), so in steady state the
@@ -468,8 +682,15 @@ void StageBuilder::build() {
         op.coll = CollKind::kAllGather;
         op.group = Group::kDpCp;
         op.microbatch = -1;
-        op.bytes = checked_mul(model::layer_params_per_rank(m_, p_.tp), kParamBytes, "param gather");
-        param_gather_.push_back(emit(op));
+        op.bytes = checked_mul(model::layer_params_per_rank(m_, layer, p_.tp), kParamBytes, "param gather");
+        int32_t idx = emit(op);
+        // Routed experts' parameters are sharded over expert-DP and gathered there.
+        if (const int64_t experts = model::expert_params_per_rank(m_, layer, p_.ep, p_.etp); experts > 0 && p_.edp() > 1) {
+          op.group = Group::kEdp;
+          op.bytes = checked_mul(experts, kParamBytes, "param gather");
+          idx = emit(op);  // same stream, in order: waiting for it waits for the dense gather too
+        }
+        param_gather_.push_back(idx);
       }
     }
     // Layers are visited in chunk order; layer ids are contiguous within a chunk, so index by
@@ -495,7 +716,7 @@ void StageBuilder::build() {
   const auto order = schedule_order(p_, st_.pp_rank);
   size_t layers = 0;
   for (const auto& ch : st_.chunk_layers) layers = std::max(layers, ch.size());
-  st_.ops.reserve(st_.ops.size() + order.size() * (48 * layers + 16) + 4 * layers * size_t(p_.vpp) + 16);
+  st_.ops.reserve(st_.ops.size() + order.size() * ((m_.is_moe() ? 96 : 48) * layers + 16) + 4 * layers * size_t(p_.vpp) + 16);
   for (const ScheduleItem& item : order) {
     if (item.forward) forward_unit(item.microbatch, item.chunk);
     else backward_unit(item.microbatch, item.chunk);

@@ -52,6 +52,7 @@ std::string to_string(Stream s) {
     case Stream::kDp: return "dp";
     case Stream::kPpSend: return "pp_send";
     case Stream::kPpRecv: return "pp_recv";
+    case Stream::kEp: return "ep";
   }
   return "?";
 }
@@ -62,6 +63,7 @@ std::string to_string(CollKind c) {
     case CollKind::kAllReduce: return "all_reduce";
     case CollKind::kReduceScatter: return "reduce_scatter";
     case CollKind::kAllGather: return "all_gather";
+    case CollKind::kAllToAll: return "all_to_all";
   }
   return "?";
 }
@@ -81,7 +83,11 @@ std::string to_string(OpName n) {
                                 "fc1", "activation", "fc2", "residual", "final_norm", "logits", "cross_entropy",
                                 "sp_all_gather", "tp_reduce", "cp_kv", "grad_reduce", "param_gather",
                                 "embedding_grad", "optimizer_step", "send_activation", "recv_activation",
-                                "send_grad", "recv_grad", "wgrad_all_gather"};
+                                "send_grad", "recv_grad", "wgrad_all_gather", "router", "permute", "dispatch",
+                                "expert_fc1", "expert_activation", "expert_fc2", "combine", "unpermute", "shared_fc1",
+                                "shared_activation", "shared_fc2", "expert_all_gather", "expert_reduce_scatter",
+                                "mla_down", "mla_up", "mtp_proj"};
+  static_assert(sizeof(names) / sizeof(names[0]) == static_cast<int>(OpName::kMtpProj) + 1, "one name per OpName");
   return names[static_cast<int>(n)];
 }
 

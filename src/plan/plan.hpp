@@ -21,16 +21,21 @@ namespace capscale::plan {
 
 enum class OpKind : uint8_t { kGemm, kAttention, kElementwise, kCollective, kSendRecv };
 /// Streams as on a GPU: compute, one per communication kind. Ops on one stream run in order.
-enum class Stream : uint8_t { kCompute, kTp, kCp, kDp, kPpSend, kPpRecv };
-constexpr int kNumStreams = 6;
-enum class CollKind : uint8_t { kNone, kAllReduce, kReduceScatter, kAllGather };
+/// kEp carries the MoE token dispatch and combine (all-to-all over ep, or the all-gather /
+/// reduce-scatter dispatcher over tp) and the expert-tensor collectives.
+enum class Stream : uint8_t { kCompute, kTp, kCp, kDp, kPpSend, kPpRecv, kEp };
+constexpr int kNumStreams = 7;
+enum class CollKind : uint8_t { kNone, kAllReduce, kReduceScatter, kAllGather, kAllToAll };
 enum class Phase : uint8_t { kForward, kBackward, kRecompute, kOptimizer };
 /// What an op is in the model, for names, NVTX ranges and per-kind tables.
 enum class OpName : uint8_t {
   kEmbedding, kInputNorm, kQkv, kCoreAttention, kAttnProj, kPostAttnNorm, kFc1, kActivation, kFc2,
   kResidual, kFinalNorm, kLogits, kCrossEntropy, kSpAllGather, kTpReduce, kCpKv, kGradReduce,
   kParamGather, kEmbeddingGrad, kOptimizerStep, kSendActivation, kRecvActivation, kSendGrad, kRecvGrad,
-  kWgradGather
+  kWgradGather,
+  // Mixture of experts, multi-head latent attention, multi-token prediction.
+  kRouter, kPermute, kDispatch, kExpertFc1, kExpertActivation, kExpertFc2, kCombine, kUnpermute, kSharedFc1,
+  kSharedActivation, kSharedFc2, kExpertGather, kExpertScatter, kMlaDown, kMlaUp, kMtpProj
 };
 
 std::string to_string(OpKind k);
@@ -60,6 +65,9 @@ struct Op {
   bool is_send = false;  ///< send/recv
   bool wgrad = false;    ///< GEMM computing a weight gradient
   bool fused = true;     ///< attention: flash (scores never stored) vs unfused (scores in HBM)
+  /// All-to-all under the flex dispatcher (DeepEP / HybridEP): each token's top-k and the node
+  /// limit of its routing (0: none); route_topk 0 is a plain all-to-all where every copy travels.
+  uint8_t route_topk = 0, route_node_limit = 0;
   /// Explicit overlap edge (see Overlap); partner −1 when the op is not overlapped.
   Overlap overlap;
   int32_t layer = -1;    ///< global layer index; -1 for embedding/logits/optimizer ops
@@ -67,11 +75,14 @@ struct Op {
   int32_t chunk = 0;     ///< virtual pipeline chunk on this stage
   int32_t peer = -1;     ///< send/recv: the other pipeline stage
   int64_t tag = -1;      ///< send/recv: equal on the matching send and recv
-  /// GEMM: batch × [m×k]·[k×n]. Attention: batch = micro-batch × local heads, m = query length,
-  /// n = key length, k = head dim.
+  /// GEMM: batch × [m×k]·[k×n] (batch > 1: a grouped GEMM over local experts, m tokens each).
+  /// Attention: batch = micro-batch × local heads, m = query length, n = key length (the window
+  /// under sliding-window attention), k = head dim (the mean of the query/key and value widths
+  /// under MLA).
   int64_t m = 0, n = 0, k = 0, batch = 1;
   /// Bytes: elementwise = read + write; collective = the buffer S of nccl-tests' convention
-  /// (all-reduce: the buffer; all-gather / reduce-scatter: the gathered total); send/recv: message.
+  /// (all-reduce: the buffer; all-gather / reduce-scatter: the gathered total; all-to-all: one
+  /// rank's send buffer, S/n to each peer); send/recv: message.
   int64_t bytes = 0;
   double flops = 0;  ///< FLOPs this rank executes (attention counted without causal halving)
   uint8_t ndeps = 0;
@@ -90,7 +101,8 @@ struct StagePlan {
   int64_t pp_rank = 0;
   std::vector<Op> ops;
   std::vector<std::vector<int64_t>> chunk_layers;  ///< global layer ids per virtual chunk
-  int64_t params = 0;  ///< parameters held by one rank of this stage (after TP sharding)
+  int64_t params = 0;  ///< parameters held by one rank of this stage outside routed experts (after TP sharding)
+  int64_t expert_params = 0;  ///< routed-expert parameters held by one rank of this stage (÷ ep·etp)
 };
 
 struct Plan {

@@ -22,7 +22,7 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
   pp_crosses_domain_ = spans_[static_cast<int>(parallel::Group::kPp)].domains > 1;
 }
 
-double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops) const {
+double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch) const {
   if (calibration_) {
     // Measured: the nearest calibrated shape's achieved fraction of the calibrating device's peak,
     // applied to this chip's peak (same architecture), with the same whole-step derate as the
@@ -30,12 +30,12 @@ double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops) const
     // HBM bound stays (a capped-compute chip of the same architecture can turn memory-bound).
     const double eff = calibrated_efficiency(m, n, k);
     if (eff > 0) {
-      const double bytes = 2.0 * (double(m) * k + double(k) * n + double(m) * n);
+      const double bytes = 2.0 * double(batch) * (double(m) * k + double(k) * n + double(m) * n);
       return std::max(flops / (peak_flops_ * eff * chip_.efficiency.sustained),
                       bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm));
     }
   }
-  return roofline_gemm_time(m, n, k, flops);
+  return roofline_gemm_time(m, n, k, flops, batch);
 }
 
 double CostModel::calibrated_efficiency(int64_t m, int64_t n, int64_t k) const {
@@ -46,14 +46,15 @@ double CostModel::calibrated_busbw(CollKind kind, int64_t bytes, int64_t ranks) 
   return busbw_.get({kind, bytes, ranks}, [&] { return calibration_->busbw(kind, bytes, ranks); });
 }
 
-double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops) const {
+double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch) const {
   // Roofline with the chip's achieved GEMM fraction, derated for thin dimensions: a dimension x
   // fills x/(x+64) of the tensor-core tiles on average (partial tiles and waves; the 64 is half a
   // typical 128-wide cuBLAS tile), so 8192-wide GEMMs run at ~99 % of the large-GEMM rate and
   // 128-wide ones at ~2/3.
   auto fill = [](int64_t x) { return double(x) / (double(x) + 64.0); };
+  // A grouped GEMM (batch > 1, one per local expert) is one kernel moving every group's operands.
   const double eff = chip_.efficiency.gemm * chip_.efficiency.sustained * fill(m) * fill(n) * fill(k);
-  const double bytes = 2.0 * (double(m) * k + double(k) * n + double(m) * n);
+  const double bytes = 2.0 * double(batch) * (double(m) * k + double(k) * n + double(m) * n);
   return std::max(flops / (peak_flops_ * eff), bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
 }
 
@@ -94,7 +95,7 @@ bool CostModel::calibrated(const plan::Op& op) const {
 
 double CostModel::duration(const plan::Op& op) const {
   switch (op.kind) {
-    case OpKind::kGemm: return gemm_time(op.m, op.n, op.k, op.flops);
+    case OpKind::kGemm: return gemm_time(op.m, op.n, op.k, op.flops, op.batch);
     case OpKind::kAttention: return attention_time(op);
     case OpKind::kElementwise: return elementwise_time(op.bytes);
     case OpKind::kCollective:
@@ -103,7 +104,7 @@ double CostModel::duration(const plan::Op& op) const {
         const GroupSpan& sp = span(op.group);
         return double(op.bytes) * collectives::bus_factor(op.coll, sp.size) / calibrated_busbw(op.coll, op.bytes, sp.size);
       }
-      return collectives::time_s(op.coll, op.bytes, span(op.group), link_);
+      return collectives::time_s(op.coll, op.bytes, span(op.group), link_, {op.route_topk, op.route_node_limit});
     case OpKind::kSendRecv:
       if (!op.is_send) return 0;  // a receive completes when its matching send does
       return pp_crosses_domain_ ? double(op.bytes) / link_.inter_Bps + link_.inter_alpha_s

@@ -31,7 +31,7 @@ class CostModel {
 
   /// Duration of one op on this chip.
   double duration(const plan::Op& op) const;
-  double gemm_time(int64_t m, int64_t n, int64_t k, double flops) const;
+  double gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1) const;
   double attention_time(const plan::Op& op) const;
   double elementwise_time(int64_t bytes) const;
   const LinkParams& link() const { return link_; }
@@ -76,7 +76,7 @@ class CostModel {
   Memo<std::tuple<plan::CollKind, int64_t, int64_t>> busbw_;
   double calibrated_efficiency(int64_t m, int64_t n, int64_t k) const;
   double calibrated_busbw(plan::CollKind kind, int64_t bytes, int64_t ranks) const;
-  double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops) const;
+  double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1) const;
 };
 
 }  // namespace capscale::predict

@@ -22,6 +22,10 @@ const config::FieldTable<SummaryRow>& summary_fields() {
       return t.back();
     };
     add(member("model", &R::model, "model name"), "").max_chars = 96;
+    add(member("model_params_b", &R::model_params_b, "total parameters of the model (MTP modules excluded)"), "1e9 params");
+    add(member("model_active_params_b", &R::model_active_params_b,
+               "parameters active per token (MoE: top-k of the routed experts; dense: the total)"),
+        "1e9 params");
     add(member("target", &R::target, "target chip spec as given, caps included (e.g. h200@nvlink=400)"), "", "target", 22, "%s")
         .max_chars = 128;
     add(member("gpus", &R::gpus, "chips"), "chips", "gpus", 6, "%lld");
@@ -103,9 +107,10 @@ struct DurationKey {
   plan::CollKind coll;
   parallel::Group group;
   bool causal, is_send, fused;
+  uint8_t route_topk, route_node_limit;
   explicit DurationKey(const plan::Op& op)
       : m(op.m), n(op.n), k(op.k), batch(op.batch), bytes(op.bytes), flops(op.flops), kind(op.kind), phase(op.phase),
-        coll(op.coll), group(op.group), causal(op.causal), is_send(op.is_send), fused(op.fused) {}
+        coll(op.coll), group(op.group), causal(op.causal), is_send(op.is_send), fused(op.fused), route_topk(op.route_topk), route_node_limit(op.route_node_limit) {}
   bool operator==(const DurationKey&) const = default;
 };
 
@@ -116,7 +121,7 @@ double durations_and_flops(const plan::Plan& plan, const CostModel& cost, std::v
   // A stage repeats the same op per layer and micro-batch, so most durations equal that of the
   // last op with the same (name, phase, wgrad). Keep that op's inputs and duration per slot and
   // reuse the duration when all inputs match exactly (the result is the same as calling duration).
-  constexpr size_t kSlots = 32 * 4 * 2;  // OpName × Phase × wgrad
+  constexpr size_t kSlots = 64 * 4 * 2;  // OpName × Phase × wgrad
   struct Slot {
     DurationKey key;
     double duration_s;
@@ -174,6 +179,8 @@ SummaryRow identity_row(const config::ModelConfig& model, const config::ChipProf
                         const std::string& source) {
   SummaryRow row;
   row.model = model.name;
+  row.model_params_b = double(model::total_params(model)) / 1e9;
+  row.model_active_params_b = double(model::active_params(model)) / 1e9;
   row.target = chip.name;
   row.source = source;
   double need_gb = 0;
@@ -202,7 +209,7 @@ Simulated simulate_config(const config::ModelConfig& model, const config::ChipPr
                           bool keep_timings, const Calibration* calibration) {
   thread_local Workspace w;
   plan::build_plan(model, p, w.plan);
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
   const CostModel cost(chip, p.precision, layout, calibration);
   // As executed_flops(w.plan): one pipeline's FLOPs times its tp·cp·dp ranks.
   const double executed = durations_and_flops(w.plan, cost, w.durations) * double(p.tp * p.cp * p.dp);

@@ -24,6 +24,8 @@ using timeline::simulate;
 /// The --json row (DESIGN.md): one per target / sweep point.
 struct SummaryRow {
   std::string model;
+  double model_params_b = 0;         ///< total parameters, 1e9 (MTP modules excluded)
+  double model_active_params_b = 0;  ///< parameters active per token, 1e9 (= total for dense models)
   std::string target;  ///< spec as given, e.g. "h200@nvlink=400"
   int64_t gpus = 0;
   config::ParallelConfig parallel;

@@ -25,9 +25,10 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
                      double gemm_efficiency) {
   // Matmul FLOPs per token (6 per weight; full recompute re-runs the layers' forward: +2).
   const double h = double(m.hidden_size);
-  const double layer = model::matmul_weights_per_layer(m);
+  double weights = 0;  // per token, over the layers (MoE: the active experts)
+  for (int64_t l = 0; l < m.num_layers; ++l) weights += model::matmul_weights_per_layer(m, l);
   const double per_weight = p.recompute == config::Recompute::kFull ? 8.0 : 6.0;
-  const double flops_per_token = double(m.num_layers) * layer * per_weight + 6.0 * double(m.vocab_size) * h;
+  const double flops_per_token = weights * per_weight + 6.0 * double(m.vocab_size) * h;
   const double tokens = double(p.global_batch_size) * double(p.seq_length);
   const double rate = chip.peak_flops(p.precision) * gemm_efficiency * chip.efficiency.sustained;
   const double compute = flops_per_token * tokens / double(p.world()) / rate;

@@ -394,7 +394,7 @@ struct AttnCase {
   bool causal;
 };
 
-// O = softmax(QKᵀ/√d, causal j·m < (i+1)·n)·V and its gradients in double from the bf16 inputs.
+// O = softmax(QKᵀ/√d, causal as attention_kernels.cuh visible())·V and its gradients in double from the bf16 inputs.
 void check_flash(const AttnCase& c) {
   SCOPED_TRACE("batch " + std::to_string(c.batch) + " m " + std::to_string(c.m) + " n " + std::to_string(c.n) + " d " +
                std::to_string(c.d) + (c.causal ? " causal" : ""));
@@ -431,7 +431,7 @@ void check_flash(const AttnCase& c) {
     for (int64_t i = 0; i < m; ++i) {
       double mx = -1e300;
       for (int64_t j = 0; j < n; ++j) {
-        if (c.causal && j * m >= (i + 1) * n) continue;
+        if (c.causal && !(m >= n ? j <= i : j * m < (i + 1) * n)) continue;
         double s = 0;
         for (int64_t t = 0; t < d; ++t) s += f(q, (h * m + i) * d + t) * f(k, (h * n + j) * d + t);
         p[i * n + j] = s * scale;
@@ -439,7 +439,7 @@ void check_flash(const AttnCase& c) {
       }
       double sum = 0;
       for (int64_t j = 0; j < n; ++j) {
-        const bool vis = !(c.causal && j * m >= (i + 1) * n);
+        const bool vis = !c.causal || (m >= n ? j <= i : j * m < (i + 1) * n);
         p[i * n + j] = vis ? std::exp(p[i * n + j] - mx) : 0.0;
         sum += p[i * n + j];
       }
@@ -496,6 +496,7 @@ TEST(CudaAttention, FusedMatchesHostReference) {
   for (const AttnCase& c : {AttnCase{2, 100, 100, 64, true}, AttnCase{2, 100, 100, 64, false}, AttnCase{1, 130, 130, 128, true},
                             AttnCase{1, 64, 192, 128, true},  // a CP rank's queries: the diagonal stretched over the keys
                             AttnCase{2, 70, 70, 96, true},    // padded head dim
+                            AttnCase{1, 200, 70, 64, true},   // a sliding window of 70 keys
                             AttnCase{1, 80, 80, 32, false}}) {
     check_flash(c);
   }

@@ -89,7 +89,7 @@ TEST(CpuExecutor, EveryLayoutRunsAStepAndTheEngineMatches) {
     p.global_batch_size = 4 * (n / (c.tp * c.pp * c.cp));
     p = config::resolve(p, m, n, "test");
     const auto plan = plan::build_plan(m, p);
-    const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+    const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
     const auto meas = run_case(c, plan, layout, 2);
     const auto host = emulate::aggregate(plan, meas, emulate::CollectiveTime::kReplay);
     timeline::TimelineOptions serial;

@@ -65,7 +65,7 @@ void run_case(const Case& c) {
   double max_o = 0, err_o = 0, max_gq = 0, err_gq = 0, max_gk = 0, err_gk = 0, max_gv = 0, err_gv = 0;
   for (int64_t h = 0; h < b; ++h) {
     std::vector<double> p(size_t(m * n), 0.0), ds(size_t(m * n), 0.0);
-    auto vis = [&](int64_t i, int64_t j) { return !c.causal || j * m < (i + 1) * n; };
+    auto vis = [&](int64_t i, int64_t j) { return !c.causal || (m >= n ? j <= i : j * m < (i + 1) * n); };
     for (int64_t i = 0; i < m; ++i) {
       double mx = -1e300;
       for (int64_t j = 0; j < n; ++j) {
@@ -133,6 +133,7 @@ TEST(AttentionSim, FusedKernelsMatchHostReference) {
   run_case<64>({1, 100, 100, 64, false});
   run_case<64>({1, 64, 160, 64, true});    // a CP rank's queries: the stretched diagonal, tiles skipped
   run_case<64>({1, 96, 320, 64, true});    // the same over several query and key tiles
+  run_case<64>({1, 200, 70, 64, true});    // a sliding window of 70 keys: later queries see all of them
   run_case<64>({1, 70, 70, 48, true});     // head dim padded to 64
   run_case<128>({1, 80, 80, 128, true});
 }

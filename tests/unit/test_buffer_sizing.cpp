@@ -57,12 +57,14 @@ TEST_P(BufferSizing, BoundedBuffersCoverTheLargestOps) {
     // Whole operands for GEMMs, plus the L2 rotation ring.
     EXPECT_EQ(need[kGemmC], largest_gemm_c + kL2RotationBytes);
     // Fused attention stores no scores; its scratch covers the largest op's statistics and gradients.
-    if (!any_unfused) EXPECT_EQ(need[kAttnS], 0u);
+    if (!any_unfused) {
+      EXPECT_EQ(need[kAttnS], 0u);
+    }
     EXPECT_EQ(need[kAttnX], largest_scratch);
     // Bounded elementwise and communication buffers; the chunked passes move every byte.
     EXPECT_LE(need[kEwX], kElementwiseBufferBytes);
     EXPECT_LE(need[kEwY], kElementwiseBufferBytes);
-    for (int q = 0; q < plan::kNumStreams; ++q) EXPECT_LE(need[size_t(kComm0 + q)], kCommBufferBytes);
+    for (int q = 0; q < plan::kNumStreams; ++q) EXPECT_LE(need[size_t(kComm0 + q)], 2 * kCommBufferBytes);  // 2: all-to-all
     const int64_t per = elementwise_chunk_elems(), count = largest_ew / 6;
     EXPECT_GE(((count + per - 1) / std::max<int64_t>(per, 1)) * per, count);
     const double total_gib = double(total_bytes(need)) / kGiB;
@@ -98,6 +100,22 @@ TEST(BufferSizing, FusedAttentionScratchParts) {
   }
   op.phase = plan::Phase::kForward;
   EXPECT_EQ(fused_attention_scratch(op, 2).end, (300 * 4 + 255) / 256 * 256);  // forward keeps only the statistics
+}
+
+// All-to-all runs out of place (exec/cuda/ops.cpp): its stream's buffer holds the sent and the
+// received chunk.
+TEST(BufferSizing, AllToAllHoldsSendAndReceiveChunks) {
+  plan::Op a2a;
+  a2a.kind = plan::OpKind::kCollective;
+  a2a.coll = plan::CollKind::kAllToAll;
+  a2a.stream = plan::Stream::kTp;
+  a2a.bytes = 3 << 20;
+  plan::Op ar = a2a;
+  ar.coll = plan::CollKind::kAllReduce;
+  EXPECT_EQ(size_buffers({a2a}, BufferTypes{})[size_t(kComm0 + int(plan::Stream::kTp))], size_t(6) << 20);
+  EXPECT_EQ(size_buffers({ar}, BufferTypes{})[size_t(kComm0 + int(plan::Stream::kTp))], size_t(3) << 20);
+  a2a.bytes = int64_t(kCommBufferBytes) * 4;
+  EXPECT_EQ(size_buffers({a2a}, BufferTypes{})[size_t(kComm0 + int(plan::Stream::kTp))], 2 * kCommBufferBytes);
 }
 
 TEST(BufferSizing, CommChunksKeepShardsWhole) {

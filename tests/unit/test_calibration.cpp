@@ -147,7 +147,7 @@ TEST(Calibration, PredictAndEmulateReportCalibratedSource) {
 
   // A CPU host emulating an H100 with a Hopper calibration.
   const auto plan = plan::build_plan(m, p);
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
   const auto cpu = config::load_chip("cpu-host");
   const auto host = predict::model_durations(plan, predict::CostModel(cpu, p.precision, layout));
   const auto e_plain = emulate::emulate_target(plan, host, cpu, h100);

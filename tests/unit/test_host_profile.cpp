@@ -97,7 +97,8 @@ TEST(HostProfile, UnknownDeviceTargetsFallBackToTheModel) {
   for (const auto& st : plan.stages) host_s.emplace_back(st.ops.size(), 1e-3);  // any measured times
   const auto t = emulate::emulate_target(plan, host_s, unknown, h200);
   EXPECT_EQ(t.row.source, "roofline");
-  const parallel::Layout layout(plan.parallel.tp, plan.parallel.cp, plan.parallel.dp, plan.parallel.pp);
+  const auto& pp = plan.parallel;
+  const parallel::Layout layout(pp.tp, pp.cp, pp.dp, pp.pp, pp.ep, pp.etp);
   const predict::CostModel model(h200, plan.parallel.precision, layout);
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     ASSERT_EQ(t.sources[s].size(), plan.stages[s].ops.size());

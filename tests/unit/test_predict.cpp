@@ -108,7 +108,7 @@ TEST(Emulate, DilationKeepsTheHostsAchievedFraction) {
   auto p = par(m, 4, 2, 2, 8);
   const auto plan = plan::build_plan(m, p);
   const auto h100 = config::load_chip("h100"), h200 = config::load_chip("h200");
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp);
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
   auto host = predict::model_durations(plan, predict::CostModel(h100, p.precision, layout));
   for (auto& st : host)
     for (auto& d : st) d *= 1.25;
@@ -249,7 +249,7 @@ TEST(Predict, ModelDurationsEqualPerOpDurations) {
     p.sequence_parallel = true, p.zero = 1, p.flash_attention = c.flash, p.recompute = config::Recompute::kSelective;
     p = config::resolve(p, m, c.gpus, "test");
     const auto plan = plan::build_plan(m, p);
-    const predict::CostModel cost(config::load_chip("h100"), p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp));
+    const predict::CostModel cost(config::load_chip("h100"), p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp));
     const auto d = predict::model_durations(plan, cost);
     for (size_t s = 0; s < plan.stages.size(); ++s)
       for (size_t i = 0; i < plan.stages[s].ops.size(); ++i) ASSERT_EQ(d[s][i], cost.duration(plan.stages[s].ops[i])) << c.model;

@@ -29,12 +29,13 @@ config::ParallelConfig unusual_plan() {
   p.tp = 4, p.pp = 3, p.dp = 5, p.cp = 2, p.vpp = 2, p.micro_batch_size = 3, p.global_batch_size = 90, p.seq_length = 2048;
   p.sequence_parallel = true, p.recompute = config::Recompute::kSelective, p.zero = 1, p.precision = config::Precision::kFp8;
   p.tp_comm_overlap = true, p.flash_attention = false, p.grad_reduce_in_bf16 = true, p.overlap_grad_reduce = false;
+  p.ep = 4, p.etp = 2, p.moe_imbalance = 1.25;
   return p;
 }
 
 predict::SummaryRow unusual_row() {
   predict::SummaryRow r;
-  r.model = "llama3.1-70b", r.target = "h200@nvlink=400,nic=200", r.gpus = 120, r.parallel = unusual_plan();
+  r.model = "llama3.1-70b", r.model_params_b = 70.55, r.model_active_params_b = 70.5, r.target = "h200@nvlink=400,nic=200", r.gpus = 120, r.parallel = unusual_plan();
   r.step_time_s = 1.25, r.tokens_per_s = 1.5e5, r.tokens_per_s_per_chip = 1250, r.tflops_per_chip = 321.5;
   r.mfu = 0.41, r.hfu = 0.47, r.memory_gb_per_chip = 71.5, r.memory_capacity_gb = 135, r.fits = true, r.source = "calibrated";
   r.breakdown = {0.9, 0.1, 0.2, 0.05};
@@ -57,6 +58,7 @@ std::vector<std::string> flags_for(const config::ParallelConfig& p) {
     args.push_back("--" + f.flag);
     if (const auto* i = std::get_if<int64_t>(&v)) args.push_back(std::to_string(*i));
     else if (const auto* s = std::get_if<std::string>(&v)) args.push_back(*s);
+    else if (const auto* d = std::get_if<double>(&v)) args.push_back(std::to_string(*d));
     // booleans: the flag alone (a negating flag sets false, which is what differs from a true default)
   }
   return args;
@@ -141,7 +143,7 @@ TEST(Record, SummaryRowRoundTripsThroughJsonAndHdf5) {
 
 TEST(Record, TextFormsComeFromTheTable) {
   const auto p = unusual_plan();
-  EXPECT_EQ(config::parallel_text(p), "tp4 pp3 dp5 cp2 vpp2 mbs3 sel z1 sp tpo nofa gbf16 noogr");
+  EXPECT_EQ(config::parallel_text(p), "tp4 pp3 dp5 cp2 ep4 etp2 imb1.25 vpp2 mbs3 sel z1 sp tpo nofa gbf16 noogr");
   config::ParallelConfig d;
   EXPECT_EQ(config::parallel_text(d), "tp1 pp1 dp1 cp1 mbs1 non");
   // The `#` table: a header cell and a row cell for every field with a header, same widths for a
@@ -167,6 +169,7 @@ TEST(Record, EveryPlanFieldChangesTheSweepKey) {
     const auto v = f.get(p);
     if (const auto* b = std::get_if<bool>(&v)) f.set(p, !*b);
     else if (const auto* i = std::get_if<int64_t>(&v)) f.set(p, *i == 1 ? int64_t(2) : int64_t(1));
+    else if (const auto* d = std::get_if<double>(&v)) f.set(p, *d + 0.5);
     else f.set(p, f.allowed.front() == std::get<std::string>(v) ? f.allowed.back() : f.allowed.front());
     EXPECT_NE(config::key_text(p, config::parallel_fields()), k0) << f.name << " does not change the key";
   }

@@ -37,6 +37,10 @@ constexpr MpiCollective kMpiCollectives[] = {
     [](float* b, int count, int n, MPI_Comm c) {
       CAPSCALE_MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c));
     },
+    // all_to_all: count/n elements to each rank (in place, MPI 2.2)
+    [](float* b, int count, int n, MPI_Comm c) {
+      CAPSCALE_MPI_CHECK(MPI_Alltoall(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c));
+    },
 };
 static_assert(std::size(kMpiCollectives) == collectives::kNumKinds, "every registry entry needs an MPI implementation");
 
@@ -233,7 +237,9 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
 
   void run_op(const plan::Op& op) {
     switch (op.kind) {
-      case OpKind::kGemm: gemm(op.m, op.n, op.k); break;
+      case OpKind::kGemm:
+        for (int64_t g = 0; g < op.batch; ++g) gemm(op.m, op.n, op.k);  // a grouped GEMM: one per local expert
+        break;
       case OpKind::kAttention: attention(op); break;
       case OpKind::kElementwise: elementwise(op.bytes); break;
       case OpKind::kCollective: collective(op); break;

@@ -62,22 +62,25 @@ __device__ void load_tile(T* dst, const T* src, int d, int r0, int rows) {
   }
 }
 
-// Key j is visible to query i when j·m < (i + 1)·n: the causal diagonal, stretched when there are
-// fewer queries than keys. m == n is the usual lower triangle (j <= i). m < n is a context-parallel
-// rank's share (m = s/cp local queries against all n = s keys): under Megatron's load-balanced CP
-// each rank holds query chunks c and 2cp−1−c, which together see half of the keys they face, and
-// the stretched diagonal gives a contiguous block of m queries that same m·n/2 of work (as the
-// predictor counts it: half the flops of a causal op, predict/cost_model.cpp).
+// Causal visibility of key j to query i. m == n: the lower triangle, j <= i. m < n (a
+// context-parallel rank's m = s/cp queries against all n = s keys): j·m < (i + 1)·n, the diagonal
+// stretched over the keys; under Megatron's load-balanced CP each rank holds query chunks c and
+// 2cp−1−c, which together see half of the keys they face, and the stretched diagonal gives a
+// contiguous block of m queries that same m·n/2 of work. m > n (sliding-window attention, the plan's
+// n being the window): j <= i, so the first n queries see a triangle and every later one the whole
+// window, as a band of width n does.
 __device__ __forceinline__ bool visible(int i, int j, int m, int n, bool causal) {
-  return j < n && (!causal || int64_t(j) * m < int64_t(i + 1) * n);
+  if (j >= n) return false;
+  if (!causal) return true;
+  return m >= n ? j <= i : int64_t(j) * m < int64_t(i + 1) * n;
 }
-// Keys [0, end) hold every key visible to queries [0, q_end): ⌈q_end·n/m⌉, at most n.
+// Keys [0, end) hold every key visible to queries [0, q_end).
 __device__ __forceinline__ int visible_keys_end(int q_end, int m, int n) {
-  const int64_t end = (int64_t(q_end) * n + m - 1) / m;
+  const int64_t end = m >= n ? int64_t(q_end) : (int64_t(q_end) * n + m - 1) / m;
   return end < n ? int(end) : n;
 }
-// The first query that sees key j: ⌊j·m/n⌋.
-__device__ __forceinline__ int first_query_seeing(int j, int m, int n) { return int(int64_t(j) * m / n); }
+// The first query that sees key j.
+__device__ __forceinline__ int first_query_seeing(int j, int m, int n) { return m >= n ? j : int(int64_t(j) * m / n); }
 
 // Forward: one block per 64 query rows of one (batch, head); each warp owns 16 rows. Per key tile:
 // S = Q·Kᵀ (WMMA), online softmax in base 2 (two lanes per row), O = diag(α)·O + P·V (WMMA on an

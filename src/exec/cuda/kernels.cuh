@@ -56,10 +56,10 @@ struct FlashArgs {
 bool flash_supported(int64_t head_dim);
 /// Shared memory one block of the fused forward or backward kernel takes at this head dim.
 size_t flash_smem_bytes(int64_t head_dim, bool backward);
-/// FlashAttention-2 forward / backward (attention.cu), enqueued on `s`. Causal shows query i the keys
-/// j with j·m < (i + 1)·n (the lower triangle when m == n; for a context-parallel rank's m < n
-/// queries the diagonal is stretched to the m·n/2 work of Megatron's load-balanced CP), and the
-/// tiles it masks whole are skipped.
+/// FlashAttention-2 forward / backward (attention.cu), enqueued on `s`. Causal is the lower triangle
+/// when m == n; for a context-parallel rank's m < n queries the diagonal is stretched to the m·n/2
+/// work of Megatron's load-balanced CP; for m > n (a sliding window of n keys) query i sees keys
+/// j <= i. Tiles the mask covers whole are skipped (attention_kernels.cuh, visible()).
 void flash_forward(const FlashArgs& a, cudaStream_t s);
 void flash_backward(const FlashArgs& a, cudaStream_t s);
 

@@ -45,10 +45,28 @@ constexpr NcclCollective kNcclCollectives[] = {
      [](char* b, size_t shard, const Comm& c, cudaStream_t s) {
        return ncclAllGather(b + shard * size_t(c.rank) * 2, b, shard, ncclBfloat16, c.comm, s);
      }},
+    // all_to_all (NCCL ≥ 2.28: ncclAlltoAll): `shard` elements to each peer, out of place into the
+    // second half of a buffer of twice the chunk (Ops::collective sizes it so)
+    {true,
+     [](char* b, size_t shard, const Comm& c, cudaStream_t s) {
+       char* recv = b + shard * size_t(c.size) * 2;
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
+       return ncclAlltoAll(b, recv, shard, ncclBfloat16, c.comm, s);
+#else
+       // Older NCCL: the same exchange as grouped point-to-point calls (nccl-tests' alltoall).
+       ncclResult_t r = ncclGroupStart();
+       for (int p = 0; p < c.size && r == ncclSuccess; ++p) {
+         r = ncclSend(b + shard * size_t(p) * 2, shard, ncclBfloat16, p, c.comm, s);
+         if (r == ncclSuccess) r = ncclRecv(recv + shard * size_t(p) * 2, shard, ncclBfloat16, p, c.comm, s);
+       }
+       const ncclResult_t end = ncclGroupEnd();
+       return r != ncclSuccess ? r : end;
+#endif
+     }},
 };
 static_assert(std::size(kNcclCollectives) == collectives::kNumKinds, "every registry entry needs an NCCL implementation");
 
-constexpr const char* kNcclCallNames[] = {"ncclAllReduce", "ncclReduceScatter", "ncclAllGather"};
+constexpr const char* kNcclCallNames[] = {"ncclAllReduce", "ncclReduceScatter", "ncclAllGather", "ncclAlltoAll"};
 static_assert(std::size(kNcclCallNames) == collectives::kNumKinds);
 
 }  // namespace
@@ -279,7 +297,8 @@ bool Ops::collective(const plan::Op& op, int si, cudaStream_t s, const std::stri
   const int64_t total = op.bytes / 2 * 2;
   if (total < 2) return false;
   const int64_t chunk_bytes = std::min(total, comm_chunk_bytes(c->size));
-  char* b = static_cast<char*>(dev_.buffer(kComm0 + si, size_t(chunk_bytes), what));
+  const size_t halves = op.coll == plan::CollKind::kAllToAll ? 2 : 1;  // all-to-all runs out of place
+  char* b = static_cast<char*>(dev_.buffer(kComm0 + si, size_t(chunk_bytes) * halves, what));
   bool any = false;
   for (int64_t done = 0; done < total; done += chunk_bytes) {
     const int64_t count = std::min(chunk_bytes, total - done) / 2;

@@ -242,6 +242,40 @@ def drop(text, key):
     return "".join(lines)
 
 
+GPT_OSS_120B = {  # openai/gpt-oss-120b (quantization_config and rope_scaling details left out)
+    "architectures": ["GptOssForCausalLM"],
+    "attention_bias": True,
+    "attention_dropout": 0.0,
+    "eos_token_id": 200002,
+    "experts_per_token": 4,
+    "head_dim": 64,
+    "hidden_act": "silu",
+    "hidden_size": 2880,
+    "initial_context_length": 4096,
+    "initializer_range": 0.02,
+    "intermediate_size": 2880,
+    "layer_types": ["sliding_attention", "full_attention"] * 18,
+    "max_position_embeddings": 131072,
+    "model_type": "gpt_oss",
+    "num_attention_heads": 64,
+    "num_experts_per_tok": 4,
+    "num_hidden_layers": 36,
+    "num_key_value_heads": 8,
+    "num_local_experts": 128,
+    "output_router_logits": False,
+    "pad_token_id": 199999,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 150000,
+    "router_aux_loss_coef": 0.9,
+    "sliding_window": 128,
+    "swiglu_limit": 7.0,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "vocab_size": 201088,
+}
+
+
 def hf(**changes):
     d = dict(HF)
     for k, v in changes.items():
@@ -470,11 +504,18 @@ def files():
     yield "../good/hf/deep_ignored_key.json", hf()[:-2] + ',\n  "extra": ' + "[" * DEEP + "]" * DEEP + "\n}\n"
     yield "hf/invalid_utf8.json", hf().encode().replace(b'"hostile/llama-tiny"', b'"hostile/\xc3\x28\xa0"')
     yield "hf/binary_garbage.json", garbage(6, 4096)
-    yield "hf/moe_mixtral_8x7b.json", json.dumps(MIXTRAL_8X7B, indent=2) + "\n"
-    yield "hf/moe_deepseek_v3.json", json.dumps(DEEPSEEK_V3, indent=2) + "\n"
-    yield "hf/moe_qwen3_30b_a3b.json", json.dumps(QWEN3_30B_A3B, indent=2) + "\n"
+    # Published MoE configs load (tests/unit/test_config.cpp checks their parameter counts).
+    yield "../good/hf/mixtral_8x7b.json", json.dumps(MIXTRAL_8X7B, indent=2) + "\n"
+    yield "../good/hf/deepseek_v3.json", json.dumps(DEEPSEEK_V3, indent=2) + "\n"
+    yield "../good/hf/qwen3_30b_a3b.json", json.dumps(QWEN3_30B_A3B, indent=2) + "\n"
+    yield "../good/hf/gpt_oss_120b.json", json.dumps(GPT_OSS_120B, indent=2) + "\n"
     yield "hf/moe_top_k_only.json", hf(num_experts_per_tok=2)  # no count key capscale knows
     yield "hf/moe_negative_experts.json", hf(num_local_experts=-8)
+    yield "hf/moe_unknown_key.json", hf(moe_num_experts=16)  # DBRX-style key capscale does not read
+    yield "hf/moe_topk_above_experts.json", hf(num_local_experts=8, num_experts_per_tok=9)
+    yield "hf/moe_sparse_step.json", hf(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64, decoder_sparse_step=2)
+    yield "hf/moe_layer_types_irregular.json", json.dumps(
+        dict(GPT_OSS_120B, layer_types=["full_attention"] + ["sliding_attention"] * 35), indent=2) + "\n"
     # Expert counts given as null or 0 say "dense": such a config loads (exit 0).
     yield "../good/hf/dense_null_or_zero_experts.json", hf(num_local_experts=None, num_experts=0, moe_intermediate_size=1408)
 
