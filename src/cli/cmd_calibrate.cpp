@@ -227,7 +227,8 @@ int calibrate(const CalibrateOptions& o, const Invocation& inv) {
 
   // The whole world is one tensor-parallel group for the collectives (as `bench comm`).
   const HostExecutor hx(session, parallel::Layout(world, 1, 1, 1), backend);
-  const config::ChipProfile host = host_profile(backend, *hx.ex);
+  // Efficiencies are fractions of the host's peaks: an unknown device has none, so it is refused.
+  const config::ChipProfile host = backend == "cuda" ? known_gpu_host_profile(hx.ex->device()) : host_profile(backend, *hx.ex).chip;
   predict::Calibration cal = calibration_header(*hx.ex, backend, host, world, inv);
   std::ostream* log = root ? &std::cout : nullptr;
   if (log) {

@@ -52,6 +52,7 @@ RankNames gather_rank_names(const mpi::Session& session, const exec::Executor& e
 /// The resolved config and the rank → host → device table (STYLE: echoed at start by rank 0).
 void print_start(std::ostream& log, const RunOptions& o, const HostRun& hr, const config::ModelConfig& model,
                  const config::ParallelConfig& p, const std::string& backend, const RankNames& names) {
+  if (!hr.profile.known) log << "# host profile: " << hr.profile.note << "\n";
   print_config(log, model, p, "# backend: " + backend + " (" + hr.ex->gemm_dtype() + "), " + std::to_string(hr.stage.ops.size()) +
                                   " ops on stage 0, " + std::to_string(o.warmup) + " warm-up + " + std::to_string(o.steps) + " timed steps\n");
   log << "#  rank  host                 tp pp dp cp  device\n";
@@ -136,11 +137,13 @@ predict::SummaryRow host_row(const HostRun& hr, const config::ModelConfig& model
 
 /// The verdict lines under the summary table: engine check, and which targets the calibration served.
 void print_verdicts(std::ostream& log, const RunOptions& o, const EngineCheck& c, const std::vector<predict::SummaryRow>& rows,
-                    const predict::Calibration* cal, const config::ChipProfile& host, size_t targets) {
+                    const predict::Calibration* cal, const HostRun& hr, size_t targets) {
+  const config::ChipProfile& host = hr.host;
   char verdict[256];
   std::snprintf(verdict, sizeof verdict, "# engine check: timeline engine %.4g s vs measured host step %.4g s: %+.1f %% (budget 5 %%) %s\n",
                 c.engine.step_time_s, c.measured_s, 100 * c.error, std::abs(c.error) <= 0.05 ? "PASS" : "OVER BUDGET");
   log << verdict;
+  if (!hr.profile.known) log << "# host profile: unknown device (" << hr.host.description << "): host MFU/HFU not reported; targets modelled, not dilated\n";
   if (!cal) return;
   const auto used = std::count_if(rows.begin(), rows.end(), [](const predict::SummaryRow& r) { return r.source == "calibrated"; });
   log << "# calibration: " << o.calibration << " (" << cal->arch << ", " << cal->device << ", driver " << cal->driver << ", "
@@ -170,8 +173,10 @@ void fill_run_data(results::RunData& data, const Invocation& inv, const HostRun&
   data.measured_step_s = c.measured_s;
 }
 
-void print_json(const std::vector<predict::SummaryRow>& rows, const EngineCheck& c, const std::string& backend) {
+void print_json(const std::vector<predict::SummaryRow>& rows, const EngineCheck& c, const std::string& backend, const HostProfile& host) {
   nlohmann::json j = to_json(rows.front());
+  // "known", or "unknown: <why>" for a device no configs/chips profile describes (its MFU/HFU are null).
+  j["host_profile"] = host.known ? std::string("known") : "unknown: " + host.note;
   j["engine_check"] = {{"engine_step_s", c.engine.step_time_s}, {"measured_step_s", c.measured_s}, {"error", c.error}};
   j["backend"] = backend;
   j["targets"] = nlohmann::json::array();
@@ -227,14 +232,14 @@ int run(const RunOptions& o, const Invocation& inv) {
   }
   log << "\n";
   print_summary_table(log, rows);
-  print_verdicts(log, o, check, rows, cal, hr.host, targets.size());
+  print_verdicts(log, o, check, rows, cal, hr, targets.size());
   if (!o.out.empty()) {
     fill_run_data(data, inv, hr, model, p, backend, names, *m, check);
     data.summary = rows;
     results::write_run(o.out, data, o.force);
     log << "# wrote " << o.out << "\n";
   }
-  if (o.json) print_json(rows, check, backend);
+  if (o.json) print_json(rows, check, backend, hr.profile);
   if (interrupted) {
     std::cerr << "capscale: interrupted after " << timed.size() << " timed steps; the finished steps were written\n";
     return 130;

@@ -49,12 +49,38 @@ std::optional<std::string> chip_for_device(const std::string& device) {
   return std::nullopt;
 }
 
-config::ChipProfile gpu_host_profile(const std::string& device) {
+namespace {
+std::string no_profile(const std::string& device) {
+  return "device '" + device + "' has no chip profile in configs/chips (only the exact parts h100 = H100 SXM5 80GB, " +
+         "h200 = H200 SXM, h20, h800 = H800 SXM5, a100 = A100 SXM4 80GB, a800 = A800 SXM4 80GB and b200 are known; " +
+         "other variants differ in clocks, power or HBM and are not guessed)";
+}
+}  // namespace
+
+config::ChipProfile unknown_device_profile(const std::string& device, double memory_bytes) {
+  config::ChipProfile c;
+  c.name = "unknown-gpu";
+  c.description = device.substr(0, device.find(" (sm_"));
+  c.arch = "unknown";
+  c.hbm_gb = memory_bytes / 1e9;
+  c.reserved_gb = 4;
+  c.sources["hbm_gb"] = "reported by the device (cudaDeviceProp::totalGlobalMem)";
+  c.sources["reserved_gb"] = "the reserve every GPU profile assumes (configs/chips/h100.yaml)";
+  c.sources["peak_tflops"] = "unknown: no profile in configs/chips describes this device";
+  c.origin = "device " + c.description;
+  return c;
+}
+
+HostProfile gpu_host_profile(const std::string& device, double memory_bytes) {
+  if (const auto chip = chip_for_device(device)) return {config::load_chip(*chip), true, ""};
+  return {unknown_device_profile(device, memory_bytes), false,
+          no_profile(device) + ": the host row reports measured times without MFU/HFU, and every --emulate target is modelled " +
+              "(source roofline, or calibrated with --calibration), not dilated from this device; add a profile (docs/configs.md)"};
+}
+
+config::ChipProfile known_gpu_host_profile(const std::string& device) {
   if (const auto chip = chip_for_device(device)) return config::load_chip(*chip);
-  throw InputError("--backend", "cuda", "device '" + device + "' has no chip profile in configs/chips (only the exact parts " +
-                                            "h100 = H100 SXM5 80GB, h200 = H200 SXM, h20, h800 = H800 SXM5, a100 = A100 SXM4 80GB, " +
-                                            "a800 = A800 SXM4 80GB and b200 are known; other variants differ in clocks, power or HBM " +
-                                            "and are not guessed); add one (docs/configs.md)");
+  throw InputError("--backend", "cuda", no_profile(device) + "; add one (docs/configs.md)");
 }
 
 }  // namespace capscale::cli

@@ -15,8 +15,30 @@ namespace capscale::cli {
 /// (Executor::device()) and the "NVIDIA " prefix are ignored; case and '-'/'_'/' ' are not significant.
 std::optional<std::string> chip_for_device(const std::string& device);
 
-/// The chip profile of a GPU from its device name; InputError naming --backend and the device when
-/// no profile matches it (capscale never guesses a host's peak rates).
-config::ChipProfile gpu_host_profile(const std::string& device);
+/// The host's chip profile, and whether configs/chips has one for it.
+struct HostProfile {
+  config::ChipProfile chip;
+  /// False for a device no profile describes: `chip` is then unknown_device_profile().
+  bool known = true;
+  /// For an unknown device: one line saying so and what capscale does instead (empty otherwise).
+  std::string note;
+};
+
+/// The profile of a device without one: its name, its memory (`memory_bytes` as the device reports
+/// it, for the memory check) and nothing else. No peak rate, bandwidth or link speed, so that no
+/// figure of another chip is ever used for it: arch "unknown" matches no target, so emulate_target
+/// models every target instead of dilating the host's times (source `roofline` or `calibrated`),
+/// and the host row's MFU and HFU are NaN (no peak to divide by). The 4 GB reserve is the one every
+/// GPU profile assumes for the CUDA context and NCCL/cuBLAS (configs/chips/h100.yaml reserved_gb).
+config::ChipProfile unknown_device_profile(const std::string& device, double memory_bytes);
+
+/// The profile of a GPU from its device name: the configs/chips profile of that exact part, or for
+/// any other device unknown_device_profile() with known = false and a note naming the device.
+/// Never the profile of a similar part (an H100 PCIe is not an H100 SXM).
+HostProfile gpu_host_profile(const std::string& device, double memory_bytes);
+
+/// The profile a command that needs the host's peak rates (calibrate) runs with: InputError naming
+/// --backend and the device when no profile matches it (capscale never guesses a host's peaks).
+config::ChipProfile known_gpu_host_profile(const std::string& device);
 
 }  // namespace capscale::cli

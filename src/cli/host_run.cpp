@@ -14,8 +14,9 @@ std::string resolve_backend(const std::string& backend) {
   return backend;
 }
 
-config::ChipProfile host_profile(const std::string& backend, const exec::Executor& ex) {
-  return backend == "cuda" ? gpu_host_profile(ex.device()) : config::load_chip("cpu-host");
+HostProfile host_profile(const std::string& backend, const exec::Executor& ex) {
+  if (backend == "cuda") return gpu_host_profile(ex.device(), ex.device_memory_bytes());
+  return {config::load_chip("cpu-host"), true, ""};
 }
 
 namespace {
@@ -58,7 +59,8 @@ HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& 
 HostRun::HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& p,
                  const std::string& backend, const std::string& command)
     : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), backend, p.precision),
-      host(host_profile(backend, *ex)),
+      profile(host_profile(backend, *ex)),
+      host(profile.chip),
       host_share(share_of(host, backend, session)),
       need_gb(fitting_need_gb(model, p, host_share, host.name, command)),
       plan(plan::build_plan(model, p)),

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "cli/host_profile.hpp"
 #include "config/chip.hpp"
 #include "config/model_config.hpp"
 #include "config/parallel_config.hpp"
@@ -19,8 +20,9 @@ namespace capscale::cli {
 /// "auto" → "cuda" when a device is visible, else "cpu"; InputError naming --backend otherwise.
 std::string resolve_backend(const std::string& backend);
 
-/// The host's chip profile: the GPU's (InputError for a GPU without one), or cpu-host.
-config::ChipProfile host_profile(const std::string& backend, const exec::Executor& ex);
+/// The host's chip profile: the GPU's (an unknown device gets unknown_device_profile(), known =
+/// false, see host_profile.hpp), or cpu-host.
+HostProfile host_profile(const std::string& backend, const exec::Executor& ex);
 
 /// This rank's executor over `layout` (its communicators and context live here, so it is pinned).
 class HostExecutor {
@@ -44,7 +46,8 @@ class HostRun : public HostExecutor {
   HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& parallel,
           const std::string& backend, const std::string& command);
 
-  const config::ChipProfile host;  ///< the device's profile (cpu-host for CPU ranks)
+  const HostProfile profile;       ///< the device's profile and whether configs/chips knows it
+  const config::ChipProfile host;  ///< profile.chip (cpu-host for CPU ranks)
   const config::ChipProfile host_share;  ///< what one rank has: CPU ranks on one node share its RAM
   const double need_gb;                 ///< memory the plan needs per rank (it fits host_share)
   const plan::Plan plan;

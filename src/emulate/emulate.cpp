@@ -87,7 +87,9 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
                             const predict::Calibration* calibration) {
   const auto& p = plan.parallel;
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
-  const bool same_arch = host.arch == target.arch;
+  // Dilation needs the host's own roofline: a host without peaks for the run's precision (a GPU no
+  // profile describes, cli/host_profile.hpp) is never dilated from; every target is then modelled.
+  const bool same_arch = host.arch == target.arch && host.supports(p.precision);
   // Dilation keeps the host's own measurements, so a calibration only serves targets of another
   // architecture than the host's (the dilation ratio stays the roofline's).
   const predict::CostModel target_cost(target, p.precision, layout, same_arch ? nullptr : calibration);

@@ -60,7 +60,9 @@ struct TargetResult {
   std::vector<std::vector<std::string>> sources;
 };
 
-/// Durations of the plan on `target`, from the host's measured durations where dilation is valid.
+/// Durations of the plan on `target`, from the host's measured durations where dilation is valid
+/// (same architecture, and the host's profile has a peak for the run's precision; a device with no
+/// profile has none, so its targets are always modelled).
 /// Otherwise modelled: with `calibration` of the target's architecture (e.g. a Hopper calibration
 /// for a CPU host emulating H100/H20/H800), GEMMs and intra-domain collectives take the measured
 /// efficiencies (op and row source `calibrated`), the rest the roofline.

@@ -44,6 +44,9 @@ class Executor {
   virtual std::string backend() const = 0;
   /// Device description for the /ranks table (CPU model, or GPU name and PCI bus id).
   virtual std::string device() const = 0;
+  /// The device's memory in bytes (cudaDeviceProp::totalGlobalMem); 0 where the host's chip profile
+  /// gives it (CPU). Sizes the memory check of a GPU that has no chip profile.
+  virtual double device_memory_bytes() const { return 0; }
   /// The GEMM data type actually used (e.g. "bf16 (cblas_sbgemm)" or "fp32 (cblas_sgemm)").
   virtual std::string gemm_dtype() const = 0;
   /// Allocates buffers for the stage's largest ops; throws DoesNotFitError naming the sizes when

@@ -1,6 +1,8 @@
 // Prediction of one configuration; see predictor.hpp.
 #include "predict/predictor.hpp"
 
+#include <cmath>
+
 #include "common/error.hpp"
 
 namespace capscale::predict {
@@ -78,7 +80,10 @@ void fill_throughput(SummaryRow& row, const plan::Plan& plan, const config::Chip
 
 void fill_throughput(SummaryRow& row, const config::ModelConfig& model, const config::ParallelConfig& p,
                      const config::ChipProfile& chip, double step_time_s, const Breakdown& breakdown, double executed) {
-  const double peak = chip.peak_flops(p.precision);
+  // A host whose peak is unknown (a GPU no profile describes, cli/host_profile.hpp) reports MFU and
+  // HFU as NaN, never against another chip's peak. Targets cannot get here without one: their cost
+  // model already refused a precision the chip lacks.
+  const double peak = chip.supports(p.precision) ? chip.peak_flops(p.precision) : std::nan("");
   const double tokens = double(p.global_batch_size) * double(p.seq_length);
   row.gpus = p.world();
   row.parallel = p;

@@ -54,7 +54,8 @@ SummaryRow identity_row(const config::ModelConfig& model, const config::ChipProf
 /// FLOPs executed per step by all ranks together (GEMMs and attention, recompute included).
 double executed_flops(const plan::Plan& plan);
 
-/// Fills the throughput fields of `row` from a simulated step.
+/// Fills the throughput fields of `row` from a simulated step. MFU and HFU are NaN when `chip` has no
+/// peak for the precision (a host GPU without a profile, cli/host_profile.hpp).
 void fill_throughput(SummaryRow& row, const plan::Plan& plan, const config::ChipProfile& chip,
                      double step_time_s, const Breakdown& breakdown);
 

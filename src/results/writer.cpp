@@ -58,9 +58,15 @@ h5::Table summary_table(const std::vector<std::string>& stored) {
   return h5::Table(keep);
 }
 
+// One exception: a measured host row's MFU and HFU are NaN on a GPU no chip profile describes (no
+// peak to divide by, cli/host_profile.hpp); NaN is "unknown" to h5py/pandas. Any other non-finite
+// number, and NaN MFU in any modelled row, is a bug.
 void check_finite(const predict::SummaryRow& r) {
   for (const auto& f : predict::summary_fields()) {
     const config::FieldValue v = f.get(r);
+    if (const auto* d = std::get_if<double>(&v); d && std::isnan(*d) && r.source == "measured" && (f.name == "mfu" || f.name == "hfu")) {
+      continue;
+    }
     if (const auto* d = std::get_if<double>(&v); d && !std::isfinite(*d)) {
       throw RuntimeError("refusing to write a non-finite " + f.name + " for " + r.model + " on " + r.target +
                          " (a bug: please report the command line)");

@@ -9,10 +9,13 @@
 #include <cstring>
 #include <vector>
 
+#include "common/error.hpp"
 #include "config/parallel_config.hpp"
 #include "exec/cuda/cuda_backend.hpp"
 #include "exec/cuda/cuda_check.hpp"
+#include "exec/cuda/device.hpp"
 #include "exec/cuda/kernels.cuh"
+#include "exec/cuda/nccl_comms.hpp"
 #include "exec/executor.hpp"
 #include "mpi/mpi_context.hpp"
 #include "plan/plan.hpp"
@@ -46,12 +49,14 @@ float fp16_to_float(uint16_t h) {
   const double v = e == 0 ? std::ldexp(m / 1024.0, -14) : std::ldexp(1.0 + m / 1024.0, e - 15);
   return float(s ? -v : v);
 }
-// The small integers -2..2 in each input type (IEEE-style layouts: fp16 1-5-10, e4m3 1-4-3, bias 7).
+// The small integers -2..2 in each input type (IEEE-style layouts: fp16 1-5-10, e4m3 1-4-3 bias 7, e5m2).
 uint16_t small_int_bits(int v, DType t) {
   static const uint16_t fp16[5] = {0xC000, 0xBC00, 0x0000, 0x3C00, 0x4000};
   static const uint16_t fp8[5] = {0xC0, 0xB8, 0x00, 0x38, 0x40};
+  static const uint16_t e5m2[5] = {0xC0, 0xBC, 0x00, 0x3C, 0x40};  // 1-5-2, bias 15
   if (t == DType::kFp16) return fp16[v + 2];
   if (t == DType::kFp8E4m3) return fp8[v + 2];
+  if (t == DType::kFp8E5m2) return e5m2[v + 2];
   return bf16_from_float(float(v));
 }
 
@@ -99,6 +104,7 @@ TEST(CudaExecutor, DescribesItself) {
   EXPECT_NE(ex->device().find("sm_"), std::string::npos) << ex->device();
   EXPECT_NE(ex->device().find("pci "), std::string::npos) << ex->device();
   EXPECT_EQ(ex->gemm_dtype().rfind("bf16", 0), 0u) << ex->gemm_dtype();
+  EXPECT_LE(ex->gemm_dtype().size(), 31u) << "the /ranks table's gemm_dtype column holds 31 characters";
 }
 
 TEST(CudaExecutor, RunsTinyPlanWithOnePositiveTimePerOp) {
@@ -133,6 +139,54 @@ TEST(CudaExecutor, RunsTinyPlanWithOnePositiveTimePerOp) {
   for (double s : u.op_s) EXPECT_EQ(s, 0.0);
 }
 
+// The tiny plan under each precision and attention form the executor runs: every op timed.
+void run_tiny_plan(config::Precision precision, bool flash) {
+  const config::ModelConfig model = tiny_model();
+  config::ParallelConfig p;
+  p.precision = precision;
+  p.flash_attention = flash;
+  p = config::resolve(p, model, 1, "test");
+  const plan::Plan plan = plan::build_plan(model, p);
+  const plan::StagePlan& stage = plan.stages[0];
+  OneRank r;
+  r.ctx.precision = precision;
+  auto ex = exec::cuda::make_executor(r.ctx);
+  ex->prepare(stage);
+  ex->run_step(stage, 0);
+  const exec::StepTimes t = ex->run_step(stage, 1);
+  ASSERT_EQ(t.op_s.size(), stage.ops.size());
+  for (size_t i = 0; i < t.op_s.size(); ++i) EXPECT_GT(t.op_s[i], 0.0) << "op " << i << " " << stage.ops[i].label();
+  if (precision == config::Precision::kFp8) {
+    EXPECT_EQ(ex->gemm_dtype().rfind("fp8", 0), 0u) << ex->gemm_dtype();
+    EXPECT_LE(ex->gemm_dtype().size(), 31u) << ex->gemm_dtype();
+  }
+}
+
+TEST(CudaExecutor, RunsTinyPlanUnfusedAttention) {
+  SKIP_WITHOUT_GPU();
+  run_tiny_plan(config::Precision::kBf16, false);
+}
+
+TEST(CudaExecutor, RunsTinyPlanFp16) {
+  SKIP_WITHOUT_GPU();
+  run_tiny_plan(config::Precision::kFp16, true);
+}
+
+TEST(CudaExecutor, RunsTinyPlanFp8OnSm89PlusAndRefusesItBelow) {
+  SKIP_WITHOUT_GPU();
+  int dev = 0;
+  cudaDeviceProp prop{};
+  CAPSCALE_CUDA_CHECK(cudaGetDevice(&dev));
+  CAPSCALE_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  if (prop.major * 10 + prop.minor >= 89) {
+    run_tiny_plan(config::Precision::kFp8, true);
+  } else {
+    OneRank r;
+    r.ctx.precision = config::Precision::kFp8;
+    EXPECT_THROW(exec::cuda::make_executor(r.ctx), InputError);
+  }
+}
+
 TEST(CudaExecutor, CollectiveOverGroupOfOneTakesNoTime) {
   SKIP_WITHOUT_GPU();
   plan::StagePlan st;
@@ -157,45 +211,129 @@ TEST(CudaExecutor, CollectiveOverGroupOfOneTakesNoTime) {
   EXPECT_EQ(t.op_s[1], 0.0);
 }
 
-// --- cuBLASLt GEMM against a host loop ------------------------------------------------------------
+// --- a producer -> collective dependency, as the executor writes it --------------------------------
 
-void check_gemm_exact(DType in, int64_t m, int64_t n, int64_t k) {
+// The executor's cross-stream rule on its own Device: the producer (a long a·x + b·y chain on the
+// compute stream, the lowest priority) records its end event, the communication stream (highest
+// priority) waits on it and runs an NCCL all-reduce of the produced buffer (a one-rank
+// communicator: a copy, so the result is known). Without the wait the all-reduce would read the
+// buffer before the chain finished; with it, it reads exactly the chain's result.
+TEST(CudaDependency, CollectiveReadsWhatItsProducerWrote) {
+  SKIP_WITHOUT_GPU();
+  OneRank r;
+  exec::cuda::Device dev(r.ctx);
+  exec::cuda::NcclComms nccl(60.0, nullptr);
+  ncclUniqueId id{};
+  ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  exec::cuda::Comm& comm = nccl.create(id, 1, 0, "dependency test");
+  dev.ensure_events(1);
+  const int64_t n = int64_t(64) << 20;  // 64 Mi bf16: each pass ~0.1 ms, the chain a few ms
+  DevMem x(size_t(n) * 2), y(size_t(n) * 2), out(size_t(n) * 2);
+  std::vector<uint16_t> ones(size_t(n), bf16_from_float(1.0f)), zeros(size_t(n), 0);
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(x.p, ones.data(), size_t(n) * 2, cudaMemcpyHostToDevice));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(y.p, zeros.data(), size_t(n) * 2, cudaMemcpyHostToDevice));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(out.p, zeros.data(), size_t(n) * 2, cudaMemcpyHostToDevice));
+  cudaStream_t compute = dev.stream(plan::Stream::kCompute), tp = dev.stream(plan::Stream::kTp);
+  // y ← 1/64·1 + y, 40 times: y = k/64 after pass k (exact in bf16), 40/64 = 0.625 at the end only.
+  for (int i = 0; i < 40; ++i) exec::cuda::axpby_bf16(x.p, y.p, n, 1.0f / 64, 1.0f, compute);
+  CAPSCALE_CUDA_CHECK(cudaEventRecord(dev.end_event(0), compute));
+  CAPSCALE_CUDA_CHECK(cudaStreamWaitEvent(tp, dev.end_event(0), 0));
+  nccl.check(ncclAllReduce(y.p, out.p, size_t(n), ncclBfloat16, ncclSum, comm.comm, tp), comm, "ncclAllReduce");
+  nccl.wait_stream(tp, "the dependent all-reduce");
+  CAPSCALE_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<uint16_t> h(static_cast<size_t>(n));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(h.data(), out.p, size_t(n) * 2, cudaMemcpyDeviceToHost));
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < n; ++i) wrong += bf16_to_float(h[size_t(i)]) != 0.625f;
+  EXPECT_EQ(wrong, 0) << "elements the all-reduce read before the producer finished";
+}
+
+// --- cuBLASLt GEMMs against host loops, each layout and precision ----------------------------------
+
+float fp32_of(const std::vector<uint8_t>& c, int64_t i, DType t) {
+  uint16_t h;
+  if (t == DType::kFp32) {
+    float f;
+    std::memcpy(&f, &c[4 * i], 4);
+    return f;
+  }
+  std::memcpy(&h, &c[2 * i], 2);
+  return t == DType::kFp16 ? fp16_to_float(h) : bf16_to_float(h);
+}
+
+struct DevScale {
+  DevMem mem{sizeof(float)};
+  DevScale() {
+    const float one = 1.0f;
+    CAPSCALE_CUDA_CHECK(cudaMemcpy(mem.p, &one, sizeof one, cudaMemcpyHostToDevice));
+  }
+};
+
+// Runs `spec` (after tuning it) on small integers and compares with the layout's meaning
+// (kernels.cuh, GemmLayout), exactly: every product and partial sum is an integer below 2^11.
+// The A slot holds [m×k] values, the W slot [n×k], both as flat arrays a[i] and w[i]; wgrad starts
+// from C0 = 0.5·(index mod 7) in fp32 and must add to it (β = 1).
+void check_gemm_exact(const exec::cuda::GemmSpec& spec) {
+  SCOPED_TRACE(spec.describe());
+  const int64_t m = spec.m, n = spec.n, k = spec.k;
   cublasLtHandle_t lt = nullptr;
   CAPSCALE_CUBLAS_CHECK(cublasLtCreate(&lt));
   {
     const size_t ws_bytes = size_t(32) << 20;
-    exec::cuda::LtGemm g(lt, in, m, n, k, 1, ws_bytes);
+    DevScale one;
+    exec::cuda::LtGemm g(lt, spec, ws_bytes, static_cast<const float*>(one.mem.p));
     ASSERT_TRUE(g.has_algo());
-    // A [m×k] and W [n×k] (row-major) hold integers in -2..2; C = A·Wᵀ then has |C| <= 4k = 128,
-    // exactly representable in bf16 and fp16, and fp32 accumulation is exact too.
     std::vector<int> a(m * k), w(n * k);
     for (int64_t i = 0; i < m * k; ++i) a[i] = int((i * 7 + 3) % 5) - 2;
     for (int64_t i = 0; i < n * k; ++i) w[i] = int((i * 11 + 1) % 5) - 2;
-    const size_t es = exec::cuda::dtype_bytes(in);
-    std::vector<uint8_t> ha(m * k * es), hw(n * k * es);
-    auto put = [&](std::vector<uint8_t>& dst, int64_t i, int v) {
-      const uint16_t bits = small_int_bits(v, in);
-      if (es == 1) dst[i] = uint8_t(bits);
-      else std::memcpy(&dst[2 * i], &bits, 2);
+    auto encode = [](const std::vector<int>& v, DType t) {
+      std::vector<uint8_t> out(v.size() * exec::cuda::dtype_bytes(t));
+      for (size_t i = 0; i < v.size(); ++i) {
+        const uint16_t bits = small_int_bits(v[i], t);
+        if (exec::cuda::dtype_bytes(t) == 1) out[i] = uint8_t(bits);
+        else std::memcpy(&out[2 * i], &bits, 2);
+      }
+      return out;
     };
-    for (int64_t i = 0; i < m * k; ++i) put(ha, i, a[i]);
-    for (int64_t i = 0; i < n * k; ++i) put(hw, i, w[i]);
+    const std::vector<uint8_t> ha = encode(a, spec.a), hw = encode(w, spec.w);
+    std::vector<uint8_t> hc(g.c_bytes(), 0);
+    if (spec.accumulate)
+      for (int64_t i = 0; i < m * n; ++i) {
+        const float c0 = 0.5f * float(i % 7);
+        std::memcpy(&hc[4 * i], &c0, 4);
+      }
     DevMem da(ha.size()), dw(hw.size()), dc(g.c_bytes()), ws(ws_bytes);
     CAPSCALE_CUDA_CHECK(cudaMemcpy(da.p, ha.data(), ha.size(), cudaMemcpyHostToDevice));
     CAPSCALE_CUDA_CHECK(cudaMemcpy(dw.p, hw.data(), hw.size(), cudaMemcpyHostToDevice));
+    // Tuning runs the GEMM many times (and accumulates when β = 1): reset C after it.
+    g.tune(da.p, dw.p, dc.p, ws.p, nullptr, 2);
+    EXPECT_GE(g.chosen(), 0);
+    EXPECT_LT(g.chosen(), g.candidates());
+    CAPSCALE_CUDA_CHECK(cudaMemcpy(dc.p, hc.data(), hc.size(), cudaMemcpyHostToDevice));
     g.run(da.p, dw.p, dc.p, ws.p, nullptr);
     CAPSCALE_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<uint16_t> hc(m * n);
-    CAPSCALE_CUDA_CHECK(cudaMemcpy(hc.data(), dc.p, hc.size() * 2, cudaMemcpyDeviceToHost));
+    std::vector<uint8_t> out(g.c_bytes());
+    CAPSCALE_CUDA_CHECK(cudaMemcpy(out.data(), dc.p, out.size(), cudaMemcpyDeviceToHost));
+    using exec::cuda::GemmLayout;
     int bad = 0;
     for (int64_t i = 0; i < m && bad < 5; ++i) {
       for (int64_t j = 0; j < n && bad < 5; ++j) {
-        int ref = 0;
-        for (int64_t p = 0; p < k; ++p) ref += a[i * k + p] * w[j * k + p];
-        const float got = g.out_type() == DType::kFp16 ? fp16_to_float(hc[i * n + j]) : bf16_to_float(hc[i * n + j]);
+        double ref = 0;
+        int64_t at = i * n + j;  // row-major [m×n]
+        if (spec.tn) {
+          for (int64_t p = 0; p < k; ++p) ref += a[i * k + p] * w[j * k + p];  // A·Wᵀ
+        } else if (spec.layout == GemmLayout::kDgradNN) {
+          for (int64_t p = 0; p < k; ++p) ref += a[i * k + p] * w[p * n + j];  // dY [m×k] · W [k×n]
+        } else {
+          // main_grad [n×m] (row-major [out×in]) += dYᵀ·X: X [k×m], dY [k×n]
+          for (int64_t p = 0; p < k; ++p) ref += a[p * m + i] * w[p * n + j];
+          at = j * m + i;
+        }
+        if (spec.accumulate) ref += 0.5 * double(at % 7);
+        const float got = fp32_of(out, at, spec.out);
         if (got != float(ref)) {
           ++bad;
-          ADD_FAILURE() << exec::cuda::to_string(in) << " C[" << i << "][" << j << "] = " << got << ", host " << ref;
+          ADD_FAILURE() << "C[" << i << "][" << j << "] = " << got << ", host " << ref;
         }
       }
     }
@@ -203,25 +341,203 @@ void check_gemm_exact(DType in, int64_t m, int64_t n, int64_t k) {
   cublasLtDestroy(lt);
 }
 
-TEST(CudaGemm, Bf16MatchesHostExactly) {
-  SKIP_WITHOUT_GPU();
-  check_gemm_exact(DType::kBf16, 64, 48, 32);
-  check_gemm_exact(DType::kBf16, 37, 19, 24);  // odd sizes: unaligned leading dimensions
-}
-
-TEST(CudaGemm, Fp16MatchesHostExactly) {
-  SKIP_WITHOUT_GPU();
-  check_gemm_exact(DType::kFp16, 64, 48, 32);
-}
-
-TEST(CudaGemm, Fp8MatchesHostExactlyOnSm89Plus) {
-  SKIP_WITHOUT_GPU();
+int device_sm() {
   int dev = 0;
   cudaDeviceProp prop{};
   CAPSCALE_CUDA_CHECK(cudaGetDevice(&dev));
   CAPSCALE_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-  if (prop.major * 10 + prop.minor < 89) GTEST_SKIP() << "FP8 GEMMs need sm_89+";
-  check_gemm_exact(DType::kFp8E4m3, 64, 48, 32);
+  return prop.major * 10 + prop.minor;
+}
+
+using exec::cuda::GemmLayout;
+using exec::cuda::GemmSpec;
+constexpr GemmLayout kLayouts[] = {GemmLayout::kForwardTN, GemmLayout::kDgradNN, GemmLayout::kWgradNT};
+
+TEST(CudaGemm, Bf16EveryLayoutMatchesHostExactly) {
+  SKIP_WITHOUT_GPU();
+  for (GemmLayout l : kLayouts) {
+    check_gemm_exact(GemmSpec::megatron(l, DType::kBf16, 64, 48, 32, 1));
+    check_gemm_exact(GemmSpec::megatron(l, DType::kBf16, 40, 24, 24, 1));  // leading dims not multiples of 16
+  }
+}
+
+TEST(CudaGemm, Fp16EveryLayoutMatchesHostExactly) {
+  SKIP_WITHOUT_GPU();
+  for (GemmLayout l : kLayouts) check_gemm_exact(GemmSpec::megatron(l, DType::kFp16, 64, 48, 32, 1));
+}
+
+TEST(CudaGemm, Fp8EveryLayoutMatchesHostExactlyOnSm89Plus) {
+  SKIP_WITHOUT_GPU();
+  if (device_sm() < 89) GTEST_SKIP() << "FP8 GEMMs need sm_89+";
+  for (GemmLayout l : kLayouts) {
+    const GemmSpec s = GemmSpec::megatron(l, DType::kFp8E4m3, 64, 48, 32, 1);
+    EXPECT_TRUE(s.tn);
+    EXPECT_EQ(s.fast_accum, l == GemmLayout::kForwardTN);
+    check_gemm_exact(s);
+  }
+}
+
+// --- fused attention against a host reference -----------------------------------------------------
+
+std::vector<uint16_t> random_bf16(size_t n, uint32_t seed, float amp) {
+  std::vector<uint16_t> v(n);
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& e : v) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    e = bf16_from_float(amp * (float(x >> 40) / float(1 << 24) * 2.0f - 1.0f));
+  }
+  return v;
+}
+
+struct AttnCase {
+  int64_t batch, m, n, d;
+  bool causal;
+};
+
+// O = softmax(QKᵀ/√d, causal as attention_kernels.cuh visible())·V and its gradients in double from the bf16 inputs.
+void check_flash(const AttnCase& c) {
+  SCOPED_TRACE("batch " + std::to_string(c.batch) + " m " + std::to_string(c.m) + " n " + std::to_string(c.n) + " d " +
+               std::to_string(c.d) + (c.causal ? " causal" : ""));
+  const int64_t b = c.batch, m = c.m, n = c.n, d = c.d;
+  const auto q = random_bf16(b * m * d, 1, 1.0f), k = random_bf16(b * n * d, 2, 1.0f), v = random_bf16(b * n * d, 3, 1.0f),
+             dout = random_bf16(b * m * d, 4, 1.0f);
+  DevMem dq_(q.size() * 2), dk_(k.size() * 2), dv_(v.size() * 2), do_(q.size() * 2), o_(q.size() * 2), lse_(b * m * 4), delta_(b * m * 4),
+      acc_(b * m * d * 4), gq_(q.size() * 2), gk_(k.size() * 2), gv_(v.size() * 2);
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(dq_.p, q.data(), q.size() * 2, cudaMemcpyHostToDevice));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(dk_.p, k.data(), k.size() * 2, cudaMemcpyHostToDevice));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(dv_.p, v.data(), v.size() * 2, cudaMemcpyHostToDevice));
+  CAPSCALE_CUDA_CHECK(cudaMemcpy(do_.p, dout.data(), dout.size() * 2, cudaMemcpyHostToDevice));
+  exec::cuda::FlashArgs a;
+  a.t = DType::kBf16;
+  a.batch = b, a.m = m, a.n = n, a.d = d, a.causal = c.causal;
+  a.scale = 1.0f / std::sqrt(float(d));
+  a.q = dq_.p, a.k = dk_.p, a.v = dv_.p, a.o = o_.p, a.lse = static_cast<float*>(lse_.p);
+  a.dout = do_.p, a.delta = static_cast<float*>(delta_.p), a.dq_acc = static_cast<float*>(acc_.p);
+  a.dq = gq_.p, a.dk = gk_.p, a.dv = gv_.p;
+  exec::cuda::flash_forward(a, nullptr);
+  exec::cuda::flash_backward(a, nullptr);
+  CAPSCALE_CUDA_CHECK(cudaDeviceSynchronize());
+  auto fetch = [](const DevMem& dm, size_t count) {
+    std::vector<uint16_t> h(count);
+    CAPSCALE_CUDA_CHECK(cudaMemcpy(h.data(), dm.p, count * 2, cudaMemcpyDeviceToHost));
+    return h;
+  };
+  const auto o = fetch(o_, q.size()), gq = fetch(gq_, q.size()), gk = fetch(gk_, k.size()), gv = fetch(gv_, v.size());
+  auto f = [](const std::vector<uint16_t>& x, int64_t i) { return double(bf16_to_float(x[i])); };
+  const double scale = 1.0 / std::sqrt(double(d));
+  double max_o = 0, err_o = 0, max_gq = 0, err_gq = 0, max_gk = 0, err_gk = 0, max_gv = 0, err_gv = 0;
+  for (int64_t h = 0; h < b; ++h) {
+    std::vector<double> p(m * n, 0.0), ref_o(m * d, 0.0), dp(m * n), ds(m * n);
+    for (int64_t i = 0; i < m; ++i) {
+      double mx = -1e300;
+      for (int64_t j = 0; j < n; ++j) {
+        if (c.causal && !(m >= n ? j <= i : j * m < (i + 1) * n)) continue;
+        double s = 0;
+        for (int64_t t = 0; t < d; ++t) s += f(q, (h * m + i) * d + t) * f(k, (h * n + j) * d + t);
+        p[i * n + j] = s * scale;
+        mx = std::max(mx, s * scale);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const bool vis = !c.causal || (m >= n ? j <= i : j * m < (i + 1) * n);
+        p[i * n + j] = vis ? std::exp(p[i * n + j] - mx) : 0.0;
+        sum += p[i * n + j];
+      }
+      for (int64_t j = 0; j < n; ++j) p[i * n + j] = sum > 0 ? p[i * n + j] / sum : 0.0;
+      for (int64_t t = 0; t < d; ++t) {
+        double acc = 0;
+        for (int64_t j = 0; j < n; ++j) acc += p[i * n + j] * f(v, (h * n + j) * d + t);
+        ref_o[i * d + t] = acc;
+        max_o = std::max(max_o, std::abs(acc));
+        err_o = std::max(err_o, std::abs(acc - f(o, (h * m + i) * d + t)));
+      }
+      // Δ_i from the kernel's own (bf16) O, as FlashAttention computes it.
+      double delta = 0;
+      for (int64_t t = 0; t < d; ++t) delta += f(dout, (h * m + i) * d + t) * f(o, (h * m + i) * d + t);
+      for (int64_t j = 0; j < n; ++j) {
+        double acc = 0;
+        for (int64_t t = 0; t < d; ++t) acc += f(dout, (h * m + i) * d + t) * f(v, (h * n + j) * d + t);
+        dp[i * n + j] = acc;
+        ds[i * n + j] = p[i * n + j] * (acc - delta);
+      }
+    }
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t t = 0; t < d; ++t) {
+        double acc = 0;
+        for (int64_t j = 0; j < n; ++j) acc += ds[i * n + j] * f(k, (h * n + j) * d + t);
+        acc *= scale;
+        max_gq = std::max(max_gq, std::abs(acc));
+        err_gq = std::max(err_gq, std::abs(acc - f(gq, (h * m + i) * d + t)));
+      }
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t t = 0; t < d; ++t) {
+        double ak = 0, av = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          ak += ds[i * n + j] * f(q, (h * m + i) * d + t);
+          av += p[i * n + j] * f(dout, (h * m + i) * d + t);
+        }
+        ak *= scale;
+        max_gk = std::max(max_gk, std::abs(ak));
+        err_gk = std::max(err_gk, std::abs(ak - f(gk, (h * n + j) * d + t)));
+        max_gv = std::max(max_gv, std::abs(av));
+        err_gv = std::max(err_gv, std::abs(av - f(gv, (h * n + j) * d + t)));
+      }
+  }
+  // bf16 operands and outputs (8 significant bits), P rounded to bf16 before the second GEMMs as in
+  // FlashAttention: errors within 2 % of the largest magnitude of each output.
+  EXPECT_LE(err_o, 0.02 * max_o + 1e-3) << "O, largest |O| " << max_o;
+  EXPECT_LE(err_gq, 0.02 * max_gq + 1e-3) << "dQ, largest |dQ| " << max_gq;
+  EXPECT_LE(err_gk, 0.02 * max_gk + 1e-3) << "dK, largest |dK| " << max_gk;
+  EXPECT_LE(err_gv, 0.02 * max_gv + 1e-3) << "dV, largest |dV| " << max_gv;
+}
+
+TEST(CudaAttention, FusedMatchesHostReference) {
+  SKIP_WITHOUT_GPU();
+  for (const AttnCase& c : {AttnCase{2, 100, 100, 64, true}, AttnCase{2, 100, 100, 64, false}, AttnCase{1, 130, 130, 128, true},
+                            AttnCase{1, 64, 192, 128, true},  // a CP rank's queries: the diagonal stretched over the keys
+                            AttnCase{2, 70, 70, 96, true},    // padded head dim
+                            AttnCase{1, 200, 70, 64, true},   // a sliding window of 70 keys
+                            AttnCase{1, 80, 80, 32, false}}) {
+    check_flash(c);
+  }
+}
+
+// Throughput of the fused kernels at Llama 3.1 8B's attention shape (one micro-batch, 32 heads,
+// s 8192, d 128, causal), for gpu_check.sh's summary: FLOPs as FlashAttention counts them, causal
+// halved (forward 4·s²·d·heads / 2, backward 2.5× forward). Informational: no budget here.
+TEST(CudaAttention, ThroughputLlama8bShape) {
+  SKIP_WITHOUT_GPU();
+  const int64_t b = 32, s = 8192, d = 128;
+  const size_t elems = size_t(b * s * d);
+  DevMem q(elems * 2), k(elems * 2), v(elems * 2), o(elems * 2), dout(elems * 2), lse(b * s * 4), delta(b * s * 4), acc(elems * 4),
+      gq(elems * 2), gk(elems * 2), gv(elems * 2);
+  for (void* p : {q.p, k.p, v.p, dout.p}) exec::cuda::fill_random(p, int64_t(elems), DType::kBf16, 7, nullptr);
+  exec::cuda::FlashArgs a;
+  a.batch = b, a.m = s, a.n = s, a.d = d, a.causal = true, a.scale = 1.0f / std::sqrt(float(d));
+  a.q = q.p, a.k = k.p, a.v = v.p, a.o = o.p, a.lse = static_cast<float*>(lse.p);
+  a.dout = dout.p, a.delta = static_cast<float*>(delta.p), a.dq_acc = static_cast<float*>(acc.p), a.dq = gq.p, a.dk = gk.p, a.dv = gv.p;
+  cudaEvent_t e[3];
+  for (auto& x : e) CAPSCALE_CUDA_CHECK(cudaEventCreate(&x));
+  exec::cuda::flash_forward(a, nullptr);
+  exec::cuda::flash_backward(a, nullptr);  // warm-up
+  const int iters = 5;
+  CAPSCALE_CUDA_CHECK(cudaEventRecord(e[0], nullptr));
+  for (int i = 0; i < iters; ++i) exec::cuda::flash_forward(a, nullptr);
+  CAPSCALE_CUDA_CHECK(cudaEventRecord(e[1], nullptr));
+  for (int i = 0; i < iters; ++i) exec::cuda::flash_backward(a, nullptr);
+  CAPSCALE_CUDA_CHECK(cudaEventRecord(e[2], nullptr));
+  CAPSCALE_CUDA_CHECK(cudaEventSynchronize(e[2]));
+  float fwd_ms = 0, bwd_ms = 0;
+  CAPSCALE_CUDA_CHECK(cudaEventElapsedTime(&fwd_ms, e[0], e[1]));
+  CAPSCALE_CUDA_CHECK(cudaEventElapsedTime(&bwd_ms, e[1], e[2]));
+  for (auto& x : e) cudaEventDestroy(x);
+  const double fwd_flops = 4.0 * double(s) * double(s) * double(d) * double(b) / 2;
+  const double fwd_tflops = fwd_flops / (fwd_ms / iters * 1e-3) / 1e12, bwd_tflops = 2.5 * fwd_flops / (bwd_ms / iters * 1e-3) / 1e12;
+  std::printf("[ attention ] fused causal b*h %lld s %lld d %lld bf16: forward %.3f ms %.1f TFLOP/s, backward %.3f ms %.1f TFLOP/s\n",
+              (long long)b, (long long)s, (long long)d, fwd_ms / iters, fwd_tflops, bwd_ms / iters, bwd_tflops);
+  RecordProperty("attention_fwd_tflops", std::to_string(fwd_tflops));
+  RecordProperty("attention_bwd_tflops", std::to_string(bwd_tflops));
+  EXPECT_GT(fwd_tflops, 0.0);
 }
 
 // --- kernels against host loops -------------------------------------------------------------------

@@ -1,8 +1,18 @@
 // Device name → chip profile matching (cli/host_profile.hpp): full names only, variants that
-// differ from a profile's part are not guessed.
+// differ from a profile's part are not guessed; an unknown device says so, borrows no figure of
+// another chip, and its run's targets fall back to the model (no dilation, no host MFU).
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "cli/host_profile.hpp"
+#include "common/error.hpp"
+#include "config/model_config.hpp"
+#include "config/parallel_config.hpp"
+#include "emulate/emulate.hpp"
+#include "plan/plan.hpp"
+#include "predict/cost_model.hpp"
+#include "predict/predictor.hpp"
 
 namespace capscale {
 namespace {
@@ -31,13 +41,89 @@ TEST(HostProfile, VariantsOfAProfiledPartAreNotGuessed) {
   }
 }
 
-TEST(HostProfile, UnknownDeviceIsAnInputErrorNamingIt) {
+TEST(HostProfile, KnownDeviceGetsItsProfile) {
+  const cli::HostProfile h = cli::gpu_host_profile("NVIDIA H200 (sm_90, pci 0000:1b:00.0)", 150e9);
+  EXPECT_TRUE(h.known);
+  EXPECT_TRUE(h.note.empty());
+  EXPECT_EQ(h.chip.name, "h200");
+  EXPECT_EQ(h.chip.hbm_gb, config::load_chip("h200").hbm_gb);  // the profile's, not the device's report
+}
+
+// An unknown device says so and gets nothing of any other chip: no peaks, no bandwidths, an arch
+// no target has; only its own reported memory (for the memory check).
+TEST(HostProfile, UnknownDeviceSaysSoAndBorrowsNoFigures) {
+  const cli::HostProfile h = cli::gpu_host_profile("NVIDIA H100 PCIe (sm_90, pci 0000:1b:00.0)", 85.0e9);
+  EXPECT_FALSE(h.known);
+  EXPECT_NE(h.note.find("'NVIDIA H100 PCIe (sm_90"), std::string::npos) << h.note;
+  EXPECT_NE(h.note.find("no chip profile"), std::string::npos) << h.note;
+  EXPECT_NE(h.note.find("modelled"), std::string::npos) << h.note;
+  EXPECT_EQ(h.chip.arch, "unknown");
+  EXPECT_EQ(h.chip.description, "NVIDIA H100 PCIe");
+  EXPECT_TRUE(h.chip.peak_tflops.empty());
+  for (auto p : {config::Precision::kBf16, config::Precision::kFp16, config::Precision::kFp8, config::Precision::kFp32})
+    EXPECT_FALSE(h.chip.supports(p));
+  EXPECT_EQ(h.chip.hbm_tbps, 0.0);
+  EXPECT_EQ(h.chip.nvlink_gbyte_s, 0.0);
+  EXPECT_EQ(h.chip.nic_gbit_s, 0.0);
+  EXPECT_DOUBLE_EQ(h.chip.hbm_gb, 85.0);
+  EXPECT_NE(h.chip.hbm_gb, config::load_chip("h100").hbm_gb);
+}
+
+TEST(HostProfile, CommandsNeedingPeaksRefuseAnUnknownDeviceNamingIt) {
+  EXPECT_EQ(cli::known_gpu_host_profile("NVIDIA H100 80GB HBM3").name, "h100");
   try {
-    cli::gpu_host_profile("NVIDIA H100 PCIe (sm_90, pci 0000:1b:00.0)");
+    cli::known_gpu_host_profile("NVIDIA H100 PCIe (sm_90, pci 0000:1b:00.0)");
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("H100 PCIe"), std::string::npos) << e.what();
   }
+}
+
+plan::Plan tiny_plan() {
+  const config::ModelConfig m = config::load_model("tiny-demo");
+  config::ParallelConfig p;
+  p = config::resolve(p, m, 1, "test");
+  return plan::build_plan(m, p);
+}
+
+// What `run` does with an unknown device's measurements: every target's op durations are the
+// target's own model (source roofline), exactly as predict computes them, whatever the host
+// measured; a host with a profile of the same arch dilates instead.
+TEST(HostProfile, UnknownDeviceTargetsFallBackToTheModel) {
+  const plan::Plan plan = tiny_plan();
+  const config::ChipProfile unknown = cli::gpu_host_profile("NVIDIA H100 PCIe", 80e9).chip;
+  const config::ChipProfile h100 = config::load_chip("h100"), h200 = config::load_chip("h200");
+  std::vector<std::vector<double>> host_s;
+  for (const auto& st : plan.stages) host_s.emplace_back(st.ops.size(), 1e-3);  // any measured times
+  const auto t = emulate::emulate_target(plan, host_s, unknown, h200);
+  EXPECT_EQ(t.row.source, "roofline");
+  const auto& pp = plan.parallel;
+  const parallel::Layout layout(pp.tp, pp.cp, pp.dp, pp.pp, pp.ep, pp.etp);
+  const predict::CostModel model(h200, plan.parallel.precision, layout);
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    ASSERT_EQ(t.sources[s].size(), plan.stages[s].ops.size());
+    for (size_t i = 0; i < plan.stages[s].ops.size(); ++i) {
+      EXPECT_EQ(t.sources[s][i], "roofline") << plan.stages[s].ops[i].label();
+      EXPECT_DOUBLE_EQ(t.durations[s][i], model.duration(plan.stages[s].ops[i])) << plan.stages[s].ops[i].label();
+    }
+  }
+  EXPECT_TRUE(std::isfinite(t.row.mfu));  // the target has its peak
+  // The same measurements from a profiled Hopper host are dilated.
+  EXPECT_EQ(emulate::emulate_target(plan, host_s, h100, h200).row.source, "dilated");
+}
+
+TEST(HostProfile, UnknownDeviceHostRowHasNoMfu) {
+  const plan::Plan plan = tiny_plan();
+  const config::ChipProfile unknown = cli::gpu_host_profile("NVIDIA L40S", 48e9).chip;
+  predict::SummaryRow row = predict::identity_row(plan.model, unknown, plan.parallel, "measured");
+  predict::fill_throughput(row, plan, unknown, 0.5, {});
+  EXPECT_GT(row.tokens_per_s, 0.0);
+  EXPECT_GT(row.tflops_per_chip, 0.0);
+  EXPECT_TRUE(std::isnan(row.mfu));
+  EXPECT_TRUE(std::isnan(row.hfu));
+  predict::SummaryRow known = predict::identity_row(plan.model, config::load_chip("h100"), plan.parallel, "measured");
+  predict::fill_throughput(known, plan, config::load_chip("h100"), 0.5, {});
+  EXPECT_TRUE(std::isfinite(known.mfu));
 }
 
 }  // namespace

@@ -77,6 +77,13 @@ TEST(Results, NonFiniteNumbersNeverReachAFile) {
   r.mfu = std::nan("");
   auto t = results::summary_table();
   EXPECT_THROW(results::add_summary_row(t, r, 0, "k", "ok"), RuntimeError);
+  // The one exception: a measured host row on a GPU without a chip profile has no MFU/HFU (NaN);
+  // an infinite value is still refused there.
+  r.source = "measured";
+  r.hfu = std::nan("");
+  EXPECT_NO_THROW(results::add_summary_row(t, r, 0, "k", "ok"));
+  r.mfu = INFINITY;
+  EXPECT_THROW(results::add_summary_row(t, r, 0, "k", "ok"), RuntimeError);
 }
 
 TEST(Results, SweepFileSurvivesAbandonAndResumes) {

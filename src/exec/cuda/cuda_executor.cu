@@ -55,12 +55,15 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
 
   std::string backend() const override { return "cuda"; }
   std::string device() const override { return dev_.describe(); }
+  double device_memory_bytes() const override { return double(dev_.prop().totalGlobalMem); }
   std::string gemm_dtype() const override { return ops_.gemm_dtype(); }
 
-  // Buffers for the stage's largest ops (buffer_sizing.hpp), GEMM plans, and the communicators
-  // of the groups this stage communicates in, each warmed up.
+  // A check that the stage's fused attention can run here, buffers for its largest ops
+  // (buffer_sizing.hpp), tuned GEMM plans, and the communicators of the groups this stage
+  // communicates in, each warmed up.
   void prepare(const plan::StagePlan& stage) override {
     dev_.make_current();
+    ops_.check_attention(stage);
     dev_.reserve_buffers(size_buffers(stage.ops, ops_.buffer_types()), ops_.fill_types());
     ops_.plan_gemms(stage);
     comms_.connect(ctx_, stage, nccl_, dev_.tiny(), dev_.stream(plan::Stream::kDp));
@@ -77,7 +80,9 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
   }
 
   // CudaExecutorAccess (cuda_bench.cu).
-  const cuda::LtGemm& gemm_plan(int64_t m, int64_t n, int64_t k) override { return ops_.gemm_plan(m, n, k, 1); }
+  const cuda::LtGemm& gemm_plan(int64_t m, int64_t n, int64_t k) override {
+    return ops_.gemm_plan(ops_.gemm_spec(plan::gemm_op(m, n, k)));
+  }
   int device_id() const override { return dev_.id(); }
 
  private:

@@ -39,8 +39,9 @@ void DeviceBuffer::allocate(size_t bytes) {
 }
 
 const char* buffer_name(int role) {
-  static const char* names[] = {"gemm A", "gemm W", "gemm C", "attention Q", "attention K", "attention V",
-                                "attention scores", "attention out", "elementwise x", "elementwise y"};
+  static const char* names[] = {"gemm A",           "gemm W",        "gemm C",           "attention Q",
+                                "attention K",      "attention V",   "attention scores", "attention out",
+                                "attention scratch", "elementwise x", "elementwise y"};
   static_assert(std::size(names) == kComm0, "a name per non-communication role");
   return role < kComm0 ? names[role] : "communication";
 }
@@ -178,6 +179,7 @@ void Device::reserve_buffers(const BufferBytes& need, const std::array<DType, kN
     DeviceBuffer& buf = bufs_[size_t(b)];
     if (need[size_t(b)] == 0 || buf.bytes() >= need[size_t(b)]) continue;
     buf.allocate(need[size_t(b)]);
+    cursor_[size_t(b)] = 0;
     // Random inputs: timings on all-zero operands are optimistic (kernels.cuh, fill_random).
     const DType t = type[size_t(b)];
     fill_random(buf.get(), int64_t(need[size_t(b)] / dtype_bytes(t)), t, 1234u + uint32_t(b), s);
@@ -192,6 +194,16 @@ void* Device::buffer(int role, size_t bytes, const std::string& what) const {
                        std::to_string(b.bytes()) + "; call prepare(stage) with this stage first");
   }
   return b.get();
+}
+
+void* Device::rotating(int role, size_t bytes, const std::string& what) {
+  char* base = static_cast<char*>(buffer(role, bytes, what));
+  const size_t cap = bufs_[size_t(role)].bytes();
+  size_t& at = cursor_[size_t(role)];
+  if (at + bytes > cap) at = 0;
+  char* p = base + at;
+  at += (bytes + 255) / 256 * 256;
+  return p;
 }
 
 namespace {

@@ -80,6 +80,10 @@ class Device {
   /// The buffer of `role`; RuntimeError naming op `what` when it holds fewer than `bytes`.
   void* buffer(int role, size_t bytes, const std::string& what) const;
   size_t buffer_bytes(int role) const { return bufs_[size_t(role)].bytes(); }
+  /// `bytes` of a rotating role's buffer (buffer_sizing.hpp, rotating_role), starting where the
+  /// previous call for that role ended (256-byte aligned), back at the start when the rest of the
+  /// ring is too short: consecutive ops read addresses the last op did not leave in L2.
+  void* rotating(int role, size_t bytes, const std::string& what);
 
   /// Every plan stream waits behind it until open(): the host enqueues a step's first ops without
   /// its enqueue gaps being timed as GPU work. A host function on a stream of its own spins on a
@@ -113,6 +117,7 @@ class Device {
   std::vector<std::array<cudaEvent_t, 2>> events_;
   DeviceBuffer tiny_;
   std::array<DeviceBuffer, kNumBufferRoles> bufs_;
+  std::array<size_t, kNumBufferRoles> cursor_{};  ///< rotating(): next offset per role
 };
 
 }  // namespace capscale::exec::cuda

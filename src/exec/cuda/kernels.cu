@@ -1,4 +1,4 @@
-// Kernels and the cuBLASLt GEMM plan of the CUDA executor; see kernels.cuh. The kernels are kept
+// Kernels of the CUDA executor; see kernels.cuh (the cuBLASLt GEMM plan is lt_gemm.cpp). The kernels are kept
 // simple and obviously right (llm.c's mainline spirit): what matters for the emulator is that each
 // moves the bytes / does the FLOPs the plan says, at a rate close to what a tuned kernel reaches.
 #include <cuda_bf16.h>
@@ -15,20 +15,13 @@
 
 namespace capscale::exec::cuda {
 
-std::string to_string(DType t) {
-  switch (t) {
-    case DType::kBf16: return "bf16";
-    case DType::kFp16: return "fp16";
-    case DType::kFp8E4m3: return "fp8_e4m3";
-  }
-  return "?";
-}
-
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
     case DType::kBf16: return CUDA_R_16BF;
     case DType::kFp16: return CUDA_R_16F;
     case DType::kFp8E4m3: return CUDA_R_8F_E4M3;
+    case DType::kFp8E5m2: return CUDA_R_8F_E5M2;
+    case DType::kFp32: return CUDA_R_32F;
   }
   return CUDA_R_16BF;
 }
@@ -55,6 +48,10 @@ template <>
 __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half(v); }
 template <>
 __device__ __forceinline__ __nv_fp8_e4m3 from_float<__nv_fp8_e4m3>(float v) { return __nv_fp8_e4m3(v); }
+template <>
+__device__ __forceinline__ __nv_fp8_e5m2 from_float<__nv_fp8_e5m2>(float v) { return __nv_fp8_e5m2(v); }
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
 
 // splitmix64's finaliser (Steele et al. 2014): a cheap, well-mixed hash of the element index.
 __device__ __forceinline__ uint32_t hash32(uint64_t x) {
@@ -143,6 +140,8 @@ void fill_random(void* p, int64_t count, DType t, uint32_t seed, cudaStream_t s)
     case DType::kBf16: fill_kernel<<<blocks_for(count), kThreads, 0, s>>>(static_cast<__nv_bfloat16*>(p), count, seed); break;
     case DType::kFp16: fill_kernel<<<blocks_for(count), kThreads, 0, s>>>(static_cast<__half*>(p), count, seed); break;
     case DType::kFp8E4m3: fill_kernel<<<blocks_for(count), kThreads, 0, s>>>(static_cast<__nv_fp8_e4m3*>(p), count, seed); break;
+    case DType::kFp8E5m2: fill_kernel<<<blocks_for(count), kThreads, 0, s>>>(static_cast<__nv_fp8_e5m2*>(p), count, seed); break;
+    case DType::kFp32: fill_kernel<<<blocks_for(count), kThreads, 0, s>>>(static_cast<float*>(p), count, seed); break;
   }
   CAPSCALE_CUDA_CHECK(cudaGetLastError());
 }
@@ -162,74 +161,6 @@ void axpby_bf16(const void* x, void* y, int64_t n, float a, float b, cudaStream_
   if (n <= 0) return;
   axpby_kernel<<<blocks_for(n / 8 + 1), kThreads, 0, st>>>(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(y), n, a, b);
   CAPSCALE_CUDA_CHECK(cudaGetLastError());
-}
-
-LtGemm::LtGemm(cublasLtHandle_t lt, DType in, int64_t m, int64_t n, int64_t k, int64_t batch, size_t workspace_bytes)
-    : lt_(lt), in_(in), m_(m), n_(n), k_(k), batch_(batch), workspace_bytes_(workspace_bytes) {
-  if (m < 1 || n < 1 || k < 1 || batch < 1) {
-    throw RuntimeError("LtGemm: bad shape " + std::to_string(batch) + "×" + std::to_string(m) + "×" + std::to_string(n) +
-                       "×" + std::to_string(k));
-  }
-  cublasLtMatmulPreference_t pref = nullptr;
-  try {
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    const cudaDataType_t ab = cuda_type(in_), cd = cuda_type(out_type());
-    // Stored (pre-op) shapes in column-major terms: W is k×n, A is k×m, C is n×m.
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&w_layout_, ab, uint64_t(k), uint64_t(n), k));
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_layout_, ab, uint64_t(k), uint64_t(m), k));
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_layout_, cd, uint64_t(n), uint64_t(m), n));
-    if (batch > 1) {
-      const int32_t count = static_cast<int32_t>(batch);
-      const int64_t strides[3] = {n * k, m * k, m * n};
-      cublasLtMatrixLayout_t layouts[3] = {w_layout_, a_layout_, c_layout_};
-      for (int i = 0; i < 3; ++i) {
-        CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
-        CAPSCALE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
-                                                               &strides[i], sizeof strides[i]));
-      }
-    }
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    const uint64_t ws = workspace_bytes_;
-    CAPSCALE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    cublasLtMatmulHeuristicResult_t result{};
-    int returned = 0;
-    const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(lt_, desc_, w_layout_, a_layout_, c_layout_, c_layout_, pref, 1, &result, &returned);
-    cublasLtMatmulPreferenceDestroy(pref);
-    pref = nullptr;
-    has_algo_ = st == CUBLAS_STATUS_SUCCESS && returned > 0;
-    if (has_algo_) algo_ = result.algo;
-    // FP8 without an algorithm is the caller's cue to fall back to bf16; bf16/fp16 always have one.
-    if (!has_algo_ && in_ != DType::kFp8E4m3) {
-      throw_lib_error("cuBLAS", "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__,
-                      "no algorithm for " + to_string(in_) + " GEMM m=" + std::to_string(m) + " n=" + std::to_string(n) +
-                          " k=" + std::to_string(k) + " (status " + cublasGetStatusName(st) + ")");
-    }
-  } catch (...) {
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    release();
-    throw;
-  }
-}
-
-LtGemm::~LtGemm() { release(); }
-
-void LtGemm::release() {
-  if (c_layout_) cublasLtMatrixLayoutDestroy(c_layout_);
-  if (a_layout_) cublasLtMatrixLayoutDestroy(a_layout_);
-  if (w_layout_) cublasLtMatrixLayoutDestroy(w_layout_);
-  if (desc_) cublasLtMatmulDescDestroy(desc_);
-  c_layout_ = a_layout_ = w_layout_ = nullptr;
-  desc_ = nullptr;
-}
-
-void LtGemm::run(const void* a, const void* w, void* c, void* workspace, cudaStream_t s) const {
-  const float alpha = 1.0f, beta = 0.0f;
-  CAPSCALE_CUBLAS_CHECK(cublasLtMatmul(lt_, desc_, &alpha, w, w_layout_, a, a_layout_, &beta, c, c_layout_, c, c_layout_,
-                                       &algo_, workspace, workspace_bytes_, s));
 }
 
 }  // namespace capscale::exec::cuda

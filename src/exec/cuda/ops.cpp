@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <iterator>
 
 #include "collectives/collectives.hpp"
@@ -16,6 +17,8 @@ namespace {
 
 // cuBLAS docs (cublasSetWorkspace): 32 MiB of workspace is the recommended size on Hopper.
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+// Timed calls per candidate algorithm when tuning a GEMM (after one untimed call).
+constexpr int kTuneIters = 3;
 
 int to_int(int64_t v, const char* what) {
   if (v < 0 || v > INT_MAX) throw RuntimeError(std::string(what) + " = " + std::to_string(v) + " does not fit a cuBLAS int");
@@ -75,6 +78,9 @@ Ops::Ops(Device& dev, NcclComms& nccl, GroupComms& comms, DType gemm_type, DType
     CAPSCALE_CUBLAS_CHECK(cublasCreate(&blas_));
     lt_ws_.allocate(kWorkspaceBytes);
     blas_ws_.allocate(kWorkspaceBytes);
+    scale_one_.allocate(sizeof(float));
+    const float one = 1.0f;
+    CAPSCALE_CUDA_CHECK(cudaMemcpy(scale_one_.get(), &one, sizeof one, cudaMemcpyHostToDevice));
   } catch (...) {
     if (blas_) cublasDestroy(blas_);
     if (lt_) cublasLtDestroy(lt_);
@@ -89,31 +95,61 @@ Ops::~Ops() {
 }
 
 BufferTypes Ops::buffer_types() const {
-  return BufferTypes{dtype_bytes(gemm_type_), dtype_bytes(gemm_type_ == DType::kFp16 ? DType::kFp16 : DType::kBf16), dtype_bytes(attn_type_)};
+  BufferTypes t;
+  // Two bytes even under fp8: an FP8 shape without an FP8 kernel runs in bf16 (gemm_plan).
+  t.gemm_in_bytes = 2;
+  t.gemm_out_bytes = 2;   // bf16 (fp16 under fp16)
+  t.wgrad_out_bytes = 4;  // fp32 main_grad
+  t.attn_bytes = dtype_bytes(attn_type_);
+  return t;
 }
 
 std::array<DType, kNumBufferRoles> Ops::fill_types() const {
   std::array<DType, kNumBufferRoles> t;
   t.fill(DType::kBf16);
-  // GEMM inputs in the GEMM input type (fp8 bytes read as bf16 by a fallback shape are still
-  // small finite numbers); attention buffers in the attention type.
+  // GEMM inputs in the forward input type: e4m3 bytes in [-1, 1) are finite e5m2 values too (the
+  // exponent field never reaches e5m2's all-ones), so backward FP8 GEMMs read finite gradients.
+  // C stays bf16-filled: read as fp32 main_grad (β = 1) each pair is a finite float.
   t[kGemmA] = t[kGemmW] = gemm_type_;
-  t[kAttnQ] = t[kAttnK] = t[kAttnV] = t[kAttnS] = attn_type_;
+  t[kAttnQ] = t[kAttnK] = t[kAttnV] = t[kAttnS] = t[kAttnO] = attn_type_;
   return t;
+}
+
+GemmSpec Ops::gemm_spec(const plan::Op& op) const {
+  const GemmLayout layout = op.phase != plan::Phase::kBackward ? GemmLayout::kForwardTN
+                            : op.wgrad                         ? GemmLayout::kWgradNT
+                                                               : GemmLayout::kDgradNN;
+  return GemmSpec::megatron(layout, gemm_type_, op.m, op.n, op.k, std::max<int64_t>(op.batch, 1));
 }
 
 void Ops::plan_gemms(const plan::StagePlan& stage) {
   for (const plan::Op& op : stage.ops)
-    if (op.kind == plan::OpKind::kGemm && op.m > 0 && op.n > 0 && op.k > 0) gemm_plan(op.m, op.n, op.k, std::max<int64_t>(op.batch, 1));
+    if (op.kind == plan::OpKind::kGemm && op.m > 0 && op.n > 0 && op.k > 0) gemm_plan(gemm_spec(op));
+}
+
+void Ops::check_attention(const plan::StagePlan& stage) const {
+  for (const plan::Op& op : stage.ops) {
+    if (op.kind != plan::OpKind::kAttention || !op.fused || op.k < 1) continue;
+    const std::string what = "fused attention with head dim " + std::to_string(op.k);
+    if (!flash_supported(op.k)) throw RuntimeError(what + " is beyond the kernels (at most 192); run it with --no-flash-attention");
+    const size_t need = flash_smem_bytes(op.k, op.phase == plan::Phase::kBackward);
+    if (need > dev_.prop().sharedMemPerBlockOptin) {
+      throw RuntimeError(what + " needs " + std::to_string(need) + " bytes of shared memory per block; " + dev_.prop().name + " on " +
+                         dev_.where() + " has " + std::to_string(dev_.prop().sharedMemPerBlockOptin) +
+                         "; run it with --no-flash-attention");
+    }
+  }
 }
 
 std::string Ops::gemm_dtype() const {
+  // At most 31 characters: the /ranks table's gemm_dtype column (results/writer.cpp). The layouts
+  // (TN forward, NN dgrad, NT wgrad into fp32; all TN under fp8) are described in kernels.cuh.
   switch (gemm_type_) {
-    case DType::kFp8E4m3: return "fp8 e4m3 (cublasLt, bf16 out)";
-    case DType::kFp16: return "fp16 (cublasLt)";
-    case DType::kBf16: break;
+    case DType::kFp8E4m3: return "fp8 e4m3/e5m2 (cublasLt TN)";
+    case DType::kFp16: return "fp16 (cublasLt, fp32 wgrad)";
+    default: break;
   }
-  return "bf16 (cublasLt)";
+  return "bf16 (cublasLt, fp32 wgrad)";
 }
 
 bool Ops::run(const plan::Op& op, int si, cudaStream_t s, const std::string& what) {
@@ -127,31 +163,81 @@ bool Ops::run(const plan::Op& op, int si, cudaStream_t s, const std::string& wha
   return false;
 }
 
-const LtGemm& Ops::gemm_plan(int64_t m, int64_t n, int64_t k, int64_t batch) {
-  const std::array<int64_t, 4> key{m, n, k, batch};
+const LtGemm& Ops::gemm_plan(const GemmSpec& want, bool tune) {
+  const auto key = want.key();
   auto it = gemms_.find(key);
   if (it != gemms_.end()) return *it->second;
-  auto g = std::make_unique<LtGemm>(lt_, gemm_type_, m, n, k, batch, kWorkspaceBytes);
+  auto g = std::make_unique<LtGemm>(lt_, want, kWorkspaceBytes, static_cast<const float*>(scale_one_.get()));
   // FP8 kernels need dims that are multiples of 16; other shapes run in bf16.
-  if (!g->has_algo()) g = std::make_unique<LtGemm>(lt_, DType::kBf16, m, n, k, batch, kWorkspaceBytes);
+  if (!g->has_algo()) g = std::make_unique<LtGemm>(lt_, want.as_bf16(), kWorkspaceBytes, static_cast<const float*>(scale_one_.get()));
+  // Tuned on the scratch buffers prepare() sized for this stage (a shape the buffers cannot hold
+  // is not the stage's: keep the heuristic's first).
+  const std::string what = "tuning " + g->spec().describe();
+  if (tune && dev_.buffer_bytes(kGemmA) >= g->a_bytes() && dev_.buffer_bytes(kGemmW) >= g->w_bytes() &&
+      dev_.buffer_bytes(kGemmC) >= g->c_bytes()) {
+    g->tune(dev_.buffer(kGemmA, g->a_bytes(), what), dev_.buffer(kGemmW, g->w_bytes(), what), dev_.buffer(kGemmC, g->c_bytes(), what),
+            lt_ws_.get(), dev_.stream(plan::Stream::kCompute), kTuneIters);
+  }
   return *gemms_.emplace(key, std::move(g)).first->second;
 }
 
 bool Ops::gemm(const plan::Op& op, cudaStream_t s, const std::string& what) {
   if (op.m < 1 || op.n < 1 || op.k < 1) return false;
-  const LtGemm& g = gemm_plan(op.m, op.n, op.k, std::max<int64_t>(op.batch, 1));
-  g.run(dev_.buffer(kGemmA, g.a_bytes(), what), dev_.buffer(kGemmW, g.w_bytes(), what), dev_.buffer(kGemmC, g.c_bytes(), what),
-        lt_ws_.get(), s);
+  // Planned and tuned in prepare(); a shape it did not see runs the heuristic's first algorithm.
+  const LtGemm& g = gemm_plan(gemm_spec(op), false);
+  // Rotating operands (Device::rotating): no op reads what the one before it left in L2.
+  void* a = dev_.rotating(kGemmA, g.a_bytes(), what);
+  void* w = dev_.rotating(kGemmW, g.w_bytes(), what);
+  void* c = dev_.rotating(kGemmC, g.c_bytes(), what);
+  g.run(a, w, c, lt_ws_.get(), s);
+  return true;
+}
+
+// Attention as the plan says users run it: fused (flash) by default, causal where the plan is;
+// unfused only for the runs that stored scores (op.fused false, the SC21-era configurations).
+bool Ops::attention(const plan::Op& op, cudaStream_t s, const std::string& what) {
+  if (op.m < 1 || op.n < 1 || op.k < 1 || op.batch < 1) return false;
+  return op.fused ? fused_attention(op, s, what) : unfused_attention(op, s, what);
+}
+
+// FlashAttention-2 (attention.cu) over the whole micro-batch × heads: forward for the forward and
+// recompute phases, the backward kernels (which recompute P from the saved statistics) in backward.
+bool Ops::fused_attention(const plan::Op& op, cudaStream_t s, const std::string& what) {
+  if (!flash_supported(op.k)) {
+    throw RuntimeError(what + ": head dim " + std::to_string(op.k) + " is beyond the fused attention kernels (at most 192)");
+  }
+  const size_t es = dtype_bytes(attn_type_);
+  const size_t qo = size_t(op.batch * op.m * op.k) * es, kv = size_t(op.batch * op.n * op.k) * es;
+  FlashArgs a;
+  a.t = attn_type_;
+  a.batch = op.batch, a.m = op.m, a.n = op.n, a.d = op.k;
+  a.causal = op.causal;
+  a.scale = 1.0f / std::sqrt(float(op.k));  // softmax(QKᵀ/√d) (Vaswani et al. 2017)
+  a.q = dev_.rotating(kAttnQ, qo, what);
+  a.k = dev_.rotating(kAttnK, kv, what);
+  a.v = dev_.rotating(kAttnV, kv, what);
+  a.o = dev_.rotating(kAttnO, qo, what);
+  const FusedAttentionScratch f = fused_attention_scratch(op, es);
+  char* x = static_cast<char*>(dev_.buffer(kAttnX, f.end, what));
+  a.lse = reinterpret_cast<float*>(x + f.lse);
+  if (op.phase != plan::Phase::kBackward) {
+    flash_forward(a, s);
+    return true;
+  }
+  a.delta = reinterpret_cast<float*>(x + f.delta);
+  a.dq_acc = reinterpret_cast<float*>(x + f.dq_acc);
+  a.dout = x + f.dout;
+  a.dq = x + f.dq, a.dk = x + f.dk, a.dv = x + f.dv;
+  flash_backward(a, s);
   return true;
 }
 
 // Per chunk of the batch: scores S = Q·Kᵀ ([m×k]·[k×n]), row softmax, out O = P·V ([m×n]·[n×k]).
 // Row-major through column-major cuBLAS: Sᵀ = op_T(K)·Qᵀ and Oᵀ = Vᵀ·Pᵀ. Backward has twice the
 // forward FLOPs (Narayanan et al. SC21: dQ, dK, dV, dP are four GEMMs of the same size), so it
-// runs the sequence twice. The causal mask is not applied: the plan counts attention without
-// causal halving, and masking changes no amount of work in this unfused form.
-bool Ops::attention(const plan::Op& op, cudaStream_t s, const std::string& what) {
-  if (op.m < 1 || op.n < 1 || op.k < 1 || op.batch < 1) return false;
+// runs the sequence twice. The causal mask is not applied: the unfused form computes every score
+// whatever the mask, as Megatron's unfused softmax path does.
+bool Ops::unfused_attention(const plan::Op& op, cudaStream_t s, const std::string& what) {
   const size_t es = dtype_bytes(attn_type_);
   const int64_t chunk = attention_chunk(op, es);
   const int m = to_int(op.m, "attention m"), n = to_int(op.n, "attention n"), k = to_int(op.k, "attention k");
