@@ -69,4 +69,29 @@ std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs);
 /// efficiency.sustained set to `value`.
 double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, double value);
 
+/// One held-out source of a leave-one-source-out cross-validation.
+struct SourceFold {
+  std::string source;         ///< the PublishedRun::source left out
+  ErrorStats errors;          ///< its in-budget rows, predicted with constants fitted without them
+  SustainedByArch constants;  ///< efficiency.sustained per architecture fitted on the other sources
+  /// Architectures of this source with no fit row left in the other sources; their constant is the
+  /// one pooled fit over all the other sources' fit rows (how an architecture nobody has published
+  /// a run for is predicted: with the constant the others share).
+  std::vector<std::string> pooled_archs;
+};
+
+struct CrossValidation {
+  /// Every row predicted out of fold (with its source's fold constants), in file order.
+  std::vector<ValidationRow> rows;
+  std::vector<SourceFold> folds;  ///< one per source with an in-budget row, in first-seen order
+  ErrorStats overall;             ///< over the in-budget rows, out of fold
+  ValidationSummary in_sample;    ///< the shipped constants (validate(runs))
+};
+
+/// Leave-one-source-out cross-validation: for each source, refit the fitted constants
+/// (efficiency.sustained per architecture, as fit_sustained) on the `fit` rows of every other
+/// source and predict that source's rows. The number to improve is `overall`; in-sample fits hide
+/// a missing mechanism behind a constant, a held-out source does not.
+CrossValidation cross_validate(const std::vector<PublishedRun>& runs);
+
 }  // namespace capscale::predict

@@ -2,6 +2,7 @@
 // shipped efficiency.sustained constants are what `capscale validate --fit` computes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.hpp"
@@ -62,4 +63,39 @@ TEST(Validation, FitRowsMustBeInBudget) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("fit"), std::string::npos) << e.what();
   }
+}
+
+TEST(Validation, CrossValidationHoldsEachSourceOut) {
+  const auto runs = predict::load_published_runs(shipped_runs());
+  const auto cv = predict::cross_validate(runs);
+  ASSERT_EQ(cv.rows.size(), runs.size());
+  ASSERT_GE(cv.folds.size(), 5u);
+  int64_t rows = 0;
+  for (const auto& f : cv.folds) {
+    rows += f.errors.rows;
+    bool has_fit_row = false;
+    for (const auto& r : runs) has_fit_row = has_fit_row || (r.source == f.source && r.fit);
+    // A source that fits nothing (the Megatron-Core README rows) is predicted exactly as in sample.
+    if (!has_fit_row) {
+      for (size_t i = 0; i < runs.size(); ++i)
+        if (runs[i].source == f.source) EXPECT_DOUBLE_EQ(cv.rows[i].error, cv.in_sample.rows[i].error) << runs[i].id;
+      continue;
+    }
+    // Otherwise each of its architectures' constants is the least-squares fit of the other sources'
+    // fit rows: the objective over those rows is no better a step either side.
+    std::vector<predict::PublishedRun> rest;
+    for (const auto& r : runs)
+      if (r.source != f.source) rest.push_back(r);
+    for (const auto& [arch, value] : f.constants) {
+      if (std::find(f.pooled_archs.begin(), f.pooled_archs.end(), arch) != f.pooled_archs.end()) continue;
+      const double at = predict::fit_rms_log_error(rest, arch, value);
+      EXPECT_LE(at, predict::fit_rms_log_error(rest, arch, value - 1e-3) + 1e-9) << f.source << " " << arch;
+      EXPECT_LE(at, predict::fit_rms_log_error(rest, arch, value + 1e-3) + 1e-9) << f.source << " " << arch;
+    }
+  }
+  // Every in-budget row is held out exactly once.
+  EXPECT_EQ(rows, cv.overall.rows);
+  EXPECT_EQ(cv.overall.rows, cv.in_sample.in_budget);
+  // Out of fold can only be worse than the in-sample least-squares fit on the whole.
+  EXPECT_GE(cv.overall.max_abs, cv.in_sample.max_abs_error - 1e-12);
 }
