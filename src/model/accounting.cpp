@@ -80,8 +80,16 @@ double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelCo
   const double a = double(m.num_attention_heads), t = double(p.tp);
   const double attn_term = (p.recompute == config::Recompute::kNone && !p.flash_attention) ? 5.0 * a * s / h : 0.0;
   if (p.recompute == config::Recompute::kFull) return 2.0 * s * b * h / (p.sequence_parallel ? t : 1.0);
-  if (p.sequence_parallel) return s * b * h / t * (34.0 + attn_term);
-  return s * b * h * (10.0 + 24.0 / t + attn_term / t);
+  const double bf16 = p.sequence_parallel ? s * b * h / t * (34.0 + attn_term) : s * b * h * (10.0 + 24.0 / t + attn_term / t);
+  if (p.precision != config::Precision::kFp8) return bf16;
+  // Under FP8 Transformer Engine saves the FP8-cast inputs of its linear layers for the wgrad
+  // GEMM (transformer_engine/pytorch/module/layernorm_linear.py, linear.py, layernorm_mlp.py
+  // keep ln_out / inputmat / fc2 input as Float8Tensor): 1 byte instead of 2 for the QKV and FC1
+  // inputs (the norm outputs, sbh each, sharded over tp under SP), the projection input (s·b·q/t)
+  // and the FC2 input (s·b·ffn/t).
+  const double q = double(m.num_attention_heads) * double(m.kv_channels), f = double(m.ffn_hidden_size);
+  const double norm_out = p.sequence_parallel ? s * b * h / t : s * b * h;
+  return bf16 - (2.0 * norm_out + s * b * (q + f) / t);
 }
 
 MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {

@@ -194,10 +194,11 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
     if (runs[i].in_budget && std::find(sources.begin(), sources.end(), runs[i].source) == sources.end())
       sources.push_back(runs[i].source);
   }
-  // Fits of the full set, reused by every fold whose source holds no fit row of that architecture
-  // (leaving it out changes nothing there).
-  SustainedByArch full;
-  for (const auto& f : fit_sustained(runs)) full[f.arch] = f.value;
+  // A fold whose source holds no fit row of an architecture leaves that architecture's fit as it
+  // is: the shipped constant, which Validation.ShippedSustainedIsTheLeastSquaresFit holds to the fit.
+  std::map<std::string, double> shipped;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (!shipped.count(arch[i])) shipped[arch[i]] = config::load_chip(runs[i].chip).efficiency.sustained;
   cv.rows.resize(runs.size());
   std::vector<bool> predicted(runs.size(), false);
   std::vector<double> all;
@@ -216,8 +217,8 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
     for (size_t i = 0; i < runs.size(); ++i) {
       if (runs[i].source != source || fold.constants.count(arch[i])) continue;
       const std::string& a = arch[i];
-      if (!source_fits.count(a) && full.count(a)) {
-        fold.constants[a] = full[a];
+      if (!source_fits.count(a) && train.count(a)) {
+        fold.constants[a] = shipped[a];
       } else if (const auto it = train.find(a); it != train.end()) {
         const auto& rows = it->second;
         fold.constants[a] = golden_section([&](double v) { return rms_log_error(rows, a, v); });
