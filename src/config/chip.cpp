@@ -140,10 +140,11 @@ ChipProfile load_chip_yaml(const std::string& path) {
   }
   c.reserved_gb = f.get_double("reserved_gb", 0, c.hbm_gb, 0);
   c.chips_per_package = f.get_int("chips_per_package", 1, 64, 1);
+  c.full_mesh = f.get_bool("full_mesh", false);
   c.sources = f.get_string_map("sources");
   f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
             "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
-            "sources"});
+            "full_mesh", "sources"});
   return c;
 }
 

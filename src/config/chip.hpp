@@ -51,6 +51,10 @@ struct ChipProfile {
   Efficiency efficiency;
   double reserved_gb = 0;
   int64_t chips_per_package = 1;
+  /// The scale-up domain is a full mesh of point-to-point links (Ascend 910B's HCCS: each of 8 NPUs
+  /// has 7 links), not a switch: a collective over n of its d chips drives only n−1 of each chip's
+  /// d−1 links, so it gets (n−1)/(d−1) of nvlink_gbyte_s; a point-to-point transfer gets one link.
+  bool full_mesh = false;
   std::map<std::string, std::string> sources;
   std::string origin;
 

@@ -38,8 +38,21 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
       cal_link_extra_s_per_byte_ = 1.0 / link_.intra_Bps - 1.0 / b_cal;
     }
   }
-  for (auto g : parallel::kAllGroups) spans_[static_cast<int>(g)] = collectives::group_span(layout, g, chip.nvlink_domain);
+  for (auto g : parallel::kAllGroups) {
+    const GroupSpan sp = collectives::group_span(layout, g, chip.nvlink_domain);
+    spans_[static_cast<int>(g)] = sp;
+    LinkParams l = link_;
+    // Full mesh (Ascend 910B HCCS; configs/chips/ascend-910b2.yaml): a ring over the L members of a
+    // group inside one d-chip domain uses L−1 of each chip's d−1 links, so its bus bandwidth is
+    // (L−1)/(d−1) of the full-node figure. Measured: a 2-NPU all_reduce on 910B reaches busbw 18 GB/s,
+    // 1/7 of the 8-NPU 126-130 GB/s (github.com/gameofdimension/limulidae).
+    if (chip.full_mesh && chip.nvlink_domain > 1 && sp.per_domain > 1 && sp.per_domain < chip.nvlink_domain)
+      l.intra_Bps *= double(sp.per_domain - 1) / double(chip.nvlink_domain - 1);
+    group_links_[static_cast<int>(g)] = l;
+  }
   pp_crosses_domain_ = spans_[static_cast<int>(parallel::Group::kPp)].domains > 1;
+  // A pipeline transfer inside a full-mesh domain is one link's worth of it.
+  pp_intra_Bps_ = chip.full_mesh && chip.nvlink_domain > 1 ? link_.intra_Bps / double(chip.nvlink_domain - 1) : link_.intra_Bps;
 }
 
 double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops) const {
@@ -150,11 +163,11 @@ double CostModel::duration(const plan::Op& op) const {
         // Never faster than the target's line rate (a calibration on a slower link moved to a faster one).
         return std::max(measured + bus_bytes * cal_link_extra_s_per_byte_, bus_bytes / chip_.nvlink_Bps_per_direction());
       }
-      return collectives::time_s(op.coll, op.bytes, span(op.group), link_);
+      return collectives::time_s(op.coll, op.bytes, span(op.group), link(op.group));
     case OpKind::kSendRecv:
       if (!op.is_send) return 0;  // a receive completes when its matching send does
       return pp_crosses_domain_ ? double(op.bytes) / link_.inter_Bps + link_.inter_alpha_s
-                                : double(op.bytes) / link_.intra_Bps + link_.intra_alpha_s;
+                                : double(op.bytes) / pp_intra_Bps_ + link_.intra_alpha_s;
   }
   return 0;
 }

@@ -38,6 +38,8 @@ class CostModel {
   double attention_time(const plan::Op& op) const;
   double elementwise_time(int64_t bytes) const;
   const LinkParams& link() const { return link_; }
+  /// The link parameters a collective over group g sees (link() but on a full mesh).
+  const LinkParams& link(parallel::Group g) const { return group_links_[static_cast<int>(g)]; }
   const GroupSpan& span(parallel::Group g) const { return spans_[static_cast<int>(g)]; }
   const config::ChipProfile& chip() const { return chip_; }
   /// Whether a calibration of this chip's architecture is in use.
@@ -66,7 +68,11 @@ class CostModel {
   double cal_link_extra_s_per_byte_ = 0;  ///< 1/B_target − 1/B_calibrating, NVLink bus bytes
   LinkParams link_;
   std::array<GroupSpan, parallel::kNumGroups> spans_{};
+  /// link_ as each group sees it: on a full-mesh domain (ChipProfile::full_mesh) a group with fewer
+  /// members per domain than the domain holds drives fewer links.
+  std::array<LinkParams, parallel::kNumGroups> group_links_{};
   bool pp_crosses_domain_ = true;
+  double pp_intra_Bps_ = 0;  ///< a pipeline send inside one domain (one link on a full mesh)
   const Calibration* calibration_ = nullptr;  ///< null unless its arch matches the chip's
   /// Calibration lookups already made: a plan has a handful of distinct GEMM shapes and
   /// collective sizes but up to 10^5 ops, and each lookup scans the calibration. Bounded at 256

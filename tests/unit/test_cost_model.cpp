@@ -143,3 +143,26 @@ TEST(CostModel, Fp8RunsAsTransformerEngineRunsIt) {
   a.flops = 4.0 * 32 * 8192.0 * 8192.0 * 128, a.bytes = 2 * 32 * 4 * 8192 * 128;
   EXPECT_DOUBLE_EQ(fp8.duration(a), bf16.duration(a));
 }
+
+TEST(CostModel, AscendFullMeshGroupsBelowEightGetTheirLinksOnly) {
+  // Issue 13, mechanism 3: on a 910B server's HCCS full mesh a group of n < 8 NPUs drives n−1 of 7
+  // links. Published: a 2-NPU all_reduce reaches busbw 18 GB/s, 1/7 of the 8-NPU figure.
+  const auto npu = config::load_chip("ascend-910b2");
+  ASSERT_TRUE(npu.full_mesh);
+  const double b8 = npu.nvlink_Bps_per_direction() * npu.efficiency.nvlink;  // 8-NPU bus bandwidth
+  for (int64_t n : {2, 4, 8}) {
+    const parallel::Layout layout(n, 1, 8 / n, 1);
+    const predict::CostModel m(npu, config::Precision::kBf16, layout);
+    const double S = double(int64_t(1) << 30);
+    const double busbw = b8 * double(n - 1) / 7.0;
+    const double want = 2.0 * double(n - 1) / double(n) * S / busbw + 2.0 * double(n - 1) * npu.nvlink_latency_us * 1e-6;
+    EXPECT_NEAR(m.duration(tp_all_reduce(int64_t(1) << 30)), want, 1e-9) << n;
+    if (n == 2) EXPECT_NEAR(busbw / 1e9, 18.2, 0.5);  // the measured 18 GB/s
+  }
+  // A switched domain (910C's UB Clos, H100's NVSwitch) gives any group the full figure.
+  const auto ub = config::load_chip("ascend-910c");
+  EXPECT_FALSE(ub.full_mesh);
+  const predict::CostModel m(ub, config::Precision::kBf16, parallel::Layout(2, 1, 8, 1));
+  const double S = double(int64_t(1) << 30), b = ub.nvlink_Bps_per_direction() * ub.efficiency.nvlink;
+  EXPECT_NEAR(m.duration(tp_all_reduce(int64_t(1) << 30)), S / b + 2.0 * ub.nvlink_latency_us * 1e-6, 1e-9);
+}
