@@ -256,4 +256,59 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
   return cv;
 }
 
+SustainedRanges load_sustained_ranges(const std::string& path) {
+  const config::Fields top(config::load_yaml_file(path), path);
+  auto pair = [&](const YAML::Node& n, const std::string& where) {
+    if (!n || !n.IsSequence() || n.size() != 2) throw InputError(path, where, "must be [low, high]");
+    const double lo = n[0].as<double>(), hi = n[1].as<double>();
+    if (!(lo > 0 && lo <= hi && hi <= 1)) throw InputError(path, where, "needs 0 < low <= high <= 1");
+    return std::make_pair(lo, hi);
+  };
+  SustainedRanges r;
+  const YAML::Node archs = top.get_node("archs");
+  if (!archs || !archs.IsMap()) throw InputError(path, "archs", "must map architecture -> [low, high]");
+  for (const auto& kv : archs) r.by_arch[kv.first.as<std::string>()] = pair(kv.second, "archs." + kv.first.as<std::string>());
+  r.unfitted = pair(top.get_node("unfitted"), "unfitted");
+  top.finish({"archs", "unfitted"});
+  return r;
+}
+
+SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<PublishedRun>& runs) {
+  SustainedRanges r;
+  auto widen = [](std::pair<double, double>& p, double v) {
+    if (p.first == 0 || v < p.first) p.first = v;
+    if (v > p.second) p.second = v;
+  };
+  for (const auto& run : runs) {
+    if (!run.fit) continue;
+    const auto chip = config::load_chip(run.chip);
+    widen(r.by_arch[chip.arch], chip.efficiency.sustained);
+  }
+  for (const auto& f : cv.folds)
+    for (const auto& [arch, v] : f.constants) widen(r.by_arch[arch], v);
+  for (const auto& [arch, p] : r.by_arch) widen(r.unfitted, p.first), widen(r.unfitted, p.second);
+  return r;
+}
+
+RatioBand ratio_band(const config::ModelConfig& model, const config::ChipProfile& a, const config::ParallelConfig& pa,
+                     const config::ChipProfile& b, const config::ParallelConfig& pb, const SustainedRanges& ranges,
+                     const PredictOptions& options) {
+  auto per_chip = [&](config::ChipProfile chip, const config::ParallelConfig& p, double sustained) {
+    chip.efficiency.sustained = sustained;
+    return predict(model, chip, p, options).row.tokens_per_s_per_chip;
+  };
+  RatioBand band;
+  band.ratio = per_chip(a, pa, a.efficiency.sustained) / per_chip(b, pb, b.efficiency.sustained);
+  band.low = band.high = band.ratio;
+  const auto ra = ranges.of(a.arch), rb = ranges.of(b.arch);
+  for (double sa : {ra.first, ra.second}) {
+    for (double sb : {rb.first, rb.second}) {
+      if (a.arch == b.arch && sa != sb) continue;  // one architecture, one constant
+      const double r = per_chip(a, pa, sa) / per_chip(b, pb, sb);
+      band.low = std::min(band.low, r), band.high = std::max(band.high, r);
+    }
+  }
+  return band;
+}
+
 }  // namespace capscale::predict

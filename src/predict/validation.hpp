@@ -94,4 +94,30 @@ struct CrossValidation {
 /// a missing mechanism behind a constant, a held-out source does not.
 CrossValidation cross_validate(const std::vector<PublishedRun>& runs);
 
+/// The spread of efficiency.sustained under cross-validation, per architecture
+/// (configs/validation/sustained_ranges.yaml): the shipped value and every fold's refit of it.
+/// Architectures nobody has fit (Ascend, Blackwell) take `unfitted`: the whole spread across
+/// architectures, since their constant is borrowed from another one.
+struct SustainedRanges {
+  std::map<std::string, std::pair<double, double>> by_arch;
+  std::pair<double, double> unfitted{0, 0};
+  std::pair<double, double> of(const std::string& arch) const {
+    const auto it = by_arch.find(arch);
+    return it == by_arch.end() ? unfitted : it->second;
+  }
+};
+SustainedRanges load_sustained_ranges(const std::string& path);
+/// The ranges that cross_validate's folds give (what the shipped file must hold, to 3 decimals).
+SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<PublishedRun>& runs);
+
+/// A ratio of per-chip throughputs (a / b) and its band: both plans re-predicted with each chip's
+/// efficiency.sustained at the ends of its CV range (chips of one architecture move together, as
+/// they share the constant). The headline ratios (H20/H200, H800/H100, 910C/H100) are read with it.
+struct RatioBand {
+  double ratio = 0, low = 0, high = 0;
+};
+RatioBand ratio_band(const config::ModelConfig& model, const config::ChipProfile& a, const config::ParallelConfig& pa,
+                     const config::ChipProfile& b, const config::ParallelConfig& pb, const SustainedRanges& ranges,
+                     const PredictOptions& options = {});
+
 }  // namespace capscale::predict

@@ -115,3 +115,35 @@ TEST(Validation, PublishedRunsFitTheChipsTheyRanOn) {
   }
   EXPECT_EQ(rows, 6);
 }
+
+TEST(Validation, ShippedSustainedRangesAreTheCrossValidationSpread) {
+  // configs/validation/sustained_ranges.yaml (the band of `predict --vs`) must be what the folds give.
+  const auto runs = predict::load_published_runs(shipped_runs());
+  const auto want = predict::sustained_ranges(predict::cross_validate(runs), runs);
+  const auto got = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
+  ASSERT_EQ(got.by_arch.size(), want.by_arch.size());
+  for (const auto& [arch, r] : want.by_arch) {
+    EXPECT_NEAR(got.of(arch).first, r.first, 0.0015) << arch;
+    EXPECT_NEAR(got.of(arch).second, r.second, 0.0015) << arch;
+  }
+  EXPECT_NEAR(got.unfitted.first, want.unfitted.first, 0.0015);
+  EXPECT_NEAR(got.unfitted.second, want.unfitted.second, 0.0015);
+}
+
+TEST(Validation, RatioBandCoversTheRatioAndWidensAcrossArchitectures) {
+  const auto ranges = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
+  const auto m = config::load_model("llama3.1-70b");
+  config::ParallelConfig p;
+  p.tp = 8, p.pp = 4, p.vpp = 5, p.global_batch_size = 64, p.seq_length = 8192, p.sequence_parallel = true, p.zero = 1;
+  p.tp_comm_overlap = true;
+  p = config::resolve(p, m, 256, "test");
+  const auto h20 = config::load_chip("h20"), h200 = config::load_chip("h200"), npu = config::load_chip("ascend-910c");
+  const auto same = predict::ratio_band(m, h20, p, h200, p, ranges);
+  EXPECT_LE(same.low, same.ratio);
+  EXPECT_GE(same.high, same.ratio);
+  EXPECT_LT(same.high - same.low, 0.02 * same.ratio);  // one constant for both: it nearly cancels
+  const auto cross = predict::ratio_band(m, npu, p, h200, p, ranges);
+  EXPECT_LE(cross.low, cross.ratio);
+  EXPECT_GE(cross.high, cross.ratio);
+  EXPECT_GT(cross.high - cross.low, 0.05 * cross.ratio);  // an architecture nobody fit: 0.783-0.901
+}
