@@ -143,6 +143,7 @@ predict::Calibration calibration_header(const exec::Executor& ex, const std::str
   cal.chip = host.name;
   cal.gemm_dtype = ex.gemm_dtype();
   cal.peak_tflops = host.peak_flops(dtype_precision(cal.gemm_dtype)) / 1e12;
+  cal.nvlink_gbyte_s = host.nvlink_gbyte_s;
   cal.world = world;
   cal.command_line = inv.command_line;
   cal.capscale_version = CAPSCALE_VERSION;

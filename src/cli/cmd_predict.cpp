@@ -7,13 +7,15 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
+#include "config/paths.hpp"
+#include "predict/validation.hpp"
 #include "results/calibration_io.hpp"
 
 namespace capscale::cli {
 namespace {
 
 struct PredictOptions {
-  std::string model, chip, calibration;
+  std::string model, chip, calibration, vs;
   int64_t gpus = 0;
   ParallelFlags par;
   bool search = false, json = false;
@@ -40,8 +42,8 @@ int predict_cmd(const PredictOptions& o) {
   std::vector<predict::SummaryRow> rows;
   const auto t0 = std::chrono::steady_clock::now();
   std::string footer;
+  predict::SearchOptions so;
   if (o.search) {
-    predict::SearchOptions so;
     so.gpus = o.gpus;
     const config::ParallelConfig& given = o.par.config;
     so.seq_length = given.seq_length;
@@ -67,6 +69,38 @@ int predict_cmd(const PredictOptions& o) {
     po.calibration = cal;
     rows.push_back(predict::predict(model, chip, p, po).row);
   }
+  // --vs: the per-chip throughput ratio to another target (its own best plan under --search, else
+  // the same plan) with the band from efficiency.sustained's cross-validation spread.
+  nlohmann::json vs_json;
+  std::string vs_line;
+  if (!o.vs.empty()) {
+    const auto vs_target = config::parse_target(o.vs, "--vs");
+    config::ChipProfile vs_chip;
+    try {
+      vs_chip = config::resolve_target(vs_target);
+    } catch (const InputError& e) {
+      throw InputError("--vs", "", e.what());
+    }
+    config::ParallelConfig pb = rows[0].parallel;
+    bool vs_fits = true;
+    if (o.search) {
+      const auto r = predict::search(model, vs_chip, so);
+      vs_fits = !r.ranked.empty();
+      if (vs_fits) pb = r.ranked[0].parallel;
+    }
+    if (!vs_fits) {
+      vs_line = "# vs " + vs_target.spec + ": no configuration fits, no ratio";
+    } else {
+      predict::PredictOptions po;
+      po.calibration = cal;
+      const auto ranges = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
+      const auto band = predict::ratio_band(model, chip, rows[0].parallel, vs_chip, pb, ranges, po);
+      vs_line = "# vs " + vs_target.spec + ": tokens/s per chip ratio " + fmt(band.ratio, 3) + " (band " + fmt(band.low, 3) + " - " +
+                fmt(band.high, 3) + ": efficiency.sustained over its validate --cv spread, " + chip.arch + " vs " + vs_chip.arch + ")";
+      vs_json = {{"target", vs_target.spec}, {"ratio_tokens_per_s_per_chip", band.ratio}, {"band", {band.low, band.high}},
+                 {"plan", config::parallel_text(pb)}};
+    }
+  }
   for (auto& r : rows) r.target = target.spec;
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!o.search) print_config(log, model, rows[0].parallel, "");
@@ -81,13 +115,17 @@ int predict_cmd(const PredictOptions& o) {
       << (rows[0].fits ? "fits" : "DOES NOT FIT (" + fmt(rows[0].memory_gb_per_chip, 1) + " GB needed, " +
                                       fmt(rows[0].memory_capacity_gb, 1) + " GB usable)")
       << "\n";
+  if (!vs_line.empty()) log << vs_line << "\n";
   if (o.json) {
     if (o.search) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& r : rows) arr.push_back(to_json(r));
+      if (!vs_json.is_null()) arr[0]["vs"] = vs_json;
       std::cout << arr.dump(2) << std::endl;
     } else {
-      std::cout << to_json(rows[0]).dump(2) << std::endl;
+      nlohmann::json j = to_json(rows[0]);
+      if (!vs_json.is_null()) j["vs"] = vs_json;
+      std::cout << j.dump(2) << std::endl;
     }
   }
   return 0;
@@ -106,6 +144,8 @@ Action add_predict(CLI::App& app) {
   cmd->add_flag("--search", o->search, "search the best plan that fits memory (ranked by tokens/s per chip)");
   cmd->add_option("--top", o->top, "rows to show with --search")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--calibration", o->calibration, "calibration file (capscale calibrate); used when its arch is the chip's");
+  cmd->add_option("--vs", o->vs,
+                  "another target CHIP[@caps]: print the tokens/s-per-chip ratio to it with its cross-validation band (its own best plan under --search)");
   cmd->add_flag("--json", o->json, "print JSON on stdout");
   return [o](const Invocation&) { return predict_cmd(*o); };
 }

@@ -130,19 +130,21 @@ ChipProfile load_chip_yaml(const std::string& path) {
   if (f.has("efficiency")) {
     const Fields e = f.get_map("efficiency");
     c.efficiency.gemm = e.get_double("gemm", 1e-3, 1, c.efficiency.gemm);
+    c.efficiency.gemm_fp8 = e.get_double("gemm_fp8", 0, 1, c.efficiency.gemm_fp8);
     c.efficiency.attention = e.get_double("attention", 1e-3, 1, c.efficiency.attention);
     c.efficiency.hbm = e.get_double("hbm", 1e-3, 1, c.efficiency.hbm);
     c.efficiency.nvlink = e.get_double("nvlink", 1e-3, 1, c.efficiency.nvlink);
     c.efficiency.nic = e.get_double("nic", 1e-3, 1, c.efficiency.nic);
     c.efficiency.sustained = e.get_double("sustained", 1e-3, 1, c.efficiency.sustained);
-    e.finish({"gemm", "attention", "hbm", "nvlink", "nic", "sustained"});
+    e.finish({"gemm", "gemm_fp8", "attention", "hbm", "nvlink", "nic", "sustained"});
   }
   c.reserved_gb = f.get_double("reserved_gb", 0, c.hbm_gb, 0);
   c.chips_per_package = f.get_int("chips_per_package", 1, 64, 1);
+  c.full_mesh = f.get_bool("full_mesh", false);
   c.sources = f.get_string_map("sources");
   f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
             "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
-            "sources"});
+            "full_mesh", "sources"});
   return c;
 }
 
@@ -180,6 +182,7 @@ ChipProfile apply_caps(ChipProfile chip, const TargetSpec& target) {
       // the measured H20 reaches 0.94 (configs/chips/h20.yaml).
       auto rescale = [scale](double e) { return 1.0 / (1.0 + scale * (1.0 / e - 1.0)); };
       chip.efficiency.gemm = rescale(chip.efficiency.gemm);
+      if (chip.efficiency.gemm_fp8 > 0) chip.efficiency.gemm_fp8 = rescale(chip.efficiency.gemm_fp8);
       chip.efficiency.attention = rescale(chip.efficiency.attention);
     }
   }

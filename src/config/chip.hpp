@@ -22,6 +22,10 @@ inline std::string to_string(Precision p) { return enum_name(p); }
 /// Achieved fractions of the nameplate figures (see docs/configs.md and each chip's sources).
 struct Efficiency {
   double gemm = 0.75;
+  /// Achieved fraction of the FP8 dense peak on large FP8 GEMMs (Transformer Engine's cuBLASLt
+  /// per-tensor-scaled GEMMs); 0 → the same as `gemm`. cuBLAS reaches a lower fraction of the FP8
+  /// peak than of the 16-bit one (each chip YAML cites its figure).
+  double gemm_fp8 = 0;
   double attention = 0.6;
   double hbm = 0.85;
   double nvlink = 0.8;
@@ -47,6 +51,10 @@ struct ChipProfile {
   Efficiency efficiency;
   double reserved_gb = 0;
   int64_t chips_per_package = 1;
+  /// The scale-up domain is a full mesh of point-to-point links (Ascend 910B's HCCS: each of 8 NPUs
+  /// has 7 links), not a switch: a collective over n of its d chips drives only n−1 of each chip's
+  /// d−1 links, so it gets (n−1)/(d−1) of nvlink_gbyte_s; a point-to-point transfer gets one link.
+  bool full_mesh = false;
   std::map<std::string, std::string> sources;
   std::string origin;
 
@@ -56,7 +64,14 @@ struct ChipProfile {
   double hbm_Bps() const { return hbm_tbps * 1e12; }
   double nvlink_Bps_per_direction() const { return nvlink_gbyte_s * 1e9 / 2; }
   double nic_Bps() const { return nic_gbit_s * 1e9 / 8; }
-  double usable_memory_bytes() const { return (hbm_gb - reserved_gb) * 1e9; }
+  /// HBM capacity usable by the training process. HBM is sold in binary units: an "80 GB" H100
+  /// holds five 16 GiB stacks (nvidia-smi: 81,559 MiB of 81,920 after the driver's share), so
+  /// hbm_gb and reserved_gb are GiB (2^30 bytes); every other byte figure in capscale is 10^9.
+  double usable_memory_bytes() const { return (hbm_gb - reserved_gb) * double(int64_t(1) << 30); }
+  /// The GEMM fraction for a precision: efficiency.gemm_fp8 for FP8 when set, else efficiency.gemm.
+  double gemm_efficiency(Precision p) const {
+    return p == Precision::kFp8 && efficiency.gemm_fp8 > 0 ? efficiency.gemm_fp8 : efficiency.gemm;
+  }
 };
 
 /// One cap: key (nvlink, nic, tflops, hbm_tbps, hbm_gb, nvlink_domain) and an absolute value or

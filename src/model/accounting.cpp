@@ -152,8 +152,16 @@ double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelCo
   const double attn_term = (p.recompute == config::Recompute::kNone && !p.flash_attention) ? 5.0 * a * s / h : 0.0;
   if (p.recompute == config::Recompute::kFull) return 2.0 * s * b * h / (p.sequence_parallel ? t : 1.0);
   if (!m.is_moe_layer(layer)) {
-    if (p.sequence_parallel) return s * b * h / t * (34.0 + attn_term);
-    return s * b * h * (10.0 + 24.0 / t + attn_term / t);
+    const double bf16 = p.sequence_parallel ? s * b * h / t * (34.0 + attn_term) : s * b * h * (10.0 + 24.0 / t + attn_term / t);
+    if (p.precision != config::Precision::kFp8) return bf16;
+    // Under FP8 Transformer Engine saves the FP8-cast inputs of its linear layers for the wgrad
+    // GEMM (transformer_engine/pytorch/module/layernorm_linear.py, linear.py, layernorm_mlp.py
+    // keep ln_out / inputmat / fc2 input as Float8Tensor): 1 byte instead of 2 for the QKV and FC1
+    // inputs (the norm outputs, sbh each, sharded over tp under SP), the projection input (s·b·q/t)
+    // and the FC2 input (s·b·ffn/t).
+    const double q = double(m.num_attention_heads) * double(m.kv_channels), f = double(m.ffn_hidden_size);
+    const double norm_out = p.sequence_parallel ? s * b * h / t : s * b * h;
+    return bf16 - (2.0 * norm_out + s * b * (q + f) / t);
   }
   // An MoE layer keeps Korthikanti's attention block and norms (11 + 4 of the 34 sbh; MoE with
   // tp > 1 runs sequence-parallel, so all of it is split over tp) and replaces the MLP block's
@@ -162,6 +170,7 @@ double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelCo
   // all-gather for the input) the expert input (2h), FC1's output (2f·(mats−1)), the activation's
   // output (2f) and the expert output before the combine (2h); the shared experts' input (2h) and
   // outputs (2f_s·mats). The hottest rank holds moe_imbalance × the mean of the routed part.
+  // (Kept in bf16 under FP8 too: a conservative reading.)
   const double f = double(m.moe_ffn_hidden_size), fs = double(m.moe_shared_expert_intermediate_size);
   const double mats = double(m.mlp_matrices()), k = double(m.moe_router_topk);
   const double routed = k * (2.0 * h * double(p.etp) + 2.0 * f * (mats - 1.0) + 2.0 * f + 2.0 * h) * p.moe_imbalance;

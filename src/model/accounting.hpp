@@ -57,8 +57,9 @@ MemoryEstimate memory_per_rank(const config::ModelConfig& m, const config::Paral
 /// Activation bytes of one layer for one micro-batch on one rank (Korthikanti et al. 2022, Table 2):
 /// sbh(34 + 5as/h) without parallelism; sbh(10 + 24/t + 5as/(ht)) with TP; sbh/t·(34 + 5as/h) with
 /// TP+SP; selective recompute (or fused flash attention, ParallelConfig::flash_attention) drops the
-/// 5as/h term; full recompute keeps only the 2sbh input.
-/// MoE layers replace the MLP block's 19 sbh (see accounting.cpp).
+/// 5as/h term; full recompute keeps only the 2sbh input. Under FP8 the inputs of the linear layers
+/// are kept in FP8 (Transformer Engine), one byte less per element. MoE layers replace the MLP
+/// block's 19 sbh (see accounting.cpp).
 double activation_bytes_per_layer(const config::ModelConfig& m, const config::ParallelConfig& p, int64_t layer = 0);
 
 /// Megatron's uneven split: layers per global chunk (pp·vpp of them). When num_layers does not

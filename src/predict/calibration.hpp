@@ -20,6 +20,9 @@ struct Calibration {
   std::string chip;         ///< chip profile whose peak the efficiencies are relative to (e.g. "h100")
   std::string gemm_dtype;   ///< the GEMM data type actually run (executor's gemm_dtype())
   double peak_tflops = 0;   ///< that profile's dense peak for that dtype (TFLOP/s)
+  /// That profile's NVLink (GB/s, datasheet convention: bidirectional total); 0 when unknown. The
+  /// cost model moves the measured bus bandwidth to a target's own (or capped) NVLink with it.
+  double nvlink_gbyte_s = 0;
   int64_t world = 1;        ///< ranks the calibration ran on
   /// Provenance (optional).
   std::string command_line, capscale_version, git_sha;

@@ -11,25 +11,62 @@ using plan::OpKind;
 
 CostModel::CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout,
                      const Calibration* calibration)
-    : chip_(chip), peak_flops_(chip.peak_flops(precision)) {
-  // A calibration describes one architecture; other chips keep the roofline.
-  if (calibration && !calibration->arch.empty() && calibration->arch == chip.arch) calibration_ = calibration;
+    : chip_(chip),
+      peak_flops_(chip.peak_flops(precision)),
+      bf16_peak_flops_(chip.supports(config::Precision::kBf16) ? chip.peak_flops(config::Precision::kBf16) : peak_flops_),
+      gemm_fraction_(chip.gemm_efficiency(precision)),
+      fp8_(precision == config::Precision::kFp8) {
+  // Transformer Engine's FP8 recipe (TE docs, "Using FP8 with Transformer Engine"): only the
+  // te.Linear / LayerNormLinear / LayerNormMLP GEMMs run in FP8. DotProductAttention stays in bf16
+  // unless fp8_dpa is set (the DGXC recipes do not set it), and Megatron-Core's output layer is a
+  // plain ColumnParallelLinear in bf16; both run at the bf16 peak with the bf16 fractions.
+  if (!fp8_) bf16_peak_flops_ = peak_flops_;
   link_.intra_Bps = chip.nvlink_Bps_per_direction() * chip.efficiency.nvlink;
   link_.intra_alpha_s = chip.nvlink_latency_us * 1e-6;
   link_.inter_Bps = chip.nic_Bps() * chip.efficiency.nic;
   link_.inter_alpha_s = chip.nic_latency_us * 1e-6;
-  for (auto g : parallel::kAllGroups) spans_[static_cast<int>(g)] = collectives::group_span(layout, g, chip.nvlink_domain);
+  // A calibration describes one architecture; other chips keep the roofline.
+  if (calibration && !calibration->arch.empty() && calibration->arch == chip.arch) {
+    calibration_ = calibration;
+    // Caps apply to calibrated numbers as apply_caps applies them to a profile: what was measured
+    // on the calibrating chip is split into a part that scales with its peak (or link) and a part
+    // that does not, and only the first moves to this chip's peak (or link). Same architecture, so
+    // the fixed part (prologue/epilogue, latency, protocol) is the same kernel's.
+    if (calibration->peak_tflops > 0) cal_peak_ratio_ = peak_flops_ / (calibration->peak_tflops * 1e12);
+    if (calibration->nvlink_gbyte_s > 0) {
+      const double b_cal = calibration->nvlink_gbyte_s * 1e9 / 2 * chip.efficiency.nvlink;
+      cal_link_extra_s_per_byte_ = 1.0 / link_.intra_Bps - 1.0 / b_cal;
+    }
+  }
+  for (auto g : parallel::kAllGroups) {
+    const GroupSpan sp = collectives::group_span(layout, g, chip.nvlink_domain);
+    spans_[static_cast<int>(g)] = sp;
+    LinkParams l = link_;
+    // Full mesh (Ascend 910B HCCS; configs/chips/ascend-910b2.yaml): a ring over the L members of a
+    // group inside one d-chip domain uses L−1 of each chip's d−1 links, so its bus bandwidth is
+    // (L−1)/(d−1) of the full-node figure. Measured: a 2-NPU all_reduce on 910B reaches busbw 18 GB/s,
+    // 1/7 of the 8-NPU 126-130 GB/s (github.com/gameofdimension/limulidae).
+    if (chip.full_mesh && chip.nvlink_domain > 1 && sp.per_domain > 1 && sp.per_domain < chip.nvlink_domain)
+      l.intra_Bps *= double(sp.per_domain - 1) / double(chip.nvlink_domain - 1);
+    group_links_[static_cast<int>(g)] = l;
+  }
   pp_crosses_domain_ = spans_[static_cast<int>(parallel::Group::kPp)].domains > 1;
+  // A pipeline transfer inside a full-mesh domain is one link's worth of it.
+  pp_intra_Bps_ = chip.full_mesh && chip.nvlink_domain > 1 ? link_.intra_Bps / double(chip.nvlink_domain - 1) : link_.intra_Bps;
 }
 
 double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch) const {
   if (calibration_) {
-    // Measured: the nearest calibrated shape's achieved fraction of the calibrating device's peak,
-    // applied to this chip's peak (same architecture), with the same whole-step derate as the
-    // roofline. The measured time already holds the launch cost, so no overhead is added; the
-    // HBM bound stays (a capped-compute chip of the same architecture can turn memory-bound).
-    const double eff = calibrated_efficiency(m, n, k);
+    // Measured: the nearest calibrated shape's achieved fraction e of the calibrating device's
+    // peak P_c, moved to this chip's peak P = r·P_c as apply_caps moves a capped profile's: the
+    // measured t = F/P_c + F·(1/e − 1)/P_c keeps its peak-independent part, so here
+    // e' = 1 / (1 + r·(1/e − 1)) (an H20, r = 0.15, runs an H100-calibrated 0.78 GEMM at 0.96;
+    // an H800, r = 1, keeps it). Then the same whole-step derate as the roofline. The measured time
+    // already holds the launch cost, so no overhead is added; the HBM bound stays (a
+    // capped-compute chip of the same architecture can turn memory-bound).
+    double eff = calibrated_efficiency(m, n, k);
     if (eff > 0) {
+      eff = 1.0 / (1.0 + cal_peak_ratio_ * (1.0 / eff - 1.0));
       const double bytes = 2.0 * double(batch) * (double(m) * k + double(k) * n + double(m) * n);
       return std::max(flops / (peak_flops_ * eff * chip_.efficiency.sustained),
                       bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm));
@@ -47,15 +84,20 @@ double CostModel::calibrated_busbw(CollKind kind, int64_t bytes, int64_t ranks) 
 }
 
 double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch) const {
+  return roofline_gemm_time(m, n, k, flops, peak_flops_, gemm_fraction_, batch);
+}
+
+double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, double peak, double efficiency,
+                                     int64_t batch) const {
   // Roofline with the chip's achieved GEMM fraction, derated for thin dimensions: a dimension x
   // fills x/(x+64) of the tensor-core tiles on average (partial tiles and waves; the 64 is half a
   // typical 128-wide cuBLAS tile), so 8192-wide GEMMs run at ~99 % of the large-GEMM rate and
   // 128-wide ones at ~2/3.
   auto fill = [](int64_t x) { return double(x) / (double(x) + 64.0); };
   // A grouped GEMM (batch > 1, one per local expert) is one kernel moving every group's operands.
-  const double eff = chip_.efficiency.gemm * chip_.efficiency.sustained * fill(m) * fill(n) * fill(k);
+  const double eff = efficiency * chip_.efficiency.sustained * fill(m) * fill(n) * fill(k);
   const double bytes = 2.0 * double(batch) * (double(m) * k + double(k) * n + double(m) * n);
-  return std::max(flops / (peak_flops_ * eff), bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
+  return std::max(flops / (peak * eff), bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
 }
 
 double CostModel::attention_time(const plan::Op& op) const {
@@ -68,19 +110,29 @@ double CostModel::attention_time(const plan::Op& op) const {
     const int rounds = op.phase == plan::Phase::kBackward ? 2 : 1;
     // One batched kernel per GEMM: the per-matrix time times the batch, one launch. Always the
     // roofline: calibrations measure the linear layers' GEMMs, not attention's batched ones.
-    const double one = roofline_gemm_time(op.m, op.n, op.k, 2.0 * double(op.m) * double(op.n) * double(op.k)) - kKernelOverheadS;
+    const double one = roofline_gemm_time(op.m, op.n, op.k, 2.0 * double(op.m) * double(op.n) * double(op.k), bf16_peak_flops_,
+                                          chip_.efficiency.gemm) - kKernelOverheadS;
     const double gemms = 2.0 * (double(op.batch) * one + kKernelOverheadS);
     return rounds * (gemms + elementwise_time(static_cast<int64_t>(6.5 * 2.0 * scores)));
   }
   // Flash attention skips the masked half of a causal score matrix, so it executes half the
   // accounted FLOPs; bytes are Q, K, V, O (and their grads) once.
   const double exec_flops = op.causal ? 0.5 * op.flops : op.flops;
-  return std::max(exec_flops / (peak_flops_ * chip_.efficiency.attention * chip_.efficiency.sustained),
+  return std::max(exec_flops / (bf16_peak_flops_ * chip_.efficiency.attention * chip_.efficiency.sustained),
                   double(op.bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
 }
 
 double CostModel::elementwise_time(int64_t bytes) const {
   return double(bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm) + kKernelOverheadS;
+}
+
+double CostModel::fp8_cast_time(const plan::Op& op) const {
+  // Each FP8 GEMM quantises its activation-side input once: X (m×k) before the forward GEMM and
+  // dY (m×k in the dgrad's shape) before the dgrad; the wgrad reuses both transposes. Weights are
+  // cast once per step (cached across micro-batches), which is negligible. Delayed scaling's amax
+  // is fused into the same kernel.
+  if (!fp8_ || op.kind != OpKind::kGemm || op.wgrad || op.name == plan::OpName::kLogits) return 0;
+  return elementwise_time(static_cast<int64_t>(kFp8CastBytesPerElement * double(op.batch) * double(op.m) * double(op.k)));
 }
 
 bool CostModel::calibrated(const plan::Op& op) const {
@@ -95,20 +147,29 @@ bool CostModel::calibrated(const plan::Op& op) const {
 
 double CostModel::duration(const plan::Op& op) const {
   switch (op.kind) {
-    case OpKind::kGemm: return gemm_time(op.m, op.n, op.k, op.flops, op.batch);
+    case OpKind::kGemm:
+      if (fp8_ && op.name == plan::OpName::kLogits)  // bf16 under FP8 (see the constructor)
+        return roofline_gemm_time(op.m, op.n, op.k, op.flops, bf16_peak_flops_, chip_.efficiency.gemm, op.batch);
+      return gemm_time(op.m, op.n, op.k, op.flops, op.batch) + fp8_cast_time(op);
     case OpKind::kAttention: return attention_time(op);
     case OpKind::kElementwise: return elementwise_time(op.bytes);
     case OpKind::kCollective:
       if (calibrated(op)) {
         // nccl-tests: busbw = S/t · factor, so t = S · factor / busbw (measured inside one domain).
+        // Measured on the calibrating chip's NVLink B_c; on this chip's (capped) link B the wire
+        // time S·factor/B replaces S·factor/B_c and the rest of the measured time stays (as for
+        // GEMMs above): an H800 (200 GB/s each way) calibrated on an H100 (450) is slower.
         const GroupSpan& sp = span(op.group);
-        return double(op.bytes) * collectives::bus_factor(op.coll, sp.size) / calibrated_busbw(op.coll, op.bytes, sp.size);
+        const double bus_bytes = double(op.bytes) * collectives::bus_factor(op.coll, sp.size);
+        const double measured = bus_bytes / calibrated_busbw(op.coll, op.bytes, sp.size);
+        // Never faster than the target's line rate (a calibration on a slower link moved to a faster one).
+        return std::max(measured + bus_bytes * cal_link_extra_s_per_byte_, bus_bytes / chip_.nvlink_Bps_per_direction());
       }
-      return collectives::time_s(op.coll, op.bytes, span(op.group), link_, {op.route_topk, op.route_node_limit});
+      return collectives::time_s(op.coll, op.bytes, span(op.group), link(op.group), {op.route_topk, op.route_node_limit});
     case OpKind::kSendRecv:
       if (!op.is_send) return 0;  // a receive completes when its matching send does
       return pp_crosses_domain_ ? double(op.bytes) / link_.inter_Bps + link_.inter_alpha_s
-                                : double(op.bytes) / link_.intra_Bps + link_.intra_alpha_s;
+                                : double(op.bytes) / pp_intra_Bps_ + link_.intra_alpha_s;
   }
   return 0;
 }

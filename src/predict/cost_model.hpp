@@ -3,7 +3,10 @@
 // inside the domain, NIC across) as NCCL would choose, with a tree's log-latency across domains.
 // With a calibration of the chip's architecture (`capscale calibrate`), GEMMs take the measured
 // efficiency of the nearest calibrated shape and collectives inside one scale-up domain the
-// measured bus bandwidth.
+// measured bus bandwidth, both moved to the target's own (or capped) peak and NVLink the way
+// apply_caps moves a profile: the time that does not scale with the peak or the link stays fixed.
+// FP8 runs as Transformer Engine runs it: GEMMs at the FP8 peak with their own achieved fraction,
+// plus the cast/transpose of each activation-side input; attention and the output layer in bf16.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -35,6 +38,8 @@ class CostModel {
   double attention_time(const plan::Op& op) const;
   double elementwise_time(int64_t bytes) const;
   const LinkParams& link() const { return link_; }
+  /// The link parameters a collective over group g sees (link() but on a full mesh).
+  const LinkParams& link(parallel::Group g) const { return group_links_[static_cast<int>(g)]; }
   const GroupSpan& span(parallel::Group g) const { return spans_[static_cast<int>(g)]; }
   const config::ChipProfile& chip() const { return chip_; }
   /// Whether a calibration of this chip's architecture is in use.
@@ -46,13 +51,28 @@ class CostModel {
   /// Fixed cost of one kernel launch on the device (seconds): a few µs on current GPUs
   /// (CUDA launch latency; cf. llm.c's note on kernel fusion), kept small and constant.
   static constexpr double kKernelOverheadS = 3e-6;
+  /// HBM bytes per element of Transformer Engine's fused cast+transpose (with amax) of an FP8 GEMM
+  /// input: read bf16 (2 B), write the FP8 tensor and its FP8 transpose (1 + 1 B)
+  /// (transformer_engine/common/transpose/cast_transpose.cu; the transpose feeds the wgrad GEMM).
+  static constexpr double kFp8CastBytesPerElement = 4;
+  /// Extra time of an FP8 GEMM op for casting its activation-side input (0 unless FP8).
+  double fp8_cast_time(const plan::Op& op) const;
 
  private:
   config::ChipProfile chip_;
-  double peak_flops_;
+  double peak_flops_;            ///< dense peak of the plan's precision (FP8 GEMMs under fp8)
+  double bf16_peak_flops_;       ///< attention and the output layer (bf16 under Transformer Engine's FP8)
+  double gemm_fraction_;         ///< achieved GEMM fraction of peak_flops_
+  bool fp8_ = false;
+  double cal_peak_ratio_ = 1;    ///< this chip's peak / the calibrating chip's peak
+  double cal_link_extra_s_per_byte_ = 0;  ///< 1/B_target − 1/B_calibrating, NVLink bus bytes
   LinkParams link_;
   std::array<GroupSpan, parallel::kNumGroups> spans_{};
+  /// link_ as each group sees it: on a full-mesh domain (ChipProfile::full_mesh) a group with fewer
+  /// members per domain than the domain holds drives fewer links.
+  std::array<LinkParams, parallel::kNumGroups> group_links_{};
   bool pp_crosses_domain_ = true;
+  double pp_intra_Bps_ = 0;  ///< a pipeline send inside one domain (one link on a full mesh)
   const Calibration* calibration_ = nullptr;  ///< null unless its arch matches the chip's
   /// Calibration lookups already made: a plan has a handful of distinct GEMM shapes and
   /// collective sizes but up to 10^5 ops, and each lookup scans the calibration. Bounded at 256
@@ -77,6 +97,7 @@ class CostModel {
   double calibrated_efficiency(int64_t m, int64_t n, int64_t k) const;
   double calibrated_busbw(plan::CollKind kind, int64_t bytes, int64_t ranks) const;
   double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1) const;
+  double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, double peak, double efficiency, int64_t batch) const;
 };
 
 }  // namespace capscale::predict

@@ -135,13 +135,29 @@ std::map<std::string, std::vector<const PublishedRun*>> fit_rows_by_arch(const s
   return by_arch;
 }
 
-double rms_log_error(const std::vector<const PublishedRun*>& rows, const std::string& arch, double value) {
+double rms_log_error(const std::vector<const PublishedRun*>& rows, const SustainedByArch& constants) {
   double sum = 0;
   for (const auto* r : rows) {
-    const double e = log_error(predict_row(*r, {{arch, value}}));
+    const double e = log_error(predict_row(*r, constants));
     sum += e * e;
   }
   return rows.empty() ? 0.0 : std::sqrt(sum / double(rows.size()));
+}
+
+double rms_log_error(const std::vector<const PublishedRun*>& rows, const std::string& arch, double value) {
+  return rms_log_error(rows, SustainedByArch{{arch, value}});
+}
+
+/// Golden-section search of the unimodal rms(value) on [0.5, 1]; 22 steps shrink it to ~1e-5.
+template <typename Rms>
+double golden_section(Rms rms) {
+  const double g = 0.5 * (std::sqrt(5.0) - 1.0);
+  double a = 0.5, b = 1.0, x1 = b - g * (b - a), x2 = a + g * (b - a), f1 = rms(x1), f2 = rms(x2);
+  for (int i = 0; i < 22; ++i) {
+    if (f1 < f2) b = x2, x2 = x1, f2 = f1, x1 = b - g * (b - a), f1 = rms(x1);
+    else a = x1, x1 = x2, f1 = f2, x2 = a + g * (b - a), f2 = rms(x2);
+  }
+  return 0.5 * (a + b);
 }
 }  // namespace
 
@@ -155,23 +171,144 @@ std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs) {
   std::vector<SustainedFit> out;
   for (const auto& [arch, rows] : fit_rows_by_arch(runs)) {
     auto rms = [&rows, &arch = arch](double value) { return rms_log_error(rows, arch, value); };
-    // Golden-section search; 22 steps shrink [0.5, 1] to ~1e-5.
-    const double g = 0.5 * (std::sqrt(5.0) - 1.0);
-    double a = 0.5, b = 1.0, x1 = b - g * (b - a), x2 = a + g * (b - a), f1 = rms(x1), f2 = rms(x2);
-    for (int i = 0; i < 22; ++i) {
-      if (f1 < f2) b = x2, x2 = x1, f2 = f1, x1 = b - g * (b - a), f1 = rms(x1);
-      else a = x1, x1 = x2, f1 = f2, x2 = a + g * (b - a), f2 = rms(x2);
-    }
     SustainedFit f;
     f.arch = arch;
     f.rows = int64_t(rows.size());
-    f.value = 0.5 * (a + b);
+    f.value = golden_section(rms);
     f.shipped = config::load_chip(rows.front()->chip).efficiency.sustained;
     f.rms_log_error_shipped = rms(f.shipped);
     f.rms_log_error_fit = rms(f.value);
     out.push_back(f);
   }
   return out;
+}
+
+CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
+  CrossValidation cv;
+  cv.in_sample = validate(runs);
+  // Sources in first-seen order, and each row's architecture (loaded once).
+  std::vector<std::string> sources;
+  std::vector<std::string> arch(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) {
+    arch[i] = config::load_chip(runs[i].chip).arch;
+    if (runs[i].in_budget && std::find(sources.begin(), sources.end(), runs[i].source) == sources.end())
+      sources.push_back(runs[i].source);
+  }
+  // A fold whose source holds no fit row of an architecture leaves that architecture's fit as it
+  // is: the shipped constant, which Validation.ShippedSustainedIsTheLeastSquaresFit holds to the fit.
+  std::map<std::string, double> shipped;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (!shipped.count(arch[i])) shipped[arch[i]] = config::load_chip(runs[i].chip).efficiency.sustained;
+  cv.rows.resize(runs.size());
+  std::vector<bool> predicted(runs.size(), false);
+  std::vector<double> all;
+  for (const auto& source : sources) {
+    SourceFold fold;
+    fold.source = source;
+    std::map<std::string, std::vector<const PublishedRun*>> train;  // fit rows of the other sources, by arch
+    std::vector<const PublishedRun*> pooled;
+    std::map<std::string, bool> source_fits;                        // arch → this source has a fit row of it
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (!runs[i].fit) continue;
+      if (runs[i].source == source) source_fits[arch[i]] = true;
+      else train[arch[i]].push_back(&runs[i]), pooled.push_back(&runs[i]);
+    }
+    double pooled_value = -1;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (runs[i].source != source || fold.constants.count(arch[i])) continue;
+      const std::string& a = arch[i];
+      if (!source_fits.count(a) && train.count(a)) {
+        fold.constants[a] = shipped[a];
+      } else if (const auto it = train.find(a); it != train.end()) {
+        const auto& rows = it->second;
+        fold.constants[a] = golden_section([&](double v) { return rms_log_error(rows, a, v); });
+      } else if (!pooled.empty()) {
+        if (pooled_value < 0) {
+          std::vector<std::string> archs;
+          for (const auto& [t, rows] : train) archs.push_back(t);
+          pooled_value = golden_section([&](double v) {
+            SustainedByArch all_archs;
+            for (const auto& t : archs) all_archs[t] = v;
+            return rms_log_error(pooled, all_archs);
+          });
+        }
+        fold.constants[a] = pooled_value;
+        fold.pooled_archs.push_back(a);
+      }
+      // else: no fit row anywhere else; the chip YAML's constant stands.
+    }
+    std::vector<double> errs;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (runs[i].source != source) continue;
+      cv.rows[i] = predict_row(runs[i], fold.constants);
+      predicted[i] = true;
+      if (!runs[i].in_budget) continue;
+      errs.push_back(std::abs(cv.rows[i].error));
+      all.push_back(errs.back());
+    }
+    fold.errors = stats(errs);
+    cv.folds.push_back(std::move(fold));
+  }
+  // Rows of sources with no in-budget row were never held out: they keep the shipped constants.
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (!predicted[i]) cv.rows[i] = cv.in_sample.rows[i];
+  cv.overall = stats(all);
+  return cv;
+}
+
+SustainedRanges load_sustained_ranges(const std::string& path) {
+  const config::Fields top(config::load_yaml_file(path), path);
+  auto pair = [&](const YAML::Node& n, const std::string& where) {
+    if (!n || !n.IsSequence() || n.size() != 2) throw InputError(path, where, "must be [low, high]");
+    const double lo = n[0].as<double>(), hi = n[1].as<double>();
+    if (!(lo > 0 && lo <= hi && hi <= 1)) throw InputError(path, where, "needs 0 < low <= high <= 1");
+    return std::make_pair(lo, hi);
+  };
+  SustainedRanges r;
+  const YAML::Node archs = top.get_node("archs");
+  if (!archs || !archs.IsMap()) throw InputError(path, "archs", "must map architecture -> [low, high]");
+  for (const auto& kv : archs) r.by_arch[kv.first.as<std::string>()] = pair(kv.second, "archs." + kv.first.as<std::string>());
+  r.unfitted = pair(top.get_node("unfitted"), "unfitted");
+  top.finish({"archs", "unfitted"});
+  return r;
+}
+
+SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<PublishedRun>& runs) {
+  SustainedRanges r;
+  auto widen = [](std::pair<double, double>& p, double v) {
+    if (p.first == 0 || v < p.first) p.first = v;
+    if (v > p.second) p.second = v;
+  };
+  for (const auto& run : runs) {
+    if (!run.fit) continue;
+    const auto chip = config::load_chip(run.chip);
+    widen(r.by_arch[chip.arch], chip.efficiency.sustained);
+  }
+  for (const auto& f : cv.folds)
+    for (const auto& [arch, v] : f.constants) widen(r.by_arch[arch], v);
+  for (const auto& [arch, p] : r.by_arch) widen(r.unfitted, p.first), widen(r.unfitted, p.second);
+  return r;
+}
+
+RatioBand ratio_band(const config::ModelConfig& model, const config::ChipProfile& a, const config::ParallelConfig& pa,
+                     const config::ChipProfile& b, const config::ParallelConfig& pb, const SustainedRanges& ranges,
+                     const PredictOptions& options) {
+  auto per_chip = [&](config::ChipProfile chip, const config::ParallelConfig& p, double sustained) {
+    chip.efficiency.sustained = sustained;
+    return predict(model, chip, p, options).row.tokens_per_s_per_chip;
+  };
+  RatioBand band;
+  band.ratio = per_chip(a, pa, a.efficiency.sustained) / per_chip(b, pb, b.efficiency.sustained);
+  band.low = band.high = band.ratio;
+  const auto ra = ranges.of(a.arch), rb = ranges.of(b.arch);
+  for (double sa : {ra.first, ra.second}) {
+    for (double sb : {rb.first, rb.second}) {
+      if (a.arch == b.arch && sa != sb) continue;  // one architecture, one constant
+      const double r = per_chip(a, pa, sa) / per_chip(b, pb, sb);
+      band.low = std::min(band.low, r), band.high = std::max(band.high, r);
+    }
+  }
+  return band;
 }
 
 }  // namespace capscale::predict

@@ -69,4 +69,55 @@ std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs);
 /// efficiency.sustained set to `value`.
 double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, double value);
 
+/// One held-out source of a leave-one-source-out cross-validation.
+struct SourceFold {
+  std::string source;         ///< the PublishedRun::source left out
+  ErrorStats errors;          ///< its in-budget rows, predicted with constants fitted without them
+  SustainedByArch constants;  ///< efficiency.sustained per architecture fitted on the other sources
+  /// Architectures of this source with no fit row left in the other sources; their constant is the
+  /// one pooled fit over all the other sources' fit rows (how an architecture nobody has published
+  /// a run for is predicted: with the constant the others share).
+  std::vector<std::string> pooled_archs;
+};
+
+struct CrossValidation {
+  /// Every row predicted out of fold (with its source's fold constants), in file order.
+  std::vector<ValidationRow> rows;
+  std::vector<SourceFold> folds;  ///< one per source with an in-budget row, in first-seen order
+  ErrorStats overall;             ///< over the in-budget rows, out of fold
+  ValidationSummary in_sample;    ///< the shipped constants (validate(runs))
+};
+
+/// Leave-one-source-out cross-validation: for each source, refit the fitted constants
+/// (efficiency.sustained per architecture, as fit_sustained) on the `fit` rows of every other
+/// source and predict that source's rows. The number to improve is `overall`; in-sample fits hide
+/// a missing mechanism behind a constant, a held-out source does not.
+CrossValidation cross_validate(const std::vector<PublishedRun>& runs);
+
+/// The spread of efficiency.sustained under cross-validation, per architecture
+/// (configs/validation/sustained_ranges.yaml): the shipped value and every fold's refit of it.
+/// Architectures nobody has fit (Ascend, Blackwell) take `unfitted`: the whole spread across
+/// architectures, since their constant is borrowed from another one.
+struct SustainedRanges {
+  std::map<std::string, std::pair<double, double>> by_arch;
+  std::pair<double, double> unfitted{0, 0};
+  std::pair<double, double> of(const std::string& arch) const {
+    const auto it = by_arch.find(arch);
+    return it == by_arch.end() ? unfitted : it->second;
+  }
+};
+SustainedRanges load_sustained_ranges(const std::string& path);
+/// The ranges that cross_validate's folds give (what the shipped file must hold, to 3 decimals).
+SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<PublishedRun>& runs);
+
+/// A ratio of per-chip throughputs (a / b) and its band: both plans re-predicted with each chip's
+/// efficiency.sustained at the ends of its CV range (chips of one architecture move together, as
+/// they share the constant). The headline ratios (H20/H200, H800/H100, 910C/H100) are read with it.
+struct RatioBand {
+  double ratio = 0, low = 0, high = 0;
+};
+RatioBand ratio_band(const config::ModelConfig& model, const config::ChipProfile& a, const config::ParallelConfig& pa,
+                     const config::ChipProfile& b, const config::ParallelConfig& pb, const SustainedRanges& ranges,
+                     const PredictOptions& options = {});
+
 }  // namespace capscale::predict

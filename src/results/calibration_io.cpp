@@ -8,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "common/time.hpp"
+#include "config/chip.hpp"
 #include "results/h5.hpp"
 #include "results/writer.hpp"
 
@@ -66,6 +67,7 @@ void write_calibration(const std::string& path, const predict::Calibration& cal,
     h5::write_attr(id, "chip", cal.chip);
     h5::write_attr(id, "gemm_dtype", cal.gemm_dtype);
     h5::write_attr(id, "peak_tflops", cal.peak_tflops);
+    h5::write_attr(id, "nvlink_gbyte_s", cal.nvlink_gbyte_s);
     h5::write_attr(id, "world", cal.world);
     h5::write_attr(id, "command_line", cal.command_line);
     h5::write_attr(id, "capscale_version", cal.capscale_version);
@@ -126,6 +128,17 @@ predict::Calibration read_calibration(const std::string& path) {
     cal.git_sha = attr_or(id, "git_sha", "");
     if (h5::has_attr(id, "peak_tflops")) cal.peak_tflops = h5::read_attr_double(id, "peak_tflops");
     if (h5::has_attr(id, "world")) cal.world = h5::read_attr_int(id, "world");
+    // The calibrating chip's NVLink moves measured bus bandwidths to a target's (capped) link.
+    // Files written before it was stored take it from the chip profile they name, when known.
+    if (h5::has_attr(id, "nvlink_gbyte_s")) {
+      cal.nvlink_gbyte_s = h5::read_attr_double(id, "nvlink_gbyte_s");
+    } else if (!cal.chip.empty()) {
+      try {
+        cal.nvlink_gbyte_s = config::load_chip(cal.chip).nvlink_gbyte_s;
+      } catch (const InputError&) {
+        cal.nvlink_gbyte_s = 0;  // unknown chip: bus bandwidths are used as measured
+      }
+    }
     if (!h5::exists(id, "gemm") || !h5::exists(id, "comm")) throw InputError(path, "gemm", "or 'comm' table is missing (truncated file?)");
     h5::Table g = gemm_table();
     h5::read_table(id, "gemm", g);

@@ -194,6 +194,33 @@ TEST(Cli, ValidatePrintsTheTable) {
   EXPECT_NE(fit.out.find("fit hopper   efficiency.sustained = 0.78"), std::string::npos) << fit.out;
 }
 
+TEST(Cli, ValidateCrossValidation) {
+  const auto r = run(test::bin() + " validate --cv --json", 280);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* part : {"cv", "in_sample"})
+    for (const char* k : {"median_abs_err_pct", "max_abs_err_pct", "rows", "pass"}) EXPECT_TRUE(j.at(part).contains(k)) << part << " " << k;
+  EXPECT_GE(j["cv"]["sources"].size(), 5u);
+  EXPECT_GE(j["cv"]["max_abs_err_pct"].get<double>(), j["cv"]["median_abs_err_pct"].get<double>());
+  ASSERT_GE(j["rows"].size(), 30u);
+  for (const char* k : {"id", "source", "published", "predicted_cv", "error_cv", "predicted_in_sample", "error_in_sample"})
+    EXPECT_TRUE(j["rows"][0].contains(k)) << k;
+  EXPECT_NE(r.err.find("leave-one-source-out CV"), std::string::npos) << r.err;
+}
+
+TEST(Cli, PredictVsPrintsTheRatioWithItsBand) {
+  const auto r = run(test::bin() + " predict --model llama3.1-8b --chip h20 --gpus 8 --tp 1 --cp 2 --global-batch-size 16 --vs h200 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("vs")) << r.out;
+  const double ratio = j["vs"]["ratio_tokens_per_s_per_chip"].get<double>();
+  EXPECT_GT(ratio, 0.1);
+  EXPECT_LT(ratio, 0.5);
+  EXPECT_LE(j["vs"]["band"][0].get<double>(), ratio);
+  EXPECT_GE(j["vs"]["band"][1].get<double>(), ratio);
+  EXPECT_NE(r.err.find("# vs h200: tokens/s per chip ratio"), std::string::npos) << r.err;
+}
+
 struct BadCase {
   const char* args;
   const char* must_mention;

@@ -102,6 +102,28 @@ TEST(Accounting, ActivationMemoryMatchesKorthikanti) {
   EXPECT_NEAR(model::activation_bytes_per_layer(m, p), 2 * s * b * h / t, 1);
 }
 
+TEST(Accounting, Fp8KeepsLinearInputsInFp8) {
+  // Transformer Engine saves the FP8-cast inputs of QKV, projection, FC1 and FC2 for the wgrad:
+  // one byte less per element of the two norm outputs (sbh/t each under SP), the projection input
+  // (s·b·q/t) and the FC2 input (s·b·ffn/t). Llama 3.1 70B at tp 4: (2 + 1 + 3.5)/4 · sbh.
+  const auto m = config::load_model("llama3.1-70b");
+  config::ParallelConfig p;
+  p.tp = 4, p.seq_length = 8192, p.micro_batch_size = 1, p.sequence_parallel = true;
+  const double sbh = 8192.0 * 8192.0;
+  const double bf16 = model::activation_bytes_per_layer(m, p);
+  p.precision = config::Precision::kFp8;
+  EXPECT_NEAR(bf16 - model::activation_bytes_per_layer(m, p), (2 + 1 + 3.5) / 4 * sbh, 1);
+  p.recompute = config::Recompute::kFull;  // only the layer input is kept, in bf16
+  EXPECT_NEAR(model::activation_bytes_per_layer(m, p), 2 * sbh / 4, 1);
+}
+
+TEST(Accounting, HbmCapacityIsInGiB) {
+  // An "80 GB" H100 is 80 GiB of HBM3 (nvidia-smi: 81,559 MiB after the driver's share).
+  const auto h100 = config::load_chip("h100");
+  EXPECT_DOUBLE_EQ(h100.usable_memory_bytes(), (80.0 - h100.reserved_gb) * 1073741824.0);
+  EXPECT_GT(h100.usable_memory_bytes(), 81.5e9);
+}
+
 TEST(Accounting, MemoryStatesAndZero1) {
   const auto m = config::load_model("llama3.1-70b");
   config::ParallelConfig p;

@@ -53,3 +53,116 @@ TEST(CostModel, GroupSpanOfABillionChipsIsImmediate) {
   const auto tp = collectives::group_span(layout, parallel::Group::kTp, 72);
   EXPECT_EQ(tp.domains, 1);
 }
+
+namespace {
+// A Hopper calibration measured on an H100: one large GEMM at 0.75 of the bf16 peak and an 8-rank
+// all-reduce at 370 GB/s bus bandwidth.
+predict::Calibration h100_calibration() {
+  predict::Calibration c;
+  c.arch = "hopper", c.chip = "h100", c.backend = "cuda", c.gemm_dtype = "bf16";
+  c.peak_tflops = 989.4, c.nvlink_gbyte_s = 900, c.world = 8;
+  c.gemm.push_back({8192, 8192, 8192, 0.0, 0.75});
+  c.comm.push_back({"all_reduce", int64_t(1) << 28, 8, 0.0, 370e9});
+  return c;
+}
+
+plan::Op tp_all_reduce(int64_t bytes) {
+  plan::Op op;
+  op.kind = plan::OpKind::kCollective;
+  op.coll = plan::CollKind::kAllReduce;
+  op.group = parallel::Group::kTp;
+  op.bytes = bytes;
+  return op;
+}
+}  // namespace
+
+TEST(CostModel, CalibratedBusBandwidthHonoursTheNvlinkCap) {
+  // Issue 13, mechanism 6: with a calibration an H800 was an H100 inside a node. The measured time
+  // keeps its non-wire part; the wire part moves from the H100's link to the H800's (or a cap's).
+  const auto cal = h100_calibration();
+  const parallel::Layout layout(8, 1, 1, 1);
+  const auto h100 = config::load_chip("h100"), h800 = config::load_chip("h800");
+  const auto capped = config::apply_caps(h100, config::parse_target("h100@nvlink=400", "test"));
+  const predict::CostModel m100(h100, config::Precision::kBf16, layout, &cal), m800(h800, config::Precision::kBf16, layout, &cal),
+      mcap(capped, config::Precision::kBf16, layout, &cal);
+  const auto op = tp_all_reduce(int64_t(1) << 28);
+  ASSERT_TRUE(m100.calibrated(op));
+  ASSERT_TRUE(m800.calibrated(op));
+  const double S = double(op.bytes) * 2.0 * 7.0 / 8.0;  // bus bytes, nccl-tests factor 2(n−1)/n
+  EXPECT_NEAR(m100.duration(op), S / 370e9, 1e-12);     // the calibrating chip: as measured
+  const double b100 = 450e9 * h100.efficiency.nvlink, b800 = 200e9 * h800.efficiency.nvlink;
+  EXPECT_NEAR(m800.duration(op), S / 370e9 + S * (1 / b800 - 1 / b100), 1e-9);
+  EXPECT_GT(m800.duration(op), 2.0 * m100.duration(op));
+  EXPECT_NEAR(mcap.duration(op), m800.duration(op), 1e-12);  // a cap is the same chip as the H800
+}
+
+TEST(CostModel, CalibratedGemmEfficiencyIsRescaledForComputeCaps) {
+  // The calibrated fraction e moves to a lower peak as apply_caps moves a profile's:
+  // e' = 1 / (1 + r(1/e − 1)), r = target peak / calibrating peak.
+  const auto cal = h100_calibration();
+  const parallel::Layout layout(1, 1, 1, 1);
+  const auto h100 = config::load_chip("h100"), h20 = config::load_chip("h20");
+  const auto capped = config::apply_caps(h100, config::parse_target("h100@tflops=148", "test"));
+  const double F = 2.0 * 8192.0 * 8192.0 * 8192.0;
+  for (const auto* chip : {&h20, &capped}) {
+    const predict::CostModel m(*chip, config::Precision::kBf16, layout, &cal);
+    const double P = chip->peak_flops(config::Precision::kBf16), r = P / 989.4e12;
+    const double e = 1.0 / (1.0 + r * (1.0 / 0.75 - 1.0));
+    EXPECT_NEAR(m.gemm_time(8192, 8192, 8192, F), F / (P * e * chip->efficiency.sustained), 1e-9) << chip->name;
+    EXPECT_GT(e, 0.94);  // not the H100's 0.75
+  }
+  // The calibrating chip itself, and an H800 (same peak), keep the measured fraction.
+  const predict::CostModel m100(h100, config::Precision::kBf16, layout, &cal);
+  EXPECT_NEAR(m100.gemm_time(8192, 8192, 8192, F), F / (989.4e12 * 0.75 * h100.efficiency.sustained), 1e-9);
+}
+
+TEST(CostModel, Fp8RunsAsTransformerEngineRunsIt) {
+  // Issue 13, mechanism 4. FP8 GEMMs at the FP8 peak with efficiency.gemm_fp8 plus the cast and
+  // transpose of their activation-side input (4 B per element through HBM); attention and the
+  // output layer at the bf16 rate; wgrad GEMMs reuse the casts.
+  const parallel::Layout layout(1, 1, 1, 1);
+  const auto h100 = config::load_chip("h100");
+  const predict::CostModel bf16(h100, config::Precision::kBf16, layout), fp8(h100, config::Precision::kFp8, layout);
+  plan::Op g;
+  g.kind = plan::OpKind::kGemm, g.name = plan::OpName::kFc1, g.m = 8192, g.n = 8192, g.k = 8192;
+  g.flops = 2.0 * 8192.0 * 8192.0 * 8192.0;
+  auto fill = [](double x) { return x / (x + 64.0); };
+  const double f3 = fill(8192) * fill(8192) * fill(8192), s = h100.efficiency.sustained;
+  const double compute = g.flops / (1978.9e12 * h100.efficiency.gemm_fp8 * s * f3) + predict::CostModel::kKernelOverheadS;
+  const double cast = 4.0 * 8192.0 * 8192.0 / (h100.hbm_Bps() * h100.efficiency.hbm) + predict::CostModel::kKernelOverheadS;
+  EXPECT_NEAR(fp8.duration(g), compute + cast, 1e-12);
+  g.wgrad = true;
+  EXPECT_NEAR(fp8.duration(g), compute, 1e-12);
+  // The gain over bf16 is the ratio of achieved rates, not the 2x of the peaks.
+  g.wgrad = false;
+  EXPECT_LT(bf16.duration(g) / fp8.duration(g), 1.0 * 1978.9 * 0.71 / (989.4 * 0.78));
+  g.name = plan::OpName::kLogits;
+  EXPECT_DOUBLE_EQ(fp8.duration(g), bf16.duration(g));
+  plan::Op a;
+  a.kind = plan::OpKind::kAttention, a.batch = 32, a.m = 8192, a.n = 8192, a.k = 128, a.causal = true;
+  a.flops = 4.0 * 32 * 8192.0 * 8192.0 * 128, a.bytes = 2 * 32 * 4 * 8192 * 128;
+  EXPECT_DOUBLE_EQ(fp8.duration(a), bf16.duration(a));
+}
+
+TEST(CostModel, AscendFullMeshGroupsBelowEightGetTheirLinksOnly) {
+  // Issue 13, mechanism 3: on a 910B server's HCCS full mesh a group of n < 8 NPUs drives n−1 of 7
+  // links. Published: a 2-NPU all_reduce reaches busbw 18 GB/s, 1/7 of the 8-NPU figure.
+  const auto npu = config::load_chip("ascend-910b2");
+  ASSERT_TRUE(npu.full_mesh);
+  const double b8 = npu.nvlink_Bps_per_direction() * npu.efficiency.nvlink;  // 8-NPU bus bandwidth
+  for (int64_t n : {2, 4, 8}) {
+    const parallel::Layout layout(n, 1, 8 / n, 1);
+    const predict::CostModel m(npu, config::Precision::kBf16, layout);
+    const double S = double(int64_t(1) << 30);
+    const double busbw = b8 * double(n - 1) / 7.0;
+    const double want = 2.0 * double(n - 1) / double(n) * S / busbw + 2.0 * double(n - 1) * npu.nvlink_latency_us * 1e-6;
+    EXPECT_NEAR(m.duration(tp_all_reduce(int64_t(1) << 30)), want, 1e-9) << n;
+    if (n == 2) EXPECT_NEAR(busbw / 1e9, 18.2, 0.5);  // the measured 18 GB/s
+  }
+  // A switched domain (910C's UB Clos, H100's NVSwitch) gives any group the full figure.
+  const auto ub = config::load_chip("ascend-910c");
+  EXPECT_FALSE(ub.full_mesh);
+  const predict::CostModel m(ub, config::Precision::kBf16, parallel::Layout(2, 1, 8, 1));
+  const double S = double(int64_t(1) << 30), b = ub.nvlink_Bps_per_direction() * ub.efficiency.nvlink;
+  EXPECT_NEAR(m.duration(tp_all_reduce(int64_t(1) << 30)), S / b + 2.0 * ub.nvlink_latency_us * 1e-6, 1e-9);
+}

@@ -2,6 +2,7 @@
 // shipped efficiency.sustained constants are what `capscale validate --fit` computes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.hpp"
@@ -62,4 +63,87 @@ TEST(Validation, FitRowsMustBeInBudget) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("fit"), std::string::npos) << e.what();
   }
+}
+
+TEST(Validation, CrossValidationHoldsEachSourceOut) {
+  const auto runs = predict::load_published_runs(shipped_runs());
+  const auto cv = predict::cross_validate(runs);
+  ASSERT_EQ(cv.rows.size(), runs.size());
+  ASSERT_GE(cv.folds.size(), 5u);
+  int64_t rows = 0;
+  for (const auto& f : cv.folds) {
+    rows += f.errors.rows;
+    bool has_fit_row = false;
+    for (const auto& r : runs) has_fit_row = has_fit_row || (r.source == f.source && r.fit);
+    // A source that fits nothing (the Megatron-Core README rows) is predicted exactly as in sample.
+    if (!has_fit_row) {
+      for (size_t i = 0; i < runs.size(); ++i)
+        if (runs[i].source == f.source) {
+          EXPECT_DOUBLE_EQ(cv.rows[i].error, cv.in_sample.rows[i].error) << runs[i].id;
+        }
+      continue;
+    }
+    // Otherwise each of its architectures' constants is the least-squares fit of the other sources'
+    // fit rows: the objective over those rows is no better a step either side.
+    std::vector<predict::PublishedRun> rest;
+    for (const auto& r : runs)
+      if (r.source != f.source) rest.push_back(r);
+    for (const auto& [arch, value] : f.constants) {
+      if (std::find(f.pooled_archs.begin(), f.pooled_archs.end(), arch) != f.pooled_archs.end()) continue;
+      const double at = predict::fit_rms_log_error(rest, arch, value);
+      EXPECT_LE(at, predict::fit_rms_log_error(rest, arch, value - 1e-3) + 1e-9) << f.source << " " << arch;
+      EXPECT_LE(at, predict::fit_rms_log_error(rest, arch, value + 1e-3) + 1e-9) << f.source << " " << arch;
+    }
+  }
+  // Every in-budget row is held out exactly once.
+  EXPECT_EQ(rows, cv.overall.rows);
+  EXPECT_EQ(cv.overall.rows, cv.in_sample.in_budget);
+  // Out of fold can only be worse than the in-sample least-squares fit on the whole.
+  EXPECT_GE(cv.overall.max_abs, cv.in_sample.max_abs_error - 1e-12);
+}
+
+TEST(Validation, PublishedRunsFitTheChipsTheyRanOn) {
+  // Issue 13, mechanism 5: NVIDIA ran the DGXC Llama 3.1 8B and 70B (BF16 and FP8) configurations on
+  // 80 GB H100s; they were refused before HBM was counted in GiB and FP8 activations in FP8. (H16-512
+  // and H20-256 still need 86 GB: docs/validation.md, "Memory".)
+  int rows = 0;
+  for (const auto& r : predict::load_published_runs(shipped_runs())) {
+    if (r.id.rfind("H18", 0) != 0 && r.id.rfind("H19", 0) != 0) continue;
+    ++rows;
+    double need_gb = 0;
+    EXPECT_TRUE(predict::fits_memory(r.model, config::load_chip(r.chip), r.parallel, &need_gb)) << r.id << " needs " << need_gb << " GB";
+  }
+  EXPECT_EQ(rows, 6);
+}
+
+TEST(Validation, ShippedSustainedRangesAreTheCrossValidationSpread) {
+  // configs/validation/sustained_ranges.yaml (the band of `predict --vs`) must be what the folds give.
+  const auto runs = predict::load_published_runs(shipped_runs());
+  const auto want = predict::sustained_ranges(predict::cross_validate(runs), runs);
+  const auto got = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
+  ASSERT_EQ(got.by_arch.size(), want.by_arch.size());
+  for (const auto& [arch, r] : want.by_arch) {
+    EXPECT_NEAR(got.of(arch).first, r.first, 0.0015) << arch;
+    EXPECT_NEAR(got.of(arch).second, r.second, 0.0015) << arch;
+  }
+  EXPECT_NEAR(got.unfitted.first, want.unfitted.first, 0.0015);
+  EXPECT_NEAR(got.unfitted.second, want.unfitted.second, 0.0015);
+}
+
+TEST(Validation, RatioBandCoversTheRatioAndWidensAcrossArchitectures) {
+  const auto ranges = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
+  const auto m = config::load_model("llama3.1-70b");
+  config::ParallelConfig p;
+  p.tp = 8, p.pp = 4, p.vpp = 5, p.global_batch_size = 64, p.seq_length = 8192, p.sequence_parallel = true, p.zero = 1;
+  p.tp_comm_overlap = true;
+  p = config::resolve(p, m, 256, "test");
+  const auto h20 = config::load_chip("h20"), h200 = config::load_chip("h200"), npu = config::load_chip("ascend-910c");
+  const auto same = predict::ratio_band(m, h20, p, h200, p, ranges);
+  EXPECT_LE(same.low, same.ratio);
+  EXPECT_GE(same.high, same.ratio);
+  EXPECT_LT(same.high - same.low, 0.02 * same.ratio);  // one constant for both: it nearly cancels
+  const auto cross = predict::ratio_band(m, npu, p, h200, p, ranges);
+  EXPECT_LE(cross.low, cross.ratio);
+  EXPECT_GE(cross.high, cross.ratio);
+  EXPECT_GT(cross.high - cross.low, 0.05 * cross.ratio);  // an architecture nobody fit: 0.783-0.901
 }
