@@ -111,7 +111,7 @@ double CostModel::attention_time(const plan::Op& op) const {
     // One batched kernel per GEMM: the per-matrix time times the batch, one launch. Always the
     // roofline: calibrations measure the linear layers' GEMMs, not attention's batched ones.
     const double one = roofline_gemm_time(op.m, op.n, op.k, 2.0 * double(op.m) * double(op.n) * double(op.k), bf16_peak_flops_,
-                                          chip_.efficiency.gemm) - kKernelOverheadS;
+                                          chip_.efficiency.gemm, 1) - kKernelOverheadS;
     const double gemms = 2.0 * (double(op.batch) * one + kKernelOverheadS);
     return rounds * (gemms + elementwise_time(static_cast<int64_t>(6.5 * 2.0 * scores)));
   }
