@@ -136,7 +136,7 @@ ModelConfig load_model_hf_json(const std::string& path) {
   {
     namespace fs = std::filesystem;
     std::error_code ec;
-    const fs::path file = fs::absolute(path, ec);
+    const fs::path file = fs::absolute(path, ec).lexically_normal();
     const fs::path folder = (ec ? fs::path(path) : file).parent_path().filename();
     m.name = fs::path(path).stem().string();
     if (m.name == "config" && !folder.empty()) m.name = folder.string();
