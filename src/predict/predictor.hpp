@@ -110,6 +110,7 @@ struct SearchOptions {
   bool overlap_grad_reduce = true;           ///< as ParallelConfig, for every candidate
   /// Plan knobs the user fixed, by field name (a subset of kPlanFields); their values come from
   /// `given`, and the search varies only the others ("with some plan flags, search the rest").
+  /// Every candidate starts from `given`: fields outside kPlanFields keep its values.
   std::vector<std::string> fixed;
   config::ParallelConfig given;
 };

@@ -84,6 +84,9 @@ struct Shaped {
 Shaped shape(const config::ModelConfig& m, const SearchOptions& o, int64_t seq, int64_t gpus, int64_t gbs, int64_t tp,
              int64_t cp, int64_t pp, int64_t vpp, int64_t mbs) {
   Shaped s;
+  // From the user's config, so that a field the search does not choose (a knob added later
+  // included) keeps the value given; then the shape and the workload settings.
+  s.p = o.given;
   config::ParallelConfig& p = s.p;
   p.tp = tp, p.cp = cp, p.pp = pp, p.vpp = vpp, p.micro_batch_size = mbs;
   p.global_batch_size = gbs, p.seq_length = seq;

@@ -186,6 +186,14 @@ class Frames(unittest.TestCase):
         self.assertTrue(df["fits"].dtype == bool)
 
 
+    def test_read_a_run_file(self):
+        run = capscale.read(DATA.parents[1] / "results" / "quickstart.h5")
+        self.assertEqual(run.attrs["kind"], "run")
+        self.assertTrue(run["target"][0].startswith("host:"))  # the host's measured row first
+        self.assertEqual(run["source"][0], "measured")
+        self.assertTrue(all(type(v) is str for v in run["target"]))
+
+
 class Readme(unittest.TestCase):
     def test_worked_example_runs_as_printed(self):
         """The README's Python block, run as printed in a scratch folder: it prints what the README
