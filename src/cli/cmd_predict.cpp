@@ -52,7 +52,7 @@ std::string explain_no_plan(const config::ModelConfig& model, const config::Chip
   add(x.heads, "have a tp that does not divide the heads (" + s(model.num_attention_heads) + "/" + s(model.num_query_groups) +
                    " kv) or the FFN (" + s(model.ffn_hidden_size) + ")");
   add(x.layers, "have pp x vpp above the " + s(model.num_layers) + " layers");
-  add(x.chips, "have tp x cp x pp not dividing " + s(so.gpus) + " chips");
+  add(x.chips, "have tp x cp x pp not dividing " + s(so.gpus) + (so.gpus == 1 ? " chip" : " chips"));
   add(x.batch, "leave a global batch of " + s(gbs) + " not divisible by micro-batch x dp (x pp when interleaved)");
   add(x.sequence, "need seq " + s(seq) + " divisible by 2·cp or by tp");
   add(x.other, "break another rule (config::violations)");
@@ -67,7 +67,7 @@ std::string explain_no_plan(const config::ModelConfig& model, const config::Chip
     return v.empty() ? std::string("none nearby") : config::join(v);
   };
   why += "; nearest chip counts with a plan (global batch " + s(gbs) + "): " + pair(n.gpus_below, n.gpus_above) +
-         "; nearest global batch sizes on " + s(so.gpus) + " chips: " + pair(n.batch_below, n.batch_above);
+         "; nearest global batch sizes on " + s(so.gpus) + (so.gpus == 1 ? " chip: " : " chips: ") + pair(n.batch_below, n.batch_above);
   return why;
 }
 

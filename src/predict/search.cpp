@@ -144,7 +144,10 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
   PredictOptions popt;
   popt.calibration = o.calibration;
   std::vector<Candidate> cands;
+  const bool mp_fixed = is_fixed(o, "tp") || is_fixed(o, "cp") || is_fixed(o, "pp");
   for_each_shape(model, chip, o, seq, [&](int64_t tp, int64_t cp, int64_t pp, int64_t vpp, int64_t mbs) {
+    // More model-parallel ranks than chips is no candidate (not counted as one) unless asked for.
+    if (tp * cp * pp > o.gpus && !mp_fixed) return;
     ++result.shapes;
     Shaped s = shape(model, o, seq, o.gpus, o.global_batch_size, tp, cp, pp, vpp, mbs);
     if (s.rejected) {
