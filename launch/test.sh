@@ -13,7 +13,7 @@ cd "$repo_root"
 
 preset="${CAPSCALE_PRESET:-release}"
 
-./launch/deps.sh
+./launch/deps.sh --lint-tools
 
 # True when CMakePresets.json defines a preset of this kind (build|test) with this name.
 has_preset() {
@@ -42,7 +42,7 @@ if [[ "$preset" != asan && "${CAPSCALE_SANITIZE:-1}" != 0 ]]; then
   export ASAN_OPTIONS="detect_odr_violation=0"
   cmake --preset asan
   cmake --build --preset asan -j"$(nproc)" --target capscale_unit_tests capscale_mpi_tests
-  ctest --test-dir build/asan --output-on-failure -L unit -E 'plot_py|shellcheck'
+  ctest --test-dir build/asan --output-on-failure -L unit -E 'plot_py|shellcheck|python_|docker_drift|hadolint'
   # Under mpiexec, LeakSanitizer reports Open MPI's plugin allocations from modules already unloaded
   # at MPI_Finalize ("<unknown module>"), which no suppression can name; the MPI tests therefore run
   # with every ASan and UBSan check except leak detection (the unit tests above keep it).

@@ -17,6 +17,7 @@
 #include "cli/commands.hpp"
 #include "git_sha.hpp"
 #include "cli/output.hpp"
+#include "cli/sweep_api.hpp"
 #include "common/error.hpp"
 #include "config/fields.hpp"
 #include "exec/executor.hpp"
@@ -70,6 +71,14 @@ class PointRunner {
   /// Computes one point into a one-row table (status "ok", "does not fit", "no plan fits" or
   /// "invalid: ...").
   h5::Table run(const sweep::Point& pt) {
+    const SweepRow r = compute(pt);
+    h5::Table t = results::summary_table();
+    results::add_summary_row(t, r.row, r.point, r.key, r.status);
+    return t;
+  }
+
+  /// The same as a row with its point index, key and status.
+  SweepRow compute(const sweep::Point& pt) {
     const auto& model = models_.try_emplace(pt.model, config::load_model(pt.model)).first->second;
     const auto& chip = chips_.try_emplace(pt.target.spec, config::resolve_target(pt.target)).first->second;
     predict::SummaryRow row;
@@ -99,9 +108,7 @@ class PointRunner {
     }
     row.target = pt.target.spec;
     row.gpus = pt.gpus;
-    h5::Table t = results::summary_table();
-    results::add_summary_row(t, row, pt.index, pt.key, status);
-    return t;
+    return SweepRow{row, int64_t(pt.index), pt.key, status};
   }
 
  private:
@@ -256,6 +263,20 @@ int sweep_cmd(const SweepOptions& o, const Invocation& inv) {
 }
 
 }  // namespace
+
+std::vector<SweepRow> sweep_rows(const std::string& path) {
+  const auto cfg = sweep::load_sweep(path);
+  const auto points = sweep::expand(cfg);
+  check_model_names_fit(cfg, path);
+  PointRunner runner(cfg);
+  std::vector<SweepRow> out;
+  out.reserve(points.size());
+  for (const auto& pt : points) {
+    out.push_back(runner.compute(pt));
+    results::check_finite(out.back().row);  // as the file writer does, so both refuse alike
+  }
+  return out;
+}
 
 Action add_sweep(CLI::App& app) {
   auto* cmd = app.add_subcommand("sweep", "Predict a grid of models x targets x chip counts x plans into one HDF5 table");

@@ -26,6 +26,7 @@ using Action = std::function<int(const Invocation&)>;
 struct ParallelFlags {
   config::ParallelConfig config;  ///< as given on the command line (dp still unresolved)
   int64_t num_layers = 0;         ///< 0: the model's; else a proxy with this many of its layers
+  std::vector<std::string> given;  ///< field names of the flags given, in order (parallel_fields() names)
   const config::ParallelConfig& to_config() const { return config; }
   /// The model named by `spec` (name, YAML or config.json), cut to --num-layers when given.
   config::ModelConfig load_model(const std::string& spec) const;
@@ -38,6 +39,10 @@ std::vector<std::string> parallel_flag_names();
 /// whole (InputError naming --model / --emulate and the limit otherwise); run and `check --gpus`
 /// call it before any work.
 void check_run_names_fit(const config::ModelConfig& model, const std::vector<config::TargetSpec>& targets);
+
+/// One error, one line: control characters quoted from user input (a newline inside a YAML value)
+/// escaped, so that logs, tests and the Python module's ValueError rely on a single line (output.cpp).
+std::string one_line(const std::string& s);
 
 Action add_run(CLI::App& app);
 Action add_predict(CLI::App& app);

@@ -1,4 +1,6 @@
 // Flags shared by run, predict and bench clock, generated from the ParallelConfig field table.
+#include <algorithm>
+
 #include "cli/commands.hpp"
 #include "common/error.hpp"
 
@@ -22,7 +24,12 @@ void add_parallel_flags(CLI::App* cmd, ParallelFlags& flags) {
   for (const auto& f : config::parallel_fields()) {
     if (f.flag.empty() || !f.set) continue;
     const std::string name = "--" + f.flag;
-    const auto set = f.set;
+    // Every generated flag records its field as given (predict searches the plan fields not given).
+    auto* given = &flags.given;
+    const auto set = [given, field = f.name, set_field = f.set](config::ParallelConfig& r, const config::FieldValue& v) {
+      set_field(r, v);
+      if (std::find(given->begin(), given->end(), field) == given->end()) given->push_back(field);
+    };
     switch (f.type) {
       case config::FieldType::kInt:
         cmd->add_option_function<int64_t>(name, [rec, set](int64_t v) { set(*rec, v); }, help_of(f))

@@ -15,25 +15,8 @@
 
 namespace {
 
-// One error, one line: control characters quoted from user input (a newline inside a YAML value)
-// are escaped so that logs and tests can rely on a single line.
-std::string one_line(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c == '\t') out += "\\t";
-    else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else out += char(c);
-  }
-  return out;
-}
-
 int fail(const std::string& raw, int code) {
-  const std::string message = one_line(raw);
+  const std::string message = capscale::cli::one_line(raw);
   int inited = 0, finalized = 0, size = 1;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);

@@ -1,9 +1,11 @@
 // Tables and JSON; see output.hpp.
 #include "cli/output.hpp"
 
+#include <cstdio>
 #include <iomanip>
 #include <sstream>
 
+#include "cli/commands.hpp"
 #include "config/record_json.hpp"
 #include "model/accounting.hpp"
 
@@ -13,6 +15,21 @@ std::string fmt(double v, int precision) {
   std::ostringstream os;
   os << std::fixed << std::setprecision(precision) << v;
   return os.str();
+}
+
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else out += char(c);
+  }
+  return out;
 }
 
 nlohmann::json to_json(const config::ParallelConfig& p) { return config::record_to_json(p, config::parallel_fields()); }

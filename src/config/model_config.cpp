@@ -294,9 +294,24 @@ ModelConfig load_model_hf_json(const std::string& path) {
   };
   ModelConfig m;
   m.origin = path;
-  m.name = std::filesystem::path(path).parent_path().filename().string();
-  if (auto it = j.find("_name_or_path"); it != j.end() && it->is_string()) m.name = it->get<std::string>();
-  if (m.name.empty()) m.name = "hf-model";
+  // The model's name: HuggingFace's own `_name_or_path` ("meta-llama/Llama-3.1-8B"; a local path
+  // keeps its last component), else the file's stem, or for a file called config.json its folder
+  // (as HuggingFace checkouts are laid out), resolved so that ./config.json names its folder too.
+  {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path file = fs::absolute(path, ec).lexically_normal();
+    const fs::path folder = (ec ? fs::path(path) : file).parent_path().filename();
+    m.name = fs::path(path).stem().string();
+    if (m.name == "config" && !folder.empty()) m.name = folder.string();
+    if (auto it = j.find("_name_or_path"); it != j.end() && it->is_string() && !it->get<std::string>().empty()) {
+      std::string n = it->get<std::string>();
+      while (n.size() > 1 && n.back() == '/') n.pop_back();
+      if (n.front() == '/' || n.front() == '.') n = fs::path(n).filename().string();  // a local path
+      if (!n.empty()) m.name = n;
+    }
+    if (m.name.empty()) m.name = "config";
+  }
   m.num_layers = get_int("num_hidden_layers", 1, 100000, true, 0);
   m.hidden_size = get_int("hidden_size", 1, kMaxDim, true, 0);
   m.ffn_hidden_size = get_int("intermediate_size", 1, kMaxDim, false, 4 * m.hidden_size);

@@ -110,6 +110,29 @@ struct SearchOptions {
   int64_t max_tp = 0;  ///< 0 → the chip's NVLink domain (capped at 8·chips_per_package)
   int top = 5;         ///< how many ranked candidates to return
   const Calibration* calibration = nullptr;  ///< as PredictOptions::calibration
+  bool overlap_grad_reduce = true;           ///< as ParallelConfig, for every candidate
+  /// Plan knobs the user fixed, by field name (a subset of kPlanFields); their values come from
+  /// `given`, and the search varies only the others ("with some plan flags, search the rest").
+  /// Every candidate starts from `given`: fields outside kPlanFields keep its values.
+  std::vector<std::string> fixed;
+  config::ParallelConfig given;
+};
+
+/// The ParallelConfig fields that make a plan, i.e. what the search chooses when not fixed. The
+/// other fields (batch, sequence, precision, flash attention, gradient dtype) describe the workload.
+inline const std::vector<std::string> kPlanFields = {"tp", "pp", "cp", "vpp", "micro_batch_size", "recompute",
+                                                     "zero", "sequence_parallel", "tp_comm_overlap", "ep"};
+
+/// Why plan shapes were ruled out. Each shape (tp, cp, pp, vpp, micro-batch) counts once, under the
+/// first constraint it breaks, in this order.
+struct Rejections {
+  int64_t heads = 0;     ///< tp does not divide the attention heads, query groups or FFN width
+  int64_t layers = 0;    ///< pp × vpp exceeds the layers
+  int64_t chips = 0;     ///< tp × cp × pp does not divide the chip count
+  int64_t batch = 0;     ///< global batch not divisible by micro-batch × dp (interleaved: micro-batches by pp)
+  int64_t sequence = 0;  ///< sequence length not divisible by 2·cp (or by tp under sequence parallelism)
+  int64_t other = 0;     ///< another rule of config::violations() (e.g. a fixed flag that needs another)
+  int64_t memory = 0;    ///< valid, but no recompute level fits the chip's memory
 };
 
 struct SearchResult {
@@ -117,9 +140,19 @@ struct SearchResult {
   int64_t candidates = 0;          ///< configurations considered
   int64_t fitting = 0;             ///< of which fit in memory
   int64_t evaluated = 0;           ///< of which were timed (the rest were bounded out)
+  int64_t shapes = 0;              ///< plan shapes (tp, cp, pp, vpp, micro-batch) enumerated
+  Rejections rejected;             ///< of which ruled out, by reason
 };
 
 /// The best (tp, pp, vpp, cp, micro-batch, recompute, ZeRO) that fits, ranked by tokens/s per chip.
 SearchResult search(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& options);
+
+/// When nothing fits: the nearest chip counts (same global batch) and global batch sizes (same chip
+/// count) below and above the asked ones at which the same search finds a plan; 0 where none does.
+struct Nearest {
+  int64_t gpus_below = 0, gpus_above = 0;
+  int64_t batch_below = 0, batch_above = 0;
+};
+Nearest nearest_fitting(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& options);
 
 }  // namespace capscale::predict

@@ -101,6 +101,54 @@ TEST(Predict, SearchFindsTheBestFittingPlan) {
   EXPECT_GE(b.ranked[0].tokens_per_s_per_chip, r.ranked[0].tokens_per_s_per_chip);
 }
 
+TEST(Predict, SearchKeepsFixedKnobsAndSaysWhyNothingFits) {
+  const auto m = config::load_model("llama3.1-70b");
+  const auto h20 = config::load_chip("h20");
+  predict::SearchOptions o;
+  o.gpus = 64, o.global_batch_size = 128, o.seq_length = 4096, o.top = 3;
+  o.fixed = {"tp", "recompute"};
+  o.given.tp = 4, o.given.recompute = config::Recompute::kFull;
+  const auto fixed = predict::search(m, h20, o);
+  ASSERT_FALSE(fixed.ranked.empty());
+  for (const auto& row : fixed.ranked) {
+    EXPECT_EQ(row.parallel.tp, 4);
+    EXPECT_EQ(row.parallel.recompute, config::Recompute::kFull);
+  }
+  // Issue 14: 1000 chips and a batch of 1024 admit no (tp, cp, pp, dp); memory is not the reason.
+  predict::SearchOptions none;
+  none.gpus = 1000, none.global_batch_size = 1024;
+  const auto r = predict::search(m, h20, none);
+  EXPECT_TRUE(r.ranked.empty());
+  const auto& x = r.rejected;
+  EXPECT_EQ(x.memory, 0);
+  EXPECT_GT(x.chips, 0);
+  EXPECT_GT(x.batch, 0);
+  EXPECT_EQ(x.heads + x.layers + x.chips + x.batch + x.sequence + x.other + x.memory, r.shapes);  // each shape once
+  const auto n = predict::nearest_fitting(m, h20, none);
+  ASSERT_GT(n.gpus_below, 0);
+  EXPECT_LT(n.gpus_below, 1000);
+  EXPECT_GT(n.gpus_above, 1000);
+  EXPECT_LE(n.gpus_above, 1024);
+  EXPECT_LT(n.batch_below, 1024);
+  EXPECT_GT(n.batch_above, 1024);
+  // Every suggestion admits a plan, and nothing nearer does (checked by searching each size between).
+  for (int64_t g : {n.gpus_below, n.gpus_above}) {
+    auto at = none;
+    at.gpus = g, at.top = 1;
+    EXPECT_FALSE(predict::search(m, h20, at).ranked.empty()) << g;
+  }
+  for (int64_t b : {n.batch_below, n.batch_above}) {
+    auto at = none;
+    at.global_batch_size = b, at.top = 1;
+    EXPECT_FALSE(predict::search(m, h20, at).ranked.empty()) << b;
+  }
+  for (int64_t g = n.gpus_below + 1; g < n.gpus_above; g += (g < 990 || g > 1010) ? 7 : 1) {
+    auto at = none;
+    at.gpus = g, at.top = 1;
+    EXPECT_TRUE(predict::search(m, h20, at).ranked.empty()) << g << " chips admit a plan but were not suggested";
+  }
+}
+
 TEST(Emulate, DilationKeepsTheHostsAchievedFraction) {
   // Host H100 measured exactly at its modelled durations × 1.25: an H200 target sees the same
   // 1.25 × its own modelled durations (roofline ratio), tagged "dilated".
