@@ -157,7 +157,17 @@ TEST(Cli, BenchGemmAndCommPrintRatiosAgainstTheDirectCalls) {
   check(run(test::bin() + " bench gemm --backend cpu --iters 1 --json"), "gemm");
   // Two ranks agree on the number of rounds (each run_step starts with a world barrier).
   check(run(test::mpiexec(2) + " " + test::bin() + " bench gemm --backend cpu --iters 1 --json", 120), "gemm");
-  check(run(test::mpiexec(2) + " " + test::bin() + " bench comm --backend cpu --sizes 1048576 --iters 2 --json"), "all_reduce");
+  // bench comm: the all-reduce rows, then the all-to-all rows (a row per size each).
+  const auto comm = run(test::mpiexec(2) + " " + test::bin() + " bench comm --backend cpu --sizes 1048576 --iters 2 --json");
+  ASSERT_EQ(comm.exit_code, 0) << comm.err;
+  const auto comm_rows = nlohmann::json::parse(comm.out);
+  ASSERT_EQ(comm_rows.size(), 2u);
+  EXPECT_EQ(comm_rows[0].at("what"), "all_reduce");
+  EXPECT_EQ(comm_rows[1].at("what"), "alltoall");
+  for (const auto& row : comm_rows) {
+    EXPECT_GT(row.at("path_s").get<double>(), 0);
+    EXPECT_NEAR(row.at("ratio").get<double>(), row.at("direct_s").get<double>() / row.at("path_s").get<double>(), 1e-9);
+  }
   // The virtual clock: the same real step with and without per-op timing.
   const auto r = run(test::mpiexec(2) + " " + test::bin() + " bench clock --backend cpu --tp 2 --global-batch-size 2 --iters 2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -245,7 +255,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"predict --model llama3.1-70b --chip h100@tflops=150% --gpus 8", "tflops"},
         BadCase{"predict --model llama3.1-70b --chip h100 --gpus 24 --tp 3", "num_attention_heads"},
         BadCase{"predict --model llama3.1-70b --chip h100 --gpus 256 --pp 32 --vpp 4", "num_layers"},
-        BadCase{"predict --model llama3.1-70b --chip h100 --gpus 16 --tp 8 --global-batch-size 3", "global-batch-size"},
+        BadCase{"predict --model llama3.1-70b --chip h100 --gpus 16 --tp 8 --pp 1 --global-batch-size 3", "global-batch-size"},
         BadCase{"predict --model llama3.1-70b --chip h100 --gpus 12 --tp 8", "world size"},
         BadCase{"predict --model llama3.1-70b --chip h100 --gpus 8 --recompute sometimes", "recompute"},
         BadCase{"predict --model llama3.1-8b --chip h100 --gpus 1 --num-layers 33", "num-layers"},
