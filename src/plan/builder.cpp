@@ -238,6 +238,7 @@ class StageBuilder {
     int32_t entry = -1;  ///< last_compute_ before it
     int32_t exit_compute = -1, exit_overlap_ag = -1;  ///< last_compute_, overlap_ag_ after it
     std::vector<int32_t> exit_pending;                ///< pending_ after it
+    double flops = 0;                                 ///< GEMM and attention FLOPs of its ops
   };
   enum { kForwardLayer, kBackwardLayer, kBackwardReduceLayer, kLayerKinds };
   static constexpr int kVariants = 4;
@@ -251,7 +252,7 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
   const bool clean = copy_layers_ && pending_.empty() && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather;
   LayerTemplate& t = templates_[kind * kVariants + variant(layer)];
   if (clean && t.start >= 0) {
-    const int32_t shift = static_cast<int32_t>(st_.ops.size()) - t.start;
+    const int32_t begin = static_cast<int32_t>(st_.ops.size()), shift = begin - t.start;
     auto map = [&](int32_t d) { return d >= t.start ? d + shift : last_compute_; };
     for (const Op& src : t.ops) {
       Op& op = st_.ops.emplace_back(src);
@@ -261,6 +262,7 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
       for (uint8_t d = 0; d < op.ndeps; ++d) op.deps[d] = map(op.deps[d]);
       if (op.overlap.partner >= 0) op.overlap.partner += shift;
     }
+    st_.copies.push_back({begin, static_cast<int32_t>(st_.ops.size()), shift, t.flops});
     last_compute_ = t.exit_compute + shift;
     overlap_ag_ = t.exit_overlap_ag < 0 ? -1 : t.exit_overlap_ag + shift;
     for (int32_t d : t.exit_pending) pending_.push_back(d + shift);
@@ -281,6 +283,9 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
       if (op.deps[d] < start && op.deps[d] != entry) return;
   }
   t.ops.assign(st_.ops.begin() + start, st_.ops.end());
+  t.flops = 0;
+  for (const Op& op : t.ops)
+    if (op.kind == OpKind::kGemm || op.kind == OpKind::kAttention) t.flops += op.flops;
   t.start = start, t.entry = entry;
   t.exit_compute = last_compute_, t.exit_overlap_ag = overlap_ag_, t.exit_pending = pending_;
 }
@@ -771,6 +776,7 @@ void build_plan(const ModelConfig& model, const ParallelConfig& parallel, Plan& 
   for (int64_t s = 0; s < parallel.pp; ++s) {
     plan.stages[s].pp_rank = s;
     plan.stages[s].ops.clear();  // keeps its capacity
+    plan.stages[s].copies.clear();
     StageBuilder(model, parallel, plan.stages[s], plan.layers_per_chunk, options.copy_layers).build();
   }
 }

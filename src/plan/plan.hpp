@@ -97,9 +97,19 @@ struct Op {
   std::string label() const;  ///< e.g. "fwd/mb0/L3/fc1"
 };
 
+/// Ops [begin, end) of a stage are copies of ops [begin − shift, end − shift): they differ only in
+/// their layer, micro-batch and chunk fields and dependency indices, so anything computed from an
+/// op's sizes alone (a modelled duration, FLOPs) is the same for both. `flops` sums the GEMM and
+/// attention FLOPs of the range. The builder records one per copied layer (BuildOptions::copy_layers).
+struct CopyRange {
+  int32_t begin = 0, end = 0, shift = 0;
+  double flops = 0;
+};
+
 struct StagePlan {
   int64_t pp_rank = 0;
   std::vector<Op> ops;
+  std::vector<CopyRange> copies;  ///< ascending, disjoint
   std::vector<std::vector<int64_t>> chunk_layers;  ///< global layer ids per virtual chunk
   int64_t params = 0;  ///< parameters held by one rank of this stage outside routed experts (after TP sharding)
   int64_t expert_params = 0;  ///< routed-expert parameters held by one rank of this stage (÷ ep·etp)

@@ -1,6 +1,7 @@
 // Prediction of one configuration; see predictor.hpp.
 #include "predict/predictor.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.hpp"
@@ -114,12 +115,13 @@ struct DurationKey {
   bool operator==(const DurationKey&) const = default;
 };
 
-// model_durations, returning the FLOPs of one pipeline's ranks as executed_flops sums them (same
-// order, so the same bits): one pass over a plan larger than the caches instead of two.
+// model_durations, returning the FLOPs of one pipeline's ranks as executed_flops sums them: one
+// pass over a plan larger than the caches instead of two.
 double durations_and_flops(const plan::Plan& plan, const CostModel& cost, std::vector<std::vector<double>>& d) {
   double per_pipeline = 0;
-  // A stage repeats the same op per layer and micro-batch, so most durations equal that of the
-  // last op with the same (name, phase, wgrad). Keep that op's inputs and duration per slot and
+  // A stage repeats the same op per layer and micro-batch. Ops the builder copied from an earlier
+  // layer (plan::CopyRange) have that layer's durations and FLOPs. Of the rest, most equal the
+  // last op with the same (name, phase, wgrad): keep that op's inputs and duration per slot and
   // reuse the duration when all inputs match exactly (the result is the same as calling duration).
   constexpr size_t kSlots = 64 * 4 * 2;  // OpName × Phase × wgrad
   struct Slot {
@@ -130,24 +132,30 @@ double durations_and_flops(const plan::Plan& plan, const CostModel& cost, std::v
   std::vector<Slot> slots;
   slots.reserve(kSlots);
   std::vector<int16_t> slot_of(kSlots, -1);
-  for (size_t s = 0; s < plan.stages.size(); ++s) {
-    d[s].resize(plan.stages[s].ops.size());
-    double* out = d[s].data();
-    for (const auto& op : plan.stages[s].ops) {
-      if (op.kind == plan::OpKind::kGemm || op.kind == plan::OpKind::kAttention) per_pipeline += op.flops;
-      const size_t at = (size_t(op.name) * 4 + size_t(op.phase)) * 2 + size_t(op.wgrad);
-      const DurationKey key(op);
-      if (at < kSlots && slot_of[at] >= 0 && slots[slot_of[at]].key == key) {
-        *out++ = slots[slot_of[at]].duration_s;
-        continue;
-      }
-      const double t = cost.duration(op);
-      if (at < kSlots) {
-        if (slot_of[at] < 0) slot_of[at] = int16_t(slots.size()), slots.push_back({key, t});
-        else slots[slot_of[at]] = {key, t};
-      }
-      *out++ = t;
+  auto derive = [&](const plan::Op& op) {
+    if (op.kind == plan::OpKind::kGemm || op.kind == plan::OpKind::kAttention) per_pipeline += op.flops;
+    const size_t at = (size_t(op.name) * 4 + size_t(op.phase)) * 2 + size_t(op.wgrad);
+    const DurationKey key(op);
+    if (at < kSlots && slot_of[at] >= 0 && slots[slot_of[at]].key == key) return slots[slot_of[at]].duration_s;
+    const double t = cost.duration(op);
+    if (at < kSlots) {
+      if (slot_of[at] < 0) slot_of[at] = int16_t(slots.size()), slots.push_back({key, t});
+      else slots[slot_of[at]] = {key, t};
     }
+    return t;
+  };
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    const auto& ops = plan.stages[s].ops;
+    d[s].resize(ops.size());
+    double* out = d[s].data();
+    size_t i = 0;
+    for (const plan::CopyRange& c : plan.stages[s].copies) {
+      for (; i < size_t(c.begin); ++i) out[i] = derive(ops[i]);
+      std::copy(out + (c.begin - c.shift), out + (c.end - c.shift), out + c.begin);
+      per_pipeline += c.flops;
+      i = size_t(c.end);
+    }
+    for (; i < ops.size(); ++i) out[i] = derive(ops[i]);
   }
   return per_pipeline;
 }
@@ -206,15 +214,13 @@ struct Workspace {
 };
 
 Simulated simulate_config(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
-                          bool keep_timings, const Calibration* calibration) {
+                          const TimelineOptions& topt, const Calibration* calibration) {
   thread_local Workspace w;
   plan::build_plan(model, p, w.plan);
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
   const CostModel cost(chip, p.precision, layout, calibration);
   // As executed_flops(w.plan): one pipeline's FLOPs times its tp·cp·dp ranks.
   const double executed = durations_and_flops(w.plan, cost, w.durations) * double(p.tp * p.cp * p.dp);
-  TimelineOptions topt;
-  topt.keep_timings = keep_timings;
   return {simulate(w.plan, w.durations, topt), executed};
 }
 
@@ -226,39 +232,45 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
   // the same work to every stage once the pipeline is in its steady state (Narayanan et al. SC21
   // §2.2: step = (m + p − 1)·(t_f + t_b) for uniform stages), and the DP tail after the last
   // micro-batch does not depend on m. So the step is affine in m beyond a few rounds: simulate
-  // m0 = 2·pp and m1 = 3·pp micro-batches and extend the line to m. A unit test holds the folded
-  // result to the full simulation. FLOPs are per micro-batch, so they scale exactly.
+  // m0 = 2·pp and m1 = 3·pp micro-batches and extend the line to m. (From pp to 2·pp the step
+  // does not always grow by a steady round: with uneven chunks the first round of backward units
+  // settles late.) A unit test holds the folded result to the full simulation. FLOPs are per
+  // micro-batch, so they scale exactly.
   const bool calibrated = options.calibration && !options.calibration->arch.empty() && options.calibration->arch == chip.arch;
   const std::string source = calibrated ? "calibrated" : "roofline";
   check_chip_count(p.world(), "gpus");
   const int64_t m = p.num_microbatches();
   const int64_t m0 = 2 * p.pp, m1 = 3 * p.pp;
   if (options.fold_microbatches && !options.keep_timings && m > m1) {
-    config::ParallelConfig p0 = p, p1 = p;
-    p0.global_batch_size = m0 * p.micro_batch_size * p.dp;
-    p1.global_batch_size = m1 * p.micro_batch_size * p.dp;
-    const Simulated s0 = simulate_config(model, chip, p0, false, options.calibration),
-                    s1 = simulate_config(model, chip, p1, false, options.calibration);
+    auto with_microbatches = [&](int64_t n) {
+      config::ParallelConfig q = p;
+      q.global_batch_size = n * p.micro_batch_size * p.dp;
+      return q;
+    };
+    const Simulated s0 = simulate_config(model, chip, with_microbatches(m0), {}, options.calibration);
+    Simulated s1 = simulate_config(model, chip, with_microbatches(m1), {}, options.calibration);
     const double k = double(m - m1) / double(m1 - m0);
     auto extend = [k](double a0, double a1) { return a1 + k * (a1 - a0); };
     Prediction out;
-    out.timeline = s1.timeline;
-    out.timeline.step_time_s = extend(s0.timeline.step_time_s, s1.timeline.step_time_s);
+    out.timeline = std::move(s1.timeline);
+    out.timeline.step_time_s = extend(s0.timeline.step_time_s, out.timeline.step_time_s);
     Breakdown& b = out.timeline.breakdown;
-    const Breakdown &b0 = s0.timeline.breakdown, &b1 = s1.timeline.breakdown;
-    b.compute_s = extend(b0.compute_s, b1.compute_s);
-    b.exposed_comm_s = extend(b0.exposed_comm_s, b1.exposed_comm_s);
-    b.bubble_s = extend(b0.bubble_s, b1.bubble_s);
-    b.other_s = extend(b0.other_s, b1.other_s);
+    const Breakdown& b0 = s0.timeline.breakdown;
+    b.compute_s = extend(b0.compute_s, b.compute_s);
+    b.exposed_comm_s = extend(b0.exposed_comm_s, b.exposed_comm_s);
+    b.bubble_s = extend(b0.bubble_s, b.bubble_s);
+    b.other_s = extend(b0.other_s, b.other_s);
     for (size_t s = 0; s < out.timeline.stage_end_s.size(); ++s)
-      out.timeline.stage_end_s[s] = extend(s0.timeline.stage_end_s[s], s1.timeline.stage_end_s[s]);
+      out.timeline.stage_end_s[s] = extend(s0.timeline.stage_end_s[s], out.timeline.stage_end_s[s]);
     out.row = identity_row(model, chip, p, source);
     fill_throughput(out.row, model, p, chip, out.timeline.step_time_s, b, s1.executed_flops * double(m) / double(m1));
     return out;
   }
   Prediction out;
   out.row = identity_row(model, chip, p, source);
-  Simulated sim = simulate_config(model, chip, p, options.keep_timings, options.calibration);
+  TimelineOptions topt;
+  topt.keep_timings = options.keep_timings;
+  Simulated sim = simulate_config(model, chip, p, topt, options.calibration);
   out.timeline = std::move(sim.timeline);
   fill_throughput(out.row, model, p, chip, out.timeline.step_time_s, out.timeline.breakdown, sim.executed_flops);
   return out;

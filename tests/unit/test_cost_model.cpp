@@ -157,7 +157,9 @@ TEST(CostModel, AscendFullMeshGroupsBelowEightGetTheirLinksOnly) {
     const double busbw = b8 * double(n - 1) / 7.0;
     const double want = 2.0 * double(n - 1) / double(n) * S / busbw + 2.0 * double(n - 1) * npu.nvlink_latency_us * 1e-6;
     EXPECT_NEAR(m.duration(tp_all_reduce(int64_t(1) << 30)), want, 1e-9) << n;
-    if (n == 2) EXPECT_NEAR(busbw / 1e9, 18.2, 0.5);  // the measured 18 GB/s
+    if (n == 2) {
+      EXPECT_NEAR(busbw / 1e9, 18.2, 0.5);  // the measured 18 GB/s
+    }
   }
   // A switched domain (910C's UB Clos, H100's NVSwitch) gives any group the full figure.
   const auto ub = config::load_chip("ascend-910c");

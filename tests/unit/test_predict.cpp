@@ -247,23 +247,39 @@ TEST(Emulate, ReplayReproducesASynchronousGroup) {
 }
 
 TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {
-  // The folded prediction (2·pp and 3·pp micro-batches, extrapolated) against simulating every
-  // micro-batch, for 1F1B, interleaved and no pipelining, with and without DP overlap tails.
-  const auto m = config::load_model("llama3.1-70b");
-  const auto chip = config::load_chip("h100");
-  struct C { int64_t gpus, tp, pp, vpp, gbs; };
-  for (const C c : {C{64, 8, 4, 1, 256}, C{128, 8, 4, 2, 512}, C{64, 8, 1, 1, 256}, C{256, 4, 8, 2, 1024}}) {
+  // The folded prediction (a steady round measured in short schedules, extended to m) against
+  // simulating every micro-batch: 1F1B, interleaved and no pipelining, with and without DP overlap
+  // tails, TP overlap, CP, uneven layer splits and MoE.
+  struct C {
+    const char* model;
+    int64_t gpus, tp, pp, vpp, gbs, cp = 1, ep = 1;
+    bool overlap = true, flash = true;
+    int64_t zero = 1;
+  };
+  for (const C& c : {C{"llama3.1-70b", 64, 8, 4, 1, 256}, C{"llama3.1-70b", 128, 8, 4, 2, 1024}, C{"llama3.1-70b", 64, 8, 1, 1, 256},
+                    C{"llama3.1-70b", 256, 4, 8, 2, 2048}, C{"llama3.1-70b", 128, 4, 4, 5, 1024, 2, 1, false},
+                    C{"llama3.1-405b", 2048, 8, 16, 1, 1024}, C{"gpt3-175b", 1024, 8, 8, 2, 1536, 1, 1, false, false},
+                    C{"gpt3-175b", 512, 8, 8, 3, 1024, 1, 1, true, true, 0}, C{"qwen3-235b-a22b", 256, 2, 8, 4, 1536, 1, 32},
+                    C{"mixtral-8x7b", 64, 2, 4, 1, 512, 1, 8}, C{"tiny-moe", 8, 1, 2, 1, 64, 1, 4}}) {
+    const auto m = config::load_model(c.model);
+    const auto chip = config::load_chip("h100");
     config::ParallelConfig p;
-    p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.global_batch_size = c.gbs, p.seq_length = 4096;
-    p.sequence_parallel = true, p.tp_comm_overlap = true, p.zero = 1, p.recompute = config::Recompute::kFull;
+    p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.cp = c.cp, p.ep = c.ep, p.global_batch_size = c.gbs, p.seq_length = 4096;
+    p.sequence_parallel = c.tp > 1, p.tp_comm_overlap = c.overlap && c.tp > 1, p.zero = c.zero, p.flash_attention = c.flash;
+    p.recompute = config::Recompute::kFull;
+    p.account_for_embedding_in_pipeline_split = p.account_for_loss_in_pipeline_split = m.is_moe() && c.pp > 4;
     p = config::resolve(p, m, c.gpus, "test");
+    ASSERT_GT(p.num_microbatches(), (c.vpp > 1 ? 3 : 2) * c.pp) << c.model << ": the case must fold";
     predict::PredictOptions full;
     full.fold_microbatches = false;
     const auto exact = predict::predict(m, chip, p, full).row;
     const auto folded = predict::predict(m, chip, p).row;
-    EXPECT_NEAR(folded.step_time_s / exact.step_time_s, 1.0, 0.002) << "pp " << c.pp << " vpp " << c.vpp;
-    EXPECT_NEAR(folded.hfu / exact.hfu, 1.0, 0.002);
-    EXPECT_NEAR(folded.breakdown.total() / folded.step_time_s, 1.0, 1e-9);
+    const std::string what = std::string(c.model) + " pp " + std::to_string(c.pp) + " vpp " + std::to_string(c.vpp);
+    EXPECT_NEAR(folded.step_time_s / exact.step_time_s, 1.0, 0.002) << what;
+    EXPECT_NEAR(folded.hfu / exact.hfu, 1.0, 0.002) << what;
+    EXPECT_NEAR(folded.breakdown.total() / folded.step_time_s, 1.0, 1e-9) << what;
+    EXPECT_NEAR(folded.breakdown.bubble_s, exact.breakdown.bubble_s, 0.002 * exact.step_time_s) << what;
+    EXPECT_NEAR(folded.breakdown.exposed_comm_s, exact.breakdown.exposed_comm_s, 0.002 * exact.step_time_s) << what;
   }
 }
 
@@ -288,18 +304,28 @@ TEST(Predict, ExtremeConfigsStayFiniteOrAreRejected) {
 
 TEST(Predict, ModelDurationsEqualPerOpDurations) {
   // model_durations reuses the duration of an earlier op with the same inputs; it must equal
-  // CostModel::duration op by op (unfused and flash attention, CP, SP, ZeRO, tied embeddings).
-  struct C { const char* model; int64_t gpus, tp, pp, vpp, cp; bool flash; };
-  for (const C c : {C{"gpt3-175b", 64, 8, 8, 1, 1, false}, C{"llama3.1-70b", 128, 4, 4, 2, 2, true}, C{"tiny-gpt", 16, 2, 4, 1, 1, true}}) {
+  // CostModel::duration op by op (unfused and flash attention, CP, SP, ZeRO, tied embeddings, MoE),
+  // including the ops the builder copied from an earlier layer (plan::CopyRange).
+  struct C { const char* model; int64_t gpus, tp, pp, vpp, cp; bool flash; int64_t ep = 1; };
+  for (const C c : {C{"gpt3-175b", 64, 8, 8, 1, 1, false}, C{"llama3.1-70b", 128, 4, 4, 2, 2, true}, C{"tiny-gpt", 16, 2, 4, 1, 1, true},
+                    C{"tiny-moe", 8, 1, 2, 1, 1, true, 4}}) {
     const auto m = config::load_model(c.model);
     config::ParallelConfig p;
-    p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.cp = c.cp, p.global_batch_size = 16, p.seq_length = 4096;
-    p.sequence_parallel = true, p.zero = 1, p.flash_attention = c.flash, p.recompute = config::Recompute::kSelective;
+    p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.cp = c.cp, p.ep = c.ep, p.global_batch_size = 16, p.seq_length = 4096;
+    p.sequence_parallel = c.tp > 1, p.zero = 1, p.flash_attention = c.flash, p.recompute = config::Recompute::kSelective;
     p = config::resolve(p, m, c.gpus, "test");
     const auto plan = plan::build_plan(m, p);
     const predict::CostModel cost(config::load_chip("h100"), p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp));
     const auto d = predict::model_durations(plan, cost);
-    for (size_t s = 0; s < plan.stages.size(); ++s)
+    size_t copied = 0;
+    for (size_t s = 0; s < plan.stages.size(); ++s) {
       for (size_t i = 0; i < plan.stages[s].ops.size(); ++i) ASSERT_EQ(d[s][i], cost.duration(plan.stages[s].ops[i])) << c.model;
+      for (const auto& r : plan.stages[s].copies) copied += size_t(r.end - r.begin);
+    }
+    EXPECT_GT(copied, 0u) << c.model;  // the copies were exercised
+    // The FLOPs behind HFU, summed with the copies' totals, equal executed_flops' op-by-op sum.
+    const auto row = predict::predict(m, config::load_chip("h100"), p).row;
+    EXPECT_NEAR(row.hfu * row.step_time_s * double(p.world()) * config::load_chip("h100").peak_flops(p.precision) /
+                    predict::executed_flops(plan), 1.0, 1e-12) << c.model;
   }
 }
