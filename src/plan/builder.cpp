@@ -29,13 +29,58 @@ constexpr int64_t kParamBytes = 2;
 // the bf16 model copy (2 B) — a bandwidth-bound elementwise pass.
 constexpr int64_t kAdamBytesPerParam = 30;
 
+/// A stage's ops as the builder sees them: every op by its index in issue order, whether stored
+/// or (in a compact stage) standing in a copied range, where its source op stands for it — the
+/// builder reads only fields a copy shares with its source (stream, kind).
+class OpList {
+ public:
+  explicit OpList(StagePlan& st) : st_(st) {}
+  int32_t size() const { return n_; }
+  const Op& operator[](int32_t i) const { return st_.ops[size_t(stored(i))]; }
+  /// The last op emitted (an op, never a copy, when called after emit).
+  Op& back() { return st_.ops.back(); }
+  int32_t push(const Op& op) {
+    st_.ops.push_back(op);
+    if (op.stream == Stream::kDp) last_dp_ = n_;
+    return n_++;
+  }
+  /// The last op on the DP stream, −1 if none.
+  int32_t last_dp() const { return last_dp_; }
+  /// Index in st_.ops of op i: a copied op's source op in a compact stage.
+  int32_t stored(int32_t i) const {
+    if (!st_.compact || st_.copies.empty() || i < st_.copies.front().begin) return i;
+    const auto& c = st_.copies;
+    if (i >= c.back().end) return i - skipped_after_.back();  // the usual case: an op after the last copy
+    // The last range starting at or before i; skipped_after_[r]: copied ops up to its end.
+    const size_t r = size_t(std::upper_bound(c.begin(), c.end(), i, [](int32_t x, const CopyRange& y) { return x < y.begin; }) -
+                            c.begin()) - 1;
+    if (i < c[r].end) return c[r].stored + (i - c[r].begin);
+    return i - skipped_after_[r];
+  }
+  /// Records ops [size(), size() + n) as the copy `c` (already stored unless the stage is compact).
+  /// `last_dp`: the copy's last op on the DP stream, −1 if none.
+  void copied(const CopyRange& c, int32_t last_dp) {
+    st_.copies.push_back(c);
+    if (last_dp >= 0) last_dp_ = last_dp;
+    n_ += c.end - c.begin;
+    if (st_.compact) skipped_after_.push_back((skipped_after_.empty() ? 0 : skipped_after_.back()) + (c.end - c.begin));
+  }
+  void reserve(size_t n) { st_.ops.reserve(st_.ops.size() + n); }
+
+ private:
+  StagePlan& st_;
+  int32_t n_ = 0;
+  int32_t last_dp_ = -1;
+  std::vector<int32_t> skipped_after_;  ///< compact: copied (unstored) ops up to the end of each range
+};
+
 /// Emits one stage's ops, keeping track of which compute op the next comm op reads and which comm
 /// ops the next compute op must wait for.
 class StageBuilder {
  public:
   StageBuilder(const ModelConfig& m, const ParallelConfig& p, StagePlan& stage, const std::vector<int64_t>& layers_per_chunk,
                bool copy_layers)
-      : m_(m), p_(p), st_(stage), layers_per_chunk_(layers_per_chunk), copy_layers_(copy_layers) {
+      : m_(m), p_(p), st_(stage), ops_(stage), layers_per_chunk_(layers_per_chunk), copy_layers_(copy_layers) {
     tokens_ = checked_mul(p.micro_batch_size, p.seq_length / p.cp, "tokens per micro-batch");
     sp_tokens_ = p.sequence_parallel ? tokens_ / p.tp : tokens_;
     heads_ = m.num_attention_heads / p.tp;
@@ -51,14 +96,14 @@ class StageBuilder {
   void build();
 
  private:
-  int32_t emit(Op op) {
-    st_.ops.push_back(op);
-    return static_cast<int32_t>(st_.ops.size() - 1);
+  int32_t emit(const Op& op) { return ops_.push(op); }
+  void add_dep(Op& op, int32_t idx) const {
+    op.add_dep(idx, ops_.size(), [this](int32_t i) { return ops_[i].stream; });
   }
   // A compute op waits for the comm ops the previous code path produced.
   int32_t compute(Op op) {
     op.stream = Stream::kCompute;
-    for (int32_t d : pending_) op.add_dep(d, st_.ops);
+    for (int32_t d : pending_) add_dep(op, d);
     pending_.clear();
     if (overlap_ag_ >= 0 && op.kind == OpKind::kGemm) {
       op.overlap = {overlap_ag_, static_cast<int32_t>(p_.tp)};  // pipelined behind the all-gather feeding it
@@ -71,8 +116,8 @@ class StageBuilder {
   int32_t comm(Op op, Stream s) {
     op.stream = s;
     op.kind = OpKind::kCollective;
-    if (last_compute_ >= 0) op.add_dep(last_compute_, st_.ops);
-    for (int32_t d : pending_) op.add_dep(d, st_.ops);
+    if (last_compute_ >= 0) add_dep(op, last_compute_);
+    for (int32_t d : pending_) add_dep(op, d);
     pending_.clear();
     const int32_t idx = emit(op);
     pending_.push_back(idx);
@@ -127,12 +172,12 @@ class StageBuilder {
     if (p_.tp == 1) return;
     collective(name, ph, layer, kind, Group::kTp, checked_mul(tokens_ * (width ? width : h_), kActBytes, "tp message"), Stream::kTp);
     if (!p_.tp_comm_overlap || kind == CollKind::kAllReduce) return;
-    if (kind == CollKind::kReduceScatter && last_compute_ >= 0 && st_.ops[last_compute_].kind == OpKind::kGemm) {
+    if (kind == CollKind::kReduceScatter && last_compute_ >= 0 && ops_[last_compute_].kind == OpKind::kGemm) {
       // Pipelined behind the GEMM producing it. Its only dependency is that GEMM (compute() has
       // just cleared pending_), which the overlap edge replaces.
-      st_.ops.back().overlap = {last_compute_, static_cast<int32_t>(p_.tp)};
+      ops_.back().overlap = {last_compute_, static_cast<int32_t>(p_.tp)};
     } else if (kind == CollKind::kAllGather) {
-      overlap_ag_ = static_cast<int32_t>(st_.ops.size() - 1);  // the next GEMM pairs with it
+      overlap_ag_ = ops_.size() - 1;  // the next GEMM pairs with it
     }
   }
   void attention(Phase ph, int64_t layer) {
@@ -198,7 +243,7 @@ class StageBuilder {
     op.tag = tag(mb_, to_g, dir);
     op.bytes = act_msg_;
     op.group = Group::kPp;
-    if (last_compute_ >= 0) op.add_dep(last_compute_, st_.ops);
+    if (last_compute_ >= 0) add_dep(op, last_compute_);
     emit(op);
   }
   void recv(OpName name, int64_t from_g, int64_t my_g, int dir) {
@@ -216,6 +261,7 @@ class StageBuilder {
   const ModelConfig& m_;
   const ParallelConfig& p_;
   StagePlan& st_;
+  OpList ops_;
   const std::vector<int64_t>& layers_per_chunk_;
   int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_;
   int64_t mb_ = 0, chunk_ = 0;
@@ -236,6 +282,8 @@ class StageBuilder {
     std::vector<Op> ops;
     int32_t start = -1;  ///< index of ops[0] in the stage when derived; −1: none yet
     int32_t entry = -1;  ///< last_compute_ before it
+    int32_t stored = 0;  ///< index of ops[0] in StagePlan::ops
+    int32_t exit_dp = -1;  ///< its last op on the DP stream, −1 if none
     int32_t exit_compute = -1, exit_overlap_ag = -1;  ///< last_compute_, overlap_ag_ after it
     std::vector<int32_t> exit_pending;                ///< pending_ after it
     double flops = 0;                                 ///< GEMM and attention FLOPs of its ops
@@ -252,41 +300,52 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
   const bool clean = copy_layers_ && pending_.empty() && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather;
   LayerTemplate& t = templates_[kind * kVariants + variant(layer)];
   if (clean && t.start >= 0) {
-    const int32_t begin = static_cast<int32_t>(st_.ops.size()), shift = begin - t.start;
-    auto map = [&](int32_t d) { return d >= t.start ? d + shift : last_compute_; };
-    for (const Op& src : t.ops) {
-      Op& op = st_.ops.emplace_back(src);
-      op.layer = static_cast<int32_t>(layer);
-      op.microbatch = static_cast<int32_t>(mb_);
-      op.chunk = static_cast<int32_t>(chunk_);
-      for (uint8_t d = 0; d < op.ndeps; ++d) op.deps[d] = map(op.deps[d]);
-      if (op.overlap.partner >= 0) op.overlap.partner += shift;
+    const int32_t begin = ops_.size(), shift = begin - t.start;
+    const CopyRange c{begin, begin + int32_t(t.ops.size()), shift, last_compute_, t.entry, t.stored, int32_t(layer), int32_t(mb_),
+                      int32_t(chunk_), t.flops};
+    if (!st_.compact) {
+      auto map = [&](int32_t d) { return d >= t.start ? d + shift : last_compute_; };
+      for (const Op& src : t.ops) {
+        Op& op = st_.ops.emplace_back(src);
+        op.layer = c.layer, op.microbatch = c.microbatch, op.chunk = c.chunk;
+        for (uint8_t d = 0; d < op.ndeps; ++d) op.deps[d] = map(op.deps[d]);
+        if (op.overlap.partner >= 0) op.overlap.partner += shift;
+      }
     }
-    st_.copies.push_back({begin, static_cast<int32_t>(st_.ops.size()), shift, t.flops});
+    ops_.copied(c, t.exit_dp < 0 ? -1 : t.exit_dp + shift);
     last_compute_ = t.exit_compute + shift;
     overlap_ag_ = t.exit_overlap_ag < 0 ? -1 : t.exit_overlap_ag + shift;
     for (int32_t d : t.exit_pending) pending_.push_back(d + shift);
     return;
   }
-  const int32_t start = static_cast<int32_t>(st_.ops.size()), entry = last_compute_;
+  const int32_t start = ops_.size(), entry = last_compute_;
   derive();
   if (!clean) return;
-  // Keep it as the template only if every edge leaving it is the entry edge described above.
-  const int32_t end = static_cast<int32_t>(st_.ops.size());
+  // Keep it as the template only if every edge leaving it is the entry edge described above, and
+  // no op off the DP stream waits for one on it (what makes a copy's timings its source's,
+  // shifted: plan::CopyRange).
+  const int32_t end = ops_.size();
   if (end == start || last_compute_ < start || (overlap_ag_ >= 0 && overlap_ag_ < start)) return;
   for (int32_t d : pending_)
     if (d < start) return;
   for (int32_t i = start; i < end; ++i) {
-    const Op& op = st_.ops[i];
-    if (op.overlap.partner >= 0 && op.overlap.partner < start) return;
-    for (uint8_t d = 0; d < op.ndeps; ++d)
+    const Op& op = ops_[i];
+    if (op.overlap.partner >= 0 && (op.overlap.partner < start || ops_[op.overlap.partner].stream == Stream::kDp)) return;
+    for (uint8_t d = 0; d < op.ndeps; ++d) {
       if (op.deps[d] < start && op.deps[d] != entry) return;
+      if (op.deps[d] >= start && op.stream != Stream::kDp && ops_[op.deps[d]].stream == Stream::kDp) return;
+    }
   }
-  t.ops.assign(st_.ops.begin() + start, st_.ops.end());
+  // A derived layer is stored whole, in order: its ops are st_.ops[stored(start) ..].
+  const int32_t stored = ops_.stored(start);
+  t.ops.assign(st_.ops.begin() + stored, st_.ops.begin() + stored + (end - start));
   t.flops = 0;
   for (const Op& op : t.ops)
     if (op.kind == OpKind::kGemm || op.kind == OpKind::kAttention) t.flops += op.flops;
-  t.start = start, t.entry = entry;
+  t.start = start, t.entry = entry, t.stored = stored;
+  t.exit_dp = -1;
+  for (int32_t i = start; i < end; ++i)
+    if (t.ops[size_t(i - start)].stream == Stream::kDp) t.exit_dp = i;
   t.exit_compute = last_compute_, t.exit_overlap_ag = overlap_ag_, t.exit_pending = pending_;
 }
 
@@ -570,7 +629,7 @@ void StageBuilder::grad_reduce(int64_t layer, int64_t params, int64_t expert_par
     op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
     op.group = buckets[b].first;
     op.bytes = checked_mul(sizes[b], p_.grad_bytes(), "gradient bytes");
-    if (last_compute_ >= 0) op.add_dep(last_compute_, st_.ops);
+    if (last_compute_ >= 0) add_dep(op, last_compute_);
     const int32_t idx = emit(op);
     // Without overlap the next compute op waits for the reduction (Megatron without --overlap-grad-reduce).
     if (!p_.overlap_grad_reduce) pending_.push_back(idx);
@@ -635,12 +694,7 @@ void StageBuilder::optimizer() {
     pending_.clear();
   }
   // The optimizer waits for every gradient reduction on this rank (the last op on the dp stream).
-  for (int32_t i = static_cast<int32_t>(st_.ops.size()) - 1; i >= 0; --i) {
-    if (st_.ops[i].stream == Stream::kDp) {
-      pending_.push_back(i);
-      break;
-    }
-  }
+  if (ops_.last_dp() >= 0) pending_.push_back(ops_.last_dp());
   mb_ = -1, chunk_ = 0;
   const int64_t shard = p_.zero ? p_.dp * p_.cp : 1, expert_shard = p_.zero ? p_.edp() : 1;
   const int64_t opt_params = (st_.params + shard - 1) / shard + (st_.expert_params + expert_shard - 1) / expert_shard;
@@ -649,7 +703,7 @@ void StageBuilder::optimizer() {
   elementwise(OpName::kOptimizerStep, Phase::kOptimizer, -1,
               checked_add(checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"),
                           checked_mul(st_.params + st_.expert_params, p_.grad_bytes(), "grad buffer bytes"), "optimizer bytes"));
-  st_.ops.back().phase = Phase::kOptimizer;
+  ops_.back().phase = Phase::kOptimizer;
 }
 
 void StageBuilder::build() {
@@ -721,12 +775,13 @@ void StageBuilder::build() {
   const auto order = schedule_order(p_, st_.pp_rank);
   size_t layers = 0;
   for (const auto& ch : st_.chunk_layers) layers = std::max(layers, ch.size());
-  st_.ops.reserve(st_.ops.size() + order.size() * ((m_.is_moe() ? 96 : 48) * layers + 16) + 4 * layers * size_t(p_.vpp) + 16);
+  ops_.reserve(order.size() * ((m_.is_moe() ? 96 : 48) * layers + 16) + 4 * layers * size_t(p_.vpp) + 16);
   for (const ScheduleItem& item : order) {
     if (item.forward) forward_unit(item.microbatch, item.chunk);
     else backward_unit(item.microbatch, item.chunk);
   }
   optimizer();
+  st_.compact_size = ops_.size();
 }
 
 }  // namespace
@@ -777,6 +832,7 @@ void build_plan(const ModelConfig& model, const ParallelConfig& parallel, Plan& 
     plan.stages[s].pp_rank = s;
     plan.stages[s].ops.clear();  // keeps its capacity
     plan.stages[s].copies.clear();
+    plan.stages[s].compact = options.compact && options.copy_layers;
     StageBuilder(model, parallel, plan.stages[s], plan.layers_per_chunk, options.copy_layers).build();
   }
 }

@@ -7,30 +7,31 @@
 
 namespace capscale::plan {
 
-void Op::add_dep(int32_t idx, const std::vector<Op>& stage_ops) {
-  for (uint8_t i = 0; i < ndeps; ++i)
-    if (deps[i] == idx) return;
-  if (ndeps < deps.size()) {
-    deps[ndeps++] = idx;
-    return;
-  }
-  // Full: merge with a held producer on the same stream, keeping the later of the two (in-order
-  // streams: it ends after the earlier one). Dropping a producer on another stream would let this
-  // op start before that producer ends, so that is a builder bug, not something to paper over.
-  const auto valid = [&](int32_t i) { return i >= 0 && size_t(i) < stage_ops.size(); };
-  if (valid(idx)) {
-    for (auto& d : deps) {
-      if (valid(d) && stage_ops[d].stream == stage_ops[idx].stream) {
-        d = std::max(d, idx);
-        return;
-      }
-    }
-  }
+void Op::fifth_producer(int32_t idx, const Stream* producer_stream) const {
   std::string msg = "plan builder bug: op ";
   msg.append(label()).append(" gets a fifth producer (op ").append(std::to_string(idx));
-  if (valid(idx)) msg.append(" on stream ").append(to_string(stage_ops[idx].stream));
+  if (producer_stream) msg.append(" on stream ").append(to_string(*producer_stream));
   msg.append(") but none of its four producers is on that stream, so none can be dropped soundly");
   throw RuntimeError(msg);
+}
+
+Op StagePlan::op(int32_t i) const {
+  if (i < 0 || i >= size()) throw RuntimeError("plan: op " + std::to_string(i) + " is out of range");
+  // The last range starting at or before i.
+  auto r = std::upper_bound(copies.begin(), copies.end(), i, [](int32_t x, const CopyRange& c) { return x < c.begin; });
+  int32_t skipped = 0;  // copied ops before i that a compact stage does not store
+  if (compact)
+    for (auto c = copies.begin(); c != r; ++c) skipped += std::min(i, c->end) - c->begin;
+  if (r == copies.begin() || i >= std::prev(r)->end) return ops[size_t(i - skipped)];
+  const CopyRange& c = *std::prev(r);
+  if (!compact) return ops[size_t(i)];
+  Op o = ops[size_t(c.stored + (i - c.begin))];
+  const int32_t source = c.begin - c.shift;
+  o.layer = c.layer;  // a copy is one layer
+  o.microbatch = c.microbatch, o.chunk = c.chunk;
+  for (uint8_t d = 0; d < o.ndeps; ++d) o.deps[d] = o.deps[d] >= source ? o.deps[d] + c.shift : c.entry;
+  if (o.overlap.partner >= 0) o.overlap.partner += c.shift;
+  return o;
 }
 
 std::string to_string(OpKind k) {
@@ -111,7 +112,7 @@ std::string Op::label() const {
 
 int64_t Plan::num_ops() const {
   int64_t n = 0;
-  for (const auto& s : stages) n += int64_t(s.ops.size());
+  for (const auto& s : stages) n += s.size();
   return n;
 }
 

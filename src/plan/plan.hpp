@@ -7,6 +7,7 @@
 // stages[layout.coords(r).pp]. This is what lets the predictor cost grow with pp × micro-batches ×
 // layers instead of the number of chips.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -93,23 +94,71 @@ struct Op {
   /// the same stream: ops on one stream complete in order, so waiting for the later one implies
   /// the earlier. With no held producer on the producer's stream nothing can be dropped soundly,
   /// and it throws RuntimeError (a builder bug). `stage_ops` is read only when all slots are taken.
-  void add_dep(int32_t idx, const std::vector<Op>& stage_ops);
+  void add_dep(int32_t idx, const std::vector<Op>& stage_ops) {
+    add_dep(idx, int32_t(stage_ops.size()), [&](int32_t i) { return stage_ops[size_t(i)].stream; });
+  }
+  /// The same for a list that is not one vector: `count` ops, `stream_of(i)` the stream of op i.
+  template <typename StreamOf>
+  void add_dep(int32_t idx, int32_t count, const StreamOf& stream_of) {
+    for (uint8_t i = 0; i < ndeps; ++i)
+      if (deps[i] == idx) return;
+    if (ndeps < deps.size()) {
+      deps[ndeps++] = idx;
+      return;
+    }
+    // Full: merge with a held producer on the same stream, keeping the later of the two (in-order
+    // streams: it ends after the earlier one). Dropping a producer on another stream would let
+    // this op start before that producer ends, so that is a builder bug, not something to paper over.
+    const auto valid = [&](int32_t i) { return i >= 0 && i < count; };
+    if (valid(idx)) {
+      for (auto& d : deps) {
+        if (valid(d) && stream_of(d) == stream_of(idx)) {
+          d = std::max(d, idx);
+          return;
+        }
+      }
+    }
+    const Stream s = valid(idx) ? stream_of(idx) : Stream::kCompute;
+    fifth_producer(idx, valid(idx) ? &s : nullptr);
+  }
   std::string label() const;  ///< e.g. "fwd/mb0/L3/fc1"
+
+ private:
+  [[noreturn]] void fifth_producer(int32_t idx, const Stream* producer_stream) const;
 };
 
-/// Ops [begin, end) of a stage are copies of ops [begin − shift, end − shift): they differ only in
-/// their layer, micro-batch and chunk fields and dependency indices, so anything computed from an
-/// op's sizes alone (a modelled duration, FLOPs) is the same for both. `flops` sums the GEMM and
-/// attention FLOPs of the range. The builder records one per copied layer (BuildOptions::copy_layers).
+/// Ops [begin, end) of a stage are copies of its source, ops [begin − shift, end − shift) (a layer
+/// derived earlier): they differ only in their layer, micro-batch and chunk fields and dependency
+/// indices, so anything computed from an op's sizes alone (a modelled duration, FLOPs) is the same
+/// for both. The builder records one per copied layer (BuildOptions::copy_layers). A copy's
+/// dependency d, read from its source op, is d + shift when d ≥ begin − shift and `entry` (the
+/// compute op before the copy) otherwise; its overlap partner is the source's + shift.
+///
+/// Every op of the source but those on the DP stream waits only for ops of the source and for
+/// `source_entry` (the compute op before the source), and the comm streams are idle when a layer
+/// starts, so the timings of the copy are those of its source shifted by end(entry) −
+/// end(source_entry) (timeline.cpp uses this for compact plans).
 struct CopyRange {
   int32_t begin = 0, end = 0, shift = 0;
-  double flops = 0;
+  int32_t entry = -1, source_entry = -1;
+  int32_t stored = 0;  ///< index in StagePlan::ops of the source's first op
+  int32_t layer = 0, microbatch = 0, chunk = 0;  ///< of the copy (one layer)
+  double flops = 0;    ///< GEMM and attention FLOPs of the range
 };
 
 struct StagePlan {
   int64_t pp_rank = 0;
+  /// Every op, in issue order; in a compact stage only those outside `copies`, the copies being
+  /// given by their ranges (BuildOptions::compact).
   std::vector<Op> ops;
   std::vector<CopyRange> copies;  ///< ascending, disjoint
+  bool compact = false;
+  int32_t compact_size = 0;  ///< compact stage: ops in issue order, copies included
+  /// Ops in issue order, copies included.
+  int32_t size() const { return compact ? compact_size : int32_t(ops.size()); }
+  /// Op i with its own layer, micro-batch, chunk, dependencies and overlap partner (expanding a
+  /// copy of a compact stage from its source). For tests and tools; O(log copies).
+  Op op(int32_t i) const;
   std::vector<std::vector<int64_t>> chunk_layers;  ///< global layer ids per virtual chunk
   int64_t params = 0;  ///< parameters held by one rank of this stage outside routed experts (after TP sharding)
   int64_t expert_params = 0;  ///< routed-expert parameters held by one rank of this stage (÷ ep·etp)
@@ -144,6 +193,9 @@ struct BuildOptions {
   /// Emit each repeated layer as a shifted copy of the previous one of its kind (fast); false
   /// derives every layer op by op (the reference the copies are tested against).
   bool copy_layers = true;
+  /// Store copied layers only as their ranges (StagePlan::compact): for the timeline engine and
+  /// model_durations, which read both forms; executors need every op stored.
+  bool compact = false;
 };
 
 /// Builds the plan for a resolved ParallelConfig (dp set). Throws InputError for sizes that overflow.

@@ -145,17 +145,18 @@ double durations_and_flops(const plan::Plan& plan, const CostModel& cost, std::v
     return t;
   };
   for (size_t s = 0; s < plan.stages.size(); ++s) {
-    const auto& ops = plan.stages[s].ops;
-    d[s].resize(ops.size());
+    const plan::StagePlan& stage = plan.stages[s];
+    d[s].resize(size_t(stage.size()));
     double* out = d[s].data();
-    size_t i = 0;
-    for (const plan::CopyRange& c : plan.stages[s].copies) {
-      for (; i < size_t(c.begin); ++i) out[i] = derive(ops[i]);
+    size_t i = 0, stored = 0;  // a compact stage does not store the copies
+    for (const plan::CopyRange& c : stage.copies) {
+      for (; i < size_t(c.begin); ++i) out[i] = derive(stage.ops[stored++]);
       std::copy(out + (c.begin - c.shift), out + (c.end - c.shift), out + c.begin);
       per_pipeline += c.flops;
       i = size_t(c.end);
+      if (!stage.compact) stored = i;
     }
-    for (; i < ops.size(); ++i) out[i] = derive(ops[i]);
+    for (; i < size_t(stage.size()); ++i) out[i] = derive(stage.ops[stored++]);
   }
   return per_pipeline;
 }
@@ -214,9 +215,11 @@ struct Workspace {
 };
 
 Simulated simulate_config(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
-                          const TimelineOptions& topt, const Calibration* calibration) {
+                          const TimelineOptions& topt, const Calibration* calibration, bool compact) {
   thread_local Workspace w;
-  plan::build_plan(model, p, w.plan);
+  plan::BuildOptions build;
+  build.compact = compact;  // only the engine reads the plan
+  plan::build_plan(model, p, w.plan, build);
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
   const CostModel cost(chip, p.precision, layout, calibration);
   // As executed_flops(w.plan): one pipeline's FLOPs times its tp·cp·dp ranks.
@@ -247,8 +250,8 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
       q.global_batch_size = n * p.micro_batch_size * p.dp;
       return q;
     };
-    const Simulated s0 = simulate_config(model, chip, with_microbatches(m0), {}, options.calibration);
-    Simulated s1 = simulate_config(model, chip, with_microbatches(m1), {}, options.calibration);
+    const Simulated s0 = simulate_config(model, chip, with_microbatches(m0), {}, options.calibration, options.compact_plans);
+    Simulated s1 = simulate_config(model, chip, with_microbatches(m1), {}, options.calibration, options.compact_plans);
     const double k = double(m - m1) / double(m1 - m0);
     auto extend = [k](double a0, double a1) { return a1 + k * (a1 - a0); };
     Prediction out;
@@ -270,7 +273,7 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
   out.row = identity_row(model, chip, p, source);
   TimelineOptions topt;
   topt.keep_timings = options.keep_timings;
-  Simulated sim = simulate_config(model, chip, p, topt, options.calibration);
+  Simulated sim = simulate_config(model, chip, p, topt, options.calibration, options.compact_plans && !options.keep_timings);
   out.timeline = std::move(sim.timeline);
   fill_throughput(out.row, model, p, chip, out.timeline.step_time_s, out.timeline.breakdown, sim.executed_flops);
   return out;

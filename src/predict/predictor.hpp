@@ -81,6 +81,9 @@ struct PredictOptions {
   /// Fold long micro-batch loops: simulate 2·pp and 3·pp micro-batches and extrapolate (exact in
   /// the pipeline's steady state; see predict()). Off when timings are kept or for tests.
   bool fold_microbatches = true;
+  /// Build compact plans (plan::BuildOptions::compact: copied layers kept as ranges, their
+  /// timings shifted from their source's); off for tests, which hold both forms equal.
+  bool compact_plans = true;
   /// Measured GEMM efficiencies / bus bandwidths (`capscale calibrate`); used when its arch equals
   /// the chip's, and then the row's source is "calibrated". Must outlive the call.
   const Calibration* calibration = nullptr;

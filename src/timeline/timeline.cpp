@@ -21,13 +21,34 @@ namespace {
 /// (kComm), a pipeline receive (kRecv). The breakdown charges idle compute time by it.
 enum class Wait : uint8_t { kNone, kComm, kRecv };
 
+/// What an op is as a producer, for the Wait of the ops that wait for it.
+Wait producer_wait(const plan::Op& op) {
+  return op.kind == OpKind::kSendRecv ? Wait::kRecv : op.stream == Stream::kCompute ? Wait::kNone : Wait::kComm;
+}
+
 struct StageState {
-  size_t next = 0;  ///< first op not yet simulated
+  size_t next = 0;    ///< first op not yet simulated
+  size_t stored = 0;  ///< index in StagePlan::ops of op `next` (a compact stage stores no copies)
+  size_t range = 0;   ///< first copy range not yet reached
   std::array<double, plan::kNumStreams> stream_free{};
   double serial_free = 0;
   std::vector<OpTiming> t;
-  std::vector<Wait> bound;
+  std::vector<Wait> bound;     ///< what the op's start waited for
+  std::vector<Wait> producer;  ///< producer_wait of the op
 };
+
+/// Calls fn(i, op) for every op of a stage in issue order; a copy of a compact stage is given as
+/// its source op (the fields the engine reads besides dependencies are the same).
+template <typename Fn>
+void for_each_op(const plan::StagePlan& stage, Fn&& fn) {
+  size_t i = 0, stored = 0;
+  for (const plan::CopyRange& c : stage.copies) {
+    if (!stage.compact) break;
+    for (; i < size_t(c.begin); ++i) fn(i, stage.ops[stored++]);
+    for (; i < size_t(c.end); ++i) fn(i, stage.ops[size_t(c.stored) + (i - size_t(c.begin))]);
+  }
+  for (; i < size_t(stage.size()); ++i) fn(i, stage.ops[stored++]);
+}
 
 /// The engine's per-op state, kept per thread between simulations for its memory: faulting in
 /// fresh pages for 10^5 timings on every prediction cost more than simulating them. Every call
@@ -51,8 +72,7 @@ struct Engine {
   }
 
   /// Earliest start from the op's queue and dependencies (all but `skip`), and what bound it.
-  double ready(const StageState& S, const std::vector<plan::Op>& ops, const plan::Op& op, double queue, int32_t skip,
-               Wait* bound) const {
+  double ready(const StageState& S, const plan::Op& op, double queue, int32_t skip, Wait* bound) const {
     double at = queue;
     for (uint8_t d = 0; d < op.ndeps; ++d) {
       const int32_t i = op.deps[d];
@@ -60,10 +80,7 @@ struct Engine {
       const double e = S.t[i].end_s;
       if (e > at) {
         at = e;
-        if (bound) {
-          const auto& dep = ops[i];
-          *bound = dep.kind == OpKind::kSendRecv ? Wait::kRecv : dep.stream == Stream::kCompute ? Wait::kNone : Wait::kComm;
-        }
+        if (bound) *bound = S.producer[i];
       }
     }
     return at;
@@ -73,12 +90,11 @@ struct Engine {
   /// GEMM producing it, a GEMM behind the all-gather feeding it, `chunks` = tp pieces): it starts
   /// once the partner's first chunk is done and its own inputs are ready, and ends one of its own
   /// chunks after the slower of the two. Waiting on the partner's tail counts as communication.
-  OpTiming overlapped(const StageState& S, const std::vector<plan::Op>& ops, const std::vector<double>& dur_s, size_t i,
-                      double queue, Wait* bound) const {
-    const plan::Op& op = ops[i];
+  OpTiming overlapped(const StageState& S, const plan::Op& op, const std::vector<double>& dur_s, size_t i, double queue,
+                      Wait* bound) const {
     const int32_t p = op.overlap.partner;
     const double d = dur_s[i], pd = dur_s[size_t(p)], n = std::max(1, op.overlap.chunks);
-    const double own = ready(S, ops, op, queue, p, nullptr);
+    const double own = ready(S, op, queue, p, nullptr);
     const OpTiming& partner = S.t[p];
     OpTiming t;
     t.start_s = std::max(own, partner.start_s + pd / n);
@@ -87,39 +103,76 @@ struct Engine {
     return t;
   }
 
+  /// Simulates op i of stage s (`op`: its dependencies as they are for i). False, and nothing
+  /// changed, when it is a receive whose send is not simulated yet.
+  bool step(StageState& S, size_t s, size_t i, const plan::Op& op) {
+    const bool is_recv = op.kind == OpKind::kSendRecv && !op.is_send;
+    if (is_recv && (size_t(op.tag) >= send_end.size() || send_end[op.tag] < 0)) return false;
+    // The overlap edge points back to an earlier op (the builder guarantees it; a forward edge
+    // would read a timing not yet computed).
+    if (op.overlap.partner >= 0 && size_t(op.overlap.partner) >= i)
+      throw RuntimeError("timeline: an overlap edge points forward; this is a bug");
+    const auto& dur_s = dur[s];
+    double& queue = queue_free(S, op);
+    Wait bound = Wait::kNone;
+    const double at = ready(S, op, queue, -1, &bound);
+    OpTiming t;
+    if (op.overlap.partner >= 0) {
+      t = overlapped(S, op, dur_s, i, queue, &bound);
+    } else {
+      t.start_s = at;
+      // A receive completes when its message has arrived (its send ended) and it has run.
+      t.end_s = (is_recv ? std::max(at, send_end[op.tag]) : at) + dur_s[i];
+    }
+    if (op.kind == OpKind::kSendRecv && op.is_send) {
+      if (size_t(op.tag) >= send_end.size()) send_end.resize(size_t(op.tag) + 1, -1.0);
+      send_end[op.tag] = t.end_s;
+    }
+    S.t[i] = t;
+    S.bound[i] = bound;
+    S.producer[i] = producer_wait(op);
+    queue = t.end_s;
+    return true;
+  }
+
+  /// A copied layer of a compact stage (plan::CopyRange): its source's timings shifted by the
+  /// difference of their entries' ends; its DP-stream ops, which queue behind earlier DP traffic,
+  /// are simulated. A layer holds no receive.
+  void shift_copy(StageState& S, size_t s, const plan::CopyRange& c) {
+    const auto& ops = plan.stages[s].ops;
+    const double delta = S.t[size_t(c.entry)].end_s - S.t[size_t(c.source_entry)].end_s;
+    const int32_t source = c.begin - c.shift;
+    for (int32_t j = c.begin; j < c.end; ++j) {
+      const plan::Op& src = ops[size_t(c.stored + (j - c.begin))];
+      if (src.stream == Stream::kDp) {
+        plan::Op op = src;
+        for (uint8_t d = 0; d < op.ndeps; ++d) op.deps[d] = op.deps[d] >= source ? op.deps[d] + c.shift : c.entry;
+        if (op.overlap.partner >= 0) op.overlap.partner += c.shift;
+        step(S, s, size_t(j), op);
+        continue;
+      }
+      const size_t from = size_t(j - c.shift);
+      S.t[size_t(j)] = {S.t[from].start_s + delta, S.t[from].end_s + delta};
+      S.bound[size_t(j)] = S.bound[from];
+      S.producer[size_t(j)] = S.producer[from];
+      queue_free(S, src) = S.t[size_t(j)].end_s;
+    }
+  }
+
   /// Simulates stage s's ops until a receive waits for an unsimulated send. Returns ops simulated.
   size_t advance(size_t s) {
     StageState& S = st[s];
-    const auto& ops = plan.stages[s].ops;
-    const auto& dur_s = dur[s];
-    const size_t first = S.next;
-    for (; S.next < ops.size(); ++S.next) {
-      const size_t i = S.next;
-      const plan::Op& op = ops[i];
-      const bool is_recv = op.kind == OpKind::kSendRecv && !op.is_send;
-      if (is_recv && (size_t(op.tag) >= send_end.size() || send_end[op.tag] < 0)) break;  // its send is not simulated yet
-      // The overlap edge points back to an earlier op (the builder guarantees it; a forward edge
-      // would read a timing not yet computed).
-      if (op.overlap.partner >= 0 && size_t(op.overlap.partner) >= i)
-        throw RuntimeError("timeline: an overlap edge points forward; this is a bug");
-      double& queue = queue_free(S, op);
-      Wait bound = Wait::kNone;
-      const double at = ready(S, ops, op, queue, -1, &bound);
-      OpTiming t;
-      if (op.overlap.partner >= 0) {
-        t = overlapped(S, ops, dur_s, i, queue, &bound);
-      } else {
-        t.start_s = at;
-        // A receive completes when its message has arrived (its send ended) and it has run.
-        t.end_s = (is_recv ? std::max(at, send_end[op.tag]) : at) + dur_s[i];
+    const plan::StagePlan& stage = plan.stages[s];
+    const size_t n = size_t(stage.size()), first = S.next;
+    while (S.next < n) {
+      if (stage.compact && S.range < stage.copies.size() && S.next == size_t(stage.copies[S.range].begin)) {
+        const plan::CopyRange& c = stage.copies[S.range++];
+        shift_copy(S, s, c);
+        S.next = size_t(c.end);
+        continue;
       }
-      if (op.kind == OpKind::kSendRecv && op.is_send) {
-        if (size_t(op.tag) >= send_end.size()) send_end.resize(size_t(op.tag) + 1, -1.0);
-        send_end[op.tag] = t.end_s;
-      }
-      S.t[i] = t;
-      S.bound[i] = bound;
-      queue = t.end_s;
+      if (!step(S, s, S.next, stage.ops[S.stored])) break;
+      ++S.next, ++S.stored;
     }
     return S.next - first;
   }
@@ -127,13 +180,11 @@ struct Engine {
   /// Breakdown of one stage: walk its compute queue (or its one queue when serialized), charge
   /// busy time by op kind and idle gaps by what the next op waited for.
   Breakdown breakdown(size_t s, double step_time_s) const {
-    const auto& ops = plan.stages[s].ops;
     const auto& S = st[s];
     Breakdown b;
     double cursor = 0;
-    for (size_t i = 0; i < ops.size(); ++i) {
-      const auto& op = ops[i];
-      if (!serialize && op.stream != Stream::kCompute) continue;
+    for_each_op(plan.stages[s], [&](size_t i, const plan::Op& op) {
+      if (!serialize && op.stream != Stream::kCompute) return;
       const double gap = S.t[i].start_s - cursor;
       if (gap > 0) (S.bound[i] == Wait::kRecv ? b.bubble_s : b.exposed_comm_s) += gap;
       const double busy = S.t[i].end_s - std::max(cursor, S.t[i].start_s);
@@ -150,7 +201,7 @@ struct Engine {
         }
       }
       cursor = std::max(cursor, S.t[i].end_s);
-    }
+    });
     if (step_time_s > cursor) b.exposed_comm_s += step_time_s - cursor;  // trailing DP reduction
     return b;
   }
@@ -168,13 +219,15 @@ TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<do
   // No pass over the ops before simulating: at 10^5 ops of a plan larger than the caches, a
   // separate pass cost a quarter of the simulation. send_end grows as sends are simulated.
   for (size_t s = 0; s < P; ++s) {
-    const auto& ops = plan.stages[s].ops;
-    if (durations.at(s).size() != ops.size())
-      throw RuntimeError("timeline: durations do not match the plan's stage " + std::to_string(s));
+    const plan::StagePlan& stage = plan.stages[s];
+    const size_t n = size_t(stage.size());
+    if (durations.at(s).size() != n) throw RuntimeError("timeline: durations do not match the plan's stage " + std::to_string(s));
+    if (stage.compact && options.serialize) throw RuntimeError("timeline: a compact plan cannot be serialized; this is a bug");
     StageState& S = e.st[s];
-    S.next = 0, S.stream_free = {}, S.serial_free = 0;
-    S.t.resize(ops.size());  // every op's entry is written before it is read (deps point back)
-    S.bound.resize(ops.size());
+    S.next = 0, S.stored = 0, S.range = 0, S.stream_free = {}, S.serial_free = 0;
+    S.t.resize(n);  // every op's entry is written before it is read (deps point back)
+    S.bound.resize(n);
+    S.producer.resize(n);
   }
 
   // Round-robin over the stages until all are done; a full pass without progress is a deadlock.
@@ -183,15 +236,19 @@ TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<do
     done = 0;
     for (size_t s = 0; s < P; ++s) {
       progressed |= e.advance(s) > 0;
-      if (e.st[s].next == plan.stages[s].ops.size()) ++done;
+      if (e.st[s].next == size_t(plan.stages[s].size())) ++done;
     }
     if (!progressed && done < P) throw RuntimeError("timeline: the plan deadlocks (a receive has no send); this is a bug");
   }
 
   TimelineResult r;
   r.stage_end_s.resize(P, 0);
-  for (size_t s = 0; s < P; ++s)
-    for (const auto& t : e.st[s].t) r.stage_end_s[s] = std::max(r.stage_end_s[s], t.end_s);
+  // A stage ends with the last op on any of its queues: each queue's ops end in order, and its
+  // free time is the end of its last op.
+  for (size_t s = 0; s < P; ++s) {
+    const StageState& S = e.st[s];
+    r.stage_end_s[s] = std::max(S.serial_free, *std::max_element(S.stream_free.begin(), S.stream_free.end()));
+  }
   r.critical_stage = std::max_element(r.stage_end_s.begin(), r.stage_end_s.end()) - r.stage_end_s.begin();
   r.step_time_s = r.stage_end_s[r.critical_stage];
   r.breakdown = e.breakdown(size_t(r.critical_stage), r.step_time_s);

@@ -210,10 +210,29 @@ TEST(Plan, CopiedLayersEqualDerivedLayers) {
            a.tag == b.tag && a.m == b.m && a.n == b.n && a.k == b.k && a.batch == b.batch && a.bytes == b.bytes &&
            a.flops == b.flops && a.ndeps == b.ndeps && a.deps == b.deps;
   };
+  // A compact plan (BuildOptions::compact) stores only the derived ops; StagePlan::op expands its
+  // copies, which must give the same ops too.
   const auto tiny = config::load_model("tiny-demo");
-  plan::BuildOptions derive;
+  plan::BuildOptions derive, compact;
   derive.copy_layers = false;
+  compact.compact = true;
   int copied_plans = 0;
+  const auto check = [&](const config::ModelConfig& m, const config::ParallelConfig& p, int i) {
+    const auto fast = plan::build_plan(m, p), ref = plan::build_plan(m, p, derive), small = plan::build_plan(m, p, compact);
+    ASSERT_EQ(fast.stages.size(), ref.stages.size());
+    for (size_t s = 0; s < ref.stages.size(); ++s) {
+      ASSERT_EQ(fast.stages[s].ops.size(), ref.stages[s].ops.size()) << "config " << i << " stage " << s;
+      ASSERT_EQ(small.stages[s].size(), int32_t(ref.stages[s].ops.size())) << "config " << i << " stage " << s;
+      if (!small.stages[s].copies.empty()) {
+        EXPECT_LT(small.stages[s].ops.size(), ref.stages[s].ops.size());
+      }
+      for (size_t j = 0; j < ref.stages[s].ops.size(); ++j) {
+        ASSERT_TRUE(same(fast.stages[s].ops[j], ref.stages[s].ops[j])) << "config " << i << " stage " << s << " op " << j;
+        ASSERT_TRUE(same(small.stages[s].op(int32_t(j)), ref.stages[s].ops[j])) << "compact config " << i << " stage " << s << " op " << j;
+      }
+    }
+    EXPECT_EQ(small.num_ops(), ref.num_ops());
+  };
   for (int i = 0; i < 96; ++i) {
     config::ParallelConfig p;
     p.tp = (i & 1) ? 2 : 1, p.pp = (i & 2) ? 2 : 1, p.vpp = (p.pp > 1 && (i & 4)) ? 2 : 1, p.cp = (i & 8) ? 2 : 1;
@@ -225,14 +244,18 @@ TEST(Plan, CopiedLayersEqualDerivedLayers) {
     m.num_layers = i % 4 == 0 ? 4 : i % 4 == 1 ? 7 : 12;  // 7: Megatron's uneven split
     if (!config::violations(p, m, 2 * p.tp * p.pp * p.cp).empty()) continue;
     p = config::resolve(p, m, 2 * p.tp * p.pp * p.cp, "test");
-    const auto fast = plan::build_plan(m, p), ref = plan::build_plan(m, p, derive);
-    ASSERT_EQ(fast.stages.size(), ref.stages.size());
-    for (size_t s = 0; s < ref.stages.size(); ++s) {
-      ASSERT_EQ(fast.stages[s].ops.size(), ref.stages[s].ops.size()) << "config " << i << " stage " << s;
-      for (size_t j = 0; j < ref.stages[s].ops.size(); ++j)
-        ASSERT_TRUE(same(fast.stages[s].ops[j], ref.stages[s].ops[j])) << "config " << i << " stage " << s << " op " << j;
-    }
+    check(m, p, i);
     ++copied_plans;
   }
   EXPECT_GT(copied_plans, 40);
+  // Mixture of experts: expert parallelism with and without TP, the dense first layer, pipelines.
+  const auto moe = config::load_model("tiny-moe");
+  for (int i = 0; i < 8; ++i) {
+    config::ParallelConfig p;
+    p.tp = (i & 1) ? 2 : 1, p.pp = (i & 2) ? 2 : 1, p.ep = (i & 4) ? 4 : 2, p.zero = 1, p.global_batch_size = 16;
+    p.sequence_parallel = p.tp > 1, p.recompute = config::Recompute::kSelective;
+    const int64_t gpus = p.tp * p.pp * 4;
+    if (!config::violations(p, moe, gpus).empty()) continue;
+    check(moe, config::resolve(p, moe, gpus, "test"), 100 + i);
+  }
 }

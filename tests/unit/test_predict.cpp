@@ -280,6 +280,19 @@ TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {
     EXPECT_NEAR(folded.breakdown.total() / folded.step_time_s, 1.0, 1e-9) << what;
     EXPECT_NEAR(folded.breakdown.bubble_s, exact.breakdown.bubble_s, 0.002 * exact.step_time_s) << what;
     EXPECT_NEAR(folded.breakdown.exposed_comm_s, exact.breakdown.exposed_comm_s, 0.002 * exact.step_time_s) << what;
+    // Compact plans (copied layers' timings shifted from their source's) against every op
+    // simulated: the same up to rounding (1e-9; folding amplifies it), folded or not.
+    for (const bool fold : {false, true}) {
+      predict::PredictOptions a = fold ? predict::PredictOptions{} : full, b = a;
+      b.compact_plans = false;
+      const auto x = predict::predict(m, chip, p, a), y = predict::predict(m, chip, p, b);
+      EXPECT_NEAR(x.row.step_time_s / y.row.step_time_s, 1.0, 1e-9) << what;
+      EXPECT_NEAR(x.row.hfu / y.row.hfu, 1.0, 1e-9) << what;
+      EXPECT_NEAR(x.timeline.breakdown.compute_s, y.timeline.breakdown.compute_s, 1e-9 * y.row.step_time_s) << what;
+      EXPECT_NEAR(x.timeline.breakdown.exposed_comm_s, y.timeline.breakdown.exposed_comm_s, 1e-9 * y.row.step_time_s) << what;
+      EXPECT_NEAR(x.timeline.breakdown.bubble_s, y.timeline.breakdown.bubble_s, 1e-9 * y.row.step_time_s) << what;
+      EXPECT_EQ(x.timeline.critical_stage, y.timeline.critical_stage) << what;
+    }
   }
 }
 
