@@ -1,8 +1,10 @@
 // The collective registry: one entry per kind (nccl-tests' shape: src/all_reduce.cu plugs into
 // src/common.cu through a small struct). An entry names the collective, its byte convention, its
 // nccl-tests bus-bandwidth factor (doc/PERFORMANCE.md) and its α–β time model over a process
-// group that may span scale-up domains (flat ring, or two-level: NVLink inside the domain, NIC
-// across, with a tree's log-latency across domains — the cheaper, as NCCL would pick). The MPI
+// group that may span scale-up domains (NCCL's ring: NVLink inside the domain and NIC across,
+// pipelined, so the slower leg sets the time, with a tree's log-latency across domains; an
+// all-reduce inside an NVSwitch domain with NVLink SHARP takes the cheaper of the ring and NVLS,
+// as NCCL would pick). The MPI
 // and NCCL implementations are per-backend tables indexed by the same kind (exec/cpu, exec/cuda),
 // each with a static_assert that it covers every kind: adding a collective is one entry file here,
 // one line in each backend table, and its tests.
@@ -35,6 +37,9 @@ GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t 
 struct LinkParams {
   double intra_Bps = 0, intra_alpha_s = 0;
   double inter_Bps = 0, inter_alpha_s = 0;
+  /// NVLink SHARP (NVLS) all-reduce rate inside one NVSwitch domain, per direction, achieved
+  /// (intra_Bps × the chip's efficiency.nvls); 0: the domain has no NVLS (all_reduce.cpp).
+  double nvls_Bps = 0;
 };
 
 /// How an all-to-all's copies are routed (plan::Op::route_topk / route_node_limit): topk 0 is a
@@ -81,14 +86,22 @@ double time_s(double S, const GroupSpan& span, const LinkParams& link, double cr
 double flex_cross_share(const Routing& routing, int64_t domains);
 }  // namespace all_to_all
 
+namespace all_reduce {
+/// NVLink SHARP all-reduce of S bytes over n ranks of one NVSwitch domain (all_reduce.cpp):
+/// (n+1)/n·S/nvls_Bps + 2·intra_alpha_s. Exposed for its closed-form test.
+double nvls_time_s(double S, int64_t n, const LinkParams& link);
+}  // namespace all_reduce
+
 /// Building blocks of the α–β models (ring.cpp).
 namespace ring {
 /// One ring phase (a reduce-scatter or an all-gather) of S bytes over n ranks: (n−1)/n·S/B + (n−1)α.
 double phase(double S, int64_t n, double B, double alpha);
-/// `phases` ring phases over a group: one ring inside a domain; across domains the cheaper of a
-/// flat ring through every rank (the NIC is the bottleneck link) and a two-level scheme (inside
-/// each domain over NVLink, then each of the per-domain ranks runs the inter-domain part on a
-/// 1/per_domain slice, all NICs busy in parallel, with NCCL's tree latency at scale).
+/// `phases` ring phases over a group: one ring inside a domain; across D domains of L members
+/// NCCL's ring, whose channels chain each domain's members over NVLink and leave it through
+/// different NICs: per phase each rank forwards (n−1)/n·S, (L−1)/L of it over NVLink and 1/L over
+/// its own NIC, pipelined, so max((n−1)/n·S·(L−1)/L / B_intra, (n−1)/n·S/L / B_inter) — bus
+/// bandwidth min(B_intra·L/(L−1), L·B_inter), the slowest link, not the legs in series — plus
+/// (L−1)·α_intra and NCCL's tree latency across domains, min(D−1, 2⌈log₂D⌉)·α_inter.
 double time_s(int phases, double S, const GroupSpan& span, const LinkParams& link);
 /// (n−1)/n: the bus factor of one ring phase.
 double phase_factor(int64_t n);

@@ -136,15 +136,20 @@ ChipProfile load_chip_yaml(const std::string& path) {
     c.efficiency.nvlink = e.get_double("nvlink", 1e-3, 1, c.efficiency.nvlink);
     c.efficiency.nic = e.get_double("nic", 1e-3, 1, c.efficiency.nic);
     c.efficiency.sustained = e.get_double("sustained", 1e-3, 1, c.efficiency.sustained);
-    e.finish({"gemm", "gemm_fp8", "attention", "hbm", "nvlink", "nic", "sustained"});
+    c.efficiency.nvls = e.get_double("nvls", 0, 1, c.efficiency.nvls);
+    e.finish({"gemm", "gemm_fp8", "attention", "hbm", "nvlink", "nic", "sustained", "nvls"});
   }
   c.reserved_gb = f.get_double("reserved_gb", 0, c.hbm_gb, 0);
   c.chips_per_package = f.get_int("chips_per_package", 1, 64, 1);
   c.full_mesh = f.get_bool("full_mesh", false);
+  c.nvls = f.get_bool("nvls", false);
+  if (c.nvls && c.full_mesh) throw InputError(path, "nvls", "a full mesh (full_mesh: true) has no switch to reduce in");
+  if (c.nvls && c.efficiency.nvls <= 0)
+    throw InputError(path, "efficiency.nvls", "must be given (> 0) when nvls is true: NVLS's rate as a fraction of the ring's");
   c.sources = f.get_string_map("sources");
   f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
             "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
-            "full_mesh", "sources"});
+            "full_mesh", "nvls", "sources"});
   return c;
 }
 

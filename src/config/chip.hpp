@@ -34,6 +34,9 @@ struct Efficiency {
   /// step (clocks under sustained tensor load at TDP, gaps between kernels). Calibrated once per
   /// architecture on one published run (docs/validation.md); 1 = no loss.
   double sustained = 1.0;
+  /// NVLink SHARP all-reduce rate as a fraction of the ring's achieved NVLink rate (`nvlink` ×
+  /// the link); used only where the chip has `nvls`, and required there (all_reduce.cpp).
+  double nvls = 0;
 };
 
 struct ChipProfile {
@@ -55,6 +58,10 @@ struct ChipProfile {
   /// has 7 links), not a switch: a collective over n of its d chips drives only n−1 of each chip's
   /// d−1 links, so it gets (n−1)/(d−1) of nvlink_gbyte_s; a point-to-point transfer gets one link.
   bool full_mesh = false;
+  /// The scale-up domain's switches reduce (NVLink SHARP, NVSwitch 3 and later: HGX H100/H200/
+  /// H800/H20, B200): NCCL ≥ 2.17 runs an in-domain all-reduce as NVLS when that is faster than
+  /// the ring, at efficiency.nvls of the ring's rate on (n+1)/n·S instead of 2(n−1)/n·S.
+  bool nvls = false;
   std::map<std::string, std::string> sources;
   std::string origin;
 

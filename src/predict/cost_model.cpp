@@ -25,6 +25,8 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
   link_.intra_alpha_s = chip.nvlink_latency_us * 1e-6;
   link_.inter_Bps = chip.nic_Bps() * chip.efficiency.nic;
   link_.inter_alpha_s = chip.nic_latency_us * 1e-6;
+  // NVLink SHARP (ChipProfile::nvls): the switch reduces an in-domain all-reduce (all_reduce.cpp).
+  if (chip.nvls && chip.nvlink_domain > 1) link_.nvls_Bps = link_.intra_Bps * chip.efficiency.nvls;
   // A calibration describes one architecture; other chips keep the roofline.
   if (calibration && !calibration->arch.empty() && calibration->arch == chip.arch) {
     calibration_ = calibration;

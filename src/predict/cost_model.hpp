@@ -1,6 +1,7 @@
 // Modelled op durations on a target chip: roofline for compute (achieved-fraction efficiencies
-// from the chip profile) and α–β costs for collectives, ring vs two-level hierarchical (NVLink
-// inside the domain, NIC across) as NCCL would choose, with a tree's log-latency across domains.
+// from the chip profile) and α–β costs for collectives (src/collectives: NCCL's ring, NVLink inside
+// the domain and NIC across, pipelined, with a tree's log-latency across domains; NVLink SHARP for
+// an in-domain all-reduce where the chip has it).
 // With a calibration of the chip's architecture (`capscale calibrate`), GEMMs take the measured
 // efficiency of the nearest calibrated shape and collectives inside one scale-up domain the
 // measured bus bandwidth, both moved to the target's own (or capped) peak and NVLink the way

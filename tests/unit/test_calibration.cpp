@@ -114,7 +114,7 @@ TEST(Calibration, CostModelUsesMeasuredEfficiencyForItsArchOnly) {
   rs.coll = plan::CollKind::kReduceScatter;
   EXPECT_FALSE(with_comm.calibrated(rs));
   EXPECT_DOUBLE_EQ(with_comm.duration(rs), roofline.duration(rs));
-  // Groups spanning domains keep the two-level model.
+  // Groups spanning domains keep the α–β ring model.
   const parallel::Layout dp16(1, 1, 16, 1);
   const predict::CostModel wide_cal(h100, config::Precision::kBf16, dp16, &c);
   plan::Op dp = ar;

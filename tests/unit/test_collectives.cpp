@@ -50,13 +50,50 @@ TEST(Collectives, RingTimesInsideOneDomainAreTheClosedForms) {
   EXPECT_EQ(collectives::time_s(CollKind::kAllGather, 0, node, link), 0);
 }
 
-TEST(Collectives, AcrossDomainsTheCheaperOfFlatAndTwoLevel) {
+TEST(Collectives, AcrossDomainsTheRingRunsAtItsSlowestLink) {
+  // NCCL's ring over 2 nodes of 8: per phase each rank forwards 15/16·S, 7/8 of it over NVLink
+  // and 1/8 over its own NIC, the two legs pipelined. Written out with the numbers:
   LinkParams link;
   link.intra_Bps = 200e9, link.intra_alpha_s = 4e-6, link.inter_Bps = 50e9, link.inter_alpha_s = 10e-6;
   const double S = 1 << 30;
   const GroupSpan two_nodes{16, 8, 2};
-  const double flat = 15.0 / 16 * S / 50e9 + 15 * 10e-6;
-  // Two-level: ring inside the node, then each of 8 ranks sends its 1/8 slice across 2 domains.
-  const double two_level = 7.0 / 8 * S / 200e9 + 7 * 4e-6 + 1.0 / 2 * (S / 8) / 50e9 + 1 * 10e-6;
-  EXPECT_NEAR(collectives::time_s(CollKind::kReduceScatter, S, two_nodes, link), std::min(flat, two_level), 1e-12);
+  const double wire = 15.0 / 16.0 * S;
+  // NVLink leg wire·7/8 / 200 GB/s = wire / 228.6 GB/s; NIC leg wire / (8 · 50 GB/s) = wire / 400.
+  const double nvlink_leg = wire * 7.0 / 8.0 / 200e9, nic_leg = wire / 400e9;
+  ASSERT_GT(nvlink_leg, nic_leg);
+  const double latency = 7 * 4e-6 + 1 * 10e-6;  // 7 NVLink steps, min(D−1, 2⌈log₂D⌉) = 1 NIC step
+  EXPECT_NEAR(collectives::time_s(CollKind::kReduceScatter, S, two_nodes, link), nvlink_leg + latency, 1e-12);
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllReduce, S, two_nodes, link), 2 * (nvlink_leg + latency), 1e-12);
+  // Not the legs in series (the old two-level model, and what a ring that waited at each hop would give).
+  EXPECT_LT(collectives::time_s(CollKind::kReduceScatter, S, two_nodes, link), nvlink_leg + nic_leg);
+  // A slow NIC (12.5 GB/s, 100 Gb/s) makes the NIC the bound: wire / (8 · 12.5 GB/s) = wire / 100 GB/s.
+  link.inter_Bps = 12.5e9;
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllGather, S, two_nodes, link), wire / 100e9 + latency, 1e-12);
+  // One member per domain (a dp group across nodes at tp 8): a flat ring over the NICs,
+  // 3/4·S / 12.5 GB/s + min(3, 4) NIC steps.
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllGather, S, GroupSpan{4, 1, 4}, link), 0.75 * S / 12.5e9 + 3 * 10e-6, 1e-12);
+}
+
+TEST(Collectives, NvlsAllReduceIsTheCheaperInsideOneDomain) {
+  // NVLS moves (n+1)/n·S each way at nvls_Bps; the ring 2(n−1)/n·S at intra_Bps.
+  LinkParams link;
+  link.intra_Bps = 369e9, link.intra_alpha_s = 3.4e-6, link.nvls_Bps = 300e9;
+  const double S = 1 << 30;
+  // n = 8: NVLS 9/8·S/300 GB/s = S/266.7 GB/s beats the ring's 14/8·S/369 = S/210.9.
+  const double nvls8 = 9.0 / 8.0 * S / 300e9 + 2 * 3.4e-6;
+  EXPECT_NEAR(collectives::all_reduce::nvls_time_s(S, 8, link), nvls8, 1e-12);
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllReduce, S, GroupSpan{8, 8, 1}, link), nvls8, 1e-12);
+  // n = 2: NVLS 3/2·S/300 = S/200 loses to the ring's S/369.
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllReduce, S, GroupSpan{2, 2, 1}, link), S / 369e9 + 2 * 3.4e-6, 1e-12);
+  // No NVLS on the link, or a group across domains: the ring.
+  LinkParams ring_only = link;
+  ring_only.nvls_Bps = 0;
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllReduce, S, GroupSpan{8, 8, 1}, ring_only), 14.0 / 8 * S / 369e9 + 14 * 3.4e-6,
+              1e-12);
+  link.inter_Bps = 46e9, link.inter_alpha_s = 14e-6;
+  ring_only.inter_Bps = 46e9, ring_only.inter_alpha_s = 14e-6;
+  EXPECT_EQ(collectives::time_s(CollKind::kAllReduce, S, GroupSpan{16, 8, 2}, link),
+            collectives::time_s(CollKind::kAllReduce, S, GroupSpan{16, 8, 2}, ring_only));
+  // Reduce-scatter and all-gather gain nothing from the switch: ring only.
+  EXPECT_NEAR(collectives::time_s(CollKind::kReduceScatter, S, GroupSpan{8, 8, 1}, link), 7.0 / 8 * S / 369e9 + 7 * 3.4e-6, 1e-12);
 }

@@ -168,3 +168,44 @@ TEST(CostModel, AscendFullMeshGroupsBelowEightGetTheirLinksOnly) {
   const double S = double(int64_t(1) << 30), b = ub.nvlink_Bps_per_direction() * ub.efficiency.nvlink;
   EXPECT_NEAR(m.duration(tp_all_reduce(int64_t(1) << 30)), S / b + 2.0 * ub.nvlink_latency_us * 1e-6, 1e-9);
 }
+
+TEST(CostModel, NvlsAllReduceMatchesPublishedBusBandwidth) {
+  // Issue 13, mechanism 3: on HGX H100 NCCL runs an 8-GPU all-reduce as NVLink SHARP. By hand:
+  // ring rate 450 GB/s × 0.82 = 369 GB/s; NVLS rate 369 × 0.83 = 306.27 GB/s over (n+1)/n·S.
+  const auto h100 = config::load_chip("h100");
+  ASSERT_TRUE(h100.nvls);
+  const double S = double(int64_t(1) << 32);
+  const predict::CostModel m8(h100, config::Precision::kBf16, parallel::Layout(8, 1, 1, 1));
+  const double t8 = 9.0 / 8.0 * S / 306.27e9 + 2 * 3.4e-6;
+  EXPECT_NEAR(m8.duration(tp_all_reduce(int64_t(1) << 32)), t8, 1e-6 * t8);
+  // nccl-tests busbw = S/t · 2(n−1)/n: ~480 GB/s measured (nccl-tests #212), algbw ~275.
+  EXPECT_NEAR(S / t8 * 2 * 7 / 8 / 1e9, 480, 10);
+  EXPECT_NEAR(S / t8 / 1e9, 275, 5);
+  // 4 GPUs: the ring, 2·3/4·S/369 GB/s (busbw ~370 measured for both algorithms, NVIDIA/nccl #1455).
+  const predict::CostModel m4(h100, config::Precision::kBf16, parallel::Layout(4, 1, 2, 1));
+  EXPECT_NEAR(m4.duration(tp_all_reduce(int64_t(1) << 32)), 1.5 * S / 369e9 + 6 * 3.4e-6, 1e-9);
+  // H800 (200 GB/s each way): busbw 2·7/8 · 200·0.82·0.83·8/9 = 211.7 GB/s; measured 215 (NVIDIA/nccl #1374).
+  const predict::CostModel m800(config::load_chip("h800"), config::Precision::kBf16, parallel::Layout(8, 1, 1, 1));
+  EXPECT_NEAR(S / m800.duration(tp_all_reduce(int64_t(1) << 32)) * 2 * 7 / 8 / 1e9, 215, 5);
+  // A100's NVSwitch2 has no SHARP: the ring, 2·7/8·S / (300 GB/s × 0.77).
+  const auto a100 = config::load_chip("a100");
+  EXPECT_FALSE(a100.nvls);
+  const predict::CostModel ma(a100, config::Precision::kBf16, parallel::Layout(8, 1, 1, 1));
+  EXPECT_NEAR(ma.duration(tp_all_reduce(int64_t(1) << 32)), 1.75 * S / 231e9 + 14 * 3.4e-6, 1e-9);
+}
+
+TEST(CostModel, MultiNodeRingMatchesPublishedBusBandwidth) {
+  // A tp-1 dp-16 all-reduce over 2 DGX A100 nodes (8 × 200 Gb/s HDR NICs each): per rank 15/16·2S,
+  // 7/8 over NVLink at 300 × 0.77 = 231 GB/s, 1/8 over the NIC at 25 × 0.94 = 23.5 GB/s, pipelined:
+  // NVLink leg 2·15/16·S·7/8/231e9 = S/140.8 GB/s, NIC leg 2·15/16·S/(8·23.5e9) = S/100.3 GB/s.
+  const auto a100 = config::load_chip("a100");
+  const predict::CostModel m(a100, config::Precision::kBf16, parallel::Layout(1, 1, 16, 1));
+  plan::Op op = tp_all_reduce(int64_t(1) << 32);
+  op.group = parallel::Group::kDp;
+  ASSERT_EQ(m.span(parallel::Group::kDp).domains, 2);
+  const double S = double(op.bytes);
+  const double want = 2 * 15.0 / 16.0 * S / (8 * 23.5e9) + 2 * (7 * 3.4e-6 + 1 * 14e-6);
+  EXPECT_NEAR(m.duration(op), want, 1e-9);
+  // busbw = 8 NICs × 23.5 = 188 GB/s; measured 192 on DGX A100 (AddyLaddy, NVIDIA/nccl #812, quoted in #1576).
+  EXPECT_NEAR(S / m.duration(op) * 2 * 15 / 16 / 1e9, 192, 6);
+}
