@@ -128,12 +128,12 @@ py::object to_py(const nlohmann::json& j) {
     case nlohmann::json::value_t::object: {
       py::dict d;
       for (const auto& [k, v] : j.items()) d[py::str(k)] = to_py(v);
-      return std::move(d);
+      return d;
     }
     case nlohmann::json::value_t::array: {
       py::list l;
       for (const auto& v : j) l.append(to_py(v));
-      return std::move(l);
+      return l;
     }
     case nlohmann::json::value_t::string: return text(j.get<std::string>());
     case nlohmann::json::value_t::boolean: return py::bool_(j.get<bool>());
