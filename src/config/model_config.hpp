@@ -85,6 +85,12 @@ struct ModelConfig {
 
   /// Weight matrices in the MLP: 3 for gated (SwiGLU), 2 otherwise.
   int64_t mlp_matrices() const { return activation == Activation::kSwiglu ? 3 : 2; }
+  /// Elements the MLP activation moves per element of its output, read + written: SwiGLU reads
+  /// gate and up and writes one (3), GeLU reads one and writes one (2); its backward reads the
+  /// output gradient and the saved inputs and writes their gradients (SwiGLU 3 + 2, GeLU 2 + 1).
+  int64_t activation_passes(bool backward) const {
+    return activation == Activation::kSwiglu ? (backward ? 5 : 3) : (backward ? 3 : 2);
+  }
   bool is_moe() const { return num_moe_experts > 0; }
   /// Layers past the last (the MTP modules' layers) take the last layer's kind.
   bool is_moe_layer(int64_t layer) const {

@@ -201,8 +201,19 @@ class StageBuilder {
   void layer_backward(int64_t layer);
   void attention_forward(int64_t layer, Phase ph);
   void attention_backward(int64_t layer);
-  void mlp_forward(int64_t layer, Phase ph);
-  void mlp_backward(int64_t layer);
+  struct MlpNames {
+    OpName fc1, act, fc2;
+  };
+  static constexpr MlpNames kDenseNames{OpName::kFc1, OpName::kActivation, OpName::kFc2};
+  static constexpr MlpNames kSharedNames{OpName::kSharedFc1, OpName::kSharedActivation, OpName::kSharedFc2};
+  void mlp_forward(int64_t layer, Phase ph, int64_t width, const MlpNames& n);
+  void mlp_backward(int64_t layer, int64_t width, const MlpNames& n);
+  /// One MoE layer's sizes on this rank (see the comment above moe_sizes): local experts, expert width, the
+  /// hottest expert's tokens, the dispatch bytes and the permutation's traffic.
+  struct MoeSizes {
+    int64_t local = 0, f = 0, per_expert = 0, a2a = 0, permute = 0;
+  };
+  MoeSizes moe_sizes() const;
   void moe_forward(int64_t layer, Phase ph);
   void moe_backward(int64_t layer);
   void shared_experts(int64_t layer, Phase ph);
@@ -361,7 +372,7 @@ void StageBuilder::layer_forward(int64_t layer, Phase ph) {
     moe_forward(layer, ph);
   } else {
     if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
-    mlp_forward(layer, ph);
+    mlp_forward(layer, ph, m_.ffn_hidden_size, kDenseNames);
   }
   elementwise(OpName::kResidual, ph, layer, 3 * Ts * h_ * kActBytes);
 }
@@ -420,26 +431,25 @@ void StageBuilder::attention_backward(int64_t layer) {
   elementwise(OpName::kInputNorm, B, layer, 4 * Ts * h_ * kActBytes);
 }
 
-void StageBuilder::mlp_forward(int64_t layer, Phase ph) {
-  const bool sp = p_.sequence_parallel;
-  const int64_t T = tokens_;
-  const int64_t f_local = m_.ffn_hidden_size / p_.tp;
-  linear(OpName::kFc1, ph, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
-  elementwise(OpName::kActivation, ph, layer, T * f_local * (m_.mlp_matrices() == 3 ? 3 : 2) * kActBytes);
-  linear(OpName::kFc2, ph, layer, T, h_, f_local);
-  tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+// A tp-split MLP of width `width` (Megatron's ColumnParallel FC1, RowParallel FC2): the dense
+// MLP and the shared experts. Under SP the caller has all-gathered the input in forward.
+void StageBuilder::mlp_forward(int64_t layer, Phase ph, int64_t width, const MlpNames& n) {
+  const int64_t T = tokens_, f_local = width / p_.tp;
+  linear(n.fc1, ph, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
+  elementwise(n.act, ph, layer, T * f_local * m_.activation_passes(false) * kActBytes);
+  linear(n.fc2, ph, layer, T, h_, f_local);
+  tp_comm(OpName::kTpReduce, ph, layer, p_.sequence_parallel ? CollKind::kReduceScatter : CollKind::kAllReduce);
 }
 
-void StageBuilder::mlp_backward(int64_t layer) {
+void StageBuilder::mlp_backward(int64_t layer, int64_t width, const MlpNames& n) {
   const bool sp = p_.sequence_parallel;
   const Phase B = Phase::kBackward;
-  const int64_t T = tokens_;
-  const int64_t f_local = m_.ffn_hidden_size / p_.tp;
+  const int64_t T = tokens_, f_local = width / p_.tp;
   if (sp) tp_comm(OpName::kSpAllGather, B, layer, CollKind::kAllGather);  // bwd of FC2's reduce-scatter
-  linear(OpName::kFc2, B, layer, T, h_, f_local);
-  elementwise(OpName::kActivation, B, layer, T * f_local * (m_.mlp_matrices() == 3 ? 5 : 3) * kActBytes);
+  linear(n.fc2, B, layer, T, h_, f_local);
+  elementwise(n.act, B, layer, T * f_local * m_.activation_passes(true) * kActBytes);
   if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // FC1's input again, for wgrad
-  linear(OpName::kFc1, B, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
+  linear(n.fc1, B, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
   tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
 }
 
@@ -462,22 +472,13 @@ void StageBuilder::expert_comm(OpName name, Phase ph, int64_t layer, CollKind ki
 void StageBuilder::shared_experts(int64_t layer, Phase ph) {
   const int64_t fs = m_.moe_shared_expert_intermediate_size;
   if (fs == 0) return;
-  const bool sp = p_.sequence_parallel;
-  const int64_t T = tokens_, f_local = fs / p_.tp, mats = m_.mlp_matrices();
   std::vector<int32_t> held;
   held.swap(pending_);
   if (ph != Phase::kBackward) {
-    if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
-    linear(OpName::kSharedFc1, ph, layer, T, f_local * (mats - 1), h_);
-    elementwise(OpName::kSharedActivation, ph, layer, T * f_local * (mats == 3 ? 3 : 2) * kActBytes);
-    linear(OpName::kSharedFc2, ph, layer, T, h_, f_local);
-    tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+    if (p_.sequence_parallel) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
+    mlp_forward(layer, ph, fs, kSharedNames);
   } else {
-    if (sp) tp_comm(OpName::kSpAllGather, ph, layer, CollKind::kAllGather);
-    linear(OpName::kSharedFc2, ph, layer, T, h_, f_local);
-    elementwise(OpName::kSharedActivation, ph, layer, T * f_local * (mats == 3 ? 5 : 3) * kActBytes);
-    linear(OpName::kSharedFc1, ph, layer, T, f_local * (mats - 1), h_);
-    tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+    mlp_backward(layer, fs, kSharedNames);
   }
   pending_.insert(pending_.end(), held.begin(), held.end());
 }
@@ -489,47 +490,50 @@ void StageBuilder::shared_experts(int64_t layer, Phase ph) {
 // all-to-all and un-permuted (weighted sum of the k outputs). With ep = 1 and etp > 1 this is
 // Megatron's allgather dispatcher. Under balanced routing each rank receives as many copies as it
 // sends; the hottest expert holds moe_imbalance × the mean, and its rank sets the pace.
-void StageBuilder::moe_forward(int64_t layer, Phase ph) {
-  const int64_t E = m_.num_moe_experts, k = m_.moe_router_topk, local = E / p_.ep;
-  const int64_t f = m_.moe_ffn_hidden_size / p_.etp, mats = m_.mlp_matrices(), Td = sp_tokens_;
+StageBuilder::MoeSizes StageBuilder::moe_sizes() const {
+  MoeSizes z;
+  z.local = m_.num_moe_experts / p_.ep;
+  z.f = m_.moe_ffn_hidden_size / p_.etp;
   const double imb = p_.moe_imbalance;
-  const int64_t copies = checked_mul(Td, k, "moe tokens");                           // routed copies leaving this rank
+  const int64_t copies = checked_mul(sp_tokens_, m_.moe_router_topk, "moe tokens");  // routed copies leaving this rank
   const int64_t arriving = int64_t(std::ceil(double(copies) * double(p_.etp) * imb));  // at the hottest rank's experts
-  const int64_t per_expert = (arriving + local - 1) / local;
-  const int64_t a2a = int64_t(std::ceil(double(checked_mul(copies * h_, kActBytes, "dispatch bytes")) * imb));
+  z.per_expert = (arriving + z.local - 1) / z.local;
+  z.a2a = int64_t(std::ceil(double(checked_mul(copies * h_, kActBytes, "dispatch bytes")) * imb));
+  z.permute = sp_tokens_ * h_ * kActBytes * (1 + m_.moe_router_topk);
+  return z;
+}
+
+void StageBuilder::moe_forward(int64_t layer, Phase ph) {
+  const MoeSizes z = moe_sizes();
+  const int64_t E = m_.num_moe_experts, mats = m_.mlp_matrices(), Td = sp_tokens_;
   linear(OpName::kRouter, ph, layer, Td, E, h_);
   elementwise(OpName::kRouter, ph, layer, Td * E * 12);  // fp32 softmax / top-k over the logits
-  elementwise(OpName::kPermute, ph, layer, Td * h_ * kActBytes * (1 + k));
-  if (p_.ep > 1) expert_comm(OpName::kDispatch, ph, layer, CollKind::kAllToAll, Group::kEp, a2a);
+  elementwise(OpName::kPermute, ph, layer, z.permute);
+  if (p_.ep > 1) expert_comm(OpName::kDispatch, ph, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
   shared_experts(layer, ph);
-  if (p_.etp > 1) expert_comm(OpName::kExpertGather, ph, layer, CollKind::kAllGather, Group::kEtp, a2a * p_.etp);
-  linear(OpName::kExpertFc1, ph, layer, per_expert, f * (mats - 1), h_, local);
-  elementwise(OpName::kExpertActivation, ph, layer, local * per_expert * f * (mats == 3 ? 3 : 2) * kActBytes);
-  linear(OpName::kExpertFc2, ph, layer, per_expert, h_, f, local);
-  if (p_.etp > 1) expert_comm(OpName::kExpertScatter, ph, layer, CollKind::kReduceScatter, Group::kEtp, a2a * p_.etp);
-  if (p_.ep > 1) expert_comm(OpName::kCombine, ph, layer, CollKind::kAllToAll, Group::kEp, a2a);
-  elementwise(OpName::kUnpermute, ph, layer, Td * h_ * kActBytes * (1 + k));
+  if (p_.etp > 1) expert_comm(OpName::kExpertGather, ph, layer, CollKind::kAllGather, Group::kEtp, z.a2a * p_.etp);
+  linear(OpName::kExpertFc1, ph, layer, z.per_expert, z.f * (mats - 1), h_, z.local);
+  elementwise(OpName::kExpertActivation, ph, layer, z.local * z.per_expert * z.f * m_.activation_passes(false) * kActBytes);
+  linear(OpName::kExpertFc2, ph, layer, z.per_expert, h_, z.f, z.local);
+  if (p_.etp > 1) expert_comm(OpName::kExpertScatter, ph, layer, CollKind::kReduceScatter, Group::kEtp, z.a2a * p_.etp);
+  if (p_.ep > 1) expert_comm(OpName::kCombine, ph, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
+  elementwise(OpName::kUnpermute, ph, layer, z.permute);
 }
 
 void StageBuilder::moe_backward(int64_t layer) {
   const Phase B = Phase::kBackward;
-  const int64_t E = m_.num_moe_experts, k = m_.moe_router_topk, local = E / p_.ep;
-  const int64_t f = m_.moe_ffn_hidden_size / p_.etp, mats = m_.mlp_matrices(), Td = sp_tokens_;
-  const double imb = p_.moe_imbalance;
-  const int64_t copies = checked_mul(Td, k, "moe tokens");
-  const int64_t arriving = int64_t(std::ceil(double(copies) * double(p_.etp) * imb));
-  const int64_t per_expert = (arriving + local - 1) / local;
-  const int64_t a2a = int64_t(std::ceil(double(checked_mul(copies * h_, kActBytes, "dispatch bytes")) * imb));
-  elementwise(OpName::kUnpermute, B, layer, Td * h_ * kActBytes * (1 + k));
-  if (p_.ep > 1) expert_comm(OpName::kCombine, B, layer, CollKind::kAllToAll, Group::kEp, a2a);
-  if (p_.etp > 1) expert_comm(OpName::kExpertScatter, B, layer, CollKind::kAllGather, Group::kEtp, a2a * p_.etp);
-  linear(OpName::kExpertFc2, B, layer, per_expert, h_, f, local);
-  elementwise(OpName::kExpertActivation, B, layer, local * per_expert * f * (mats == 3 ? 5 : 3) * kActBytes);
-  linear(OpName::kExpertFc1, B, layer, per_expert, f * (mats - 1), h_, local);
-  if (p_.etp > 1) expert_comm(OpName::kExpertGather, B, layer, CollKind::kReduceScatter, Group::kEtp, a2a * p_.etp);
-  if (p_.ep > 1) expert_comm(OpName::kDispatch, B, layer, CollKind::kAllToAll, Group::kEp, a2a);
+  const MoeSizes z = moe_sizes();
+  const int64_t E = m_.num_moe_experts, mats = m_.mlp_matrices(), Td = sp_tokens_;
+  elementwise(OpName::kUnpermute, B, layer, z.permute);
+  if (p_.ep > 1) expert_comm(OpName::kCombine, B, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
+  if (p_.etp > 1) expert_comm(OpName::kExpertScatter, B, layer, CollKind::kAllGather, Group::kEtp, z.a2a * p_.etp);
+  linear(OpName::kExpertFc2, B, layer, z.per_expert, h_, z.f, z.local);
+  elementwise(OpName::kExpertActivation, B, layer, z.local * z.per_expert * z.f * m_.activation_passes(true) * kActBytes);
+  linear(OpName::kExpertFc1, B, layer, z.per_expert, z.f * (mats - 1), h_, z.local);
+  if (p_.etp > 1) expert_comm(OpName::kExpertGather, B, layer, CollKind::kReduceScatter, Group::kEtp, z.a2a * p_.etp);
+  if (p_.ep > 1) expert_comm(OpName::kDispatch, B, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
   shared_experts(layer, B);
-  elementwise(OpName::kPermute, B, layer, Td * h_ * kActBytes * (1 + k));
+  elementwise(OpName::kPermute, B, layer, z.permute);
   elementwise(OpName::kRouter, B, layer, Td * E * 12);
   linear(OpName::kRouter, B, layer, Td, E, h_);
 }
@@ -540,7 +544,7 @@ void StageBuilder::layer_backward(int64_t layer) {
   if (p_.recompute == Recompute::kFull) layer_forward(layer, Phase::kRecompute);
   elementwise(OpName::kResidual, B, layer, 3 * Ts * h_ * kActBytes);
   if (m_.is_moe_layer(layer)) moe_backward(layer);
-  else mlp_backward(layer);
+  else mlp_backward(layer, m_.ffn_hidden_size, kDenseNames);
   elementwise(OpName::kPostAttnNorm, B, layer, 6 * Ts * h_ * kActBytes);
   attention_backward(layer);
 }
