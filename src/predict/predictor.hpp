@@ -147,7 +147,8 @@ struct SearchResult {
   Rejections rejected;             ///< of which ruled out, by reason
 };
 
-/// The best (tp, pp, vpp, cp, micro-batch, recompute, ZeRO) that fits, ranked by tokens/s per chip.
+/// The best (tp, pp, vpp, cp, micro-batch, ep, sequence parallelism, TP overlap, ZeRO, recompute)
+/// that fits, ranked by tokens/s per chip (search.cpp: the ranges, and which variants are pruned why).
 SearchResult search(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& options);
 
 /// When nothing fits: the nearest chip counts (same global batch) and global batch sizes (same chip

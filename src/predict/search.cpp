@@ -1,15 +1,38 @@
 // Search for the best parallel configuration that fits memory, ranked by tokens/s per chip, and,
 // when nothing fits, why (each plan shape counted under the first rule it breaks) and the nearest
 // chip counts and batch sizes at which something does. Knobs the user fixed are not varied.
-// Pruning that cannot lose the optimum:
-// - for fixed (tp, cp, pp, vpp, mbs) less recompute is never slower, so recompute levels are tried
-//   none → selective → full and the first that fits is kept;
-// - ZeRO-1 moves the same bytes as a plain all-reduce and only saves memory: always on when dp > 1;
-// - branch and bound: every candidate gets a lower bound on its step time (its matmul FLOPs per chip
-//   at the chip's best sustained GEMM rate, times the pipeline fill 1 + (pp−1)/(vpp·m) of an ideal
+// Searched: tp (powers of two up to the NVLink domain), cp (powers of two with seq divisible by
+// 2·cp), pp (1..layers, at most 128), vpp (1..layers/pp: the layer split takes any pp·vpp ≤ layers,
+// uneven chunks included), micro-batch 1..8 (MoE: 1), ep (MoE), sequence parallelism, ZeRO 0/1,
+// recompute none/selective/full.
+// Pruning that cannot lose the optimum. The timeline engine is max-plus (an op starts at the max of
+// its queue and its dependencies' ends and ends a duration later), so a step never gets shorter
+// when an op is added or lengthened; the arguments below rest on that, for the simulated step
+// (predict() folds long micro-batch loops, which is exact once the pipeline is in steady state):
+// - TP comm overlap is on whenever sequence parallelism is: the plan differs only by overlap edges,
+//   with the same durations and memory, and an overlapped op (timeline.cpp, overlapped) starts and
+//   ends no later than with the plain dependency on its partner;
+// - recompute none is never slower than selective (one attention op more in the compute queue,
+//   depending on nothing but the queue) or full (a forward pass more before each layer's backward),
+//   and needs the most memory: when none fits only none is tried; otherwise selective and full
+//   (full re-runs attention at another place in the queue, so neither provably wins) or full alone;
+// - not pruned, tried on and off: sequence parallelism (saves elementwise time and memory, but adds
+//   backward's wgrad all-gathers and trades each all-reduce for a reduce-scatter + all-gather) and
+//   ZeRO-1 (the same gradient bytes, but its all-gather half moves to the next step's first forward,
+//   where each layer waits for its parameters, and the optimizer step shrinks), the latter only
+//   where there is a data-parallel group to shard over (otherwise the plans are the same: ZeRO-1);
+// - branch and bound: every candidate gets a lower bound on its step time (lower_bound_s: the work
+//   on the average stage's compute chain, times the pipeline fill 1 + (pp−1)/(vpp·m) of an ideal
 //   1F1B schedule, Narayanan et al. SC21 §2.2); candidates are timed in order of that bound and
 //   the search stops once the bound exceeds the k-th best step found (the global batch is fixed,
-//   so a shorter step is more tokens/s per chip).
+//   so a shorter step is more tokens/s per chip). The chain's work: GEMMs at the chip's best
+//   sustained rate, core attention and the blocking CP collectives; for plain dense models also the
+//   cost model's thin-GEMM derating, the elementwise kernels, the blocking TP collectives and the
+//   optimizer step. Those terms mirror plan/builder.cpp; a change there must keep them a bound
+//   (SearchBeatsEveryRandomlyDrawnValidPlan checks the search against sampled plans). With the
+//   old bound (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s);
+//   with these ~450 (1.4 s). What is left is mostly the pipeline's send/receive time, which grows
+//   with vpp while the fill term shrinks, and exposed DP traffic: no term bounds those yet.
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -27,7 +50,7 @@ struct Candidate {
 };
 
 double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& chip, const config::ParallelConfig& p,
-                     double gemm_efficiency) {
+                     double gemm_efficiency, bool calibrated, const Calibration* calibration) {
   // Matmul FLOPs per token (6 per weight; full recompute re-runs the layers' forward: +2).
   const double h = double(m.hidden_size);
   double weights = 0;  // per token, over the layers (MoE: the active experts)
@@ -35,10 +58,107 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   const double per_weight = p.recompute == config::Recompute::kFull ? 8.0 : 6.0;
   const double flops_per_token = weights * per_weight + 6.0 * double(m.vocab_size) * h;
   const double tokens = double(p.global_batch_size) * double(p.seq_length);
-  const double rate = chip.peak_flops(p.precision) * gemm_efficiency * chip.efficiency.sustained;
-  const double compute = flops_per_token * tokens / double(p.world()) / rate;
-  const double fill = 1.0 + double(p.pp - 1) / double(p.vpp * p.num_microbatches());
-  return compute * fill;
+  // The cost model derates a GEMM by x/(x+64) per dimension (cost_model.cpp, roofline_gemm_time).
+  // In a dense model without MLA or MTP every linear's three GEMMs (forward, dgrad, wgrad) have
+  // the same three dimensions: a micro-batch's tokens on this rank (T = mbs·seq/cp), the hidden
+  // size and the linear's tp-split width (plan/builder.cpp), so each is derated by exactly these.
+  // Otherwise no derating is assumed (a calibration's measured fractions carry none either).
+  auto fill = [](double x) { return x / (x + 64.0); };
+  const int64_t T = p.micro_batch_size * (p.seq_length / p.cp);
+  const bool plain = !m.is_moe() && !m.multi_latent_attention() && m.mtp_num_layers == 0;
+  const double eff = std::max(gemm_efficiency, chip.gemm_efficiency(p.precision)) * chip.efficiency.sustained;
+  const double rate = chip.peak_flops(p.precision) * eff;
+  double compute = flops_per_token * tokens / double(p.world()) / rate;
+  if (plain && !calibrated) {
+    const double d = double(m.kv_channels), tp = double(p.tp), mats = double(m.mlp_matrices());
+    const double heads = double(m.num_attention_heads / p.tp), groups = double(m.num_query_groups / p.tp);
+    const double f = double(m.ffn_hidden_size / p.tp), H = double(m.num_attention_heads) * d;
+    const double layer = h * (H + 2.0 * double(m.num_query_groups) * d) / fill((heads + 2.0 * groups) * d) +
+                         H * h / fill(heads * d) + h * f * tp * (mats - 1.0) / fill(f * (mats - 1.0)) + h * f * tp / fill(f);
+    const double derated = layer * double(m.num_layers) * per_weight + 6.0 * double(m.vocab_size) * h / fill(double(m.vocab_size / p.tp));
+    compute = derated * tokens / double(p.world()) / (rate * fill(double(T)) * fill(h));
+  }
+  // Core attention (cost_model.cpp, attention_time), never calibrated: per sequence and layer
+  // 2·heads·s·keys·(d_qk + d_v) forward, twice that backward, once more under any recompute; flash
+  // attention executes half of it (the causal mask) at the attention fraction, unfused attention all
+  // of it at the GEMM fraction; in bf16 under FP8.
+  double attn = 0;
+  for (int64_t l = 0; l < m.num_layers; ++l)
+    attn += 2.0 * double(m.num_attention_heads) * double(p.seq_length) * double(m.attended_keys(l, p.seq_length)) *
+            double(m.qk_dim() + m.v_dim());
+  attn *= p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
+  const double attn_peak = p.precision == config::Precision::kFp8 && chip.supports(config::Precision::kBf16)
+                               ? chip.peak_flops(config::Precision::kBf16)
+                               : chip.peak_flops(p.precision);
+  const double attn_rate = p.flash_attention ? 2.0 * attn_peak * chip.efficiency.attention * chip.efficiency.sustained
+                                             : attn_peak * chip.efficiency.gemm * chip.efficiency.sustained;
+  compute += attn * double(p.global_batch_size) / double(p.world()) / attn_rate;
+  // Context parallelism's K/V all-gather before each layer's attention and its reduce-scatter after
+  // attention's backward (plan/builder.cpp) are blocking: each starts after the compute op before
+  // it and the next compute op waits for it, so they add to each stage's chain (full recompute
+  // gathers once more). Per stage: layers/pp layers (at least, on the busiest) × micro-batches.
+  const CostModel cost(chip, p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), calibration);
+  plan::Op op;
+  op.kind = plan::OpKind::kCollective;
+  auto time_of = [&](plan::CollKind kind, parallel::Group g, int64_t bytes) {
+    op.coll = kind, op.group = g, op.bytes = bytes;
+    return cost.duration(op);
+  };
+  const double layers_per_stage = double(m.num_layers) / double(p.pp), micro = double(p.num_microbatches());
+  if (p.cp > 1) {
+    const int64_t kv = m.multi_latent_attention() ? m.num_attention_heads / p.tp * (m.qk_dim() + m.v_dim())
+                                                  : 2 * m.num_query_groups / p.tp * m.kv_channels;
+    const double gather = time_of(plan::CollKind::kAllGather, parallel::Group::kCp, T * kv * 2 * p.cp);
+    const double scatter = time_of(plan::CollKind::kReduceScatter, parallel::Group::kCp, T * kv * 2 * p.cp);
+    const double per_layer = gather * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + scatter;
+    compute += per_layer * layers_per_stage * micro;
+  }
+  // Tensor parallelism's collectives of a plain layer are blocking in the same way: without SP an
+  // all-reduce after each row-parallel linear forward and each column-parallel one's backward
+  // (2 + 2); with SP all-gathers and reduce-scatters (2 + 2 forward, 4 + 2 backward). Under TP comm
+  // overlap an op pipelined with a GEMM in tp chunks still adds at least 1/tp of its time to the
+  // chain (timeline.cpp, overlapped: a reduce-scatter ends a chunk after its GEMM; a GEMM after
+  // an all-gather starts a chunk after it).
+  if (p.tp > 1 && plain) {
+    const int64_t bytes = T * m.hidden_size * 2;
+    double forward = 0, backward = 0;
+    if (p.sequence_parallel) {
+      const double ag = time_of(plan::CollKind::kAllGather, parallel::Group::kTp, bytes);
+      const double rs = time_of(plan::CollKind::kReduceScatter, parallel::Group::kTp, bytes);
+      forward = 2 * ag + 2 * rs, backward = 4 * ag + 2 * rs;
+      if (p.tp_comm_overlap) forward /= double(p.tp), backward /= double(p.tp);
+    } else {
+      forward = backward = 2 * time_of(plan::CollKind::kAllReduce, parallel::Group::kTp, bytes);
+    }
+    const double per_layer = forward * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + backward;
+    compute += per_layer * layers_per_stage * micro;
+  }
+  // Elementwise kernels of a plain layer (norms, residuals, activation; plan/builder.cpp) run on the
+  // compute stream too, and the output layer's cross entropy (38 + 14 bytes per logit) on the
+  // last stage (its 1/pp share on the average stage).
+  if (plain) {
+    const int64_t Ts = p.sequence_parallel ? T / p.tp : T, hh = m.hidden_size, fl = m.ffn_hidden_size / p.tp;
+    const int64_t act_f = m.mlp_matrices() == 3 ? 3 : 2, act_b = m.mlp_matrices() == 3 ? 5 : 3;
+    auto ew = [&](int64_t bytes) { return cost.elementwise_time(bytes); };
+    const double forward = ew(2 * Ts * hh * 2) + ew(5 * Ts * hh * 2) + ew(T * fl * act_f * 2) + ew(3 * Ts * hh * 2);
+    const double backward = ew(3 * Ts * hh * 2) + ew(T * fl * act_b * 2) + ew(6 * Ts * hh * 2) + ew(4 * Ts * hh * 2);
+    const double per_layer = forward * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + backward;
+    const int64_t logits = T * (m.vocab_size / p.tp);
+    compute += (per_layer * layers_per_stage + (ew(logits * 38) + ew(logits * 14)) / double(p.pp)) * micro;
+  }
+  const double fill_pipe = 1.0 + double(p.pp - 1) / double(p.vpp * p.num_microbatches());
+  // After its last backward each stage runs the optimizer step on the compute stream (Adam, 30
+  // bytes per parameter of its ZeRO shard, and the memset of its gradient buffer; builder.cpp,
+  // optimizer): the average stage's share of the parameters, once per step, after the pipeline.
+  double optimizer = 0;
+  if (plain) {
+    double params = double(model::embedding_params_per_rank(m, p.tp) + model::head_params_per_rank(m, p.tp));
+    for (int64_t l = 0; l < m.num_layers; ++l) params += double(model::layer_params_per_rank(m, l, p.tp));
+    params /= double(p.pp);
+    const double shard = p.zero ? double(p.dp * p.cp) : 1.0;
+    optimizer = cost.elementwise_time(int64_t(params / shard * 30.0 + params * double(p.grad_bytes())));
+  }
+  return compute * fill_pipe + optimizer;
 }
 
 bool is_fixed(const SearchOptions& o, const char* name) {
@@ -53,32 +173,37 @@ std::vector<int64_t> choices(const SearchOptions& o, const char* name, int64_t g
 /// The shapes (tp, cp, pp, vpp, micro-batch, ep) the search enumerates, whatever the chip count:
 /// the same list for search() and for nearest_fitting(), so a suggested size is one search accepts.
 /// MoE models also try ep over the powers of two up to the expert count (etp stays as given, 1 by
-/// default, as the published MoE recipes run) with one sequence per micro-batch (their size).
+/// default) with one sequence per micro-batch, as the published MoE recipes run: their plans cost
+/// ~10 ms each to time and lower_bound_s has none of its tight terms for them.
 template <typename Fn>
 void for_each_shape(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& o, int64_t seq,
                     Fn&& fn) {
   const int64_t max_tp = o.max_tp ? o.max_tp : std::min<int64_t>(chip.nvlink_domain, 8 * chip.chips_per_package);
   std::vector<int64_t> tps;
   for (int64_t tp = 1; tp <= max_tp; tp *= 2) tps.push_back(tp);
+  // Ring attention splits the sequence into 2·cp chunks (load balance of the causal mask).
   std::vector<int64_t> cps = {1};
-  if (seq >= 8192) cps.push_back(2);  // context parallelism pays only for long sequences
-  if (seq >= 32768) cps.push_back(4), cps.push_back(8);
+  for (int64_t cp = 2; 2 * cp <= seq && seq % (2 * cp) == 0; cp *= 2) cps.push_back(cp);
   std::vector<int64_t> pps;
   for (int64_t pp = 1; pp <= std::min<int64_t>(128, model.num_layers); ++pp) pps.push_back(pp);
   const config::ParallelConfig& g = o.given;
   std::vector<int64_t> eps = {1};
   for (int64_t ep = 2; model.is_moe() && ep <= model.num_moe_experts; ep *= 2) eps.push_back(ep);
-  const std::vector<int64_t> mbss = model.is_moe() ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 4};
+  const std::vector<int64_t> mbss = model.is_moe() ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8};
   for (int64_t tp : choices(o, "tp", g.tp, tps))
     for (int64_t cp : choices(o, "cp", g.cp, cps))
-      for (int64_t pp : choices(o, "pp", g.pp, pps))
-        for (int64_t vpp : choices(o, "vpp", g.vpp, {1, 2, 4})) {
-          if (vpp > 1 && pp == 1 && !is_fixed(o, "vpp")) continue;  // no interleaving without a pipeline
+      for (int64_t pp : choices(o, "pp", g.pp, pps)) {
+        // Interleaving needs a pipeline, and at least one layer per model chunk (uneven chunks are
+        // split as model::split_layers does).
+        std::vector<int64_t> vpps = {1};
+        for (int64_t vpp = 2; pp > 1 && pp * vpp <= model.num_layers; ++vpp) vpps.push_back(vpp);
+        for (int64_t vpp : choices(o, "vpp", g.vpp, vpps)) {
           // More model chunks than layers is no shape at all, unless the user asked for it.
           if (pp * vpp > model.num_layers && !is_fixed(o, "pp") && !is_fixed(o, "vpp")) continue;
           for (int64_t mbs : choices(o, "micro_batch_size", g.micro_batch_size, mbss))
             for (int64_t ep : choices(o, "ep", g.ep, eps)) fn(tp, cp, pp, vpp, mbs, ep);
         }
+      }
 }
 
 /// The candidate of one shape on `gpus` chips with global batch `gbs`, before recompute is chosen,
@@ -101,9 +226,12 @@ Shaped shape(const config::ModelConfig& m, const SearchOptions& o, int64_t seq, 
   p.flash_attention = o.flash_attention;
   p.grad_reduce_in_bf16 = o.grad_reduce_in_bf16;
   p.overlap_grad_reduce = o.overlap_grad_reduce;
-  // Sequence parallelism and TP overlap cost nothing and save memory and time when tp > 1;
-  // ZeRO-1 moves the same bytes as a plain all-reduce and only saves memory (see above).
-  p.sequence_parallel = is_fixed(o, "sequence_parallel") ? o.given.sequence_parallel : tp > 1;
+  // The shape's lightest form in memory: sequence parallelism where it applies (MoE with tp > 1
+  // needs it; TP comm overlap needs it), ZeRO-1. search() also times the variants without them.
+  const bool overlap_asked = is_fixed(o, "tp_comm_overlap") && o.given.tp_comm_overlap;
+  const bool sp_splits = cp > 0 && seq % cp == 0 && (seq / cp) % tp == 0;
+  p.sequence_parallel = is_fixed(o, "sequence_parallel") ? o.given.sequence_parallel
+                                                         : tp > 1 && (sp_splits || m.is_moe() || overlap_asked);
   p.tp_comm_overlap = is_fixed(o, "tp_comm_overlap") ? o.given.tp_comm_overlap : p.sequence_parallel;
   p.zero = is_fixed(o, "zero") ? o.given.zero : 1;
   const auto mp = tp * cp * pp;
@@ -116,10 +244,33 @@ Shaped shape(const config::ModelConfig& m, const SearchOptions& o, int64_t seq, 
   return s;
 }
 
-/// Recompute levels to try, least first (less recompute is never slower for a fixed shape).
+/// Recompute levels to try, least first (less recompute needs more memory).
 std::vector<config::Recompute> recompute_levels(const SearchOptions& o) {
   if (is_fixed(o, "recompute")) return {o.given.recompute};
   return {config::Recompute::kNone, config::Recompute::kSelective, config::Recompute::kFull};
+}
+
+/// The variants of a valid shape's lightest form `p` (resolved) that are not provably slower than
+/// another (see the top of the file): sequence parallelism on (with TP comm overlap) and off, ZeRO
+/// 1 and 0, each once; fixed knobs keep their value.
+template <typename Fn>
+void for_each_variant(const config::ModelConfig& m, const SearchOptions& o, const config::ParallelConfig& p, Fn&& fn) {
+  std::vector<bool> sps = {p.sequence_parallel};
+  // Off too for dense models (MoE with tp > 1 needs it), unless the user asked for TP overlap.
+  if (p.sequence_parallel && !is_fixed(o, "sequence_parallel") && !m.is_moe() &&
+      !(is_fixed(o, "tp_comm_overlap") && o.given.tp_comm_overlap))
+    sps.push_back(false);
+  // ZeRO-1 changes the plan only where it has replicas to shard over.
+  const bool shards = p.dp * p.cp > 1 || (m.is_moe() && p.edp() > 1);
+  const std::vector<int64_t> zeros = is_fixed(o, "zero") || !shards ? std::vector<int64_t>{p.zero} : std::vector<int64_t>{1, 0};
+  for (bool sp : sps)
+    for (int64_t z : zeros) {
+      config::ParallelConfig v = p;
+      v.sequence_parallel = sp;
+      if (!is_fixed(o, "tp_comm_overlap")) v.tp_comm_overlap = sp;
+      v.zero = z;
+      fn(v);
+    }
 }
 
 /// Whether some recompute level of this valid shape fits (the search's memory rule).
@@ -161,18 +312,25 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
       ++(result.rejected.*s.rejected);
       return;
     }
-    config::ParallelConfig p = config::resolve(s.p, model, o.gpus, "search");
-    for (auto rc : recompute_levels(o)) {
-      p.recompute = rc;
-      ++result.candidates;
-      if (!fits_memory(model, chip, p)) continue;
-      ++result.fitting;
-      cands.push_back({p, lower_bound_s(model, chip, p, best_gemm)});
-      return;
-    }
-    ++result.rejected.memory;
+    const config::ParallelConfig p = config::resolve(s.p, model, o.gpus, "search");
+    const size_t before = cands.size();
+    for_each_variant(model, o, p, [&](config::ParallelConfig v) {
+      if (!config::violations(v, model, o.gpus).empty()) return;  // e.g. a fixed flag that needs another
+      // The least recompute that fits; past none, full as well (see the top of the file).
+      bool found = false;
+      for (auto rc : recompute_levels(o)) {
+        v.recompute = rc;
+        ++result.candidates;
+        if (!fits_memory(model, chip, v)) continue;
+        ++result.fitting;
+        cands.push_back({v, lower_bound_s(model, chip, v, best_gemm, calibrated, o.calibration)});
+        if (found || rc == config::Recompute::kNone) break;
+        found = true;
+      }
+    });
+    if (cands.size() == before) ++result.rejected.memory;
   });
-  std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) { return a.lower_bound_s < b.lower_bound_s; });
+  std::stable_sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) { return a.lower_bound_s < b.lower_bound_s; });
   std::vector<SummaryRow> rows;  // kept sorted, best (shortest step) first, at most o.top
   const size_t top = size_t(std::max(1, o.top));
   for (const auto& c : cands) {

@@ -1,7 +1,9 @@
 // Predictor: scale, search, caps, memory verdicts, and emulation from host measurements.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <random>
 
 #include "common/error.hpp"
 #include "config/chip.hpp"
@@ -146,6 +148,76 @@ TEST(Predict, SearchKeepsFixedKnobsAndSaysWhyNothingFits) {
     auto at = none;
     at.gpus = g, at.top = 1;
     EXPECT_TRUE(predict::search(m, h20, at).ranked.empty()) << g << " chips admit a plan but were not suggested";
+  }
+}
+
+// Issue 13 item 7: the search's best plan is at least as fast as every valid, fitting plan of its
+// space (tp, cp, pp, vpp, micro-batch, ep, SP, TP overlap, ZeRO, recompute), checked against a
+// fixed-seed random sample of named plans. Along the way the two dominance rules the search prunes
+// by hold on every sampled plan: TP comm overlap never slows a sequence-parallel plan, and no
+// recompute is never slower than selective or full.
+TEST(Predict, SearchBeatsEveryRandomlyDrawnValidPlan) {
+  struct Case {
+    const char* model;
+    const char* chip;
+    int64_t gpus, gbs, seq;
+  };
+  const Case cases[] = {{"llama3.1-70b", "h100", 1024, 1024, 8192},  // the bench's search
+                        {"llama3.1-70b", "h100", 64, 128, 4096},
+                        {"llama3.1-8b", "h20", 32, 64, 8192},
+                        {"mixtral-8x7b", "h100", 32, 64, 4096}};
+  std::mt19937_64 rng(20261130);
+  auto pick = [&](const auto& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.model);
+    const auto m = config::load_model(c.model);
+    const auto chip = config::load_chip(c.chip);
+    predict::SearchOptions o;
+    o.gpus = c.gpus, o.global_batch_size = c.gbs, o.seq_length = c.seq, o.top = 1;
+    const auto best = predict::search(m, chip, o);
+    ASSERT_FALSE(best.ranked.empty());
+    const double top = best.ranked[0].tokens_per_s_per_chip;
+    // The search's ranges: tp up to the NVLink domain, cp with seq divisible by 2·cp, tp·cp·pp
+    // dividing the chips, vpp up to layers/pp, micro-batch 1..8 (MoE: 1), ep up to the experts.
+    std::vector<std::array<int64_t, 3>> meshes;
+    for (int64_t tp = 1; tp <= chip.nvlink_domain; tp *= 2)
+      for (int64_t cp = 1; cp == 1 || c.seq % (2 * cp) == 0; cp *= 2)
+        for (int64_t pp = 1; pp <= std::min<int64_t>(128, m.num_layers); ++pp)
+          if (c.gpus % (tp * cp * pp) == 0) meshes.push_back({tp, cp, pp});
+    std::vector<int64_t> eps = {1};
+    for (int64_t ep = 2; m.is_moe() && ep <= m.num_moe_experts; ep *= 2) eps.push_back(ep);
+    const std::vector<config::Recompute> levels = {config::Recompute::kNone, config::Recompute::kSelective, config::Recompute::kFull};
+    int sampled = 0;
+    for (int tries = 0; tries < 200000 && sampled < 40; ++tries) {
+      const auto [tp, cp, pp] = pick(meshes);
+      config::ParallelConfig p;
+      p.tp = tp, p.cp = cp, p.pp = pp, p.global_batch_size = c.gbs, p.seq_length = c.seq;
+      p.vpp = pp == 1 ? 1 : std::uniform_int_distribution<int64_t>(1, m.num_layers / pp)(rng);
+      p.micro_batch_size = m.is_moe() ? 1 : std::uniform_int_distribution<int64_t>(1, 8)(rng);
+      p.ep = pick(eps);
+      p.sequence_parallel = rng() % 2, p.tp_comm_overlap = rng() % 2, p.zero = int64_t(rng() % 2);
+      p.recompute = pick(levels);
+      if (!config::violations(p, m, c.gpus).empty()) continue;
+      p = config::resolve(p, m, c.gpus, "test");
+      if (!predict::fits_memory(m, chip, p)) continue;
+      ++sampled;
+      const auto row = predict::predict(m, chip, p).row;
+      EXPECT_GE(top, row.tokens_per_s_per_chip * (1 - 1e-9)) << config::parallel_text(p) << " beats the search's "
+                                                              << config::parallel_text(best.ranked[0].parallel);
+      if (p.sequence_parallel && !p.tp_comm_overlap) {
+        auto q = p;
+        q.tp_comm_overlap = true;
+        EXPECT_GE(predict::predict(m, chip, q).row.tokens_per_s_per_chip, row.tokens_per_s_per_chip * (1 - 1e-9))
+            << "overlap slows " << config::parallel_text(p);
+      }
+      if (p.recompute != config::Recompute::kNone) {
+        auto q = p;
+        q.recompute = config::Recompute::kNone;
+        EXPECT_GE(predict::predict(m, chip, q).row.tokens_per_s_per_chip, row.tokens_per_s_per_chip * (1 - 1e-9))
+            << "recompute speeds up " << config::parallel_text(p);
+      }
+    }
+    EXPECT_GE(sampled, 30);
   }
 }
 
