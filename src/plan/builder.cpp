@@ -293,6 +293,7 @@ class StageBuilder {
     std::vector<Op> ops;
     int32_t start = -1;  ///< index of ops[0] in the stage when derived; −1: none yet
     int32_t entry = -1;  ///< last_compute_ before it
+    int32_t entry_pending = -1;  ///< the comm op pending before it, −1 if none
     int32_t stored = 0;  ///< index of ops[0] in StagePlan::ops
     int32_t exit_dp = -1;  ///< its last op on the DP stream, −1 if none
     int32_t exit_compute = -1, exit_overlap_ag = -1;  ///< last_compute_, overlap_ag_ after it
@@ -302,20 +303,24 @@ class StageBuilder {
   enum { kForwardLayer, kBackwardLayer, kBackwardReduceLayer, kLayerKinds };
   static constexpr int kVariants = 4;
   bool copy_layers_;
-  std::array<LayerTemplate, kLayerKinds * kVariants> templates_;
+  std::array<LayerTemplate, kLayerKinds * kVariants * 2> templates_;  // × entered with a pending op or not
 };
 
 template <typename Derive>
 void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
   const bool param_gather = kind == kForwardLayer && mb_ == 0 && !param_gather_.empty();
-  const bool clean = copy_layers_ && pending_.empty() && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather;
-  LayerTemplate& t = templates_[kind * kVariants + variant(layer)];
+  // A layer entered with one comm op pending (the receive opening a unit) is copied from a
+  // template entered the same way; its copies wait for their own pending op.
+  const bool clean = copy_layers_ && pending_.size() <= 1 && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather;
+  const int32_t in_pending = pending_.empty() ? -1 : pending_[0];
+  LayerTemplate& t = templates_[(kind * kVariants + variant(layer)) * 2 + (in_pending >= 0)];
   if (clean && t.start >= 0) {
     const int32_t begin = ops_.size(), shift = begin - t.start;
-    const CopyRange c{begin, begin + int32_t(t.ops.size()), shift, last_compute_, t.entry, t.stored, int32_t(layer), int32_t(mb_),
-                      int32_t(chunk_), t.flops};
+    const CopyRange c{begin,        begin + int32_t(t.ops.size()), shift, last_compute_, t.entry, in_pending, t.entry_pending,
+                      t.stored,     int32_t(layer),               int32_t(mb_), int32_t(chunk_), t.flops};
+    pending_.clear();  // the copy's first compute op waits for it
     if (!st_.compact) {
-      auto map = [&](int32_t d) { return d >= t.start ? d + shift : last_compute_; };
+      auto map = [&](int32_t d) { return d >= t.start ? d + shift : d == t.entry_pending ? in_pending : last_compute_; };
       for (const Op& src : t.ops) {
         Op& op = st_.ops.emplace_back(src);
         op.layer = c.layer, op.microbatch = c.microbatch, op.chunk = c.chunk;
@@ -343,7 +348,7 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
     const Op& op = ops_[i];
     if (op.overlap.partner >= 0 && (op.overlap.partner < start || ops_[op.overlap.partner].stream == Stream::kDp)) return;
     for (uint8_t d = 0; d < op.ndeps; ++d) {
-      if (op.deps[d] < start && op.deps[d] != entry) return;
+      if (op.deps[d] < start && op.deps[d] != entry && op.deps[d] != in_pending) return;
       if (op.deps[d] >= start && op.stream != Stream::kDp && ops_[op.deps[d]].stream == Stream::kDp) return;
     }
   }
@@ -353,7 +358,7 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
   t.flops = 0;
   for (const Op& op : t.ops)
     if (op.kind == OpKind::kGemm || op.kind == OpKind::kAttention) t.flops += op.flops;
-  t.start = start, t.entry = entry, t.stored = stored;
+  t.start = start, t.entry = entry, t.entry_pending = in_pending, t.stored = stored;
   t.exit_dp = -1;
   for (int32_t i = start; i < end; ++i)
     if (t.ops[size_t(i - start)].stream == Stream::kDp) t.exit_dp = i;

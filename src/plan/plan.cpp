@@ -29,7 +29,8 @@ Op StagePlan::op(int32_t i) const {
   const int32_t source = c.begin - c.shift;
   o.layer = c.layer;  // a copy is one layer
   o.microbatch = c.microbatch, o.chunk = c.chunk;
-  for (uint8_t d = 0; d < o.ndeps; ++d) o.deps[d] = o.deps[d] >= source ? o.deps[d] + c.shift : c.entry;
+  for (uint8_t d = 0; d < o.ndeps; ++d)
+    o.deps[d] = o.deps[d] >= source ? o.deps[d] + c.shift : o.deps[d] == c.source_pending ? c.pending : c.entry;
   if (o.overlap.partner >= 0) o.overlap.partner += c.shift;
   return o;
 }

@@ -131,16 +131,21 @@ struct Op {
 /// derived earlier): they differ only in their layer, micro-batch and chunk fields and dependency
 /// indices, so anything computed from an op's sizes alone (a modelled duration, FLOPs) is the same
 /// for both. The builder records one per copied layer (BuildOptions::copy_layers). A copy's
-/// dependency d, read from its source op, is d + shift when d ≥ begin − shift and `entry` (the
-/// compute op before the copy) otherwise; its overlap partner is the source's + shift.
+/// dependency d, read from its source op, is d + shift when d ≥ begin − shift, `pending` when d is
+/// `source_pending`, and `entry` (the compute op before the copy) otherwise; its overlap partner
+/// is the source's + shift.
 ///
-/// Every op of the source but those on the DP stream waits only for ops of the source and for
-/// `source_entry` (the compute op before the source), and the comm streams are idle when a layer
-/// starts, so the timings of the copy are those of its source shifted by end(entry) −
-/// end(source_entry) (timeline.cpp uses this for compact plans).
+/// Without a pending op, every op of the source but those on the DP stream waits only for ops of
+/// the source and for `source_entry` (the compute op before the source), and the comm streams are
+/// idle when a layer starts, so the timings of the copy are those of its source shifted by
+/// end(entry) − end(source_entry) (timeline.cpp uses this for compact plans).
 struct CopyRange {
   int32_t begin = 0, end = 0, shift = 0;
   int32_t entry = -1, source_entry = -1;
+  /// The comm op pending when the copy (its source) started — the receive that opens a unit —
+  /// which dependencies on the source's map to; −1: none. Such a copy waits for its own receive,
+  /// so its timings are not a shift of its source's and the engine simulates it op by op.
+  int32_t pending = -1, source_pending = -1;
   int32_t stored = 0;  ///< index in StagePlan::ops of the source's first op
   int32_t layer = 0, microbatch = 0, chunk = 0;  ///< of the copy (one layer)
   double flops = 0;    ///< GEMM and attention FLOPs of the range

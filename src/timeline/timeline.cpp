@@ -137,16 +137,17 @@ struct Engine {
 
   /// A copied layer of a compact stage (plan::CopyRange): its source's timings shifted by the
   /// difference of their entries' ends; its DP-stream ops, which queue behind earlier DP traffic,
-  /// are simulated. A layer holds no receive.
+  /// and a copy that waits for a receive are simulated op by op. A layer holds no receive.
   void shift_copy(StageState& S, size_t s, const plan::CopyRange& c) {
     const auto& ops = plan.stages[s].ops;
     const double delta = S.t[size_t(c.entry)].end_s - S.t[size_t(c.source_entry)].end_s;
     const int32_t source = c.begin - c.shift;
     for (int32_t j = c.begin; j < c.end; ++j) {
       const plan::Op& src = ops[size_t(c.stored + (j - c.begin))];
-      if (src.stream == Stream::kDp) {
+      if (src.stream == Stream::kDp || c.pending >= 0) {  // not a shift of the source: simulated
         plan::Op op = src;
-        for (uint8_t d = 0; d < op.ndeps; ++d) op.deps[d] = op.deps[d] >= source ? op.deps[d] + c.shift : c.entry;
+        for (uint8_t d = 0; d < op.ndeps; ++d)
+          op.deps[d] = op.deps[d] >= source ? op.deps[d] + c.shift : op.deps[d] == c.source_pending ? c.pending : c.entry;
         if (op.overlap.partner >= 0) op.overlap.partner += c.shift;
         step(S, s, size_t(j), op);
         continue;
