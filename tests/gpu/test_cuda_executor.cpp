@@ -19,6 +19,7 @@
 #include "exec/executor.hpp"
 #include "mpi/mpi_context.hpp"
 #include "plan/plan.hpp"
+#include "sim/attention_reference.hpp"
 
 namespace capscale {
 namespace {
@@ -394,7 +395,7 @@ struct AttnCase {
   bool causal;
 };
 
-// O = softmax(QKᵀ/√d, causal as attention_kernels.cuh visible())·V and its gradients in double from the bf16 inputs.
+// The fused kernels on the device against the host reference (sim/attention_reference.hpp).
 void check_flash(const AttnCase& c) {
   SCOPED_TRACE("batch " + std::to_string(c.batch) + " m " + std::to_string(c.m) + " n " + std::to_string(c.n) + " d " +
                std::to_string(c.d) + (c.causal ? " causal" : ""));
@@ -424,71 +425,7 @@ void check_flash(const AttnCase& c) {
   };
   const auto o = fetch(o_, q.size()), gq = fetch(gq_, q.size()), gk = fetch(gk_, k.size()), gv = fetch(gv_, v.size());
   auto f = [](const std::vector<uint16_t>& x, int64_t i) { return double(bf16_to_float(x[i])); };
-  const double scale = 1.0 / std::sqrt(double(d));
-  double max_o = 0, err_o = 0, max_gq = 0, err_gq = 0, max_gk = 0, err_gk = 0, max_gv = 0, err_gv = 0;
-  for (int64_t h = 0; h < b; ++h) {
-    std::vector<double> p(m * n, 0.0), ref_o(m * d, 0.0), dp(m * n), ds(m * n);
-    for (int64_t i = 0; i < m; ++i) {
-      double mx = -1e300;
-      for (int64_t j = 0; j < n; ++j) {
-        if (c.causal && !(m >= n ? j <= i : j * m < (i + 1) * n)) continue;
-        double s = 0;
-        for (int64_t t = 0; t < d; ++t) s += f(q, (h * m + i) * d + t) * f(k, (h * n + j) * d + t);
-        p[i * n + j] = s * scale;
-        mx = std::max(mx, s * scale);
-      }
-      double sum = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        const bool vis = !c.causal || (m >= n ? j <= i : j * m < (i + 1) * n);
-        p[i * n + j] = vis ? std::exp(p[i * n + j] - mx) : 0.0;
-        sum += p[i * n + j];
-      }
-      for (int64_t j = 0; j < n; ++j) p[i * n + j] = sum > 0 ? p[i * n + j] / sum : 0.0;
-      for (int64_t t = 0; t < d; ++t) {
-        double acc = 0;
-        for (int64_t j = 0; j < n; ++j) acc += p[i * n + j] * f(v, (h * n + j) * d + t);
-        ref_o[i * d + t] = acc;
-        max_o = std::max(max_o, std::abs(acc));
-        err_o = std::max(err_o, std::abs(acc - f(o, (h * m + i) * d + t)));
-      }
-      // Δ_i from the kernel's own (bf16) O, as FlashAttention computes it.
-      double delta = 0;
-      for (int64_t t = 0; t < d; ++t) delta += f(dout, (h * m + i) * d + t) * f(o, (h * m + i) * d + t);
-      for (int64_t j = 0; j < n; ++j) {
-        double acc = 0;
-        for (int64_t t = 0; t < d; ++t) acc += f(dout, (h * m + i) * d + t) * f(v, (h * n + j) * d + t);
-        dp[i * n + j] = acc;
-        ds[i * n + j] = p[i * n + j] * (acc - delta);
-      }
-    }
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t t = 0; t < d; ++t) {
-        double acc = 0;
-        for (int64_t j = 0; j < n; ++j) acc += ds[i * n + j] * f(k, (h * n + j) * d + t);
-        acc *= scale;
-        max_gq = std::max(max_gq, std::abs(acc));
-        err_gq = std::max(err_gq, std::abs(acc - f(gq, (h * m + i) * d + t)));
-      }
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t t = 0; t < d; ++t) {
-        double ak = 0, av = 0;
-        for (int64_t i = 0; i < m; ++i) {
-          ak += ds[i * n + j] * f(q, (h * m + i) * d + t);
-          av += p[i * n + j] * f(dout, (h * m + i) * d + t);
-        }
-        ak *= scale;
-        max_gk = std::max(max_gk, std::abs(ak));
-        err_gk = std::max(err_gk, std::abs(ak - f(gk, (h * n + j) * d + t)));
-        max_gv = std::max(max_gv, std::abs(av));
-        err_gv = std::max(err_gv, std::abs(av - f(gv, (h * n + j) * d + t)));
-      }
-  }
-  // bf16 operands and outputs (8 significant bits), P rounded to bf16 before the second GEMMs as in
-  // FlashAttention: errors within 2 % of the largest magnitude of each output.
-  EXPECT_LE(err_o, 0.02 * max_o + 1e-3) << "O, largest |O| " << max_o;
-  EXPECT_LE(err_gq, 0.02 * max_gq + 1e-3) << "dQ, largest |dQ| " << max_gq;
-  EXPECT_LE(err_gk, 0.02 * max_gk + 1e-3) << "dK, largest |dK| " << max_gk;
-  EXPECT_LE(err_gv, 0.02 * max_gv + 1e-3) << "dV, largest |dV| " << max_gv;
+  capscale_test::expect_attention_close(capscale_test::attention_errors(b, m, n, d, c.causal, f, q, k, v, dout, o, gq, gk, gv));
 }
 
 TEST(CudaAttention, FusedMatchesHostReference) {

@@ -5,6 +5,7 @@
 // mirror attention.cu's launch_fwd / launch_bwd: grid, block size and shared memory bytes.
 #include "sim/cuda_sim.hpp"
 //
+#include "sim/attention_reference.hpp"
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -61,71 +62,7 @@ void run_case(const Case& c) {
   });
   capscale_sim::launch(dim3(4), 256, 0, [&] { fl::convert_from_f32<Bf16>(dq_acc.data(), dq.data(), rows * d); });
 
-  const double sc = 1.0 / std::sqrt(double(d));
-  double max_o = 0, err_o = 0, max_gq = 0, err_gq = 0, max_gk = 0, err_gk = 0, max_gv = 0, err_gv = 0;
-  for (int64_t h = 0; h < b; ++h) {
-    std::vector<double> p(size_t(m * n), 0.0), ds(size_t(m * n), 0.0);
-    auto vis = [&](int64_t i, int64_t j) { return !c.causal || (m >= n ? j <= i : j * m < (i + 1) * n); };
-    for (int64_t i = 0; i < m; ++i) {
-      double mx = -1e300;
-      for (int64_t j = 0; j < n; ++j) {
-        if (!vis(i, j)) continue;
-        double s = 0;
-        for (int64_t t = 0; t < d; ++t) s += f(q, (h * m + i) * d + t) * f(k, (h * n + j) * d + t);
-        p[size_t(i * n + j)] = s * sc;
-        mx = std::max(mx, s * sc);
-      }
-      double sum = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        double& e = p[size_t(i * n + j)];
-        e = vis(i, j) ? std::exp(e - mx) : 0.0;
-        sum += e;
-      }
-      for (int64_t j = 0; j < n; ++j) p[size_t(i * n + j)] = sum > 0 ? p[size_t(i * n + j)] / sum : 0.0;
-      for (int64_t t = 0; t < d; ++t) {
-        double acc = 0;
-        for (int64_t j = 0; j < n; ++j) acc += p[size_t(i * n + j)] * f(v, (h * n + j) * d + t);
-        max_o = std::max(max_o, std::abs(acc));
-        err_o = std::max(err_o, std::abs(acc - f(o, (h * m + i) * d + t)));
-      }
-      double dl = 0;  // Δ from the kernel's own O, as FlashAttention-2 computes it
-      for (int64_t t = 0; t < d; ++t) dl += f(dout, (h * m + i) * d + t) * f(o, (h * m + i) * d + t);
-      for (int64_t j = 0; j < n; ++j) {
-        double dp = 0;
-        for (int64_t t = 0; t < d; ++t) dp += f(dout, (h * m + i) * d + t) * f(v, (h * n + j) * d + t);
-        ds[size_t(i * n + j)] = p[size_t(i * n + j)] * (dp - dl);
-      }
-    }
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t t = 0; t < d; ++t) {
-        double acc = 0;
-        for (int64_t j = 0; j < n; ++j) acc += ds[size_t(i * n + j)] * f(k, (h * n + j) * d + t);
-        acc *= sc;
-        max_gq = std::max(max_gq, std::abs(acc));
-        err_gq = std::max(err_gq, std::abs(acc - f(dq, (h * m + i) * d + t)));
-      }
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t t = 0; t < d; ++t) {
-        double ak = 0, av = 0;
-        for (int64_t i = 0; i < m; ++i) {
-          ak += ds[size_t(i * n + j)] * f(q, (h * m + i) * d + t);
-          av += p[size_t(i * n + j)] * f(dout, (h * m + i) * d + t);
-        }
-        ak *= sc;
-        max_gk = std::max(max_gk, std::abs(ak));
-        err_gk = std::max(err_gk, std::abs(ak - f(dk, (h * n + j) * d + t)));
-        max_gv = std::max(max_gv, std::abs(av));
-        err_gv = std::max(err_gv, std::abs(av - f(dv, (h * n + j) * d + t)));
-      }
-  }
-  // bf16 operands and outputs (8 significant bits) and P, dS rounded to bf16 before their GEMMs, as
-  // on the GPU: within 2 % of each output's largest magnitude.
-  EXPECT_LE(err_o, 0.02 * max_o + 1e-3) << "O, largest " << max_o;
-  EXPECT_LE(err_gq, 0.02 * max_gq + 1e-3) << "dQ, largest " << max_gq;
-  EXPECT_LE(err_gk, 0.02 * max_gk + 1e-3) << "dK, largest " << max_gk;
-  EXPECT_LE(err_gv, 0.02 * max_gv + 1e-3) << "dV, largest " << max_gv;
-  EXPECT_GT(max_o, 0.01);
-  EXPECT_GT(max_gk, 1e-4);
+  capscale_test::expect_attention_close(capscale_test::attention_errors(b, m, n, d, c.causal, f, q, k, v, dout, o, dq, dk, dv));
 }
 
 TEST(AttentionSim, FusedKernelsMatchHostReference) {
