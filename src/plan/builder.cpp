@@ -180,8 +180,10 @@ class StageBuilder {
       overlap_ag_ = ops_.size() - 1;  // the next GEMM pairs with it
     }
   }
-  void attention(Phase ph, int64_t layer) {
+  /// `behind`: the CP K/V exchange the attention is pipelined behind (−1: none).
+  void attention(Phase ph, int64_t layer, int32_t behind = -1) {
     Op op = base(OpName::kCoreAttention, ph, layer);
+    if (behind >= 0) op.overlap = {behind, static_cast<int32_t>(p_.cp)};
     op.kind = OpKind::kAttention;
     op.batch = p_.micro_batch_size * heads_;
     op.m = p_.seq_length / p_.cp;                        // local queries
@@ -400,12 +402,17 @@ void StageBuilder::attention_forward(int64_t layer, Phase ph) {
     linear(OpName::kMlaUp, ph, layer, T, heads_ * m_.qk_dim(), ql > 0 ? ql : h_);
     linear(OpName::kMlaUp, ph, layer, T, heads_ * (m_.qk_head_dim + m_.v_head_dim), m_.kv_lora_rank);
   }
+  int32_t kv = -1;
   if (p_.cp > 1) {
-    // Ring attention exchanges every peer's K and V: an all-gather of the K/V shards on the cp group.
+    // Ring attention exchanges every peer's K and V: an all-gather of the K/V shards on the cp
+    // group, which Transformer Engine runs as cp − 1 peer-to-peer steps, each computing on the
+    // chunk it holds while the next arrives (AttnFuncWithCPAndKVP2P): attention is pipelined
+    // behind the exchange in cp pieces (an overlap edge).
     collective(OpName::kCpKv, ph, layer, CollKind::kAllGather, Group::kCp, checked_mul(T * kv_, kActBytes * p_.cp, "cp kv"),
                Stream::kCp);
+    kv = ops_.size() - 1;
   }
-  attention(ph, layer);
+  attention(ph, layer, kv);
   linear(OpName::kAttnProj, ph, layer, T, h_, heads_ * m_.v_dim());
   tp_comm(OpName::kTpReduce, ph, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
 }
@@ -419,8 +426,12 @@ void StageBuilder::attention_backward(int64_t layer) {
   if (p_.recompute == Recompute::kSelective) attention(Phase::kRecompute, layer);
   attention(B, layer);
   if (p_.cp > 1) {
+    // The K/V gradients travel the ring back while the next chunk's backward runs: the
+    // reduce-scatter is pipelined behind the attention backward that produces it (its only
+    // dependency, which the overlap edge replaces).
     collective(OpName::kCpKv, B, layer, CollKind::kReduceScatter, Group::kCp, checked_mul(T * kv_, kActBytes * p_.cp, "cp kv"),
                Stream::kCp);
+    ops_.back().overlap = {last_compute_, static_cast<int32_t>(p_.cp)};
   }
   if (!m_.multi_latent_attention()) {
     if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // QKV's input again, for wgrad

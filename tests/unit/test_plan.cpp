@@ -259,3 +259,44 @@ TEST(Plan, CopiedLayersEqualDerivedLayers) {
     check(moe, config::resolve(p, moe, gpus, "test"), 100 + i);
   }
 }
+
+TEST(Plan, ContextParallelExchangeIsPipelinedWithAttention) {
+  // Transformer Engine's ring attention (AttnFuncWithCPAndKVP2P): attention runs chunk by chunk
+  // behind the K/V exchange, and the K/V gradients travel back behind the attention backward. The
+  // plan states both as overlap edges in cp pieces (the edge tp_comm_overlap uses).
+  const auto m = config::load_model("tiny-demo");
+  for (const auto recompute : {config::Recompute::kNone, config::Recompute::kFull}) {
+    config::ParallelConfig p;
+    p.tp = 2, p.cp = 2, p.pp = 2, p.global_batch_size = 8, p.recompute = recompute, p.sequence_parallel = true;
+    p = config::resolve(p, m, 16, "test");
+    const auto plan = plan::build_plan(m, p);
+    int forward = 0, backward = 0;
+    for (const auto& st : plan.stages) {
+      for (size_t i = 0; i < st.ops.size(); ++i) {
+        const plan::Op& op = st.ops[i];
+        if (op.kind == plan::OpKind::kAttention && op.phase != plan::Phase::kBackward) {
+          ASSERT_GE(op.overlap.partner, 0) << op.label();
+          const plan::Op& kv = st.ops[size_t(op.overlap.partner)];
+          EXPECT_EQ(kv.name, plan::OpName::kCpKv);
+          EXPECT_EQ(kv.coll, plan::CollKind::kAllGather);
+          EXPECT_EQ(kv.layer, op.layer);
+          EXPECT_EQ(op.overlap.chunks, 2);
+          ++forward;
+        }
+        if (op.name == plan::OpName::kCpKv && op.coll == plan::CollKind::kReduceScatter) {
+          ASSERT_GE(op.overlap.partner, 0) << op.label();
+          const plan::Op& att = st.ops[size_t(op.overlap.partner)];
+          EXPECT_EQ(att.kind, plan::OpKind::kAttention);
+          EXPECT_EQ(att.phase, plan::Phase::kBackward);
+          EXPECT_EQ(att.layer, op.layer);
+          EXPECT_EQ(op.overlap.chunks, 2);
+          ++backward;
+        }
+      }
+    }
+    // Every layer of every micro-batch: forward (and its recompute) and backward.
+    const int units = int(m.num_layers * p.num_microbatches());
+    EXPECT_EQ(forward, units * (recompute == config::Recompute::kFull ? 2 : 1));
+    EXPECT_EQ(backward, units);
+  }
+}
