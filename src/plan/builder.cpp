@@ -321,15 +321,8 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
     const CopyRange c{begin,        begin + int32_t(t.ops.size()), shift, last_compute_, t.entry, in_pending, t.entry_pending,
                       t.stored,     int32_t(layer),               int32_t(mb_), int32_t(chunk_), t.flops};
     pending_.clear();  // the copy's first compute op waits for it
-    if (!st_.compact) {
-      auto map = [&](int32_t d) { return d >= t.start ? d + shift : d == t.entry_pending ? in_pending : last_compute_; };
-      for (const Op& src : t.ops) {
-        Op& op = st_.ops.emplace_back(src);
-        op.layer = c.layer, op.microbatch = c.microbatch, op.chunk = c.chunk;
-        for (uint8_t d = 0; d < op.ndeps; ++d) op.deps[d] = map(op.deps[d]);
-        if (op.overlap.partner >= 0) op.overlap.partner += shift;
-      }
-    }
+    if (!st_.compact)
+      for (const Op& src : t.ops) st_.ops.push_back(c.copy(src));
     ops_.copied(c, t.exit_dp < 0 ? -1 : t.exit_dp + shift);
     last_compute_ = t.exit_compute + shift;
     overlap_ag_ = t.exit_overlap_ag < 0 ? -1 : t.exit_overlap_ag + shift;

@@ -25,14 +25,7 @@ Op StagePlan::op(int32_t i) const {
   if (r == copies.begin() || i >= std::prev(r)->end) return ops[size_t(i - skipped)];
   const CopyRange& c = *std::prev(r);
   if (!compact) return ops[size_t(i)];
-  Op o = ops[size_t(c.stored + (i - c.begin))];
-  const int32_t source = c.begin - c.shift;
-  o.layer = c.layer;  // a copy is one layer
-  o.microbatch = c.microbatch, o.chunk = c.chunk;
-  for (uint8_t d = 0; d < o.ndeps; ++d)
-    o.deps[d] = o.deps[d] >= source ? o.deps[d] + c.shift : o.deps[d] == c.source_pending ? c.pending : c.entry;
-  if (o.overlap.partner >= 0) o.overlap.partner += c.shift;
-  return o;
+  return c.copy(ops[size_t(c.stored + (i - c.begin))]);
 }
 
 std::string to_string(OpKind k) {

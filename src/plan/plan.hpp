@@ -149,6 +149,18 @@ struct CopyRange {
   int32_t stored = 0;  ///< index in StagePlan::ops of the source's first op
   int32_t layer = 0, microbatch = 0, chunk = 0;  ///< of the copy (one layer)
   double flops = 0;    ///< GEMM and attention FLOPs of the range
+
+  /// The copy of `source_op`, an op of the source: its dependencies and overlap partner mapped as
+  /// above, its layer, micro-batch and chunk the copy's.
+  Op copy(const Op& source_op) const {
+    Op o = source_op;
+    const int32_t source = begin - shift;
+    o.layer = layer, o.microbatch = microbatch, o.chunk = chunk;
+    for (uint8_t d = 0; d < o.ndeps; ++d)
+      o.deps[d] = o.deps[d] >= source ? o.deps[d] + shift : o.deps[d] == source_pending ? pending : entry;
+    if (o.overlap.partner >= 0) o.overlap.partner += shift;
+    return o;
+  }
 };
 
 struct StagePlan {

@@ -141,15 +141,10 @@ struct Engine {
   void shift_copy(StageState& S, size_t s, const plan::CopyRange& c) {
     const auto& ops = plan.stages[s].ops;
     const double delta = S.t[size_t(c.entry)].end_s - S.t[size_t(c.source_entry)].end_s;
-    const int32_t source = c.begin - c.shift;
     for (int32_t j = c.begin; j < c.end; ++j) {
       const plan::Op& src = ops[size_t(c.stored + (j - c.begin))];
       if (src.stream == Stream::kDp || c.pending >= 0) {  // not a shift of the source: simulated
-        plan::Op op = src;
-        for (uint8_t d = 0; d < op.ndeps; ++d)
-          op.deps[d] = op.deps[d] >= source ? op.deps[d] + c.shift : op.deps[d] == c.source_pending ? c.pending : c.entry;
-        if (op.overlap.partner >= 0) op.overlap.partner += c.shift;
-        step(S, s, size_t(j), op);
+        step(S, s, size_t(j), c.copy(src));
         continue;
       }
       const size_t from = size_t(j - c.shift);
