@@ -8,6 +8,8 @@
 #   launch/bundle.sh --build-dir D   use build dir D (default build/release, configured with the
 #                                    'release' preset when it does not exist yet)
 #   launch/bundle.sh -j N            build jobs (default: all cores)
+#   launch/bundle.sh --with-gpu-tests  also pack the GPU test binary (bin/capscale_gpu_tests), so
+#                                    launch/gpu_check.sh --bundle can check a node with no compiler
 #
 # The bundle holds the capscale binary, Open MPI (libraries, the MCA components a bare node can
 # load, help text, mpirun/orted), HDF5, yaml-cpp, OpenBLAS and everything they link, except glibc
@@ -32,10 +34,12 @@ usage() {
 
 build_dir="$repo_root/build/release"
 do_build=1
+with_gpu_tests=0
 jobs="$(nproc 2>/dev/null || echo 2)"
 while (($#)); do
   case "$1" in
     --no-build) do_build=0 ;;
+    --with-gpu-tests) with_gpu_tests=1 ;;
     --build-dir)
       [[ $# -ge 2 ]] || { echo "bundle.sh: --build-dir needs a directory" >&2; exit 2; }
       build_dir="$(realpath -m "$2")"
@@ -52,7 +56,7 @@ while (($#)); do
       exit 0
       ;;
     *)
-      echo "bundle.sh: unknown argument '$1' (allowed: --no-build, --build-dir DIR, -j N, --help)" >&2
+      echo "bundle.sh: unknown argument '$1' (allowed: --no-build, --with-gpu-tests, --build-dir DIR, -j N, --help)" >&2
       exit 2
       ;;
   esac
@@ -73,6 +77,7 @@ if ((do_build)); then
   targets=(capscale)
   # src/exec/cuda is configured only when the CUDA toolkit was found.
   if [[ -d $build_dir/src/exec/cuda ]]; then targets+=(capscale_cuda); fi
+  if ((with_gpu_tests)); then targets+=(capscale_gpu_tests); fi
   cmake --build "$build_dir" --target "${targets[@]}" -j "$jobs"
 fi
 exe="$build_dir/src/capscale"
@@ -85,6 +90,13 @@ if [[ -f $plugin ]]; then
 else
   echo "bundle.sh: WARNING: no CUDA plugin at $plugin (nvcc was not found at configure time);" \
     "the bundle will run --backend cpu only" >&2
+fi
+# The GPU tests (tests/gpu) link the CUDA backend statically and need the same libraries.
+extra_bins=()
+if ((with_gpu_tests)); then
+  gpu_tests="$build_dir/tests/capscale_gpu_tests"
+  [[ -x $gpu_tests ]] || die "no GPU test binary at $gpu_tests (it is built only when nvcc was found)"
+  extra_bins=("$gpu_tests")
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -166,12 +178,13 @@ mkdir -p "$bundle"/{bin,lib/openmpi,lib/pmix,etc,share/capscale,share/doc/capsca
 install -m 0755 "$exe" "$bundle/bin/capscale.bin"
 # Next to capscale.bin, where the binary looks for it (the directory of /proc/self/exe).
 for so in "${plugins[@]}"; do install -m 0644 "$so" "$bundle/bin/"; done
+for b in "${extra_bins[@]}"; do install -m 0755 "$b" "$bundle/bin/$(basename "$b").bin"; done
 install -m 0755 "$orterun_bin" "$bundle/bin/orterun.bin"
 install -m 0755 "$orted_bin" "$bundle/bin/orted.bin"
 for so in "${components[@]}"; do install -m 0644 "$so" "$bundle/lib/openmpi/"; done
 for so in "${pmix_plugins[@]}"; do install -m 0644 "$so" "$bundle/lib/pmix/"; done
 
-all_deps="$(closure "$exe" "${plugins[@]}" "$orterun_bin" "$orted_bin" "${components[@]}" "${pmix_plugins[@]}")" ||
+all_deps="$(closure "$exe" "${plugins[@]}" "${extra_bins[@]}" "$orterun_bin" "$orted_bin" "${components[@]}" "${pmix_plugins[@]}")" ||
   die "cannot resolve the libraries to bundle"
 declare -A libs=()
 while read -r name path; do
@@ -258,7 +271,9 @@ export LD_LIBRARY_PATH="$ld"
 unset B ld d
 EOF
 
-for pair in capscale:capscale.bin mpirun:orterun.bin orted:orted.bin; do
+wrapped=(capscale:capscale.bin mpirun:orterun.bin orted:orted.bin)
+for b in "${extra_bins[@]}"; do wrapped+=("$(basename "$b"):$(basename "$b").bin"); done
+for pair in "${wrapped[@]}"; do
   sed "s|@BIN@|${pair#*:}|g" >"$bundle/bin/${pair%%:*}" <<'EOF'
 #!/bin/sh
 # capscale bundle wrapper: sets the bundle's environment (lib/bundle-env.sh), then runs bin/@BIN@.

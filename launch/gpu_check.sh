@@ -3,6 +3,10 @@
 # with nothing prepared (CUDA 13 toolkit with cuBLAS and NCCL, an R580+ driver, launch/deps.sh's
 # packages or network to install them):
 #   launch/gpu_check.sh [OUT_DIR]        (default: $OUT, else gpu-check-<host>-<utc time>)
+#   launch/gpu_check.sh --bundle DIR [OUT_DIR]
+#                                        no build: run the prebuilt binaries of an unpacked bundle
+#                                        made by `launch/bundle.sh --with-gpu-tests` (for a node with
+#                                        the driver and CUDA libraries but no compiler or packages)
 # It builds the `cuda` preset (capscale, the CUDA plugin, the GPU tests), then runs, each under its
 # own time limit and logged to OUT_DIR/<step>.log:
 #   ctest -L gpu, bench gemm, bench comm (all local GPUs; skipped with one), a run of 8 Llama 3.1 8B
@@ -18,6 +22,19 @@ set -uo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root" || exit 1
+bundle=""
+if [[ ${1:-} == --bundle ]]; then
+  [[ -n ${2:-} && -x ${2:-}/bin/capscale ]] || {
+    echo "gpu_check.sh: --bundle needs an unpacked bundle directory with bin/capscale (launch/bundle.sh)" >&2
+    exit 2
+  }
+  bundle="$(cd "$2" && pwd)"
+  [[ -x $bundle/bin/capscale_gpu_tests ]] || {
+    echo "gpu_check.sh: $bundle has no bin/capscale_gpu_tests (build it with launch/bundle.sh --with-gpu-tests)" >&2
+    exit 2
+  }
+  shift 2
+fi
 out="${1:-${OUT:-gpu-check-$(hostname -s)-$(date -u +%Y%m%dT%H%M%SZ)}}"
 mkdir -p "$out" || exit 1
 out="$(cd "$out" && pwd)"
@@ -66,6 +83,7 @@ skip() {
   echo "host: $(hostname) $(uname -r)"
   nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,memory.total --format=csv 2>&1 || echo "nvidia-smi failed"
   command -v nvcc >/dev/null && nvcc --version | tail -1
+  [[ -n $bundle ]] && head -3 "$bundle/MANIFEST.txt"
 } >"$out/environment.txt"
 cat "$out/environment.txt"
 
@@ -82,24 +100,68 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 jobs=$(nproc)
 
-# 1. Build (the cuda preset requires nvcc, cuBLAS and NCCL and fails at configure time without them).
-if ! command -v cmake >/dev/null || ! command -v mpirun >/dev/null || ! command -v h5dump >/dev/null; then
-  step deps 900 ./launch/deps.sh || true
-fi
-step configure 300 cmake --preset cuda -DCMAKE_CUDA_ARCHITECTURES=native || {
-  echo "configure failed; see $out/configure.log" >&2
-  exit 1
-}
-step build 1800 cmake --build --preset cuda -j "$jobs" --target capscale capscale_cuda capscale_gpu_tests || {
-  echo "build failed; see $out/build.log" >&2
-  exit 1
-}
-bin="$repo_root/build/cuda/src/capscale"
+if [[ -n $bundle ]]; then
+  # 1. No build: the bundle's binaries. Its wrappers find the CUDA libraries on LD_LIBRARY_PATH or
+  #    in /usr/local/cuda/lib64; a library found in neither (NCCL from a pip wheel, say) is looked
+  #    for in the usual places and its directory appended, and the check says where each came from.
+  bin="$bundle/bin/capscale"
+  export PATH="$PATH:/usr/local/cuda/bin"
+  mpirun_bin="$bundle/bin/mpirun"
+  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
+    if ! CAPSCALE_BUNDLE=$bundle sh -c '. "$CAPSCALE_BUNDLE/lib/bundle-env.sh"; IFS=:; for d in $LD_LIBRARY_PATH; do [ -e "$d/$0" ] && exit 0; done; ldconfig -p 2>/dev/null | grep -q " $0 "' "$lib"; then
+      found=$(find /usr/local /usr/lib /opt -name "$lib" \( -type f -o -type l \) 2>/dev/null | head -1)
+      if [[ -n $found ]]; then
+        export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$(dirname "$found")"
+        echo "gpu_check.sh: $lib from $(dirname "$found")" | tee -a "$out/environment.txt"
+      fi
+    fi
+  done
+  step bundle_check 60 "$bundle/bin/capscale-bundle-check"
+  # 2. The GPU tests, each in its own process, so that a CUDA error that poisons the context (an
+  #    illegal address, say) fails one test and not the ones after it. A failed test runs again
+  #    under compute-sanitizer's memcheck where the node has it, to name the faulting access.
+  gpu_tests_isolated() {
+    local tests=$1 failed_tests=() t
+    for t in $("$tests" --gtest_list_tests | awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}'); do
+      echo "=== $t"
+      timeout 90 "$tests" --gtest_color=no --gtest_filter="$t" 2>&1 | grep -v '^Note: Google Test filter' || failed_tests+=("$t")
+    done
+    if ((${#failed_tests[@]})); then
+      echo "=== FAILED: ${failed_tests[*]}"
+      if command -v compute-sanitizer >/dev/null; then
+        for t in "${failed_tests[@]}"; do
+          echo "=== compute-sanitizer memcheck: $t"
+          (CAPSCALE_BUNDLE=$(cd "$(dirname "$tests")/.." && pwd) && . "$CAPSCALE_BUNDLE/lib/bundle-env.sh" &&
+            timeout 60 compute-sanitizer --tool memcheck --show-backtrace device --print-limit 20 \
+              "$tests.bin" --gtest_color=no --gtest_filter="$t" 2>&1 | tail -60)
+        done
+      fi
+      return 1
+    fi
+  }
+  step ctest_gpu 300 bash -o pipefail -c "$(declare -f gpu_tests_isolated); gpu_tests_isolated \"\$1\"" _ \
+    "$bundle/bin/capscale_gpu_tests"
+else
+  # 1. Build (the cuda preset requires nvcc, cuBLAS and NCCL and fails at configure time without them).
+  if ! command -v cmake >/dev/null || ! command -v mpirun >/dev/null || ! command -v h5dump >/dev/null; then
+    step deps 900 ./launch/deps.sh || true
+  fi
+  step configure 300 cmake --preset cuda -DCMAKE_CUDA_ARCHITECTURES=native || {
+    echo "configure failed; see $out/configure.log" >&2
+    exit 1
+  }
+  step build 1800 cmake --build --preset cuda -j "$jobs" --target capscale capscale_cuda capscale_gpu_tests || {
+    echo "build failed; see $out/build.log" >&2
+    exit 1
+  }
+  bin="$repo_root/build/cuda/src/capscale"
+  mpirun_bin=mpirun
 
-# 2. The GPU tests (every op family against host references; skipped without a device, which
-#    here would be a failure of the node, so a skip is reported as such in the log).
-step ctest_gpu 300 ctest --test-dir build/cuda -L gpu --output-on-failure -V
-if grep -q "Skipped\|\*\*\*Skipped" "$out/ctest_gpu.log"; then
+  # 2. The GPU tests (every op family against host references; skipped without a device, which
+  #    here would be a failure of the node, so a skip is reported as such in the log).
+  step ctest_gpu 300 ctest --test-dir build/cuda -L gpu --output-on-failure -V
+fi
+if grep -qi "skipped" "$out/ctest_gpu.log"; then
   echo "ctest_gpu      NOTE: tests were skipped although a GPU is visible" | tee -a "$summary"
   failed=1
 fi
@@ -123,7 +185,7 @@ for r in rows:
           f"ratio {ratio:.3f} (budget 0.97{', 750 TFLOP/s' if big else ''}) {verdict}")
 PY
 if ((ngpu >= 2)); then
-  step bench_comm 300 mpirun -np "$ngpu" "${mpi_flags[@]}" "$bin" bench comm --backend cuda --json
+  step bench_comm 300 "$mpirun_bin" -np "$ngpu" "${mpi_flags[@]}" "$bin" bench comm --backend cuda --json
 else
   skip bench_comm "needs 2 or more GPUs (one visible)"
 fi
@@ -132,10 +194,13 @@ fi
 step run_8b 600 "$bin" run --model llama3.1-8b --num-layers 8 --backend cuda --steps 3 --warmup 1 \
   --emulate h200,h20,h800,h100@nvlink=400 --out "$out/run_8b.h5" --force --json
 
+# The virtual clock's cost: the same step with per-op CUDA events on and off (budget <= 2 %).
+step bench_clock 120 "$bin" bench clock --backend cuda --model llama3.1-8b --num-layers 8 --iters 5
+
 # 5. The interleaved pipeline (pp 2, vpp 2, more than 128 ops per chunk) over two GPUs: the path
 #    that hung before the enqueue rule waited on compute ops only.
 if ((ngpu >= 2)); then
-  step run_vpp 600 mpirun -np 2 "${mpi_flags[@]}" "$bin" run --model llama3.1-8b --num-layers 8 --backend cuda \
+  step run_vpp 600 "$mpirun_bin" -np 2 "${mpi_flags[@]}" "$bin" run --model llama3.1-8b --num-layers 8 --backend cuda \
     --pp 2 --vpp 2 --global-batch-size 8 --steps 2 --warmup 1 --emulate h200 --out "$out/run_vpp.h5" --force --json
 else
   skip run_vpp "needs 2 GPUs (one visible)"
@@ -143,7 +208,7 @@ fi
 
 # 6. Calibration of this device (GEMM efficiency over the model's shapes; bus bandwidth with >= 2 GPUs).
 if ((ngpu >= 2)); then
-  step calibrate 600 mpirun -np "$ngpu" "${mpi_flags[@]}" "$bin" calibrate --backend cuda --models llama3.1-8b \
+  step calibrate 600 "$mpirun_bin" -np "$ngpu" "${mpi_flags[@]}" "$bin" calibrate --backend cuda --models llama3.1-8b \
     --out "$out/calibration.h5" --force
 else
   step calibrate 600 "$bin" calibrate --backend cuda --models llama3.1-8b --out "$out/calibration.h5" --force
