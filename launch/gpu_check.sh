@@ -120,12 +120,32 @@ if [[ -n $bundle ]]; then
   # 2. The GPU tests, each in its own process, so that a CUDA error that poisons the context (an
   #    illegal address, say) fails one test and not the ones after it. A failed test runs again
   #    under compute-sanitizer's memcheck where the node has it, to name the faulting access.
+  #    A test still running after its limit (60 s, then 20 s once one has hung) is a hang: the
+  #    first one's host threads are printed through cuda-gdb (attach; no gdb on such nodes).
   gpu_tests_isolated() {
-    local tests=$1 failed_tests=() t
+    local tests=$1 failed_tests=() t pid log limit=60 dumped=0 waited rc
+    log=$(mktemp)
     for t in $("$tests" --gtest_list_tests | awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}'); do
       echo "=== $t"
-      timeout 90 "$tests" --gtest_color=no --gtest_filter="$t" 2>&1 | grep -v '^Note: Google Test filter' || failed_tests+=("$t")
+      "$tests" --gtest_color=no --gtest_filter="$t" >"$log" 2>&1 &
+      pid=$!
+      waited=0
+      while kill -0 "$pid" 2>/dev/null && ((waited < limit * 10)); do sleep 0.1; waited=$((waited + 1)); done
+      if kill -0 "$pid" 2>/dev/null; then
+        echo "=== HANG: $t still running after ${limit} s"
+        if ((!dumped)) && command -v cuda-gdb >/dev/null; then
+          timeout 60 cuda-gdb -p "$pid" -batch -ex "info threads" -ex "thread apply all bt 14" 2>&1 | grep -v '^\[New\|^warning' | tail -120
+          dumped=1
+        fi
+        kill -9 "$pid" 2>/dev/null
+        limit=20
+      fi
+      wait "$pid"
+      rc=$?
+      grep -v '^Note: Google Test filter' "$log"
+      ((rc == 0)) || failed_tests+=("$t")
     done
+    rm -f "$log"
     if ((${#failed_tests[@]})); then
       echo "=== FAILED: ${failed_tests[*]}"
       if command -v compute-sanitizer >/dev/null; then
@@ -170,7 +190,7 @@ grep -o '\[ attention \].*' "$out/ctest_gpu.log" >>"$figures" || echo "[ attenti
 
 # 3. Executor vs direct library calls (DESIGN.md budgets: GEMM >= 0.97 and 8192^3 bf16 >= 750
 #    TFLOP/s on H100/H200; NCCL >= 0.95 of the direct loop).
-step bench_gemm 240 bash -c "\"$bin\" bench gemm --backend cuda --json >\"$out/bench_gemm.json\""
+step bench_gemm 120 bash -c "\"$bin\" bench gemm --backend cuda --json >\"$out/bench_gemm.json\""
 # Executor vs direct cuBLASLt (>= 0.97) and 8192^3 bf16 (>= 750 TFLOP/s on H100/H200), from the JSON.
 python3 - "$out/bench_gemm.json" >>"$figures" 2>&1 <<'PY' || echo "[ gemm ] no figures (see bench_gemm.json / bench_gemm.log)" >>"$figures"
 import json, sys
@@ -191,11 +211,11 @@ else
 fi
 
 # 4. A real step of 8 Llama 3.1 8B layers on one GPU, emulated on four targets.
-step run_8b 600 "$bin" run --model llama3.1-8b --num-layers 8 --backend cuda --steps 3 --warmup 1 \
+step run_8b 180 "$bin" run --model llama3.1-8b --num-layers 8 --backend cuda --steps 3 --warmup 1 \
   --emulate h200,h20,h800,h100@nvlink=400 --out "$out/run_8b.h5" --force --json
 
 # The virtual clock's cost: the same step with per-op CUDA events on and off (budget <= 2 %).
-step bench_clock 120 "$bin" bench clock --backend cuda --model llama3.1-8b --num-layers 8 --iters 5
+step bench_clock 90 "$bin" bench clock --backend cuda --model llama3.1-8b --num-layers 8 --iters 5
 
 # 5. The interleaved pipeline (pp 2, vpp 2, more than 128 ops per chunk) over two GPUs: the path
 #    that hung before the enqueue rule waited on compute ops only.

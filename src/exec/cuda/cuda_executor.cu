@@ -7,7 +7,11 @@
 #include <nvtx3/nvToolsExt.h>
 
 #include <chrono>
+#include <cstdio>
 #include <memory>
+#include <optional>
+#include <set>
+#include <utility>
 
 #include "common/error.hpp"
 #include "exec/buffer_sizing.hpp"
@@ -97,12 +101,15 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
     std::vector<char> ran(n, 0);
     if (ctx_.session) CAPSCALE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     const auto t0 = std::chrono::steady_clock::now();
-    cuda::Device::Gate gate(dev_);
+    // The first step of a stage runs ungated: it is the one that loads kernels lazily, and a load
+    // may synchronize the context (device.hpp, Gate). It is a warm-up step in every caller.
+    std::optional<cuda::Device::Gate> gate;
+    if (warmed_.count({&stage, n})) gate.emplace(dev_);
     EnqueueThrottle throttle;  // enqueue_throttle.hpp: waits on compute ops only, never before a p2p op
     for (size_t i = 0; i < n; ++i) {
       const Op& op = stage.ops[i];
       if (const int64_t w = throttle.wait_before(op, i); w >= 0) {
-        gate.open();  // the GPU must run for the host to go on
+        if (gate) gate->open();  // the GPU must run for the host to go on
         wait_for_op(stage, size_t(w));
       }
       faults_.maybe_fail(step, i);
@@ -124,9 +131,17 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
       nvtxRangePop();
       last_op[size_t(si)] = static_cast<int64_t>(i);
     }
-    gate.open();
+    if (gate) gate->open();
     nccl_.wait_until([&] { return all_streams_idle(); }, [] { return std::string("the end of the step (all streams)"); },
                      [&] { return busy_streams(stage, last_op); });
+    warmed_.insert({&stage, n});
+    if (dev_.gate_timed_out() && !gate_warned_) {
+      gate_warned_ = true;
+      std::fprintf(stderr,
+                   "capscale: warning: rank %d (%s): the step's start gate opened by its %.0f s failsafe (a CUDA call synchronized "
+                   "while it was held); that step's wall time includes the wait\n",
+                   ctx_.world_rank, dev_.where().c_str(), cuda::Device::kGateFailsafeS);
+    }
     StepTimes t;
     t.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     t.op_s.assign(n, 0.0);
@@ -170,6 +185,8 @@ class CudaExecutor final : public Executor, public cuda::CudaExecutorAccess {
   cuda::NcclComms nccl_;
   cuda::GroupComms comms_;
   cuda::Ops ops_;
+  std::set<std::pair<const plan::StagePlan*, size_t>> warmed_;  // stages that ran a step (ungated)
+  bool gate_warned_ = false;
 };
 
 }  // namespace

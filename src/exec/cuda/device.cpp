@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -207,15 +208,22 @@ void* Device::rotating(int role, size_t bytes, const std::string& what) {
 }
 
 namespace {
-void CUDART_CB hold_gate(void* flag) {
-  auto* f = static_cast<std::atomic<bool>*>(flag);
-  while (!f->load(std::memory_order_acquire)) std::this_thread::yield();
+void CUDART_CB hold_gate(void* state) {
+  auto* g = static_cast<Device::GateState*>(state);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(Device::kGateFailsafeS);
+  while (!g->open.load(std::memory_order_acquire)) {
+    if (std::chrono::steady_clock::now() > give_up) {
+      g->timed_out.store(true, std::memory_order_release);
+      return;
+    }
+    std::this_thread::yield();
+  }
 }
 }  // namespace
 
-Device::Gate::Gate(Device& d) : open_(d.gate_open_) {
-  open_.store(false, std::memory_order_release);
-  CAPSCALE_CUDA_CHECK(cudaLaunchHostFunc(d.gate_stream_, &hold_gate, &open_));
+Device::Gate::Gate(Device& d) : state_(d.gate_) {
+  state_.open.store(false, std::memory_order_release);
+  CAPSCALE_CUDA_CHECK(cudaLaunchHostFunc(d.gate_stream_, &hold_gate, &state_));
   armed_ = true;
   try {
     CAPSCALE_CUDA_CHECK(cudaEventRecord(d.gate_event_, d.gate_stream_));
@@ -227,7 +235,7 @@ Device::Gate::Gate(Device& d) : open_(d.gate_open_) {
 }
 
 void Device::Gate::open() noexcept {
-  if (armed_) open_.store(true, std::memory_order_release), armed_ = false;
+  if (armed_) state_.open.store(true, std::memory_order_release), armed_ = false;
 }
 
 }  // namespace capscale::exec::cuda

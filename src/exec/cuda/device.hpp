@@ -89,6 +89,15 @@ class Device {
   /// its enqueue gaps being timed as GPU work. A host function on a stream of its own spins on a
   /// flag (a host function may not call CUDA but may wait on host memory: CUDA docs,
   /// cudaLaunchHostFunc); the destructor opens it, so an exception never leaves the GPU held.
+  /// A CUDA call that synchronizes the context while the gate is held (lazy loading of a kernel's
+  /// module on its first launch can: CUDA Programming Guide, "Lazy Loading", concurrent execution)
+  /// would wait for the gate forever; so the host function gives up after kGateFailsafeS and
+  /// gate_timed_out() reports it. The executor runs a stage's first step ungated for this reason.
+  static constexpr double kGateFailsafeS = 2.0;
+  struct GateState {
+    std::atomic<bool> open{true};
+    std::atomic<bool> timed_out{false};
+  };
   class Gate {
    public:
     explicit Gate(Device& d);
@@ -98,9 +107,11 @@ class Device {
     void open() noexcept;
 
    private:
-    std::atomic<bool>& open_;  // the Device's flag: the host function may run after the Gate is gone
+    GateState& state_;  // the Device's flags: the host function may run after the Gate is gone
     bool armed_ = false;
   };
+  /// Whether a gate opened by its failsafe since the last call (then clears it).
+  bool gate_timed_out() noexcept { return gate_.timed_out.exchange(false); }
 
  private:
   void select(const ExecContext& ctx);
@@ -113,7 +124,7 @@ class Device {
   std::array<cudaStream_t, plan::kNumStreams> streams_{};
   cudaStream_t gate_stream_ = nullptr;
   cudaEvent_t gate_event_ = nullptr;
-  std::atomic<bool> gate_open_{true};
+  GateState gate_;
   std::vector<std::array<cudaEvent_t, 2>> events_;
   DeviceBuffer tiny_;
   std::array<DeviceBuffer, kNumBufferRoles> bufs_;
