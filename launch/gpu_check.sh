@@ -10,8 +10,9 @@
 # It builds the `cuda` preset (capscale, the CUDA plugin, the GPU tests), then runs, each under its
 # own time limit and logged to OUT_DIR/<step>.log:
 #   ctest -L gpu, bench gemm, bench comm (all local GPUs; skipped with one), a run of 8 Llama 3.1 8B
-#   layers emulating h200, h20, h800 and h100@nvlink=400, a pp 2 / vpp 2 run over 2 GPUs (the
-#   interleaved p2p path; skipped with one GPU), and calibrate.
+#   layers emulating h200, h20, h800 and h100@nvlink=400, the same in fp8, 4 layers of Qwen3-30B-A3B
+#   (MoE), bench clock, a pp 2 / vpp 2 run over 2 GPUs (the interleaved p2p path; skipped with one
+#   GPU), and calibrate (Llama 3.1 8B and 70B GEMM shapes).
 # The whole script keeps to a wall-clock budget (CAPSCALE_GPU_CHECK_BUDGET_S, default 480 s = 8 min,
 # build included): each step's limit is cut to what is left, and a step with under 20 s left is
 # skipped, so OUT_DIR/summary.txt is always written. The build targets only this node's GPU
@@ -214,6 +215,13 @@ fi
 step run_8b 180 "$bin" run --model llama3.1-8b --num-layers 8 --backend cuda --steps 3 --warmup 1 \
   --emulate h200,h20,h800,h100@nvlink=400 --out "$out/run_8b.h5" --force --json
 
+# The other precisions and layer kinds end to end: FP8 GEMMs (Transformer Engine's recipe) and a
+# mixture-of-experts model (router, permutation, grouped expert GEMMs; ep 1 on one GPU).
+step run_fp8 150 "$bin" run --model llama3.1-8b --num-layers 8 --precision fp8 --backend cuda --steps 3 --warmup 1 \
+  --emulate h200,h20,h800 --out "$out/run_fp8.h5" --force --json
+step run_moe 150 "$bin" run --model qwen3-30b-a3b --num-layers 4 --backend cuda --steps 3 --warmup 1 \
+  --emulate h200,h20,h800 --out "$out/run_moe.h5" --force --json
+
 # The virtual clock's cost: the same step with per-op CUDA events on and off (budget <= 2 %).
 step bench_clock 90 "$bin" bench clock --backend cuda --model llama3.1-8b --num-layers 8 --iters 5
 
@@ -228,10 +236,10 @@ fi
 
 # 6. Calibration of this device (GEMM efficiency over the model's shapes; bus bandwidth with >= 2 GPUs).
 if ((ngpu >= 2)); then
-  step calibrate 600 "$mpirun_bin" -np "$ngpu" "${mpi_flags[@]}" "$bin" calibrate --backend cuda --models llama3.1-8b \
+  step calibrate 600 "$mpirun_bin" -np "$ngpu" "${mpi_flags[@]}" "$bin" calibrate --backend cuda \
     --out "$out/calibration.h5" --force
 else
-  step calibrate 600 "$bin" calibrate --backend cuda --models llama3.1-8b --out "$out/calibration.h5" --force
+  step calibrate 600 "$bin" calibrate --backend cuda --out "$out/calibration.h5" --force
 fi
 
 {

@@ -84,7 +84,7 @@ double measured_step_s(const Measurements& m) {
 
 TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vector<double>>& host_s,
                             const config::ChipProfile& host, const config::ChipProfile& target,
-                            const predict::Calibration* calibration) {
+                            const predict::Calibration* calibration, const std::function<bool(const plan::Op&)>& dilatable) {
   const auto& p = plan.parallel;
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
   // Dilation needs the host's own roofline: a host without peaks for the run's precision (a GPU no
@@ -103,7 +103,8 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
     for (size_t i = 0; i < plan.stages[s].ops.size(); ++i) {
       const auto& op = plan.stages[s].ops[i];
       const double modelled = target_cost.duration(op);
-      if (same_arch && i < host_s[s].size() && host_s[s][i] > 0) {
+      const bool may_dilate = !dilatable || dilatable(op);
+      if (same_arch && may_dilate && i < host_s[s].size() && host_s[s][i] > 0) {
         // Both durations from the same model, so their ratio is the roofline ratio for compute ops
         // and the α–β ratio for communication; the host's measurement carries its achieved fraction.
         const double host_model = host_cost->duration(op);
@@ -114,7 +115,7 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
         const bool cal = target_cost.calibrated(op);
         any_calibrated = any_calibrated || cal;
         r.sources[s].push_back(cal ? "calibrated" : "roofline");
-        all_dilated = false;
+        if (!same_arch || may_dilate) all_dilated = false;  // ops the host may not dilate do not count
       }
     }
   }

@@ -5,6 +5,7 @@
 // else the modelled duration (source `roofline`, or `calibrated` with a calibration file). The
 // same timeline engine then gives each target's step.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -66,8 +67,12 @@ struct TargetResult {
 /// Otherwise modelled: with `calibration` of the target's architecture (e.g. a Hopper calibration
 /// for a CPU host emulating H100/H20/H800), GEMMs and intra-domain collectives take the measured
 /// efficiencies (op and row source `calibrated`), the rest the roofline.
+/// `dilatable` (default: every op) names the ops whose host time may be dilated; the others are
+/// modelled on every target (exec::Executor::dilatable). The row's source stays `dilated` when every
+/// dilatable op was.
 TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vector<double>>& host_s,
                             const config::ChipProfile& host, const config::ChipProfile& target,
-                            const predict::Calibration* calibration = nullptr);
+                            const predict::Calibration* calibration = nullptr,
+                            const std::function<bool(const plan::Op&)>& dilatable = {});
 
 }  // namespace capscale::emulate

@@ -112,6 +112,41 @@ TEST(HostProfile, UnknownDeviceTargetsFallBackToTheModel) {
   EXPECT_EQ(emulate::emulate_target(plan, host_s, h100, h200).row.source, "dilated");
 }
 
+// A host whose attention kernel is not production speed (the CUDA executor's own; exec::Executor::
+// dilatable) dilates everything else and models fused attention: those ops take the target's own
+// model, the rest the host time times the roofline ratio, and the row is still `dilated`. Across
+// architectures nothing is dilated, whatever the predicate says.
+TEST(HostProfile, OpsTheHostMayNotDilateAreModelledOnSameArchTargets) {
+  const plan::Plan plan = tiny_plan();
+  const config::ChipProfile h100 = config::load_chip("h100"), h20 = config::load_chip("h20");
+  std::vector<std::vector<double>> host_s;
+  for (const auto& st : plan.stages) host_s.emplace_back(st.ops.size(), 1e-3);
+  const auto attention = [](const plan::Op& op) { return op.kind == plan::OpKind::kAttention; };
+  const auto t = emulate::emulate_target(plan, host_s, h100, h20, nullptr, [&](const plan::Op& op) { return !attention(op); });
+  EXPECT_EQ(t.row.source, "dilated");
+  const auto& pp = plan.parallel;
+  const parallel::Layout layout(pp.tp, pp.cp, pp.dp, pp.pp, pp.ep, pp.etp);
+  const predict::CostModel on_h20(h20, pp.precision, layout), on_h100(h100, pp.precision, layout);
+  int modelled = 0;
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    for (size_t i = 0; i < plan.stages[s].ops.size(); ++i) {
+      const plan::Op& op = plan.stages[s].ops[i];
+      if (attention(op)) {
+        ++modelled;
+        EXPECT_EQ(t.sources[s][i], "roofline") << op.label();
+        EXPECT_DOUBLE_EQ(t.durations[s][i], on_h20.duration(op)) << op.label();
+      } else {
+        EXPECT_EQ(t.sources[s][i], "dilated") << op.label();
+        const double ratio = on_h100.duration(op) > 0 ? on_h20.duration(op) / on_h100.duration(op) : 0;
+        if (ratio > 0) EXPECT_NEAR(t.durations[s][i], 1e-3 * ratio, 1e-15) << op.label();
+      }
+    }
+  }
+  EXPECT_GT(modelled, 0) << "tiny-demo has attention ops";
+  const config::ChipProfile cpu = config::load_chip("cpu-host");
+  EXPECT_EQ(emulate::emulate_target(plan, host_s, cpu, h20, nullptr, [](const plan::Op&) { return true; }).row.source, "roofline");
+}
+
 TEST(HostProfile, UnknownDeviceHostRowHasNoMfu) {
   const plan::Plan plan = tiny_plan();
   const config::ChipProfile unknown = cli::gpu_host_profile("NVIDIA L40S", 48e9).chip;

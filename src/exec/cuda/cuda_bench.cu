@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <vector>
 
 #include "common/stats.hpp"
@@ -80,6 +81,7 @@ cuda::CudaExecutorAccess& cuda_access(Executor& ex, const char* what) {
 
 // Path and direct alternate in rounds so that drift (clocks, other load) hits both alike.
 constexpr int kRounds = 3;
+constexpr double kClockSettleS = 0.5;  // busy time before a GEMM shape is timed
 
 }  // namespace
 
@@ -122,6 +124,13 @@ std::vector<BenchRow> cuda::bench_gemm(Executor& ex, const BenchOptions& o) {
     };
     for (int i = 0; i < o.warmup; ++i) direct_once();
     watchdog.wait_stream(stream.get(), "the direct GEMM warm-up");
+    // An idle GPU sits at low clocks (an H200 at 345 MHz) and boosts within tens to hundreds of ms:
+    // keep it busy for kClockSettleS first, or the first shape is timed while the clocks climb.
+    for (const auto t0 = std::chrono::steady_clock::now();
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < kClockSettleS;) {
+      for (int i = 0; i < 8; ++i) direct_once();
+      watchdog.wait_stream(stream.get(), "the direct GEMM warm-up");
+    }
     if (o.warmup > 0) ex.run_step(repeated_op_plan(op, o.warmup), -1);
     EventPairs ev(o.iters);
     std::vector<double> path, direct;
