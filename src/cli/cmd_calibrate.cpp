@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <regex>
 #include <set>
 
 #include "cli/commands.hpp"
@@ -64,13 +65,7 @@ std::string kernel_release() {
 std::string nvidia_driver() {
   std::ifstream in("/proc/driver/nvidia/version");
   std::string line;
-  if (!std::getline(in, line)) return "unknown";
-  // "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 ..."
-  const auto at = line.find("Kernel Module");
-  if (at == std::string::npos) return "nvidia (" + line.substr(0, 80) + ")";
-  size_t b = line.find_first_not_of(' ', at + 13);
-  const size_t e = line.find(' ', b);
-  return b == std::string::npos ? "unknown" : "nvidia " + line.substr(b, e == std::string::npos ? std::string::npos : e - b);
+  return std::getline(in, line) ? nvidia_driver_from_proc(line) : "unknown";
 }
 
 /// Median of `iters` back-to-back repetitions of `op` through the executor (after `warmup`).
@@ -249,6 +244,19 @@ int calibrate(const CalibrateOptions& o, const Invocation& inv) {
 }
 
 }  // namespace
+
+// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 ..." (proprietary) or
+// "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ..." (open).
+std::string nvidia_driver_from_proc(const std::string& first_line) {
+  static const std::regex version(R"((\d+\.\d+(\.\d+)?))");
+  const auto at = first_line.find("Kernel Module");
+  std::smatch m;
+  if (at != std::string::npos) {
+    const std::string rest = first_line.substr(at);
+    if (std::regex_search(rest, m, version)) return "nvidia " + m.str(1);
+  }
+  return "nvidia (" + first_line.substr(0, 80) + ")";
+}
 
 Action add_calibrate(CLI::App& app) {
   auto* cmd = app.add_subcommand("calibrate",

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "cli/commands.hpp"
 #include "cli/host_profile.hpp"
 #include "common/error.hpp"
 #include "config/model_config.hpp"
@@ -163,3 +164,14 @@ TEST(HostProfile, UnknownDeviceHostRowHasNoMfu) {
 
 }  // namespace
 }  // namespace capscale
+
+// The driver version recorded in calibration files, from both module flavours' /proc line (the
+// open module's line, seen on an H200 node with driver 580.159.04, was first read as "nvidia for").
+TEST(HostProfile, NvidiaDriverVersionFromProc) {
+  EXPECT_EQ(capscale::cli::nvidia_driver_from_proc("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:08 UTC 2024"),
+            "nvidia 550.54.15");
+  EXPECT_EQ(capscale::cli::nvidia_driver_from_proc(
+                "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22)  Thu Oct 30"),
+            "nvidia 580.159.04");
+  EXPECT_EQ(capscale::cli::nvidia_driver_from_proc("something else"), "nvidia (something else)");
+}
