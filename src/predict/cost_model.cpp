@@ -10,7 +10,7 @@ using plan::CollKind;
 using plan::OpKind;
 
 CostModel::CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout,
-                     const Calibration* calibration)
+                     const Calibration* calibration, int64_t main_grad_bytes)
     : chip_(chip),
       peak_flops_(chip.peak_flops(precision)),
       bf16_peak_flops_(chip.supports(config::Precision::kBf16) ? chip.peak_flops(config::Precision::kBf16) : peak_flops_),
@@ -21,6 +21,7 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
   // unless fp8_dpa is set (the DGXC recipes do not set it), and Megatron-Core's output layer is a
   // plain ColumnParallelLinear in bf16; both run at the bf16 peak with the bf16 fractions.
   if (!fp8_) bf16_peak_flops_ = peak_flops_;
+  main_grad_bytes_ = main_grad_bytes;
   link_.intra_Bps = chip.nvlink_Bps_per_direction() * chip.efficiency.nvlink;
   link_.intra_alpha_s = chip.nvlink_latency_us * 1e-6;
   link_.inter_Bps = chip.nic_Bps() * chip.efficiency.nic;
@@ -57,7 +58,7 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
   pp_intra_Bps_ = chip.full_mesh && chip.nvlink_domain > 1 ? link_.intra_Bps / double(chip.nvlink_domain - 1) : link_.intra_Bps;
 }
 
-double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch) const {
+double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch, double c_bytes) const {
   if (calibration_) {
     // Measured: the nearest calibrated shape's achieved fraction e of the calibrating device's
     // peak P_c, moved to this chip's peak P = r·P_c as apply_caps moves a capped profile's: the
@@ -69,12 +70,12 @@ double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64
     double eff = calibrated_efficiency(m, n, k);
     if (eff > 0) {
       eff = 1.0 / (1.0 + cal_peak_ratio_ * (1.0 / eff - 1.0));
-      const double bytes = 2.0 * double(batch) * (double(m) * k + double(k) * n + double(m) * n);
+      const double bytes = double(batch) * (2.0 * (double(m) * k + double(k) * n) + c_bytes * double(m) * n);
       return std::max(flops / (peak_flops_ * eff * chip_.efficiency.sustained),
                       bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm));
     }
   }
-  return roofline_gemm_time(m, n, k, flops, batch);
+  return roofline_gemm_time(m, n, k, flops, batch, c_bytes);
 }
 
 double CostModel::calibrated_efficiency(int64_t m, int64_t n, int64_t k) const {
@@ -85,12 +86,12 @@ double CostModel::calibrated_busbw(CollKind kind, int64_t bytes, int64_t ranks) 
   return busbw_.get({kind, bytes, ranks}, [&] { return calibration_->busbw(kind, bytes, ranks); });
 }
 
-double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch) const {
-  return roofline_gemm_time(m, n, k, flops, peak_flops_, gemm_fraction_, batch);
+double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch, double c_bytes) const {
+  return roofline_gemm_time(m, n, k, flops, peak_flops_, gemm_fraction_, batch, c_bytes);
 }
 
 double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, double peak, double efficiency,
-                                     int64_t batch) const {
+                                     int64_t batch, double c_bytes) const {
   // Roofline with the chip's achieved GEMM fraction, derated for thin dimensions: a dimension x
   // fills x/(x+64) of the tensor-core tiles on average (partial tiles and waves; the 64 is half a
   // typical 128-wide cuBLAS tile), so 8192-wide GEMMs run at ~99 % of the large-GEMM rate and
@@ -98,7 +99,12 @@ double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flo
   auto fill = [](int64_t x) { return double(x) / (double(x) + 64.0); };
   // A grouped GEMM (batch > 1, one per local expert) is one kernel moving every group's operands.
   const double eff = efficiency * chip_.efficiency.sustained * fill(m) * fill(n) * fill(k);
-  const double bytes = 2.0 * double(batch) * (double(m) * k + double(k) * n + double(m) * n);
+  // HBM traffic: bf16 A and B read once, C written once in bf16 (c_bytes 2) or, for a weight
+  // gradient, its fp32 main_grad read and written (c_bytes 8; gemm_time). A wgrad whose reduction
+  // runs over few tokens (an expert's share under MoE) is then memory-bound: 2k FLOP per 8 bytes,
+  // under an H200's ~200 FLOP/B ridge for k < ~800 (the executor's expert wgrads on an H200 ran
+  // 2.6x the compute-bound model's time; docs/bundle.md).
+  const double bytes = double(batch) * (2.0 * (double(m) * k + double(k) * n) + c_bytes * double(m) * n);
   return std::max(flops / (peak * eff), bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
 }
 
@@ -151,8 +157,8 @@ double CostModel::duration(const plan::Op& op) const {
   switch (op.kind) {
     case OpKind::kGemm:
       if (fp8_ && op.name == plan::OpName::kLogits)  // bf16 under FP8 (see the constructor)
-        return roofline_gemm_time(op.m, op.n, op.k, op.flops, bf16_peak_flops_, chip_.efficiency.gemm, op.batch);
-      return gemm_time(op.m, op.n, op.k, op.flops, op.batch) + fp8_cast_time(op);
+        return roofline_gemm_time(op.m, op.n, op.k, op.flops, bf16_peak_flops_, chip_.efficiency.gemm, op.batch, c_bytes(op));
+      return gemm_time(op.m, op.n, op.k, op.flops, op.batch, c_bytes(op)) + fp8_cast_time(op);
     case OpKind::kAttention: return attention_time(op);
     case OpKind::kElementwise: return elementwise_time(op.bytes);
     case OpKind::kCollective:

@@ -30,12 +30,17 @@ using collectives::LinkParams;
 class CostModel {
  public:
   /// `calibration` (may be null, must outlive the model) is used only when its arch equals the chip's.
+  /// `main_grad_bytes`: bytes per element of the gradient buffer that weight-gradient GEMMs
+  /// accumulate into (ParallelConfig::grad_bytes(): fp32 in Megatron unless --grad-reduce-in-bf16).
   CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout,
-            const Calibration* calibration = nullptr);
+            const Calibration* calibration = nullptr, int64_t main_grad_bytes = 4);
 
   /// Duration of one op on this chip.
   double duration(const plan::Op& op) const;
-  double gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1) const;
+  /// `c_bytes`: HBM bytes per element of the m×n output: 2 for a bf16 result written once; a
+  /// weight-gradient GEMM reads and writes its fp32 main_grad (Megatron's gradient accumulation
+  /// fusion, β = 1), 2 · main_grad_bytes.
+  double gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1, double c_bytes = 2) const;
   double attention_time(const plan::Op& op) const;
   double elementwise_time(int64_t bytes) const;
   const LinkParams& link() const { return link_; }
@@ -97,8 +102,12 @@ class CostModel {
   Memo<std::tuple<plan::CollKind, int64_t, int64_t>> busbw_;
   double calibrated_efficiency(int64_t m, int64_t n, int64_t k) const;
   double calibrated_busbw(plan::CollKind kind, int64_t bytes, int64_t ranks) const;
-  double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1) const;
-  double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, double peak, double efficiency, int64_t batch) const;
+  double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1, double c_bytes = 2) const;
+  double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, double peak, double efficiency, int64_t batch,
+                            double c_bytes = 2) const;
+  int64_t main_grad_bytes_ = 4;
+  /// HBM bytes per output element of op (a GEMM): see gemm_time.
+  double c_bytes(const plan::Op& op) const { return op.wgrad ? 2.0 * double(main_grad_bytes_) : 2.0; }
 };
 
 }  // namespace capscale::predict

@@ -209,3 +209,34 @@ TEST(CostModel, MultiNodeRingMatchesPublishedBusBandwidth) {
   // busbw = 8 NICs × 23.5 = 188 GB/s; measured 192 on DGX A100 (AddyLaddy, NVIDIA/nccl #812, quoted in #1576).
   EXPECT_NEAR(S / m.duration(op) * 2 * 15 / 16 / 1e9, 192, 6);
 }
+
+TEST(CostModel, WeightGradientReadsAndWritesItsFp32MainGrad) {
+  // Megatron's gradient accumulation fusion: a wgrad GEMM adds into the fp32 main_grad (β = 1), so
+  // its HBM traffic is bf16 A and B once plus the fp32 m×n gradient read and written (8 B per
+  // element), 4 B with --grad-reduce-in-bf16. An expert's wgrad over its 256 tokens (Qwen3-30B-A3B's
+  // fc1, 128 experts in one grouped GEMM, as `run` timed it on an H200) is then memory-bound: the
+  // H200 took 1.20 ms, the bf16-output model 0.46 ms, this model 0.85 ms.
+  const parallel::Layout layout(1, 1, 1, 1);
+  const auto h200 = config::load_chip("h200");
+  const predict::CostModel fp32_grad(h200, config::Precision::kBf16, layout), bf16_grad(h200, config::Precision::kBf16, layout, nullptr, 2);
+  plan::Op g;
+  g.kind = plan::OpKind::kGemm, g.name = plan::OpName::kExpertFc1, g.m = 2048, g.n = 1536, g.k = 256, g.batch = 128;
+  g.flops = 2.0 * 128 * 2048.0 * 1536.0 * 256.0;
+  g.wgrad = true;
+  const double hbm = 4.8e12 * 0.85;  // configs/chips/h200.yaml: hbm_tbps 4.8, efficiency.hbm 0.85
+  const double ab = 2.0 * 128 * (2048.0 * 256 + 256.0 * 1536), c = 128 * 2048.0 * 1536;
+  EXPECT_NEAR(fp32_grad.duration(g), (ab + 8 * c) / hbm + predict::CostModel::kKernelOverheadS, 1e-12);
+  // With a bf16 gradient buffer the traffic halves and the GEMM is at the compute bound (just above).
+  EXPECT_GE(bf16_grad.duration(g), (ab + 4 * c) / hbm + predict::CostModel::kKernelOverheadS - 1e-12);
+  EXPECT_LT(bf16_grad.duration(g), 0.6 * fp32_grad.duration(g));
+  EXPECT_NEAR(fp32_grad.duration(g), 0.85e-3, 0.01e-3);
+  // The forward GEMM writes bf16 once, and a dense wgrad over many tokens stays compute-bound.
+  g.wgrad = false;
+  EXPECT_LT(fp32_grad.duration(g), 0.5e-3);
+  plan::Op d;
+  d.kind = plan::OpKind::kGemm, d.name = plan::OpName::kQkv, d.m = 2048, d.n = 5120, d.k = 4096, d.wgrad = true;
+  d.flops = 2.0 * 2048 * 5120.0 * 4096;
+  plan::Op d_fwd = d;
+  d_fwd.wgrad = false;
+  EXPECT_DOUBLE_EQ(fp32_grad.duration(d), fp32_grad.duration(d_fwd));
+}
