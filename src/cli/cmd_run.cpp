@@ -184,14 +184,14 @@ void print_json(const std::vector<predict::SummaryRow>& rows, const EngineCheck&
   std::cout << j.dump(2) << std::endl;
 }
 
-// Whether some op of the plan is modelled rather than dilated on same-architecture targets.
-bool any_modelled_attention(const HostRun& hr) {
+// Whether the host executor refuses to have some op of the plan dilated (exec::Executor::dilatable:
+// the CUDA executor's fused attention), so that op is modelled on every target.
+bool any_op_not_dilatable(const HostRun& hr) {
   for (const auto& st : hr.plan.stages)
     for (const auto& op : st.ops)
       if (!hr.ex->dilatable(op)) return true;
   return false;
 }
-
 
 int run(const RunOptions& o, const Invocation& inv) {
   mpi::Session session(inv.argc, inv.argv);
@@ -242,7 +242,7 @@ int run(const RunOptions& o, const Invocation& inv) {
   }
   log << "\n";
   print_summary_table(log, rows);
-  if (!targets.empty() && any_modelled_attention(hr)) {
+  if (!targets.empty() && any_op_not_dilatable(hr)) {
     log << "# fused attention is modelled on the targets (each chip's efficiency.attention), not dilated: this backend's attention\n"
            "# kernel is capscale's own, slower than production kernels; the host row measures it as it ran (docs/bundle.md)\n";
   }

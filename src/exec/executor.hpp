@@ -60,12 +60,12 @@ class Executor {
   /// CUDA: the end-of-op event also orders cross-stream dependencies, so it stays when timing is
   /// off; what is measured is the start events and the read-back of elapsed times.
   void set_op_timing(bool on) { time_ops_ = on; }
+  bool op_timing() const { return time_ops_; }
   /// Whether `op`'s measured time is what production training software reaches on this device, so
   /// that targets of the same architecture may be dilated from it (emulate::emulate_target). The
   /// CUDA executor's fused attention is capscale's own FlashAttention-2 kernel, several times slower
   /// than cuDNN's or FlashAttention-3's on Hopper (docs/bundle.md): targets model those ops instead.
   virtual bool dilatable(const plan::Op& /*op*/) const { return true; }
-  bool op_timing() const { return time_ops_; }
 
  protected:
   bool time_ops_ = true;

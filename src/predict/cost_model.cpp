@@ -15,13 +15,13 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
       peak_flops_(chip.peak_flops(precision)),
       bf16_peak_flops_(chip.supports(config::Precision::kBf16) ? chip.peak_flops(config::Precision::kBf16) : peak_flops_),
       gemm_fraction_(chip.gemm_efficiency(precision)),
-      fp8_(precision == config::Precision::kFp8) {
+      fp8_(precision == config::Precision::kFp8),
+      main_grad_bytes_(main_grad_bytes) {
   // Transformer Engine's FP8 recipe (TE docs, "Using FP8 with Transformer Engine"): only the
   // te.Linear / LayerNormLinear / LayerNormMLP GEMMs run in FP8. DotProductAttention stays in bf16
   // unless fp8_dpa is set (the DGXC recipes do not set it), and Megatron-Core's output layer is a
   // plain ColumnParallelLinear in bf16; both run at the bf16 peak with the bf16 fractions.
   if (!fp8_) bf16_peak_flops_ = peak_flops_;
-  main_grad_bytes_ = main_grad_bytes;
   link_.intra_Bps = chip.nvlink_Bps_per_direction() * chip.efficiency.nvlink;
   link_.intra_alpha_s = chip.nvlink_latency_us * 1e-6;
   link_.inter_Bps = chip.nic_Bps() * chip.efficiency.nic;
@@ -70,9 +70,8 @@ double CostModel::gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64
     double eff = calibrated_efficiency(m, n, k);
     if (eff > 0) {
       eff = 1.0 / (1.0 + cal_peak_ratio_ * (1.0 / eff - 1.0));
-      const double bytes = double(batch) * (2.0 * (double(m) * k + double(k) * n) + c_bytes * double(m) * n);
       return std::max(flops / (peak_flops_ * eff * chip_.efficiency.sustained),
-                      bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm));
+                      gemm_bytes(m, n, k, batch, c_bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm));
     }
   }
   return roofline_gemm_time(m, n, k, flops, batch, c_bytes);
@@ -99,13 +98,17 @@ double CostModel::roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flo
   auto fill = [](int64_t x) { return double(x) / (double(x) + 64.0); };
   // A grouped GEMM (batch > 1, one per local expert) is one kernel moving every group's operands.
   const double eff = efficiency * chip_.efficiency.sustained * fill(m) * fill(n) * fill(k);
-  // HBM traffic: bf16 A and B read once, C written once in bf16 (c_bytes 2) or, for a weight
-  // gradient, its fp32 main_grad read and written (c_bytes 8; gemm_time). A wgrad whose reduction
-  // runs over few tokens (an expert's share under MoE) is then memory-bound: 2k FLOP per 8 bytes,
-  // under an H200's ~200 FLOP/B ridge for k < ~800 (the executor's expert wgrads on an H200 ran
-  // 2.6x the compute-bound model's time; docs/bundle.md).
-  const double bytes = double(batch) * (2.0 * (double(m) * k + double(k) * n) + c_bytes * double(m) * n);
-  return std::max(flops / (peak * eff), bytes / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
+  return std::max(flops / (peak * eff), gemm_bytes(m, n, k, batch, c_bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm)) +
+         kKernelOverheadS;
+}
+
+// HBM traffic: bf16 A and B read once, C written once in bf16 (c_bytes 2) or, for a weight gradient,
+// its fp32 main_grad read and written (c_bytes 8; gemm_time). A wgrad whose reduction runs over few
+// tokens (an expert's share under MoE) is then memory-bound: 2k FLOP per 8 bytes, under an H200's
+// ~200 FLOP/B ridge for k < ~800 (the executor's expert wgrads on an H200 ran 2.6x the
+// compute-bound model's time; docs/bundle.md).
+double CostModel::gemm_bytes(int64_t m, int64_t n, int64_t k, int64_t batch, double c_bytes) {
+  return double(batch) * (2.0 * (double(m) * k + double(k) * n) + c_bytes * double(m) * n);
 }
 
 double CostModel::attention_time(const plan::Op& op) const {

@@ -70,6 +70,7 @@ class CostModel {
   double bf16_peak_flops_;       ///< attention and the output layer (bf16 under Transformer Engine's FP8)
   double gemm_fraction_;         ///< achieved GEMM fraction of peak_flops_
   bool fp8_ = false;
+  int64_t main_grad_bytes_;      ///< bytes per element of the gradient buffer wgrad GEMMs accumulate into
   double cal_peak_ratio_ = 1;    ///< this chip's peak / the calibrating chip's peak
   double cal_link_extra_s_per_byte_ = 0;  ///< 1/B_target − 1/B_calibrating, NVLink bus bytes
   LinkParams link_;
@@ -105,7 +106,7 @@ class CostModel {
   double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1, double c_bytes = 2) const;
   double roofline_gemm_time(int64_t m, int64_t n, int64_t k, double flops, double peak, double efficiency, int64_t batch,
                             double c_bytes = 2) const;
-  int64_t main_grad_bytes_ = 4;
+  static double gemm_bytes(int64_t m, int64_t n, int64_t k, int64_t batch, double c_bytes);
   /// HBM bytes per output element of op (a GEMM): see gemm_time.
   double c_bytes(const plan::Op& op) const { return op.wgrad ? 2.0 * double(main_grad_bytes_) : 2.0; }
 };

@@ -139,7 +139,9 @@ TEST(HostProfile, OpsTheHostMayNotDilateAreModelledOnSameArchTargets) {
       } else {
         EXPECT_EQ(t.sources[s][i], "dilated") << op.label();
         const double ratio = on_h100.duration(op) > 0 ? on_h20.duration(op) / on_h100.duration(op) : 0;
-        if (ratio > 0) EXPECT_NEAR(t.durations[s][i], 1e-3 * ratio, 1e-15) << op.label();
+        if (ratio > 0) {
+          EXPECT_NEAR(t.durations[s][i], 1e-3 * ratio, 1e-15) << op.label();
+        }
       }
     }
   }
