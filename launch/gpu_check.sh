@@ -112,8 +112,9 @@ if [[ -n $bundle ]]; then
     if ! CAPSCALE_BUNDLE=$bundle sh -c '. "$CAPSCALE_BUNDLE/lib/bundle-env.sh"; IFS=:; for d in $LD_LIBRARY_PATH; do [ -e "$d/$0" ] && exit 0; done; ldconfig -p 2>/dev/null | grep -q " $0 "' "$lib"; then
       found=$(find /usr/local /usr/lib /opt -name "$lib" \( -type f -o -type l \) 2>/dev/null | head -1)
       if [[ -n $found ]]; then
-        export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$(dirname "$found")"
-        echo "gpu_check.sh: $lib from $(dirname "$found")" | tee -a "$out/environment.txt"
+        found_dir=$(dirname "$found")
+        export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$found_dir"
+        echo "gpu_check.sh: $lib from $found_dir" | tee -a "$out/environment.txt"
       fi
     fi
   done
@@ -123,6 +124,8 @@ if [[ -n $bundle ]]; then
   #    under compute-sanitizer's memcheck where the node has it, to name the faulting access.
   #    A test still running after its limit (60 s, then 20 s once one has hung) is a hang: the
   #    first one's host threads are printed through cuda-gdb (attach; no gdb on such nodes).
+  #    The function runs in a child bash (through `declare -f`), so shellcheck sees no caller.
+  # shellcheck disable=SC2317
   gpu_tests_isolated() {
     local tests=$1 failed_tests=() t pid log limit=60 dumped=0 waited rc
     log=$(mktemp)
@@ -152,6 +155,7 @@ if [[ -n $bundle ]]; then
       if command -v compute-sanitizer >/dev/null; then
         for t in "${failed_tests[@]}"; do
           echo "=== compute-sanitizer memcheck: $t"
+          # shellcheck source=/dev/null
           (CAPSCALE_BUNDLE=$(cd "$(dirname "$tests")/.." && pwd) && . "$CAPSCALE_BUNDLE/lib/bundle-env.sh" &&
             timeout 60 compute-sanitizer --tool memcheck --show-backtrace device --print-limit 20 \
               "$tests.bin" --gtest_color=no --gtest_filter="$t" 2>&1 | tail -60)
