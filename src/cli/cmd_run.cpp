@@ -26,6 +26,7 @@ struct RunOptions {
   std::string backend = "auto";
   ParallelFlags par;
   int steps = 3, warmup = 1;
+  std::string streams = "serial";  ///< CPU backend: "concurrent" or "serial" (ExecContext::concurrent_streams)
   std::string emulate, out, calibration;
   bool json = false, force = false;
 };
@@ -53,7 +54,8 @@ RankNames gather_rank_names(const mpi::Session& session, const exec::Executor& e
 void print_start(std::ostream& log, const RunOptions& o, const HostRun& hr, const config::ModelConfig& model,
                  const config::ParallelConfig& p, const std::string& backend, const RankNames& names) {
   if (!hr.profile.known) log << "# host profile: " << hr.profile.note << "\n";
-  print_config(log, model, p, "# backend: " + backend + " (" + hr.ex->gemm_dtype() + "), " + std::to_string(hr.stage.ops.size()) +
+  const std::string streams = backend == "cpu" ? (hr.ctx.concurrent_streams ? ", streams concurrent" : ", streams serial") : "";
+  print_config(log, model, p, "# backend: " + backend + " (" + hr.ex->gemm_dtype() + ")" + streams + ", " + std::to_string(hr.stage.ops.size()) +
                                   " ops on stage 0, " + std::to_string(o.warmup) + " warm-up + " + std::to_string(o.steps) + " timed steps\n");
   log << "#  rank  host                 tp pp dp cp  device\n";
   for (size_t r = 0; r < names.hosts.size(); ++r) {
@@ -116,12 +118,21 @@ struct EngineCheck {
   double measured_s = 0, error = 0;
 };
 
+/// The engine runs the plan as the host executor did: the CUDA executor's streams with overlap
+/// edges pipelined; the CPU executor's concurrent streams with an overlap edge's op whole after its
+/// partner (it has no userbuffers), or its single queue (--streams serial).
+timeline::TimelineOptions engine_options(const HostRun& hr, const std::string& backend) {
+  timeline::TimelineOptions opt;
+  if (backend != "cpu") return opt;
+  opt.serialize = !hr.ctx.concurrent_streams;
+  opt.chunked_overlap = false;
+  return opt;
+}
+
 EngineCheck check_engine(const HostRun& hr, const emulate::Measurements& m, const std::string& backend) {
   const auto replay = emulate::aggregate(hr.plan, m, emulate::CollectiveTime::kReplay);
-  timeline::TimelineOptions serial;
-  serial.serialize = true;  // the CPU executor runs one queue per rank
   EngineCheck c;
-  c.engine = timeline::simulate(hr.plan, replay, backend == "cpu" ? serial : timeline::TimelineOptions{});
+  c.engine = timeline::simulate(hr.plan, replay, engine_options(hr, backend));
   c.measured_s = emulate::measured_step_s(m);
   c.error = (c.engine.step_time_s - c.measured_s) / c.measured_s;
   return c;
@@ -173,11 +184,13 @@ void fill_run_data(results::RunData& data, const Invocation& inv, const HostRun&
   data.measured_step_s = c.measured_s;
 }
 
-void print_json(const std::vector<predict::SummaryRow>& rows, const EngineCheck& c, const std::string& backend, const HostProfile& host) {
+void print_json(const std::vector<predict::SummaryRow>& rows, const EngineCheck& c, const std::string& backend, const std::string& streams,
+                const HostProfile& host) {
   nlohmann::json j = to_json(rows.front());
   // "known", or "unknown: <why>" for a device no configs/chips profile describes (its MFU/HFU are null).
   j["host_profile"] = host.known ? std::string("known") : "unknown: " + host.note;
-  j["engine_check"] = {{"engine_step_s", c.engine.step_time_s}, {"measured_step_s", c.measured_s}, {"error", c.error}};
+  j["engine_check"] = {{"engine_step_s", c.engine.step_time_s}, {"measured_step_s", c.measured_s}, {"error", c.error},
+                       {"streams", streams}};
   j["backend"] = backend;
   j["targets"] = nlohmann::json::array();
   for (const auto& r : rows) j["targets"].push_back(to_json(r));
@@ -221,7 +234,7 @@ int run(const RunOptions& o, const Invocation& inv) {
   }
   if (!o.out.empty()) check_run_names_fit(model, targets);  // refused now, not by the writer after the steps
 
-  const HostRun hr(session, model, p, backend, "run");
+  const HostRun hr(session, model, p, backend, "run", o.streams == "concurrent");
   const RankNames names = gather_rank_names(session, *hr.ex);
   if (root) print_start(log, o, hr, model, p, backend, names);
   bool interrupted = false;
@@ -253,7 +266,7 @@ int run(const RunOptions& o, const Invocation& inv) {
     results::write_run(o.out, data, o.force);
     log << "# wrote " << o.out << "\n";
   }
-  if (o.json) print_json(rows, check, backend, hr.profile);
+  if (o.json) print_json(rows, check, backend, backend == "cpu" ? o.streams : "concurrent", hr.profile);
   if (interrupted) {
     std::cerr << "capscale: interrupted after " << timed.size() << " timed steps; the finished steps were written\n";
     return 130;
@@ -282,6 +295,10 @@ Action add_run(CLI::App& app) {
   add_parallel_flags(cmd, o->par);
   cmd->add_option("--steps", o->steps, "timed steps")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000));
+  cmd->add_option("--streams", o->streams,
+                  "CPU backend: serial (one queue per rank, the default) or concurrent (compute on a worker thread, "
+                  "communication beside it through non-blocking MPI, as a GPU runs its streams); the engine check follows")
+      ->check(CLI::IsMember({"concurrent", "serial"}));
   cmd->add_option("--emulate", o->emulate, "targets CHIP[@key=value,...], comma-separated (e.g. h200,h20,h200@nvlink=400)");
   cmd->add_option("--out", o->out, "HDF5 result file");
   cmd->add_option("--calibration", o->calibration,

@@ -50,15 +50,20 @@ config::ChipProfile share_of(const config::ChipProfile& host, const std::string&
 }  // namespace
 
 HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& l, const std::string& backend,
-                           config::Precision precision)
+                           config::Precision precision, bool concurrent_streams)
     : layout(l),
       comms(layout, session.rank()),
-      ctx{.session = &session, .layout = &layout, .comms = &comms, .world_rank = session.rank(), .precision = precision},
+      ctx{.session = &session,
+          .layout = &layout,
+          .comms = &comms,
+          .world_rank = session.rank(),
+          .precision = precision,
+          .concurrent_streams = concurrent_streams},
       ex(make_executor(backend, ctx)) {}
 
 HostRun::HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& p,
-                 const std::string& backend, const std::string& command)
-    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), backend, p.precision),
+                 const std::string& backend, const std::string& command, bool concurrent_streams)
+    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), backend, p.precision, concurrent_streams),
       profile(host_profile(backend, *ex)),
       host(profile.chip),
       host_share(share_of(host, backend, session)),

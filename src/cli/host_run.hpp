@@ -28,8 +28,9 @@ HostProfile host_profile(const std::string& backend, const exec::Executor& ex);
 class HostExecutor {
  public:
   /// `precision` is the GEMM type the executor runs (--precision); bench and calibrate use bf16.
+  /// `concurrent_streams`: ExecContext::concurrent_streams (the CPU executor's stream mode).
   HostExecutor(const mpi::Session& session, const parallel::Layout& layout, const std::string& backend,
-               config::Precision precision = config::Precision::kBf16);
+               config::Precision precision = config::Precision::kBf16, bool concurrent_streams = false);
   HostExecutor(const HostExecutor&) = delete;
   HostExecutor& operator=(const HostExecutor&) = delete;
 
@@ -44,7 +45,7 @@ class HostRun : public HostExecutor {
   /// Refuses (DoesNotFitError naming `command`) a plan that does not fit the host's memory: a
   /// GPU's, or for CPU ranks their share of the node's RAM. Never silently runs it.
   HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& parallel,
-          const std::string& backend, const std::string& command);
+          const std::string& backend, const std::string& command, bool concurrent_streams = false);
 
   const HostProfile profile;       ///< the device's profile and whether configs/chips knows it
   const config::ChipProfile host;  ///< profile.chip (cpu-host for CPU ranks)

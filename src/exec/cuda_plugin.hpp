@@ -18,7 +18,7 @@
 namespace capscale::exec {
 
 /// Bump on any change to CapscaleCudaPlugin, ExecContext, Executor, BenchOptions or BenchRow.
-inline constexpr int kCudaPluginAbi = 2;
+inline constexpr int kCudaPluginAbi = 3;
 /// The plugin's file name, looked up in $CAPSCALE_PLUGIN_DIR or else next to the binary.
 inline constexpr const char* kCudaPluginFile = "libcapscale_cuda.so";
 /// The exported entry point: `extern "C" const CapscaleCudaPlugin* capscale_cuda_plugin(int abi)`,

@@ -35,6 +35,12 @@ struct ExecContext {
   /// CUDA plugin is a shared library with its own copy of this module's globals, and only the
   /// binary's copy is set by the signal handler.
   const volatile std::sig_atomic_t* interrupted = &g_interrupted;
+  /// CPU executor: run the plan's streams concurrently, as a GPU does: the compute stream's ops on a
+  /// worker thread, each communication stream's collectives and pipeline transfers progressing
+  /// beside it through non-blocking MPI, every op starting once its stream is free and its
+  /// dependencies are done. Off: one queue, ops in plan order. The CUDA executor always runs its
+  /// streams concurrently.
+  bool concurrent_streams = false;
 };
 
 class Executor {

@@ -61,7 +61,7 @@ struct Workspace {
 struct Engine {
   const plan::Plan& plan;
   const std::vector<std::vector<double>>& dur;
-  bool serialize;
+  bool serialize, chunked;
   std::vector<StageState>& st;
   /// A tag names the (micro-batch, receiving chunk, direction) uniquely across the whole plan;
   /// < 0 until its send has been simulated.
@@ -115,9 +115,13 @@ struct Engine {
     const auto& dur_s = dur[s];
     double& queue = queue_free(S, op);
     Wait bound = Wait::kNone;
-    const double at = ready(S, op, queue, -1, &bound);
+    double at = ready(S, op, queue, -1, &bound);
+    if (op.overlap.partner >= 0 && !chunked && S.t[size_t(op.overlap.partner)].end_s > at) {
+      at = S.t[size_t(op.overlap.partner)].end_s;  // run whole, after the partner
+      bound = S.producer[size_t(op.overlap.partner)];
+    }
     OpTiming t;
-    if (op.overlap.partner >= 0) {
+    if (op.overlap.partner >= 0 && chunked) {
       t = overlapped(S, op, dur_s, i, queue, &bound);
     } else {
       t.start_s = at;
@@ -211,7 +215,7 @@ TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<do
   thread_local Workspace w;
   w.st.resize(P);
   w.send_end.clear();
-  Engine e{plan, durations, options.serialize, w.st, w.send_end};
+  Engine e{plan, durations, options.serialize, options.chunked_overlap, w.st, w.send_end};
   // No pass over the ops before simulating: at 10^5 ops of a plan larger than the caches, a
   // separate pass cost a quarter of the simulation. send_end grows as sends are simulated.
   for (size_t s = 0; s < P; ++s) {

@@ -28,6 +28,9 @@ struct TimelineOptions {
   bool serialize = false;
   /// Keep every op's start/end (for traces); off for fast prediction.
   bool keep_timings = false;
+  /// Run an overlap edge's op pipelined in pieces behind its partner (plan::Overlap). Off: the op
+  /// waits for its partner to finish and runs whole, as the CPU executor's concurrent streams run it.
+  bool chunked_overlap = true;
 };
 
 struct TimelineResult {

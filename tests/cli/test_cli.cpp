@@ -92,6 +92,24 @@ TEST(Cli, RunMixtureOfExpertsWithExpertParallelism) {
   EXPECT_NE(bad.err.find("ep must divide num_moe_experts (8), got 3"), std::string::npos) << bad.err;
 }
 
+TEST(Cli, RunWithConcurrentStreams) {
+  // The CPU executor's streams run concurrently (compute on a worker thread, the pipeline transfers
+  // and DP collectives through non-blocking MPI beside it) on an interleaved pp 2 plan with ZeRO-1
+  // reductions; the engine check then replays the step with overlap and says which mode it checked.
+  const auto r = run(test::mpiexec(2) + " " + test::bin() +
+                         " run --model tiny-gpt --backend cpu --pp 2 --vpp 2 --zero 1 --global-batch-size 8 --steps 2 --warmup 1"
+                         " --streams concurrent --json",
+                     240);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["engine_check"]["streams"], "concurrent");
+  EXPECT_GT(j["engine_check"]["measured_step_s"].get<double>(), 0);
+  EXPECT_NE(r.err.find("streams concurrent"), std::string::npos) << r.err;
+  const auto bad = run(test::bin() + " run --model tiny-demo --backend cpu --streams parallel");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--streams"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, PredictAndSearch) {
   auto r = run(test::bin() + " predict --model llama3.1-70b --chip h100@nic=200 --gpus 64 --tp 8 --pp 2 --global-batch-size 128 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -63,6 +63,34 @@ TEST(Timeline, TwoStageOneFOneBByHand) {
   EXPECT_DOUBLE_EQ(r.breakdown.total(), r.step_time_s);
 }
 
+TEST(Timeline, OverlapEdgePipelinedOrWholeAfterItsPartner) {
+  // A GEMM of 4 s, then a reduce-scatter of 2 s on the tp stream pipelined behind it in 4 pieces
+  // (tp_comm_overlap), then a GEMM of 1 s that needs the reduce-scatter. Pipelined: the collective
+  // starts after the GEMM's first piece (1 s) and ends one of its pieces (0.5 s) after the GEMM
+  // (4 s), at 4.5; the second GEMM ends at 5.5. Whole (the CPU executor's concurrent streams):
+  // the collective runs 4–6 and the step ends at 7.
+  plan::Plan p;
+  p.stages.resize(1);
+  Op rs;
+  rs.kind = OpKind::kCollective;
+  rs.stream = Stream::kTp;
+  rs.coll = plan::CollKind::kReduceScatter;
+  rs.overlap = {0, 4};
+  p.stages[0].ops = {compute(), rs, compute(1)};
+  const std::vector<std::vector<double>> d = {{4, 2, 1}};
+  timeline::TimelineOptions opt;
+  opt.keep_timings = true;
+  auto r = timeline::simulate(p, d, opt);
+  EXPECT_DOUBLE_EQ(r.timings[0][1].start_s, 1.0);
+  EXPECT_DOUBLE_EQ(r.timings[0][1].end_s, 4.5);
+  EXPECT_DOUBLE_EQ(r.step_time_s, 5.5);
+  opt.chunked_overlap = false;
+  r = timeline::simulate(p, d, opt);
+  EXPECT_DOUBLE_EQ(r.timings[0][1].start_s, 4.0);
+  EXPECT_DOUBLE_EQ(r.step_time_s, 7.0);
+  EXPECT_DOUBLE_EQ(r.breakdown.exposed_comm_s, 2.0);
+}
+
 TEST(Timeline, OneFOneBMakespanClosedForm) {
   // With uniform stages and free communication, 1F1B takes (m + p − 1)·(F + B)
   // (Narayanan et al. SC21 §2.2: bubble fraction (p − 1)/m).

@@ -2,16 +2,28 @@
 // cblas_sbgemm when the library exports it and the CPU has AVX512-BF16, else fp32 cblas_sgemm —
 // chosen at runtime), attention as its two batched GEMMs plus a softmax pass over the scores,
 // elementwise ops as a bandwidth pass of the plan's byte count, collectives and pipeline
-// send/recv through MPI on the layout's communicators. Ops run one after another in plan order:
-// a CPU rank has one queue, which is why `run` checks the engine with serialized streams.
+// send/recv through MPI on the layout's communicators. By default ops run one after another in
+// plan order (one queue per rank, and `run` checks the engine with serialized streams). With
+// ExecContext::concurrent_streams the streams run concurrently, as on a GPU: the compute stream on
+// a worker thread, the communication streams as non-blocking MPI calls that the main thread issues
+// and progresses (MPI_THREAD_FUNNELED: only the main thread calls MPI), so `run` can check the
+// engine's overlap against a measured step.
 #include <cblas.h>
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <thread>
+#include <utility>
 
 #include "collectives/collectives.hpp"
 #include "common/error.hpp"
@@ -44,10 +56,36 @@ constexpr MpiCollective kMpiCollectives[] = {
 };
 static_assert(std::size(kMpiCollectives) == collectives::kNumKinds, "every registry entry needs an MPI implementation");
 
+// The same entries as non-blocking calls (MPI-3), for concurrent streams: started, then tested.
+using MpiICollective = void (*)(float* buf, int count, int n, MPI_Comm comm, MPI_Request* req);
+constexpr MpiICollective kMpiICollectives[] = {
+    [](float* b, int count, int, MPI_Comm c, MPI_Request* r) {
+      CAPSCALE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b, count, MPI_FLOAT, MPI_SUM, c, r));
+    },
+    [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
+      CAPSCALE_MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, b, count / n, MPI_FLOAT, MPI_SUM, c, r));
+    },
+    [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
+      CAPSCALE_MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c, r));
+    },
+    [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
+      CAPSCALE_MPI_CHECK(MPI_Ialltoall(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c, r));
+    },
+};
+static_assert(std::size(kMpiICollectives) == collectives::kNumKinds, "every registry entry needs a non-blocking MPI implementation");
+
 MpiCollective mpi_collective(CollKind kind) {
   collectives::get(kind);  // throws for kNone
   return kMpiCollectives[collectives::index(kind)];
 }
+
+MpiICollective mpi_icollective(CollKind kind) {
+  collectives::get(kind);
+  return kMpiICollectives[collectives::index(kind)];
+}
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
 
 using plan::OpKind;
 
@@ -139,6 +177,7 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
   }
 
   StepTimes run_step(const plan::StagePlan& stage, int step) override {
+    if (ctx_.concurrent_streams) return run_step_concurrent(stage, step);
     StepTimes t;
     t.op_s.resize(stage.ops.size());
     CAPSCALE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
@@ -160,6 +199,222 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
   }
 
  private:
+  static constexpr std::array<plan::Stream, 4> kCollectiveStreams = {plan::Stream::kTp, plan::Stream::kCp, plan::Stream::kDp,
+                                                                     plan::Stream::kEp};
+  static constexpr std::array<plan::Stream, 6> kCommStreams = {plan::Stream::kTp, plan::Stream::kCp,     plan::Stream::kDp,
+                                                               plan::Stream::kEp, plan::Stream::kPpSend, plan::Stream::kPpRecv};
+  static_assert(kCommStreams.size() + 1 == plan::kNumStreams, "every stream but compute is a communication stream");
+  /// How long a concurrent step may go without any op finishing before it is declared stuck.
+  static constexpr double kStallS = 120;
+
+  /// Per-stream resources of concurrent steps, made on the first one (every rank reaches it
+  /// together): each collective stream gets its own duplicate of every group's communicator, so
+  /// two streams' non-blocking collectives on one group (the tp stream's and the ep stream's
+  /// all-gather dispatcher, say) can never be matched with each other, and its own buffer.
+  void ensure_concurrent(const plan::StagePlan& stage) {
+    if (!stream_comm_.empty()) return;
+    stream_buf_.assign(plan::kNumStreams, {});
+    for (const auto& op : stage.ops) {
+      if (op.kind != OpKind::kCollective) continue;
+      auto& buf = stream_buf_[size_t(op.stream)];
+      buf.resize(std::max<size_t>(buf.size(), size_t(op.bytes / 4 + 1)), 1.0f);
+    }
+    stream_comm_.assign(plan::kNumStreams * parallel::kNumGroups, MPI_COMM_NULL);
+    // The same (stream, group) order on every rank: each dup is collective over the group's members.
+    for (plan::Stream s : kCollectiveStreams)
+      for (parallel::Group g : parallel::kAllGroups)
+        if (MPI_Comm c = ctx_.comms->get(g); c != MPI_COMM_NULL)
+          CAPSCALE_MPI_CHECK(MPI_Comm_dup(c, &stream_comm_[size_t(s) * parallel::kNumGroups + size_t(g)]));
+    // Every stream's queue: its ops' indices in plan order.
+    queues_.assign(plan::kNumStreams, {});
+    for (size_t i = 0; i < stage.ops.size(); ++i) queues_[size_t(stage.ops[i].stream)].push_back(int32_t(i));
+    worker_ = std::thread([this] { compute_stream_loop(); });
+  }
+
+  /// Starts op i of a communication stream as a non-blocking MPI call; `req` completes with it.
+  void start_comm(const plan::Op& op, MPI_Request* req) {
+    *req = MPI_REQUEST_NULL;  // a collective over one rank, or a group this rank is not in: done at once
+    if (op.kind == OpKind::kSendRecv) {
+      if (op.is_send) {
+        // As in a serial step: the send is posted from its own slot and done, the receive carries
+        // the transfer (emulate::aggregate times it so). Waiting here for the peer's matching
+        // receive would charge the send with the peer's schedule.
+        sendrecv(op);
+        return;
+      }
+      // A receive is posted once its message has arrived (poll_recv), so that its time is the
+      // transfer alone: posted on issue, it would also count the wait for the peer's send, which
+      // the engine models itself (receives wait for their sends' ends).
+      return;
+    }
+    MPI_Comm comm = stream_comm_[size_t(op.stream) * parallel::kNumGroups + size_t(op.group)];
+    if (comm == MPI_COMM_NULL) return;
+    int n = 1;
+    MPI_Comm_size(comm, &n);
+    if (n == 1) return;
+    const int count = static_cast<int>(std::max<int64_t>(n, op.bytes / 4 / n * n));
+    mpi_icollective(op.coll)(stream_buf_[size_t(op.stream)].data(), count, n, comm, req);
+  }
+
+  /// A receive of a concurrent step whose message has not been seen yet: probes for it and, once
+  /// it is there, posts the receive into `req`. True when it was posted (at `*arrived_s`).
+  bool poll_recv(const plan::Op& op, MPI_Request* req, double* arrived_s) {
+    MPI_Comm comm = ctx_.comms->get(parallel::Group::kPp);
+    const int tag = static_cast<int>(op.tag % 32767);
+    int flag = 0;
+    CAPSCALE_MPI_CHECK(MPI_Iprobe(op.peer, tag, comm, &flag, MPI_STATUS_IGNORE));
+    if (!flag) return false;
+    *arrived_s = now_s();
+    const int count = static_cast<int>(std::max<int64_t>(1, op.bytes / 4));
+    CAPSCALE_MPI_CHECK(MPI_Irecv(recv_.data(), count, MPI_FLOAT, op.peer, tag, comm, req));
+    return true;
+  }
+
+  bool deps_done(const plan::Op& op) const {
+    for (uint8_t d = 0; d < op.ndeps; ++d)
+      if (!done_[size_t(op.deps[d])].load(std::memory_order_acquire)) return false;
+    return op.overlap.partner < 0 || done_[size_t(op.overlap.partner)].load(std::memory_order_acquire);
+  }
+
+  /// Marks op i done and wakes the other thread (under the lock, so that no wake-up is lost).
+  void mark_done(size_t i, std::condition_variable& wake) {
+    done_[i].store(1, std::memory_order_release);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++completions_;
+    }
+    wake.notify_all();
+  }
+
+  /// The worker thread: for each step the main thread posts, runs the compute stream's ops in
+  /// order, each once its dependencies are done (waiting on the main thread's communication ops),
+  /// and times them. It makes no MPI call. Handing each op over from the main thread instead cost
+  /// a scheduler wake-up per op, which on an oversubscribed node added ~10 % to the step unseen by
+  /// any op's time.
+  void compute_stream_loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      worker_wake_.wait(lock, [&] { return quit_ || job_ != finished_job_; });
+      if (quit_) return;
+      const auto& ops = job_stage_->ops;
+      lock.unlock();
+      try {
+        for (int32_t i : queues_[size_t(plan::Stream::kCompute)]) {
+          const plan::Op& op = ops[size_t(i)];
+          if (!deps_done(op)) {
+            std::unique_lock<std::mutex> wait(mu_);
+            worker_wake_.wait(wait, [&] { return quit_ || deps_done(op); });
+            if (quit_) return;
+          }
+          faults_.maybe_fail(job_step_, size_t(i));
+          const double s = now_s();
+          run_op(op);
+          if (time_ops_) (*job_op_s_)[size_t(i)] = now_s() - s;
+          mark_done(size_t(i), main_wake_);
+        }
+      } catch (...) {
+        worker_error_ = std::current_exception();
+      }
+      lock.lock();
+      finished_job_ = job_;
+      main_wake_.notify_all();
+    }
+  }
+
+  /// One step with the streams running concurrently. Each stream runs its ops in plan order, one
+  /// at a time; an op starts once its stream is free and its dependencies (and the partner of an
+  /// overlap edge, which runs whole here, not in pieces) are done. The worker runs the compute
+  /// stream; the main thread starts the communication ops and tests them, between tests waiting
+  /// up to 20 us for the worker (so that it takes little of the core the worker runs on). An op's
+  /// time is from its start to when it was seen done; a receive's from its message's arrival
+  /// (MPI_Iprobe) to its completion.
+  StepTimes run_step_concurrent(const plan::StagePlan& stage, int step) {
+    ensure_concurrent(stage);
+    const auto& ops = stage.ops;
+    StepTimes t;
+    t.op_s.assign(ops.size(), 0.0);
+    if (done_size_ < ops.size()) done_ = std::make_unique<std::atomic<uint8_t>[]>(done_size_ = ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) done_[i].store(0, std::memory_order_relaxed);
+    std::vector<double> start(ops.size(), 0.0);
+    std::array<size_t, plan::kNumStreams> head{};
+    std::array<int32_t, plan::kNumStreams> active;
+    active.fill(-1);
+    std::array<MPI_Request, plan::kNumStreams> req;
+    req.fill(MPI_REQUEST_NULL);
+    bool recv_posted = false;  // the receive in flight on the pp-recv stream has been posted
+    size_t comm_left = ops.size() - queues_[size_t(plan::Stream::kCompute)].size();
+    CAPSCALE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    const double t0 = now_s();
+    next_slot_ = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_stage_ = &stage, job_step_ = step, job_op_s_ = &t.op_s, worker_error_ = nullptr;
+      ++job_;
+    }
+    worker_wake_.notify_all();
+    double last_progress = t0;
+    int64_t seen = -1;
+    for (;;) {
+      bool progressed = false, comm_in_flight = false;
+      for (plan::Stream st : kCommStreams) {
+        const size_t s = size_t(st);
+        const int32_t i = active[s];
+        if (i < 0) continue;
+        if (st == plan::Stream::kPpRecv && !recv_posted) {
+          recv_posted = poll_recv(ops[size_t(i)], &req[s], &start[size_t(i)]);
+          if (!recv_posted) {
+            comm_in_flight = true;
+            continue;
+          }
+        }
+        int flag = 0;
+        CAPSCALE_MPI_CHECK(MPI_Test(&req[s], &flag, MPI_STATUS_IGNORE));
+        if (!flag) {
+          comm_in_flight = true;
+          continue;
+        }
+        if (time_ops_) t.op_s[size_t(i)] = now_s() - start[size_t(i)];
+        active[s] = -1, --comm_left, progressed = true;
+        mark_done(size_t(i), worker_wake_);
+      }
+      for (plan::Stream st : kCommStreams) {
+        const size_t s = size_t(st);
+        const auto& q = queues_[s];
+        if (active[s] >= 0 || head[s] >= q.size()) continue;
+        const int32_t i = q[head[s]];
+        if (!deps_done(ops[size_t(i)])) continue;
+        faults_.maybe_fail(step, size_t(i));
+        ++head[s], active[s] = i, progressed = true, comm_in_flight = true;
+        start[size_t(i)] = now_s();
+        start_comm(ops[size_t(i)], &req[s]);
+        if (st == plan::Stream::kPpRecv) recv_posted = false;
+      }
+      if (progressed) {
+        last_progress = now_s();
+        continue;
+      }
+      std::unique_lock<std::mutex> lock(mu_);
+      if (finished_job_ == job_ && worker_error_) std::rethrow_exception(worker_error_);
+      if (finished_job_ == job_ && comm_left == 0) break;
+      if (completions_ != seen) {  // the worker finished an op since the last look: look again
+        seen = completions_;
+        last_progress = now_s();
+        continue;
+      }
+      if (!comm_in_flight && finished_job_ == job_)
+        throw RuntimeError("CPU executor: no op of the stage can start (a dependency that never completes); this is a bug");
+      main_wake_.wait_for(lock, comm_in_flight ? std::chrono::microseconds(20) : std::chrono::milliseconds(100),
+                          [&] { return completions_ != seen || finished_job_ == job_; });
+      if (now_s() - last_progress > kStallS) {
+        throw RuntimeError("CPU executor: rank " + std::to_string(ctx_.world_rank) + " on host " + host_name() + ": no op finished for " +
+                           std::to_string(int(kStallS)) + " s in a concurrent step (a peer rank stopped?)");
+      }
+    }
+    CAPSCALE_MPI_CHECK(MPI_Waitall(static_cast<int>(send_req_.size()), send_req_.data(), MPI_STATUSES_IGNORE));
+    t.wall_s = now_s() - t0;
+    return t;
+  }
+
   void gemm(int64_t m, int64_t n, int64_t k, bool transpose_b = false, const float* a = nullptr, const float* b = nullptr,
             float* c = nullptr) {
     const auto tb = transpose_b ? CblasTrans : CblasNoTrans;
@@ -255,6 +510,39 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
   std::vector<std::vector<float>> send_buf_;
   std::vector<MPI_Request> send_req_;
   int64_t send_slots_ = 1, next_slot_ = 0;
+  // Concurrent streams (ensure_concurrent): per stream × group communicators, buffers, op queues.
+  std::vector<MPI_Comm> stream_comm_;
+  std::vector<std::vector<float>> stream_buf_;
+  std::vector<std::vector<int32_t>> queues_;
+  // The compute stream's thread and what it shares with the main thread (mu_ guards the job and
+  // completion counters; done_ holds one flag per op of the step).
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable worker_wake_, main_wake_;
+  bool quit_ = false;
+  int64_t job_ = 0, finished_job_ = 0, completions_ = 0;
+  const plan::StagePlan* job_stage_ = nullptr;
+  int job_step_ = 0;
+  std::vector<double>* job_op_s_ = nullptr;
+  std::exception_ptr worker_error_;
+  std::unique_ptr<std::atomic<uint8_t>[]> done_;
+  size_t done_size_ = 0;
+
+ public:
+  ~CpuExecutor() override {
+    if (worker_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        quit_ = true;
+      }
+      worker_wake_.notify_all();
+      worker_.join();
+    }
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    for (MPI_Comm& c : stream_comm_)
+      if (c != MPI_COMM_NULL && !finalized) MPI_Comm_free(&c);
+  }
 };
 
 }  // namespace
