@@ -181,6 +181,7 @@ void fill_run_data(results::RunData& data, const Invocation& inv, const HostRun&
     }
   }
   data.engine_step_s = c.engine.step_time_s;
+  data.engine_streams = backend == "cpu" && !hr.ctx.concurrent_streams ? "serial" : "concurrent";
   data.measured_step_s = c.measured_s;
 }
 

@@ -187,6 +187,7 @@ void write_run(const std::string& path, const RunData& d, bool force) {
       h5::write_attr(ds.id(), "measured_step_s", d.measured_step_s);
       const double err = d.measured_step_s > 0 ? (d.engine_step_s - d.measured_step_s) / d.measured_step_s : 0.0;
       h5::write_attr(ds.id(), "engine_error", err);
+      h5::write_attr(ds.id(), "engine_streams", d.engine_streams);
     }
   });
 }

@@ -65,6 +65,9 @@ struct RunData {
   std::vector<TargetOps> targets;
   std::vector<predict::SummaryRow> summary;
   double engine_step_s = 0, measured_step_s = 0;
+  /// How the host ran its streams, which the engine check replayed: "concurrent" (GPU, or CPU with
+  /// --streams concurrent) or "serial" (CPU, one queue).
+  std::string engine_streams = "concurrent";
 };
 
 /// Throws InputError if `path` exists and !force, or if its directory is not writable.

@@ -96,11 +96,15 @@ TEST(Cli, RunWithConcurrentStreams) {
   // The CPU executor's streams run concurrently (compute on a worker thread, the pipeline transfers
   // and DP collectives through non-blocking MPI beside it) on an interleaved pp 2 plan with ZeRO-1
   // reductions; the engine check then replays the step with overlap and says which mode it checked.
+  const auto out = test::fresh_path("streams.h5");
   const auto r = run(test::mpiexec(2) + " " + test::bin() +
                          " run --model tiny-gpt --backend cpu --pp 2 --vpp 2 --zero 1 --global-batch-size 8 --steps 2 --warmup 1"
-                         " --streams concurrent --json",
+                         " --streams concurrent --json --out " + out,
                      240);
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string file = test::slurp(out);
+  EXPECT_NE(file.find("engine_streams"), std::string::npos);
+  EXPECT_NE(file.find("concurrent"), std::string::npos);
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["engine_check"]["streams"], "concurrent");
   EXPECT_GT(j["engine_check"]["measured_step_s"].get<double>(), 0);
