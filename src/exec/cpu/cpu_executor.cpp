@@ -138,7 +138,7 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
   std::string gemm_dtype() const override { return sbgemm_ ? "bf16 (cblas_sbgemm)" : "fp32 (cblas_sgemm)"; }
 
   void prepare(const plan::StagePlan& stage) override {
-    int64_t a = 1, b = 1, c = 1, scores = 1, stream = 1, comm = 1, msg = 1;
+    int64_t a = 1, b = 1, c = 1, scores = 1, stream = 1, comm = 1, msg = kStampFloats;  // a message holds a send time
     int64_t sends = 0;
     for (const auto& op : stage.ops) {
       switch (op.kind) {
@@ -204,6 +204,8 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
   static constexpr std::array<plan::Stream, 6> kCommStreams = {plan::Stream::kTp, plan::Stream::kCp,     plan::Stream::kDp,
                                                                plan::Stream::kEp, plan::Stream::kPpSend, plan::Stream::kPpRecv};
   static_assert(kCommStreams.size() + 1 == plan::kNumStreams, "every stream but compute is a communication stream");
+  /// Floats at the head of a concurrent step's pipeline message that carry the send's time.
+  static constexpr int64_t kStampFloats = sizeof(double) / sizeof(float);
   /// How long a concurrent step may go without any op finishing before it is declared stuck.
   static constexpr double kStallS = 120;
 
@@ -225,6 +227,14 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
       for (parallel::Group g : parallel::kAllGroups)
         if (MPI_Comm c = ctx_.comms->get(g); c != MPI_COMM_NULL)
           CAPSCALE_MPI_CHECK(MPI_Comm_dup(c, &stream_comm_[size_t(s) * parallel::kNumGroups + size_t(g)]));
+    // Which pipeline peers share this rank's host (and so its steady clock): recv_begin_s.
+    MPI_Comm pp = ctx_.comms->get(parallel::Group::kPp);
+    int pp_size = 1;
+    CAPSCALE_MPI_CHECK(MPI_Comm_rank(pp, &pp_rank_));
+    CAPSCALE_MPI_CHECK(MPI_Comm_size(pp, &pp_size));
+    const uint64_t mine = std::hash<std::string>{}(host_name());
+    pp_host_.assign(size_t(pp_size), 0);
+    CAPSCALE_MPI_CHECK(MPI_Allgather(&mine, 1, MPI_UINT64_T, pp_host_.data(), 1, MPI_UINT64_T, pp));
     // Every stream's queue: its ops' indices in plan order.
     queues_.assign(plan::kNumStreams, {});
     for (size_t i = 0; i < stage.ops.size(); ++i) queues_[size_t(stage.ops[i].stream)].push_back(int32_t(i));
@@ -239,12 +249,12 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
         // As in a serial step: the send is posted from its own slot and done, the receive carries
         // the transfer (emulate::aggregate times it so). Waiting here for the peer's matching
         // receive would charge the send with the peer's schedule.
-        sendrecv(op);
+        sendrecv(op, /*stamp=*/true);
         return;
       }
-      // A receive is posted once its message has arrived (poll_recv), so that its time is the
-      // transfer alone: posted on issue, it would also count the wait for the peer's send, which
-      // the engine models itself (receives wait for their sends' ends).
+      // A receive is posted once its message has arrived (poll_recv) and timed from the later of
+      // its issue and the peer's send (recv_begin_s): posted and timed on issue, it would also
+      // count the wait for the peer's send, which the engine models itself.
       return;
     }
     MPI_Comm comm = stream_comm_[size_t(op.stream) * parallel::kNumGroups + size_t(op.group)];
@@ -265,9 +275,20 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
     CAPSCALE_MPI_CHECK(MPI_Iprobe(op.peer, tag, comm, &flag, MPI_STATUS_IGNORE));
     if (!flag) return false;
     *arrived_s = now_s();
-    const int count = static_cast<int>(std::max<int64_t>(1, op.bytes / 4));
+    const int count = static_cast<int>(std::max<int64_t>(kStampFloats, op.bytes / 4));
     CAPSCALE_MPI_CHECK(MPI_Irecv(recv_.data(), count, MPI_FLOAT, op.peer, tag, comm, req));
     return true;
+  }
+
+  /// Where a completed receive's own time begins: the later of its issue and the peer's send
+  /// (stamped into the message on the sender's steady clock) when both ranks share a host, so
+  /// that the time from a send to the peer noticing its message, part of the real step, is in
+  /// the receive's time; across hosts (clocks not comparable) when its message was seen.
+  double recv_begin_s(const plan::Op& op, double issued_s, double arrived_s) const {
+    if (size_t(op.peer) >= pp_host_.size() || pp_host_[size_t(op.peer)] != pp_host_[size_t(pp_rank_)]) return arrived_s;
+    double sent_s = 0;
+    std::memcpy(&sent_s, recv_.data(), sizeof sent_s);
+    return std::min(arrived_s, std::max(issued_s, sent_s));
   }
 
   bool deps_done(const plan::Op& op) const {
@@ -342,6 +363,7 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
     std::array<MPI_Request, plan::kNumStreams> req;
     req.fill(MPI_REQUEST_NULL);
     bool recv_posted = false;  // the receive in flight on the pp-recv stream has been posted
+    double recv_arrived_s = 0;  // when its message was seen
     size_t comm_left = ops.size() - queues_[size_t(plan::Stream::kCompute)].size();
     CAPSCALE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     const double t0 = now_s();
@@ -361,7 +383,7 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
         const int32_t i = active[s];
         if (i < 0) continue;
         if (st == plan::Stream::kPpRecv && !recv_posted) {
-          recv_posted = poll_recv(ops[size_t(i)], &req[s], &start[size_t(i)]);
+          recv_posted = poll_recv(ops[size_t(i)], &req[s], &recv_arrived_s);
           if (!recv_posted) {
             comm_in_flight = true;
             continue;
@@ -373,6 +395,7 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
           comm_in_flight = true;
           continue;
         }
+        if (st == plan::Stream::kPpRecv) start[size_t(i)] = recv_begin_s(ops[size_t(i)], start[size_t(i)], recv_arrived_s);
         if (time_ops_) t.op_s[size_t(i)] = now_s() - start[size_t(i)];
         active[s] = -1, --comm_left, progressed = true;
         mark_done(size_t(i), worker_wake_);
@@ -474,15 +497,20 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
     mpi_collective(op.coll)(comm_.data(), count, n, comm);
   }
 
-  void sendrecv(const plan::Op& op) {
+  /// `stamp` (concurrent steps): the message's first bytes carry the send's time (recv_begin_s).
+  void sendrecv(const plan::Op& op, bool stamp = false) {
     MPI_Comm comm = ctx_.comms->get(parallel::Group::kPp);
-    const int count = static_cast<int>(std::max<int64_t>(1, op.bytes / 4));
+    const int count = static_cast<int>(std::max<int64_t>(stamp ? kStampFloats : 1, op.bytes / 4));
     int tag_ub = 32767;
     // Tags only need to be unique among messages in flight between two stages in one step.
     const int tag = static_cast<int>(op.tag % tag_ub);
     if (op.is_send) {
       MPI_Request& req = send_req_[next_slot_];
       CAPSCALE_MPI_CHECK(MPI_Wait(&req, MPI_STATUS_IGNORE));  // reuse the slot's buffer safely
+      if (stamp) {
+        const double sent_s = now_s();
+        std::memcpy(send_buf_[next_slot_].data(), &sent_s, sizeof sent_s);
+      }
       CAPSCALE_MPI_CHECK(MPI_Isend(send_buf_[next_slot_].data(), count, MPI_FLOAT, op.peer, tag, comm, &req));
       next_slot_ = (next_slot_ + 1) % send_slots_;
     } else {
@@ -514,6 +542,8 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
   std::vector<MPI_Comm> stream_comm_;
   std::vector<std::vector<float>> stream_buf_;
   std::vector<std::vector<int32_t>> queues_;
+  std::vector<uint64_t> pp_host_;  ///< a hash of each pipeline peer's host name
+  int pp_rank_ = 0;
   // The compute stream's thread and what it shares with the main thread (mu_ guards the job and
   // completion counters; done_ holds one flag per op of the step).
   std::thread worker_;
