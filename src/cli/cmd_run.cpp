@@ -51,10 +51,16 @@ RankNames gather_rank_names(const mpi::Session& session, const exec::Executor& e
 }
 
 /// The resolved config and the rank → host → device table (STYLE: echoed at start by rank 0).
+/// How the host ran its streams, which the engine check replays: "serial" only for CPU ranks with
+/// one queue (--streams serial); a GPU always runs its streams concurrently.
+std::string streams_mode(const HostRun& hr, const std::string& backend) {
+  return backend == "cpu" && !hr.ctx.concurrent_streams ? "serial" : "concurrent";
+}
+
 void print_start(std::ostream& log, const RunOptions& o, const HostRun& hr, const config::ModelConfig& model,
                  const config::ParallelConfig& p, const std::string& backend, const RankNames& names) {
   if (!hr.profile.known) log << "# host profile: " << hr.profile.note << "\n";
-  const std::string streams = backend == "cpu" ? (hr.ctx.concurrent_streams ? ", streams concurrent" : ", streams serial") : "";
+  const std::string streams = backend == "cpu" ? ", streams " + streams_mode(hr, backend) : "";
   print_config(log, model, p, "# backend: " + backend + " (" + hr.ex->gemm_dtype() + ")" + streams + ", " + std::to_string(hr.stage.ops.size()) +
                                   " ops on stage 0, " + std::to_string(o.warmup) + " warm-up + " + std::to_string(o.steps) + " timed steps\n");
   log << "#  rank  host                 tp pp dp cp  device\n";
@@ -181,7 +187,7 @@ void fill_run_data(results::RunData& data, const Invocation& inv, const HostRun&
     }
   }
   data.engine_step_s = c.engine.step_time_s;
-  data.engine_streams = backend == "cpu" && !hr.ctx.concurrent_streams ? "serial" : "concurrent";
+  data.engine_streams = streams_mode(hr, backend);
   data.measured_step_s = c.measured_s;
 }
 
@@ -267,7 +273,7 @@ int run(const RunOptions& o, const Invocation& inv) {
     results::write_run(o.out, data, o.force);
     log << "# wrote " << o.out << "\n";
   }
-  if (o.json) print_json(rows, check, backend, backend == "cpu" ? o.streams : "concurrent", hr.profile);
+  if (o.json) print_json(rows, check, backend, streams_mode(hr, backend), hr.profile);
   if (interrupted) {
     std::cerr << "capscale: interrupted after " << timed.size() << " timed steps; the finished steps were written\n";
     return 130;

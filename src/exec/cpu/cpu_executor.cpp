@@ -36,56 +36,51 @@ namespace {
 using plan::CollKind;
 
 // The MPI implementation of each registry entry (collectives/collectives.hpp), in place on fp32
-// elements (MPI has no bf16 sum; the volume is what matters): `count` elements, n ranks.
+// elements (MPI has no bf16 sum; the volume is what matters): `count` elements, n ranks. `run` is
+// the blocking call (serial steps), `start` its MPI-3 non-blocking twin (concurrent streams: started,
+// then tested).
 using MpiCollective = void (*)(float* buf, int count, int n, MPI_Comm comm);
-constexpr MpiCollective kMpiCollectives[] = {
+using MpiICollective = void (*)(float* buf, int count, int n, MPI_Comm comm, MPI_Request* req);
+struct MpiCollectiveCalls {
+  MpiCollective run;
+  MpiICollective start;
+};
+constexpr MpiCollectiveCalls kMpiCollectives[] = {
     // all_reduce
-    [](float* b, int count, int, MPI_Comm c) { CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, b, count, MPI_FLOAT, MPI_SUM, c)); },
+    {[](float* b, int count, int, MPI_Comm c) { CAPSCALE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, b, count, MPI_FLOAT, MPI_SUM, c)); },
+     [](float* b, int count, int, MPI_Comm c, MPI_Request* r) {
+       CAPSCALE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b, count, MPI_FLOAT, MPI_SUM, c, r));
+     }},
     // reduce_scatter: this rank keeps count/n reduced elements
-    [](float* b, int count, int n, MPI_Comm c) {
-      CAPSCALE_MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, b, count / n, MPI_FLOAT, MPI_SUM, c));
-    },
+    {[](float* b, int count, int n, MPI_Comm c) {
+       CAPSCALE_MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, b, count / n, MPI_FLOAT, MPI_SUM, c));
+     },
+     [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
+       CAPSCALE_MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, b, count / n, MPI_FLOAT, MPI_SUM, c, r));
+     }},
     // all_gather: each rank contributes count/n elements
-    [](float* b, int count, int n, MPI_Comm c) {
-      CAPSCALE_MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c));
-    },
+    {[](float* b, int count, int n, MPI_Comm c) {
+       CAPSCALE_MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c));
+     },
+     [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
+       CAPSCALE_MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c, r));
+     }},
     // all_to_all: count/n elements to each rank (in place, MPI 2.2)
-    [](float* b, int count, int n, MPI_Comm c) {
-      CAPSCALE_MPI_CHECK(MPI_Alltoall(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c));
-    },
+    {[](float* b, int count, int n, MPI_Comm c) {
+       CAPSCALE_MPI_CHECK(MPI_Alltoall(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c));
+     },
+     [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
+       CAPSCALE_MPI_CHECK(MPI_Ialltoall(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c, r));
+     }},
 };
 static_assert(std::size(kMpiCollectives) == collectives::kNumKinds, "every registry entry needs an MPI implementation");
 
-// The same entries as non-blocking calls (MPI-3), for concurrent streams: started, then tested.
-using MpiICollective = void (*)(float* buf, int count, int n, MPI_Comm comm, MPI_Request* req);
-constexpr MpiICollective kMpiICollectives[] = {
-    [](float* b, int count, int, MPI_Comm c, MPI_Request* r) {
-      CAPSCALE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b, count, MPI_FLOAT, MPI_SUM, c, r));
-    },
-    [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
-      CAPSCALE_MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, b, count / n, MPI_FLOAT, MPI_SUM, c, r));
-    },
-    [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
-      CAPSCALE_MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c, r));
-    },
-    [](float* b, int count, int n, MPI_Comm c, MPI_Request* r) {
-      CAPSCALE_MPI_CHECK(MPI_Ialltoall(MPI_IN_PLACE, count / n, MPI_FLOAT, b, count / n, MPI_FLOAT, c, r));
-    },
-};
-static_assert(std::size(kMpiICollectives) == collectives::kNumKinds, "every registry entry needs a non-blocking MPI implementation");
-
-MpiCollective mpi_collective(CollKind kind) {
+const MpiCollectiveCalls& mpi_collective(CollKind kind) {
   collectives::get(kind);  // throws for kNone
   return kMpiCollectives[collectives::index(kind)];
 }
 
-MpiICollective mpi_icollective(CollKind kind) {
-  collectives::get(kind);
-  return kMpiICollectives[collectives::index(kind)];
-}
-
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
 
 using plan::OpKind;
 
@@ -258,24 +253,19 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
       return;
     }
     MPI_Comm comm = stream_comm_[size_t(op.stream) * parallel::kNumGroups + size_t(op.group)];
-    if (comm == MPI_COMM_NULL) return;
     int n = 1;
-    MPI_Comm_size(comm, &n);
-    if (n == 1) return;
-    const int count = static_cast<int>(std::max<int64_t>(n, op.bytes / 4 / n * n));
-    mpi_icollective(op.coll)(stream_buf_[size_t(op.stream)].data(), count, n, comm, req);
+    if (const int count = collective_count(op, comm, &n)) mpi_collective(op.coll).start(stream_buf_[size_t(op.stream)].data(), count, n, comm, req);
   }
 
   /// A receive of a concurrent step whose message has not been seen yet: probes for it and, once
   /// it is there, posts the receive into `req`. True when it was posted (at `*arrived_s`).
   bool poll_recv(const plan::Op& op, MPI_Request* req, double* arrived_s) {
     MPI_Comm comm = ctx_.comms->get(parallel::Group::kPp);
-    const int tag = static_cast<int>(op.tag % 32767);
+    const auto [count, tag] = pp_message(op, kStampFloats);
     int flag = 0;
     CAPSCALE_MPI_CHECK(MPI_Iprobe(op.peer, tag, comm, &flag, MPI_STATUS_IGNORE));
     if (!flag) return false;
     *arrived_s = now_s();
-    const int count = static_cast<int>(std::max<int64_t>(kStampFloats, op.bytes / 4));
     CAPSCALE_MPI_CHECK(MPI_Irecv(recv_.data(), count, MPI_FLOAT, op.peer, tag, comm, req));
     return true;
   }
@@ -486,24 +476,33 @@ class CpuExecutor final : public Executor, public cpu::CpuExecutorAccess {
     for (int64_t i = 0; i < n; ++i) y[i] = 1.0001f * x[i] + y[i];
   }
 
+  /// The fp32 element count carrying a collective's byte count on `comm` (MPI has no bf16 sum;
+  /// the volume is what matters), a multiple of its size `*n`; 0 when there is nothing to do (a
+  /// group this rank is not in, or of one rank).
+  static int collective_count(const plan::Op& op, MPI_Comm comm, int* n) {
+    *n = 1;
+    if (comm == MPI_COMM_NULL) return 0;
+    MPI_Comm_size(comm, n);
+    if (*n == 1) return 0;
+    return static_cast<int>(std::max<int64_t>(*n, op.bytes / 4 / *n * *n));
+  }
+
   void collective(const plan::Op& op) {
     MPI_Comm comm = ctx_.comms->get(op.group);
-    if (comm == MPI_COMM_NULL) return;
     int n = 1;
-    MPI_Comm_size(comm, &n);
-    if (n == 1) return;
-    // fp32 elements carrying the plan's byte count (MPI has no bf16 sum); the volume is what matters.
-    const int count = static_cast<int>(std::max<int64_t>(n, op.bytes / 4 / n * n));
-    mpi_collective(op.coll)(comm_.data(), count, n, comm);
+    if (const int count = collective_count(op, comm, &n)) mpi_collective(op.coll).run(comm_.data(), count, n, comm);
+  }
+
+  /// A pipeline message's fp32 element count (at least `min_count`) and MPI tag. Tags only need
+  /// to be unique among messages in flight between two stages in one step.
+  static std::pair<int, int> pp_message(const plan::Op& op, int64_t min_count) {
+    return {static_cast<int>(std::max<int64_t>(min_count, op.bytes / 4)), static_cast<int>(op.tag % 32767)};
   }
 
   /// `stamp` (concurrent steps): the message's first bytes carry the send's time (recv_begin_s).
   void sendrecv(const plan::Op& op, bool stamp = false) {
     MPI_Comm comm = ctx_.comms->get(parallel::Group::kPp);
-    const int count = static_cast<int>(std::max<int64_t>(stamp ? kStampFloats : 1, op.bytes / 4));
-    int tag_ub = 32767;
-    // Tags only need to be unique among messages in flight between two stages in one step.
-    const int tag = static_cast<int>(op.tag % tag_ub);
+    const auto [count, tag] = pp_message(op, stamp ? kStampFloats : 1);
     if (op.is_send) {
       MPI_Request& req = send_req_[next_slot_];
       CAPSCALE_MPI_CHECK(MPI_Wait(&req, MPI_STATUS_IGNORE));  // reuse the slot's buffer safely
