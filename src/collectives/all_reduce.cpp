@@ -30,7 +30,7 @@ const Collective kAllReduce{
     CollKind::kAllReduce, "all_reduce", "S = the buffer every rank holds and receives reduced",
     [](int64_t n) { return 2 * ring::phase_factor(n); },
     [](double S, const GroupSpan& span, const LinkParams& link, const Routing&) {
-      const double ring = ring::time_s(2, S, span, link);
+      const double ring = ring::time_s(2, S, span, link, ring::Latency::kRingOrTree);
       // NVLS inside one domain only; a group across domains takes NCCL's ring (NVLS-Tree,
       // NVLS inside and a tree across, is not modelled).
       if (span.domains > 1 || link.nvls_Bps <= 0) return ring;

@@ -100,9 +100,14 @@ double phase(double S, int64_t n, double B, double alpha);
 /// NCCL's ring, whose channels chain each domain's members over NVLink and leave it through
 /// different NICs: per phase each rank forwards (n−1)/n·S, (L−1)/L of it over NVLink and 1/L over
 /// its own NIC, pipelined, so max((n−1)/n·S·(L−1)/L / B_intra, (n−1)/n·S/L / B_inter) — bus
-/// bandwidth min(B_intra·L/(L−1), L·B_inter), the slowest link, not the legs in series — plus
-/// (L−1)·α_intra and NCCL's tree latency across domains, min(D−1, 2⌈log₂D⌉)·α_inter.
-double time_s(int phases, double S, const GroupSpan& span, const LinkParams& link);
+/// bandwidth min(B_intra·L/(L−1), L·B_inter), the slowest link, not the legs in series — plus the
+/// latency of the ring's n−1 steps per phase, D−1 of them across a NIC: (n−D)·α_intra +
+/// (D−1)·α_inter (NCCL src/graph/tuning.cc, nsteps and nInterSteps). An all-reduce may run as a
+/// tree instead (`Latency::kRingOrTree`): per phase (L−1)·α_intra + min(D−1, 2⌈log₂D⌉)·α_inter
+/// where that is less; a reduce-scatter or all-gather only as a ring, or, with one rank per domain,
+/// as NCCL's PAT (≥ 2.23): ⌈log₂D⌉·α_inter where that is less.
+enum class Latency { kRing, kRingOrTree };
+double time_s(int phases, double S, const GroupSpan& span, const LinkParams& link, Latency latency = Latency::kRing);
 /// (n−1)/n: the bus factor of one ring phase.
 double phase_factor(int64_t n);
 }  // namespace ring

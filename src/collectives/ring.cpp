@@ -13,12 +13,7 @@ double phase(double S, int64_t n, double B, double alpha) {
 
 double phase_factor(int64_t n) { return n <= 1 ? 0 : double(n - 1) / double(n); }
 
-namespace {
-// Inter-domain latency: NCCL switches to trees at scale; take the cheaper of ring and tree steps.
-double inter_steps(int64_t n) { return std::min(double(n - 1), 2.0 * std::ceil(std::log2(double(n)))); }
-}  // namespace
-
-double time_s(int phases, double S, const GroupSpan& span, const LinkParams& link) {
+double time_s(int phases, double S, const GroupSpan& span, const LinkParams& link, Latency latency) {
   if (span.domains == 1) return phases * phase(S, span.size, link.intra_Bps, link.intra_alpha_s);
   // NCCL's ring across domains (src/graph/tuning.cc: busBw = nChannels · speed, one speed per
   // channel, the slowest link of that channel's ring): inside a domain a channel's ring chains the
@@ -32,9 +27,23 @@ double time_s(int phases, double S, const GroupSpan& span, const LinkParams& lin
   const double wire = (n - 1.0) / n * S;
   const double nvlink_s = wire * (L - 1.0) / L / link.intra_Bps;
   const double nic_s = wire / L / link.inter_Bps;
-  // Latency: L−1 NVLink steps inside the domain and NCCL's tree steps across domains.
-  const double latency = double(span.per_domain - 1) * link.intra_alpha_s + inter_steps(span.domains) * link.inter_alpha_s;
-  return phases * (std::max(nvlink_s, nic_s) + latency);
+  // Latency (NCCL src/graph/tuning.cc, ring: nsteps = n−1 per phase, nInterSteps = D−1 of them
+  // through a NIC): the ring's n−D NVLink steps and D−1 NIC steps. NCCL has no tree for
+  // reduce-scatter and all-gather (tuning.cc skips every non-ring algorithm for them but NVLS and
+  // CollNet), so with 2 ranks on each of 168 nodes a reduce-scatter pays 167 NIC steps. Two
+  // exceptions take the cheaper of the ring and a logarithmic schedule: an all-reduce, which NCCL
+  // may run as a tree (L−1 NVLink steps and ~log₂D NIC steps per phase), and a group with one rank
+  // per domain, where NCCL ≥ 2.23 runs reduce-scatter and all-gather as PAT (Parallel Aggregated
+  // Trees, one GPU per node only: ⌈log₂D⌉ NIC steps).
+  const double D = double(span.domains);
+  double alpha = (n - D) * link.intra_alpha_s + (D - 1.0) * link.inter_alpha_s;
+  if (latency == Latency::kRingOrTree) {
+    const double tree_steps = std::min(D - 1.0, 2.0 * std::ceil(std::log2(D)));
+    alpha = std::min(alpha, double(span.per_domain - 1) * link.intra_alpha_s + tree_steps * link.inter_alpha_s);
+  } else if (span.per_domain == 1) {
+    alpha = std::min(alpha, std::ceil(std::log2(D)) * link.inter_alpha_s);
+  }
+  return phases * (std::max(nvlink_s, nic_s) + alpha);
 }
 
 }  // namespace capscale::collectives::ring
