@@ -146,10 +146,14 @@ ChipProfile load_chip_yaml(const std::string& path) {
   if (c.nvls && c.full_mesh) throw InputError(path, "nvls", "a full mesh (full_mesh: true) has no switch to reduce in");
   if (c.nvls && c.efficiency.nvls <= 0)
     throw InputError(path, "efficiency.nvls", "must be given (> 0) when nvls is true: NVLS's rate as a fraction of the ring's");
+  c.sm_count = f.get_int("sm_count", 0, 1 << 20, 0);
+  c.comm_ctas = f.get_int("comm_ctas", 0, 1 << 20, 0);
+  if (c.comm_ctas > 0 && c.comm_ctas >= c.sm_count)
+    throw InputError(path, "comm_ctas", "must be below sm_count (" + std::to_string(c.sm_count) + "): the SMs a running collective holds");
   c.sources = f.get_string_map("sources");
   f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
             "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
-            "full_mesh", "nvls", "sources"});
+            "full_mesh", "nvls", "sm_count", "comm_ctas", "sources"});
   return c;
 }
 

@@ -62,6 +62,13 @@ struct ChipProfile {
   /// H800/H20, B200): NCCL ≥ 2.17 runs an in-domain all-reduce as NVLS when that is faster than
   /// the ring, at efficiency.nvls of the ring's rate on (n+1)/n·S instead of 2(n−1)/n·S.
   bool nvls = false;
+  /// Streaming multiprocessors (SMs; AI cores on Ascend) and the thread blocks a running NCCL
+  /// collective keeps resident on them (one per channel). While a collective runs beside the
+  /// compute stream its blocks hold comm_ctas of the sm_count SMs and the GEMMs beside it slow
+  /// down by that share (comm_contention()). 0 (the default) models overlapped communication as
+  /// free.
+  int64_t sm_count = 0;
+  int64_t comm_ctas = 0;
   std::map<std::string, std::string> sources;
   std::string origin;
 
@@ -75,6 +82,9 @@ struct ChipProfile {
   /// holds five 16 GiB stacks (nvidia-smi: 81,559 MiB of 81,920 after the driver's share), so
   /// hbm_gb and reserved_gb are GiB (2^30 bytes); every other byte figure in capscale is 10^9.
   double usable_memory_bytes() const { return (hbm_gb - reserved_gb) * double(int64_t(1) << 30); }
+  /// Share of the compute rate a collective running beside the compute stream takes:
+  /// comm_ctas / sm_count (0 without both).
+  double comm_contention() const { return sm_count > 0 ? double(comm_ctas) / double(sm_count) : 0.0; }
   /// The GEMM fraction for a precision: efficiency.gemm_fp8 for FP8 when set, else efficiency.gemm.
   double gemm_efficiency(Precision p) const {
     return p == Precision::kFp8 && efficiency.gemm_fp8 > 0 ? efficiency.gemm_fp8 : efficiency.gemm;

@@ -224,7 +224,10 @@ Simulated simulate_config(const config::ModelConfig& model, const config::ChipPr
   const CostModel cost(chip, p.precision, layout, calibration, p.grad_bytes());
   // As executed_flops(w.plan): one pipeline's FLOPs times its tp·cp·dp ranks.
   const double executed = durations_and_flops(w.plan, cost, w.durations) * double(p.tp * p.cp * p.dp);
-  return {simulate(w.plan, w.durations, topt), executed};
+  // Collectives beside the compute stream hold SMs the GEMMs would use (ChipProfile::comm_ctas).
+  TimelineOptions opt = topt;
+  opt.comm_contention = chip.comm_contention();
+  return {simulate(w.plan, w.durations, opt), executed};
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 
 #include "common/error.hpp"
 
@@ -26,6 +27,15 @@ Wait producer_wait(const plan::Op& op) {
   return op.kind == OpKind::kSendRecv ? Wait::kRecv : op.stream == Stream::kCompute ? Wait::kNone : Wait::kComm;
 }
 
+/// A collective running on a stream beside the compute stream, holding SMs (comm_contention).
+struct Busy {
+  double start_s, end_s;
+  int32_t op;
+};
+
+/// No collective slowed the op.
+constexpr int32_t kNoContender = std::numeric_limits<int32_t>::max();
+
 struct StageState {
   size_t next = 0;    ///< first op not yet simulated
   size_t stored = 0;  ///< index in StagePlan::ops of op `next` (a compact stage stores no copies)
@@ -35,6 +45,10 @@ struct StageState {
   std::vector<OpTiming> t;
   std::vector<Wait> bound;     ///< what the op's start waited for
   std::vector<Wait> producer;  ///< producer_wait of the op
+  std::vector<Busy> side;      ///< collectives beside the compute stream, in simulation order
+  size_t side_head = 0;        ///< side[< side_head] ended before the compute stream's last start
+  std::vector<double> stall;   ///< time the op lost to collectives beside it (comm_contention)
+  std::vector<int32_t> contender;  ///< lowest index of a collective that slowed it, or kNoContender
 };
 
 /// Calls fn(i, op) for every op of a stage in issue order; a copy of a compact stage is given as
@@ -62,6 +76,7 @@ struct Engine {
   const plan::Plan& plan;
   const std::vector<std::vector<double>>& dur;
   bool serialize, chunked;
+  double share;  ///< TimelineOptions::comm_contention
   std::vector<StageState>& st;
   /// A tag names the (micro-batch, receiving chunk, direction) uniquely across the whole plan;
   /// < 0 until its send has been simulated.
@@ -103,6 +118,46 @@ struct Engine {
     return t;
   }
 
+  /// A collective on a stream beside the compute stream: its kernel holds SMs while it runs.
+  bool holds_sms(const plan::Op& op) const {
+    return share > 0 && !serialize && op.kind == OpKind::kCollective && op.stream != Stream::kCompute && op.stream != Stream::kTp;
+  }
+  /// A kernel on the compute stream, slowed while collectives run beside it.
+  bool slowed(const plan::Op& op) const {
+    return share > 0 && !serialize && op.stream == Stream::kCompute &&
+           (op.kind == OpKind::kGemm || op.kind == OpKind::kAttention || op.kind == OpKind::kElementwise);
+  }
+
+  /// When an op of `d` seconds started at t0 ends, running at 1 − k·share while k collectives run
+  /// beside it (processor sharing with the comm kernels' SMs; the collectives' own times are
+  /// their links' and do not change). `first`: the lowest index of a collective that slowed it.
+  double contended_end(StageState& S, double t0, double d, int32_t* first) const {
+    // The compute stream starts its ops in time order, so a collective that ended before this
+    // op's start ended before every later one's.
+    while (S.side_head < S.side.size() && S.side[S.side_head].end_s <= t0) ++S.side_head;
+    double t = t0, left = d;
+    *first = kNoContender;
+    for (;;) {
+      int k = 0;
+      double next = std::numeric_limits<double>::infinity();
+      for (size_t j = S.side_head; j < S.side.size(); ++j) {
+        const Busy& b = S.side[j];
+        if (b.end_s <= t) continue;
+        if (b.start_s <= t) {
+          ++k;
+          next = std::min(next, b.end_s);
+          *first = std::min(*first, b.op);
+        } else {
+          next = std::min(next, b.start_s);
+        }
+      }
+      const double rate = std::max(kMinComputeRate, 1.0 - double(k) * share);
+      if (t + left / rate <= next) return t + left / rate;
+      left -= (next - t) * rate;
+      t = next;
+    }
+  }
+
   /// Simulates op i of stage s (`op`: its dependencies as they are for i). False, and nothing
   /// changed, when it is a receive whose send is not simulated yet.
   bool step(StageState& S, size_t s, size_t i, const plan::Op& op) {
@@ -128,11 +183,20 @@ struct Engine {
       // A receive completes when its message has arrived (its send ended) and it has run.
       t.end_s = (is_recv ? std::max(at, send_end[op.tag]) : at) + dur_s[i];
     }
+    double stall = 0;
+    int32_t contender = kNoContender;
+    if (slowed(op)) {
+      stall = contended_end(S, t.start_s, dur_s[i], &contender) - (t.start_s + dur_s[i]);
+      t.end_s += stall;
+    }
+    if (holds_sms(op)) S.side.push_back({t.start_s, t.end_s, int32_t(i)});
     if (op.kind == OpKind::kSendRecv && op.is_send) {
       if (size_t(op.tag) >= send_end.size()) send_end.resize(size_t(op.tag) + 1, -1.0);
       send_end[op.tag] = t.end_s;
     }
     S.t[i] = t;
+    S.stall[i] = stall;
+    S.contender[i] = contender;
     S.bound[i] = bound;
     S.producer[i] = producer_wait(op);
     queue = t.end_s;
@@ -145,6 +209,10 @@ struct Engine {
   void shift_copy(StageState& S, size_t s, const plan::CopyRange& c) {
     const auto& ops = plan.stages[s].ops;
     const double delta = S.t[size_t(c.entry)].end_s - S.t[size_t(c.source_entry)].end_s;
+    if (!contention_shifts(S, ops, c, delta)) {
+      for (int32_t j = c.begin; j < c.end; ++j) step(S, s, size_t(j), c.copy(ops[size_t(c.stored + (j - c.begin))]));
+      return;
+    }
     for (int32_t j = c.begin; j < c.end; ++j) {
       const plan::Op& src = ops[size_t(c.stored + (j - c.begin))];
       if (src.stream == Stream::kDp || c.pending >= 0) {  // not a shift of the source: simulated
@@ -155,8 +223,31 @@ struct Engine {
       S.t[size_t(j)] = {S.t[from].start_s + delta, S.t[from].end_s + delta};
       S.bound[size_t(j)] = S.bound[from];
       S.producer[size_t(j)] = S.producer[from];
+      S.stall[size_t(j)] = S.stall[from];
+      S.contender[size_t(j)] = S.contender[from] == kNoContender ? kNoContender : S.contender[from] + c.shift;
+      if (holds_sms(src)) S.side.push_back({S.t[size_t(j)].start_s, S.t[size_t(j)].end_s, j});
       queue_free(S, src) = S.t[size_t(j)].end_s;
     }
+  }
+
+  /// Whether a copy's slowdowns are its source's (so shifting its timings stays exact): no op of the
+  /// source was slowed by a collective from outside the source, no collective running now would
+  /// overlap a shifted compute op, and the copy holds no DP collective (simulated op by op, its
+  /// time is not the source's).
+  bool contention_shifts(const StageState& S, const std::vector<plan::Op>& ops, const plan::CopyRange& c, double delta) const {
+    if (share <= 0) return true;
+    const int32_t source = c.begin - c.shift;
+    for (int32_t j = c.begin; j < c.end; ++j) {
+      const plan::Op& src = ops[size_t(c.stored + (j - c.begin))];
+      const size_t from = size_t(j - c.shift);
+      if (src.stream == Stream::kDp && holds_sms(src)) return false;
+      if (S.contender[from] != kNoContender && S.contender[from] < source) return false;
+      if (!slowed(src)) continue;
+      const double a = S.t[from].start_s + delta, b = S.t[from].end_s + delta;
+      for (size_t k = S.side_head; k < S.side.size(); ++k)
+        if (S.side[k].start_s < b && S.side[k].end_s > a) return false;
+    }
+    return true;
   }
 
   /// Simulates stage s's ops until a receive waits for an unsimulated send. Returns ops simulated.
@@ -187,7 +278,11 @@ struct Engine {
       if (!serialize && op.stream != Stream::kCompute) return;
       const double gap = S.t[i].start_s - cursor;
       if (gap > 0) (S.bound[i] == Wait::kRecv ? b.bubble_s : b.exposed_comm_s) += gap;
-      const double busy = S.t[i].end_s - std::max(cursor, S.t[i].start_s);
+      double busy = S.t[i].end_s - std::max(cursor, S.t[i].start_s);
+      // Time lost to collectives beside it is communication's, not compute's.
+      const double stalled = std::min(std::max(busy, 0.0), S.stall[i]);
+      b.exposed_comm_s += stalled;
+      busy -= stalled;
       switch (op.kind) {
         case OpKind::kGemm:
         case OpKind::kAttention: b.compute_s += busy; break;
@@ -215,7 +310,7 @@ TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<do
   thread_local Workspace w;
   w.st.resize(P);
   w.send_end.clear();
-  Engine e{plan, durations, options.serialize, options.chunked_overlap, w.st, w.send_end};
+  Engine e{plan, durations, options.serialize, options.chunked_overlap, options.comm_contention, w.st, w.send_end};
   // No pass over the ops before simulating: at 10^5 ops of a plan larger than the caches, a
   // separate pass cost a quarter of the simulation. send_end grows as sends are simulated.
   for (size_t s = 0; s < P; ++s) {
@@ -228,6 +323,10 @@ TimelineResult simulate(const plan::Plan& plan, const std::vector<std::vector<do
     S.t.resize(n);  // every op's entry is written before it is read (deps point back)
     S.bound.resize(n);
     S.producer.resize(n);
+    S.stall.resize(n);
+    S.contender.resize(n);
+    S.side.clear();
+    S.side_head = 0;
   }
 
   // Round-robin over the stages until all are done; a full pass without progress is a deadlock.

@@ -31,7 +31,16 @@ struct TimelineOptions {
   /// Run an overlap edge's op pipelined in pieces behind its partner (plan::Overlap). Off: the op
   /// waits for its partner to finish and runs whole, as the CPU executor's concurrent streams run it.
   bool chunked_overlap = true;
+  /// Share of the compute stream's rate a running collective on another stream takes (its NCCL
+  /// kernel holds SMs the GEMMs beside it would use: ChipProfile::comm_contention). While k such
+  /// collectives run, a compute-stream op progresses at 1 − k·share (at least kMinComputeRate);
+  /// the time it loses is charged to exposed communication. 0: overlapped communication is free.
+  double comm_contention = 0;
 };
+
+/// The least rate a compute-stream op keeps however many collectives run beside it (a guard: at
+/// H100's 24 of 132 SMs per collective it binds only with four or more at once).
+inline constexpr double kMinComputeRate = 0.25;
 
 struct TimelineResult {
   double step_time_s = 0;

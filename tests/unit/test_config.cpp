@@ -182,6 +182,21 @@ TEST(Config, OldBandwidthKeysNameTheirReplacement) {
   EXPECT_NE(nic.find(chips + "old_key_nic_gbps.yaml"), std::string::npos) << nic;
 }
 
+TEST(Config, CommunicationContentionNeedsTheSmCount) {
+  // comm_ctas / sm_count is the share of the compute rate a running collective takes; a chip
+  // that gives the blocks must give the SMs, and fewer blocks than SMs.
+  const std::string base = "name: c\narch: hopper\npeak_tflops: {bf16: 100}\nhbm_gb: 10\nhbm_tbps: 1\n"
+                           "nvlink_gbyte_s: 100\nnvlink_domain: 8\nnic_gbit_s: 100\n";
+  const auto ok = load_chip(write_temp("/contention_ok.yaml", base + "sm_count: 132\ncomm_ctas: 24\n"));
+  EXPECT_DOUBLE_EQ(ok.comm_contention(), 24.0 / 132.0);
+  EXPECT_EQ(load_chip(write_temp("/contention_none.yaml", base)).comm_contention(), 0.0);
+  const std::string path = write_temp("/contention_bad.yaml", base + "comm_ctas: 24\n");
+  const std::string e = input_error([&] { load_chip(path); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("comm_ctas"), std::string::npos) << e;
+  EXPECT_NE(e.find("must be below sm_count (0)"), std::string::npos) << e;
+}
+
 TEST(Config, TargetSpecsAndCaps) {
   auto t = parse_target("h200@nvlink=400,nic=50%");
   EXPECT_EQ(t.chip_name, "h200");

@@ -321,7 +321,8 @@ TEST(Emulate, ReplayReproducesASynchronousGroup) {
 TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {
   // The folded prediction (a steady round measured in short schedules, extended to m) against
   // simulating every micro-batch: 1F1B, interleaved and no pipelining, with and without DP overlap
-  // tails, TP overlap, CP, uneven layer splits and MoE.
+  // tails, TP overlap, CP, uneven layer splits and MoE; with collectives beside the compute stream
+  // free, and slowing it by their SM share (comm_contention: 24 of 132 SMs).
   struct C {
     const char* model;
     int64_t gpus, tp, pp, vpp, gbs, cp = 1, ep = 1;
@@ -332,9 +333,11 @@ TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {
                     C{"llama3.1-70b", 256, 4, 8, 2, 2048}, C{"llama3.1-70b", 128, 4, 4, 5, 1024, 2, 1, false},
                     C{"llama3.1-405b", 2048, 8, 16, 1, 1024}, C{"gpt3-175b", 1024, 8, 8, 2, 1536, 1, 1, false, false},
                     C{"gpt3-175b", 512, 8, 8, 3, 1024, 1, 1, true, true, 0}, C{"qwen3-235b-a22b", 256, 2, 8, 4, 1536, 1, 32},
-                    C{"mixtral-8x7b", 64, 2, 4, 1, 512, 1, 8}, C{"tiny-moe", 8, 1, 2, 1, 64, 1, 4}}) {
+                    C{"mixtral-8x7b", 64, 2, 4, 1, 512, 1, 8}, C{"tiny-moe", 8, 1, 2, 1, 64, 1, 4}})
+  for (const int64_t ctas : {0, 24}) {
     const auto m = config::load_model(c.model);
-    const auto chip = config::load_chip("h100");
+    auto chip = config::load_chip("h100");
+    chip.sm_count = 132, chip.comm_ctas = ctas;
     config::ParallelConfig p;
     p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.cp = c.cp, p.ep = c.ep, p.global_batch_size = c.gbs, p.seq_length = 4096;
     p.sequence_parallel = c.tp > 1, p.tp_comm_overlap = c.overlap && c.tp > 1, p.zero = c.zero, p.flash_attention = c.flash;
@@ -346,7 +349,8 @@ TEST(Predict, MicrobatchFoldingMatchesFullSimulation) {
     full.fold_microbatches = false;
     const auto exact = predict::predict(m, chip, p, full).row;
     const auto folded = predict::predict(m, chip, p).row;
-    const std::string what = std::string(c.model) + " pp " + std::to_string(c.pp) + " vpp " + std::to_string(c.vpp);
+    const std::string what = std::string(c.model) + " pp " + std::to_string(c.pp) + " vpp " + std::to_string(c.vpp) +
+                             " comm_ctas " + std::to_string(ctas);
     EXPECT_NEAR(folded.step_time_s / exact.step_time_s, 1.0, 0.002) << what;
     EXPECT_NEAR(folded.hfu / exact.hfu, 1.0, 0.002) << what;
     EXPECT_NEAR(folded.breakdown.total() / folded.step_time_s, 1.0, 1e-9) << what;

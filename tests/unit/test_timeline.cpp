@@ -2,6 +2,8 @@
 // closed forms.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "config/model_config.hpp"
 #include "predict/cost_model.hpp"
 #include "timeline/timeline.hpp"
@@ -91,6 +93,57 @@ TEST(Timeline, OverlapEdgePipelinedOrWholeAfterItsPartner) {
   EXPECT_DOUBLE_EQ(r.breakdown.exposed_comm_s, 2.0);
 }
 
+TEST(Timeline, CollectivesBesideTheComputeStreamSlowItByTheirShare) {
+  // comm_contention s: while k collectives run on streams beside the compute stream, a compute op
+  // progresses at 1 − k·s. A GEMM of 10 s from 0 beside a DP reduce-scatter of 4 s from 0 at
+  // s = 0.25 does 3 s of work by t = 4 and the other 7 after: it ends at 11, and the 1 s it lost
+  // is exposed communication, not compute.
+  Op dp;
+  dp.kind = OpKind::kCollective;
+  dp.stream = Stream::kDp;
+  dp.coll = plan::CollKind::kReduceScatter;
+  plan::Plan p;
+  p.stages.resize(1);
+  p.stages[0].ops = {dp, compute()};
+  timeline::TimelineOptions opt;
+  opt.keep_timings = true;
+  opt.comm_contention = 0.25;
+  auto r = timeline::simulate(p, {{4, 10}}, opt);
+  EXPECT_DOUBLE_EQ(r.timings[0][1].end_s, 11.0);
+  EXPECT_DOUBLE_EQ(r.step_time_s, 11.0);
+  EXPECT_DOUBLE_EQ(r.breakdown.compute_s, 10.0);
+  EXPECT_DOUBLE_EQ(r.breakdown.exposed_comm_s, 1.0);
+  // Two at once (a CP exchange from 0 to 2 beside the DP one): 1 − 2·0.25 = 0.5 for 2 s (1 s of
+  // work), 0.75 from 2 to 4 (1.5 s), then 7.5 s at full rate: ends at 11.5.
+  Op cp = dp;
+  cp.stream = Stream::kCp;
+  p.stages[0].ops = {dp, cp, compute()};
+  r = timeline::simulate(p, {{4, 2, 10}}, opt);
+  EXPECT_DOUBLE_EQ(r.timings[0][2].end_s, 11.5);
+  EXPECT_DOUBLE_EQ(r.breakdown.exposed_comm_s, 1.5);
+  // However many run, the compute stream keeps kMinComputeRate: at s = 0.5 two collectives
+  // would stop it; it does 0.25·2 = 0.5 s of work by t = 2, 0.5·2 = 1 s by t = 4, then 8.5 s.
+  opt.comm_contention = 0.5;
+  r = timeline::simulate(p, {{4, 2, 10}}, opt);
+  EXPECT_DOUBLE_EQ(r.timings[0][2].end_s, 12.5);
+  // A compute op that waits for the collective is not slowed by it (it is not beside it), and a
+  // tensor-parallel collective (TE's userbuffers overlap: all-gathers over the copy engines) does
+  // not count; nor does anything when the option is 0 (the default).
+  opt.comm_contention = 0.25;
+  p.stages[0].ops = {dp, compute(0)};
+  r = timeline::simulate(p, {{4, 10}}, opt);
+  EXPECT_DOUBLE_EQ(r.step_time_s, 14.0);
+  Op tp = dp;
+  tp.stream = Stream::kTp;
+  p.stages[0].ops = {tp, compute()};
+  r = timeline::simulate(p, {{4, 10}}, opt);
+  EXPECT_DOUBLE_EQ(r.step_time_s, 10.0);
+  p.stages[0].ops = {dp, compute()};
+  opt.comm_contention = 0;
+  r = timeline::simulate(p, {{4, 10}}, opt);
+  EXPECT_DOUBLE_EQ(r.step_time_s, 10.0);
+}
+
 TEST(Timeline, OneFOneBMakespanClosedForm) {
   // With uniform stages and free communication, 1F1B takes (m + p − 1)·(F + B)
   // (Narayanan et al. SC21 §2.2: bubble fraction (p − 1)/m).
@@ -123,11 +176,25 @@ TEST(CostModel, RingAllReduceAlphaBeta) {
   EXPECT_NEAR(collectives::time_s(plan::CollKind::kAllGather, S, in_node, link), 7.0 / 8 * S / 100e9 + 7 * 5e-6, 1e-12);
   // 2 domains × 8: NCCL's ring, each rank forwarding 15/16·S per phase, 7/8 of it over NVLink and
   // 1/8 over its NIC, pipelined: NVLink leg 15/16·7/8·S/100 GB/s against NIC leg 15/16·S/(8·40 GB/s);
-  // the NVLink leg is the slower. Latency 7 NVLink steps + min(D−1, 2⌈log2 D⌉) = 1 NIC step, per phase.
+  // the NVLink leg is the slower. Latency 7 NVLink steps + min(D−1, 2⌈log2 D⌉) = 1 NIC step per phase (the tree's;
+  // the ring's 14 + 1 is more).
   collectives::GroupSpan two{16, 8, 2};
   const double nvlink_leg = 15.0 / 16 * 7.0 / 8 * S / 100e9, nic_leg = 15.0 / 16 * S / 320e9;
   EXPECT_GT(nvlink_leg, nic_leg);
   EXPECT_NEAR(collectives::time_s(plan::CollKind::kAllReduce, S, two, link), 2 * (nvlink_leg + 7 * 5e-6 + 1 * 10e-6), 1e-12);
+  // Reduce-scatter and all-gather run only as rings in NCCL (src/graph/tuning.cc): n−1 steps per
+  // phase, D−1 of them through a NIC. 48 ranks in 6 domains: 42 NVLink + 5 NIC steps. 336 ranks,
+  // 2 per domain (tp 4 on 8-GPU nodes): 168 NVLink + 167 NIC steps. An all-reduce over the latter
+  // takes NCCL's tree instead: 1 NVLink + 2⌈log2 168⌉ = 16 NIC steps per phase.
+  collectives::GroupSpan six{48, 8, 6}, wide{336, 2, 168};
+  const double bw6 = std::max(47.0 / 48 * 7.0 / 8 * S / 100e9, 47.0 / 48 * S / (8 * 40e9));
+  EXPECT_NEAR(collectives::time_s(plan::CollKind::kReduceScatter, S, six, link), bw6 + 42 * 5e-6 + 5 * 10e-6, 1e-12);
+  const double bw336 = std::max(335.0 / 336 * 0.5 * S / 100e9, 335.0 / 336 * S / (2 * 40e9));
+  EXPECT_NEAR(collectives::time_s(plan::CollKind::kAllGather, S, wide, link), bw336 + 168 * 5e-6 + 167 * 10e-6, 1e-12);
+  EXPECT_NEAR(collectives::time_s(plan::CollKind::kAllReduce, S, wide, link), 2 * (bw336 + 1 * 5e-6 + 16 * 10e-6), 1e-12);
+  // One rank per domain (dp at tp 8): NCCL ≥ 2.23 runs it as PAT, ⌈log2 168⌉ = 8 NIC steps.
+  collectives::GroupSpan flat{168, 1, 168};
+  EXPECT_NEAR(collectives::time_s(plan::CollKind::kReduceScatter, S, flat, link), 167.0 / 168 * S / 40e9 + 8 * 10e-6, 1e-12);
   // nccl-tests bus bandwidth factors.
   EXPECT_DOUBLE_EQ(collectives::bus_factor(plan::CollKind::kAllReduce, 8), 2 * 7.0 / 8);
   EXPECT_DOUBLE_EQ(collectives::bus_factor(plan::CollKind::kReduceScatter, 8), 7.0 / 8);
