@@ -28,6 +28,7 @@ GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t 
   // Closed form, O(1) in the group size (dp can be 10^9). In rank order tp-cp-dp-pp (layout.hpp)
   // rank 0's group of every kind is an arithmetic progression 0, s, 2s, …, (n−1)s:
   //   tp: s = 1; cp: s = tp; dp: s = tp·cp; pp: s = tp·cp·dp; dp_cp (cp fastest): s = tp, n = cp·dp;
+  //   tp_cp_dp (a whole stage): s = 1, n = tp·cp·dp;
   //   embedding: {0, tp·cp·dp·(pp−1)}; the expert groups: see below.
   // Member i sits in domain ⌊i·s/D⌋. With s ≥ D consecutive members never share a domain, so the
   // group spans n domains; with s < D consecutive domain indices differ by 0 or 1, so every
@@ -44,6 +45,7 @@ GroupSpan group_span(const parallel::Layout& layout, parallel::Group g, int64_t 
     case Group::kDp: stride = tp * cp; break;
     case Group::kPp: stride = tp * cp * dp; break;
     case Group::kDpCp: stride = tp; break;
+    case Group::kTpCpDp: stride = 1; break;
     case Group::kEmbedding: stride = tp * cp * dp * std::max<int64_t>(1, pp - 1); break;
     // Expert groups (etp-ep-edp inside a stage): etp s = 1, ep s = etp, edp s = etp·ep.
     case Group::kEtp: stride = 1; break;

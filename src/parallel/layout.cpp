@@ -18,6 +18,7 @@ std::string to_string(Group g) {
     case Group::kEp: return "ep";
     case Group::kEtp: return "etp";
     case Group::kEdp: return "edp";
+    case Group::kTpCpDp: return "stage";
   }
   return "?";
 }
@@ -61,6 +62,7 @@ int64_t Layout::size(Group g) const {
     case Group::kEp: return ep_;
     case Group::kEtp: return etp_;
     case Group::kEdp: return edp_;
+    case Group::kTpCpDp: return tp_ * cp_ * dp_;
   }
   return 1;
 }
@@ -108,6 +110,11 @@ std::vector<int64_t> Layout::members(Group g, int64_t rank) const {
     case Group::kDpCp:  // Megatron's data-parallel group with context parallelism: cp varies fastest
       for (c.dp = 0; c.dp < dp_; ++c.dp)
         for (c.cp = 0; c.cp < cp_; ++c.cp) out.push_back(rank_of(c));
+      break;
+    case Group::kTpCpDp:  // the whole stage, in rank order (tp fastest)
+      for (c.dp = 0; c.dp < dp_; ++c.dp)
+        for (c.cp = 0; c.cp < cp_; ++c.cp)
+          for (c.tp = 0; c.tp < tp_; ++c.tp) out.push_back(rank_of(c));
       break;
     case Group::kEmbedding:  // first and last pipeline stage share the tied embedding
       c.pp = 0;

@@ -15,10 +15,12 @@ namespace capscale::parallel {
 /// kNumGroups and walks kAllGroups. kEp, kEtp and kEdp are the expert groups of Megatron-Core's
 /// MoE parallel folding: inside one pipeline stage's tp·cp·dp ranks, experts are laid out
 /// etp-ep-edp (etp fastest), independent of attention's tp-cp-dp.
-enum class Group : uint8_t { kTp, kCp, kDp, kPp, kDpCp, kEmbedding, kEp, kEtp, kEdp };
-constexpr int kNumGroups = 9;
-constexpr std::array<Group, kNumGroups> kAllGroups = {Group::kTp,        Group::kCp, Group::kDp,  Group::kPp, Group::kDpCp,
-                                                      Group::kEmbedding, Group::kEp, Group::kEtp, Group::kEdp};
+/// kTpCpDp ("stage"): every rank of one pipeline stage (Megatron's tensor-and-data-parallel group with
+/// context parallelism, over which Transformer Engine reduces its FP8 amaxes).
+enum class Group : uint8_t { kTp, kCp, kDp, kPp, kDpCp, kEmbedding, kEp, kEtp, kEdp, kTpCpDp };
+constexpr int kNumGroups = 10;
+constexpr std::array<Group, kNumGroups> kAllGroups = {Group::kTp,        Group::kCp, Group::kDp,  Group::kPp,  Group::kDpCp,
+                                                      Group::kEmbedding, Group::kEp, Group::kEtp, Group::kEdp, Group::kTpCpDp};
 std::string to_string(Group g);
 
 struct Coords {

@@ -238,6 +238,7 @@ class StageBuilder {
   void forward_unit(int64_t mb, int64_t chunk);
   void backward_unit(int64_t mb, int64_t chunk);
   void grad_reduce(int64_t layer, int64_t params, int64_t expert_params = 0);
+  void amax_reduce(Phase ph, int64_t chunk);
   void optimizer();
 
   int64_t global_chunk(int64_t chunk) const { return chunk * p_.pp + st_.pp_rank; }
@@ -257,6 +258,9 @@ class StageBuilder {
     op.bytes = act_msg_;
     op.group = Group::kPp;
     if (last_compute_ >= 0) add_dep(op, last_compute_);
+    // The chunk's amax reduction is on the stream the send is ordered behind (amax_reduce).
+    if (amax_ >= 0) add_dep(op, amax_);
+    amax_ = -1;
     emit(op);
   }
   void recv(OpName name, int64_t from_g, int64_t my_g, int dir) {
@@ -275,6 +279,7 @@ class StageBuilder {
   const ParallelConfig& p_;
   StagePlan& st_;
   OpList ops_;
+  int32_t amax_ = -1;  ///< the unit's amax reduction, which its send waits for; −1: none
   const std::vector<int64_t>& layers_per_chunk_;
   int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_;
   int64_t mb_ = 0, chunk_ = 0;
@@ -649,13 +654,39 @@ void StageBuilder::grad_reduce(int64_t layer, int64_t params, int64_t expert_par
   }
 }
 
+// Transformer Engine's delayed scaling (recipe reduce_amax, the default) all-reduces the amaxes
+// its FP8 modules recorded over the amax group, Megatron's tensor-and-data-parallel group with
+// context parallelism (this stage's tp·cp·dp ranks): once when the fp8_autocast region around a
+// chunk's transformer layers exits in forward, once when that region's backward ends
+// (FP8GlobalStateManager.reduce_and_update_fp8_tensors, synchronous unless
+// NVTE_ASYNC_AMAX_REDUCTION). The buffer is one fp32 per scaled tensor: input and weight of every
+// linear layer forward, the output gradient backward (4 linear layers per layer, plus 2 per local
+// expert), a few hundred bytes, so each reduction is latency-bound; across thousands of ranks it
+// is a tree over the nodes at every micro-batch and chunk, which the next compute op and the
+// unit's pipeline send wait for (Megatron sends the chunk's output after forward_step returns,
+// behind the reduction on the compute stream).
+void StageBuilder::amax_reduce(Phase ph, int64_t chunk) {
+  const int64_t ranks = p_.tp * p_.cp * p_.dp;
+  if (p_.precision != config::Precision::kFp8 || ranks == 1) return;
+  int64_t linears = 0;
+  for (int64_t layer : st_.chunk_layers[chunk])
+    linears += 4 + (m_.is_moe_layer(layer) ? 2 * (m_.num_moe_experts / p_.ep) : 0);
+  if (linears == 0) return;
+  const int64_t per_linear = ph == Phase::kForward ? 2 : 1;
+  collective(OpName::kAmaxReduce, ph, -1, CollKind::kAllReduce, Group::kTpCpDp, checked_mul(linears * per_linear, 4, "amax bytes"),
+             Stream::kTp);
+  amax_ = int32_t(ops_.size()) - 1;
+}
+
 void StageBuilder::forward_unit(int64_t mb, int64_t chunk) {
   mb_ = mb, chunk_ = chunk;
+  amax_ = -1;
   const int64_t g = global_chunk(chunk);
   if (first_chunk(chunk)) embedding_forward();
   else recv(OpName::kRecvActivation, g - 1, g, 0);
   for (int64_t layer : st_.chunk_layers[chunk])
     repeated_layer(kForwardLayer, layer, [&] { layer_forward(layer, Phase::kForward); });
+  amax_reduce(Phase::kForward, chunk);
   if (last_chunk(chunk)) {
     head_forward();
     mtp_forward();
@@ -666,6 +697,7 @@ void StageBuilder::forward_unit(int64_t mb, int64_t chunk) {
 
 void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
   mb_ = mb, chunk_ = chunk;
+  amax_ = -1;
   const int64_t g = global_chunk(chunk);
   const bool last_mb = mb == p_.num_microbatches() - 1;
   if (last_chunk(chunk)) {
@@ -687,6 +719,7 @@ void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
       }
     });
   }
+  amax_reduce(Phase::kBackward, chunk);
   if (first_chunk(chunk)) {
     embedding_backward();
     if (last_mb) grad_reduce(-1, model::embedding_params_per_rank(m_, p_.tp));

@@ -36,7 +36,8 @@ enum class OpName : uint8_t {
   kWgradGather,
   // Mixture of experts, multi-head latent attention, multi-token prediction.
   kRouter, kPermute, kDispatch, kExpertFc1, kExpertActivation, kExpertFc2, kCombine, kUnpermute, kSharedFc1,
-  kSharedActivation, kSharedFc2, kExpertGather, kExpertScatter, kMlaDown, kMlaUp, kMtpProj
+  kSharedActivation, kSharedFc2, kExpertGather, kExpertScatter, kMlaDown, kMlaUp, kMtpProj,
+  kAmaxReduce  ///< Transformer Engine's FP8 amax all-reduce over the stage (precision fp8)
 };
 
 std::string to_string(OpKind k);

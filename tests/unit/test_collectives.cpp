@@ -2,6 +2,7 @@
 // (doc/PERFORMANCE.md) and the ring α–β model written out by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "collectives/collectives.hpp"
@@ -75,6 +76,27 @@ TEST(Collectives, AcrossDomainsTheRingRunsAtItsSlowestLink) {
   // One member per domain (a dp group across nodes at tp 8): a flat ring over the NICs,
   // 3/4·S / 12.5 GB/s, with NCCL's PAT latency, ⌈log₂4⌉ = 2 NIC steps, under the ring's 3.
   EXPECT_NEAR(collectives::time_s(CollKind::kAllGather, S, GroupSpan{4, 1, 4}, link), 0.75 * S / 12.5e9 + 2 * 10e-6, 1e-12);
+}
+
+TEST(Collectives, SmallMessagesTakeNcclsLowLatencyProtocol) {
+  // NCCL's LL protocol (src/graph/tuning.cc): hops of 0.6 µs on NVLink (Simple 3.4), 2.7 µs
+  // through a NIC in a ring and 5.0 in a tree (Simple 14), at 1/3 of Simple's bus bandwidth inside
+  // a node and 1/4 across nodes. NCCL picks the cheaper per message.
+  LinkParams link;
+  link.intra_Bps = 369e9, link.intra_alpha_s = 3.4e-6, link.inter_Bps = 46e9, link.inter_alpha_s = 14e-6;
+  const GroupSpan node{8, 8, 1};
+  // 4 KB all-reduce in one node: 2 phases of 7 hops at 0.6 µs, 7/8·4096 B at 123 GB/s.
+  const double S = 4096;
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllReduce, S, node, link), 2 * (7.0 / 8 * S / (369e9 / 3) + 7 * 0.6e-6), 1e-12);
+  // 1 GiB: Simple, unchanged.
+  const double G = 1 << 30;
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllGather, G, node, link), 7.0 / 8 * G / 369e9 + 7 * 3.4e-6, 1e-12);
+  // A 4 KB all-reduce over 1,344 ranks, 8 on each of 168 nodes (an FP8 amax reduction at tp 4,
+  // dp 336): the tree's 7 NVLink and 2⌈log2 168⌉ = 16 NIC hops per phase, as LL.
+  const GroupSpan stage{1344, 8, 168};
+  const double wire = 1343.0 / 1344 * S;
+  const double ll_transfer = std::max(wire * 7.0 / 8 / 369e9, wire / 8 / 46e9) * 4;
+  EXPECT_NEAR(collectives::time_s(CollKind::kAllReduce, S, stage, link), 2 * (ll_transfer + 7 * 0.6e-6 + 16 * 5.0e-6), 1e-12);
 }
 
 TEST(Collectives, NvlsAllReduceIsTheCheaperInsideOneDomain) {

@@ -32,7 +32,7 @@ TEST(CostModel, ClosedFormGroupSpanMatchesEnumeration) {
           for (int64_t domain : {1, 2, 3, 4, 6, 8, 16, 18, 32, 64, 72, 1000}) {
             const parallel::Layout layout(tp, cp, dp, pp);
             for (auto g : {parallel::Group::kTp, parallel::Group::kCp, parallel::Group::kDp, parallel::Group::kPp,
-                           parallel::Group::kDpCp, parallel::Group::kEmbedding}) {
+                           parallel::Group::kDpCp, parallel::Group::kEmbedding, parallel::Group::kTpCpDp}) {
               const auto want = enumerated_span(layout, g, domain);
               const auto got = collectives::group_span(layout, g, domain);
               ASSERT_EQ(got.size, want.size) << parallel::to_string(g) << " tp" << tp << " cp" << cp << " dp" << dp << " pp" << pp << " D" << domain;

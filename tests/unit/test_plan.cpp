@@ -2,6 +2,7 @@
 // receive has exactly one matching send, dependencies point backwards), op shapes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <numeric>
@@ -111,6 +112,49 @@ TEST(Plan, GemmShapesFollowMegatronLinears) {
   EXPECT_EQ(w.m, 28672 / 8);
   EXPECT_EQ(w.n, 8192);
   EXPECT_EQ(w.k, 4096);
+}
+
+TEST(Plan, Fp8ReducesAmaxesOverTheStageOncePerUnit) {
+  // Transformer Engine's delayed scaling all-reduces the FP8 amaxes over Megatron's amax group
+  // (tp·cp·dp, the whole stage) when a chunk's fp8_autocast region exits in forward and when its
+  // backward ends: one fp32 per linear layer's input and weight forward (8 per dense layer), one
+  // per output gradient backward (4). The unit's pipeline send waits for it. None in bf16, and
+  // none when the stage is one rank.
+  const auto m = config::load_model("tiny-gpt");
+  for (const auto precision : {config::Precision::kFp8, config::Precision::kBf16}) {
+    config::ParallelConfig p;
+    p.tp = 2, p.pp = 2, p.vpp = 2, p.global_batch_size = 8, p.precision = precision;
+    p = config::resolve(p, m, 8, "test");  // dp 2
+    const auto plan = plan::build_plan(m, p);
+    for (const auto& st : plan.stages) {
+      int64_t forward = 0, backward = 0;
+      for (size_t i = 0; i < st.ops.size(); ++i) {
+        const auto& op = st.ops[i];
+        if (op.name != plan::OpName::kAmaxReduce) continue;
+        EXPECT_EQ(op.kind, OpKind::kCollective);
+        EXPECT_EQ(op.coll, plan::CollKind::kAllReduce);
+        EXPECT_EQ(op.group, parallel::Group::kTpCpDp);
+        const int64_t layers = m.num_layers / (p.pp * p.vpp);
+        EXPECT_EQ(op.bytes, layers * 4 * (op.phase == plan::Phase::kForward ? 2 : 1) * 4);
+        (op.phase == plan::Phase::kForward ? forward : backward) += 1;
+        // The unit's send (the next send before the next unit's reduction, if any) waits for it.
+        for (size_t j = i + 1; j < st.ops.size() && st.ops[j].name != plan::OpName::kAmaxReduce; ++j) {
+          if (st.ops[j].kind != OpKind::kSendRecv || !st.ops[j].is_send) continue;
+          const auto& d = st.ops[j].deps;
+          EXPECT_NE(std::find(d.begin(), d.begin() + st.ops[j].ndeps, int32_t(i)), d.begin() + st.ops[j].ndeps);
+          break;
+        }
+      }
+      const int64_t units = precision == config::Precision::kFp8 ? p.num_microbatches() * p.vpp : 0;
+      EXPECT_EQ(forward, units) << config::to_string(precision) << " stage " << st.pp_rank;
+      EXPECT_EQ(backward, units) << config::to_string(precision) << " stage " << st.pp_rank;
+    }
+  }
+  config::ParallelConfig one;
+  one.precision = config::Precision::kFp8, one.global_batch_size = 2;
+  one = config::resolve(one, m, 1, "test");
+  const auto single = plan::build_plan(m, one);
+  for (const auto& op : single.stages[0].ops) EXPECT_NE(op.name, plan::OpName::kAmaxReduce);
 }
 
 TEST(Plan, GradientBytesFollowTheReductionPrecision) {
