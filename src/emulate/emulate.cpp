@@ -119,7 +119,10 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
       }
     }
   }
-  const auto tl = timeline::simulate(plan, r.durations);
+  // As the predictor: collectives beside the compute stream slow it by the target's SM share.
+  timeline::TimelineOptions opt;
+  opt.comm_contention = target.comm_contention();
+  const auto tl = timeline::simulate(plan, r.durations, opt);
   r.row = predict::identity_row(plan.model, target, p, all_dilated ? "dilated" : any_calibrated ? "calibrated" : "roofline");
   predict::fill_throughput(r.row, plan, target, tl.step_time_s, tl.breakdown);
   return r;
