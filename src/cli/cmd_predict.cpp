@@ -230,7 +230,8 @@ void print_predict(const PredictOptions& o, const PredictOutcome& r, std::ostrea
       log << "# vs " << v.target << ": no configuration fits, no ratio\n";
     } else {
       log << "# vs " << v.target << ": tokens/s per chip ratio " << fmt(v.ratio, 3) << " (band " << fmt(v.low, 3) << " - "
-          << fmt(v.high, 3) << ": efficiency.sustained over its validate --cv spread, " << r.chip.arch << " vs " << v.arch << ")\n";
+          << fmt(v.high, 3) << ": efficiency.sustained over its validate --cv spread and the chips' efficiency_ranges, "
+          << r.chip.arch << " vs " << v.arch << ")\n";
       vs_json = {{"target", v.target}, {"ratio_tokens_per_s_per_chip", v.ratio}, {"band", {v.low, v.high}}, {"plan", v.plan}};
     }
   }
@@ -259,7 +260,7 @@ void add_predict_flags(CLI::App* cmd, PredictOptions& o) {
   cmd->add_option("--top", o.top, "rows to show with --search")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--calibration", o.calibration, "calibration file (capscale calibrate); used when its arch is the chip's");
   cmd->add_option("--vs", o.vs,
-                  "another target CHIP[@key=value,...]: print the tokens/s-per-chip ratio to it with its cross-validation band");
+                  "another target CHIP[@key=value,...]: print the tokens/s-per-chip ratio to it with its band (CV spread of sustained, chip efficiency_ranges)");
   cmd->add_flag("--json", o.json, "print JSON on stdout");
 }
 

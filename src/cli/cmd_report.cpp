@@ -14,7 +14,11 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "common/error.hpp"
+#include "config/chip.hpp"
 #include "config/fields.hpp"
+#include "config/model_config.hpp"
+#include "config/paths.hpp"
+#include "predict/validation.hpp"
 #include "timeline/timeline.hpp"
 #include "results/reader.hpp"
 
@@ -121,32 +125,119 @@ void print_model(std::ostream& os, const analysis::SweepAnalysis& a, const std::
   }
 }
 
-void print_equivalence(std::ostream& os, const analysis::SweepAnalysis& a) {
+/// The /summary row behind a scaling point (nullptr when the point has no ok row).
+const predict::SummaryRow* row_of(const results::ResultFile& f, const analysis::ScalingRow* s) {
+  if (!s || !s->ok) return nullptr;
+  for (size_t i = 0; i < f.rows.size(); ++i) {
+    if (f.points[i] == s->point && f.statuses[i] == "ok" && f.rows[i].tokens_per_s_per_chip == s->tokens_per_s_per_chip) return &f.rows[i];
+  }
+  return nullptr;
+}
+
+/// Ratio bands of one model's rows (predict::ratio_band, as `predict --vs` prints them): both stored
+/// plans re-predicted with this build's least-certain constants at the ends of their ranges.
+class Bands {
+ public:
+  /// Empty when the model is not among this build's configs (a sweep over a file since moved).
+  static std::optional<Bands> of(const std::string& model) {
+    try {
+      return Bands(config::load_model(model));
+    } catch (const InputError&) {
+      return std::nullopt;
+    }
+  }
+  predict::RatioBand operator()(const predict::SummaryRow& a, const predict::SummaryRow& b) const {
+    return predict::ratio_band(model_, chip(a.target), a.parallel, chip(b.target), b.parallel, ranges_);
+  }
+
+ private:
+  explicit Bands(config::ModelConfig m)
+      : model_(std::move(m)), ranges_(predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml")) {}
+  static config::ChipProfile chip(const std::string& spec) { return config::resolve_target(config::parse_target(spec, "target")); }
+  config::ModelConfig model_;
+  predict::SustainedRanges ranges_;
+};
+
+/// Each target's tokens/s-per-chip ratio to the sweep's first target at the largest chip count the
+/// first target has a plan for, with its band. A re-predicted ratio that differs from the file's
+/// says the constants moved since the sweep.
+void print_bands(std::ostream& os, const results::ResultFile& f, const analysis::SweepAnalysis& a, const std::string& m) {
+  if (a.targets.size() < 2) return;
+  const std::string& base = a.targets.front();
+  int64_t g = 0;
+  for (int64_t x : a.gpus) {
+    if (const auto* r = a.at(m, base, x); r && r->ok) g = x;
+  }
+  const predict::SummaryRow* rb = g ? row_of(f, a.at(m, base, g)) : nullptr;
+  if (!rb) return;
+  const auto bands = Bands::of(m);
+  if (!bands) {
+    os << "# " << m << ": no ratio bands (the model is not among this build's configs)\n";
+    return;
+  }
+  os << "# " << m << " at " << g << " chips, tokens/s per chip vs " << base
+     << " with its band (sustained's CV spread, the chips' efficiency_ranges; predict --vs):\n";
+  for (const auto& t : a.targets) {
+    if (t == base) continue;
+    const predict::SummaryRow* rt = row_of(f, a.at(m, t, g));
+    char line[200];
+    if (!rt) {
+      std::snprintf(line, sizeof line, "#  %-21.21s -\n", t.c_str());
+      os << line;
+      continue;
+    }
+    const auto band = (*bands)(*rt, *rb);
+    const double ratio = rt->tokens_per_s_per_chip / rb->tokens_per_s_per_chip;
+    std::snprintf(line, sizeof line, "#  %-21.21s %.3f (%.3f - %.3f)", t.c_str(), ratio, band.low, band.high);
+    os << line;
+    if (std::abs(band.ratio / ratio - 1) > 1e-3) os << " [re-predicted " << fmt(band.ratio, 3) << ": the constants changed since the sweep]";
+    os << "\n";
+  }
+}
+
+/// The equivalence table. Its band is first order: the chips needed scale as 1 / (the target's
+/// tokens/s per chip), so each end of the per-chip ratio band (the target at the grid point that
+/// reaches, against the reference) moves the estimate by the same factor.
+void print_equivalence(std::ostream& os, const results::ResultFile& f, const analysis::SweepAnalysis& a) {
   std::string model;
-  char line[160];
+  std::optional<Bands> bands;
+  char line[200];
   for (const auto& e : a.equivalence) {
     if (e.model != model) {
       model = e.model;
+      bands = Bands::of(model);
       os << "\n# equivalence for " << e.model << ": chips needed to match " << e.reference_gpus << " x " << e.reference_target << " ("
          << fmt(e.reference_tokens_per_s, 0) << " tokens/s) at equal time-to-train, each with its own best plan\n"
          << "# target                chips [grid]  chips [interp]  ratio vs " << e.reference_target
-         << "   (interp: log-log between grid points)\n";
+         << "   band (interp: log-log between grid points; band: the ratio bands, first order)\n";
     }
     if (e.how == "more than") {
       std::snprintf(line, sizeof line, " %-21.21s %13s %15s %s\n", e.target.c_str(), "> grid", "-", "-");
-    } else {
-      const char* mark = e.how == "at most" ? "<= " : "";
-      std::snprintf(line, sizeof line, " %-21.21s %13lld %15s %6.2fx\n", e.target.c_str(), (long long)e.grid_gpus,
-                    (mark + fmt(e.chips, 0)).c_str(), e.ratio);
+      os << line;
+      continue;
     }
+    const char* mark = e.how == "at most" ? "<= " : "";
+    std::snprintf(line, sizeof line, " %-21.21s %13lld %15s %6.2fx", e.target.c_str(), (long long)e.grid_gpus,
+                  (mark + fmt(e.chips, 0)).c_str(), e.ratio);
     os << line;
+    const predict::SummaryRow* rt = row_of(f, a.at(e.model, e.target, e.grid_gpus));
+    const predict::SummaryRow* rr = row_of(f, a.at(e.model, e.reference_target, e.reference_gpus));
+    if (bands && rt && rr && e.how != "at most") {
+      const auto b = (*bands)(*rt, *rr);
+      std::snprintf(line, sizeof line, "   %.2f - %.2fx", e.ratio * b.ratio / b.high, e.ratio * b.ratio / b.low);
+      os << line;
+    }
+    os << "\n";
   }
 }
 
 void report_sweep(const results::ResultFile& f, std::ostream& os) {
   const analysis::SweepAnalysis a = sweep_analysis(f, os);
-  for (const auto& m : a.models) print_model(os, a, m);
-  print_equivalence(os, a);
+  for (const auto& m : a.models) {
+    print_model(os, a, m);
+    print_bands(os, f, a, m);
+  }
+  print_equivalence(os, f, a);
   os << "# " << a.rows << " points, " << a.not_ok << " not ok (invalid, not fitting or no plan)\n";
 }
 

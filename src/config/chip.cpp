@@ -1,7 +1,9 @@
 // Chip profile loading and cap parsing/application; see chip.hpp.
 #include "config/chip.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <utility>
 #include <filesystem>
 
@@ -103,6 +105,22 @@ std::vector<TargetSpec> parse_target_list(const std::string& text, const std::st
   return out;
 }
 
+const std::vector<std::string>& ranged_efficiency_fields() {
+  static const std::vector<std::string> fields{"gemm", "gemm_fp8", "attention", "hbm", "nvlink", "nic"};
+  return fields;
+}
+
+double& efficiency_field(Efficiency& e, const std::string& name) {
+  if (name == "gemm") return e.gemm;
+  if (name == "gemm_fp8") return e.gemm_fp8;
+  if (name == "attention") return e.attention;
+  if (name == "hbm") return e.hbm;
+  if (name == "nvlink") return e.nvlink;
+  if (name == "nic") return e.nic;
+  if (name == "sustained") return e.sustained;
+  throw std::logic_error("efficiency_field: unknown field " + name);
+}
+
 ChipProfile load_chip_yaml(const std::string& path) {
   const Fields f(load_yaml_file(path), path);
   ChipProfile c;
@@ -150,10 +168,32 @@ ChipProfile load_chip_yaml(const std::string& path) {
   c.comm_ctas = f.get_int("comm_ctas", 0, 1 << 20, 0);
   if (c.comm_ctas > 0 && c.comm_ctas >= c.sm_count)
     throw InputError(path, "comm_ctas", "must be below sm_count (" + std::to_string(c.sm_count) + "): the SMs a running collective holds");
+  if (f.has("efficiency_ranges")) {
+    const Fields r = f.get_map("efficiency_ranges");
+    for (const auto& key : r.keys()) {
+      const std::string where = "efficiency_ranges." + key;
+      const auto& allowed = ranged_efficiency_fields();
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+        throw InputError(path, where, "is not a ranged efficiency field; allowed: " + join(allowed));
+      const YAML::Node n = r.get_node(key);
+      if (!n.IsSequence() || n.size() != 2 || !n[0].IsScalar() || !n[1].IsScalar())
+        throw InputError(path, where, "must be [low, high]");
+      double lo = 0, hi = 0;
+      try {
+        lo = n[0].as<double>(), hi = n[1].as<double>();
+      } catch (const YAML::Exception&) {
+        throw InputError(path, where, "must be [low, high], two numbers");
+      }
+      const double value = efficiency_value(c.efficiency, key);
+      if (!(lo > 0 && lo <= value && value <= hi && hi <= 1))
+        throw InputError(path, where, "needs 0 < low <= efficiency." + key + " (" + std::to_string(value) + ") <= high <= 1");
+      c.efficiency_ranges[key] = {lo, hi};
+    }
+  }
   c.sources = f.get_string_map("sources");
   f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
             "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
-            "full_mesh", "nvls", "sm_count", "comm_ctas", "sources"});
+            "full_mesh", "nvls", "sm_count", "comm_ctas", "efficiency_ranges", "sources"});
   return c;
 }
 
@@ -193,6 +233,10 @@ ChipProfile apply_caps(ChipProfile chip, const TargetSpec& target) {
       chip.efficiency.gemm = rescale(chip.efficiency.gemm);
       if (chip.efficiency.gemm_fp8 > 0) chip.efficiency.gemm_fp8 = rescale(chip.efficiency.gemm_fp8);
       chip.efficiency.attention = rescale(chip.efficiency.attention);
+      for (const char* key : {"gemm", "gemm_fp8", "attention"}) {
+        if (auto it = chip.efficiency_ranges.find(key); it != chip.efficiency_ranges.end())
+          it->second = {rescale(it->second.first), rescale(it->second.second)};
+      }
     }
   }
   if (!target.caps.empty()) {

@@ -69,6 +69,11 @@ struct ChipProfile {
   /// free.
   int64_t sm_count = 0;
   int64_t comm_ctas = 0;
+  /// [low, high] of the kernel fractions whose value is least certain (an assumption, or a forward
+  /// measurement stretched to forward + backward), by efficiency field name (gemm, gemm_fp8,
+  /// attention, hbm, nvlink, nic); each holds the shipped value. `predict --vs` re-predicts at
+  /// the ends to give the ratio's band (predict::ratio_band). Empty: the value is taken as known.
+  std::map<std::string, std::pair<double, double>> efficiency_ranges;
   std::map<std::string, std::string> sources;
   std::string origin;
 
@@ -90,6 +95,12 @@ struct ChipProfile {
     return p == Precision::kFp8 && efficiency.gemm_fp8 > 0 ? efficiency.gemm_fp8 : efficiency.gemm;
   }
 };
+
+/// The efficiency fields a chip may give a range for (ChipProfile::efficiency_ranges).
+const std::vector<std::string>& ranged_efficiency_fields();
+/// The member of `e` named `name` (one of ranged_efficiency_fields() or "sustained").
+double& efficiency_field(Efficiency& e, const std::string& name);
+inline double efficiency_value(Efficiency e, const std::string& name) { return efficiency_field(e, name); }
 
 /// One cap: key (nvlink, nic, tflops, hbm_tbps, hbm_gb, nvlink_domain) and an absolute value or
 /// a percentage of the chip's own figure.

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 
 #include "common/error.hpp"
 #include "config/fields.hpp"
@@ -293,17 +295,54 @@ SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<Pu
 RatioBand ratio_band(const config::ModelConfig& model, const config::ChipProfile& a, const config::ParallelConfig& pa,
                      const config::ChipProfile& b, const config::ParallelConfig& pb, const SustainedRanges& ranges,
                      const PredictOptions& options) {
-  auto per_chip = [&](config::ChipProfile chip, const config::ParallelConfig& p, double sustained) {
-    chip.efficiency.sustained = sustained;
+  // The uncertain constants ("knobs"): efficiency.sustained over its CV range per architecture, and
+  // each kernel fraction a chip gives a range for. A knob both chips share (same architecture and,
+  // for a kernel fraction, the same value and range: one constant from one source) moves both
+  // chips together; any other knob moves one chip. Throughput only grows with each fraction, so a
+  // one-chip knob sits at the end that lowers (band.low) or raises (band.high) the ratio; the
+  // shared knobs are enumerated at both ends.
+  struct Knob {
+    std::string field;
+    bool on_a = false, on_b = false;
+    std::pair<double, double> ra{0, 0}, rb{0, 0};
+  };
+  std::vector<Knob> shared, own;
+  if (a.arch == b.arch) shared.push_back({"sustained", true, true, ranges.of(a.arch), ranges.of(b.arch)});
+  else own.push_back({"sustained", true, false, ranges.of(a.arch), {}}), own.push_back({"sustained", false, true, {}, ranges.of(b.arch)});
+  std::set<std::string> fields;
+  for (const auto* c : {&a, &b})
+    for (const auto& kv : c->efficiency_ranges) fields.insert(kv.first);
+  for (const auto& f : fields) {
+    const auto ia = a.efficiency_ranges.find(f), ib = b.efficiency_ranges.find(f);
+    const bool in_a = ia != a.efficiency_ranges.end(), in_b = ib != b.efficiency_ranges.end();
+    auto value = [&](const config::ChipProfile& c) { return config::efficiency_value(c.efficiency, f); };
+    if (in_a && in_b && a.arch == b.arch && ia->second == ib->second && value(a) == value(b)) {
+      shared.push_back({f, true, true, ia->second, ib->second});
+      continue;
+    }
+    if (in_a) own.push_back({f, true, false, ia->second, {}});
+    if (in_b) own.push_back({f, false, true, {}, ib->second});
+  }
+  auto per_chip = [&](config::ChipProfile chip, const config::ParallelConfig& p, const std::map<std::string, double>& set) {
+    for (const auto& [f, v] : set) config::efficiency_field(chip.efficiency, f) = v;
     return predict(model, chip, p, options).row.tokens_per_s_per_chip;
   };
   RatioBand band;
-  band.ratio = per_chip(a, pa, a.efficiency.sustained) / per_chip(b, pb, b.efficiency.sustained);
+  band.ratio = per_chip(a, pa, {}) / per_chip(b, pb, {});
   band.low = band.high = band.ratio;
-  const auto ra = ranges.of(a.arch), rb = ranges.of(b.arch);
-  for (double sa : {ra.first, ra.second}) {
-    for (double sb : {rb.first, rb.second}) {
-      if (a.arch == b.arch && sa != sb) continue;  // one architecture, one constant
+  const size_t corners = size_t(1) << shared.size();
+  for (size_t mask = 0; mask < corners; ++mask) {
+    for (const bool raise : {false, true}) {
+      std::map<std::string, double> sa, sb;
+      for (size_t i = 0; i < shared.size(); ++i) {
+        const bool hi = (mask >> i) & 1;
+        sa[shared[i].field] = hi ? shared[i].ra.second : shared[i].ra.first;
+        sb[shared[i].field] = hi ? shared[i].rb.second : shared[i].rb.first;
+      }
+      for (const auto& k : own) {
+        if (k.on_a) sa[k.field] = raise ? k.ra.second : k.ra.first;
+        if (k.on_b) sb[k.field] = raise ? k.rb.first : k.rb.second;
+      }
       const double r = per_chip(a, pa, sa) / per_chip(b, pb, sb);
       band.low = std::min(band.low, r), band.high = std::max(band.high, r);
     }

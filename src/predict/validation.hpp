@@ -111,8 +111,10 @@ SustainedRanges load_sustained_ranges(const std::string& path);
 SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<PublishedRun>& runs);
 
 /// A ratio of per-chip throughputs (a / b) and its band: both plans re-predicted with each chip's
-/// efficiency.sustained at the ends of its CV range (chips of one architecture move together, as
-/// they share the constant). The headline ratios (H20/H200, H800/H100, 910C/H100) are read with it.
+/// efficiency.sustained at the ends of its CV range and its least-certain kernel fractions at the
+/// ends of their ranges (ChipProfile::efficiency_ranges). A constant both chips share (one
+/// architecture's sustained; an equal fraction with an equal range on one architecture) moves both
+/// together. The headline ratios (H20/H200, H800/H100, 910C/H100) are read with it.
 struct RatioBand {
   double ratio = 0, low = 0, high = 0;
 };

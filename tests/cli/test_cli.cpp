@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "results/calibration_io.hpp"
@@ -155,6 +156,31 @@ TEST(Cli, SweepReportAndEquivalence) {
   r = run(test::bin() + " report " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("equivalence"), std::string::npos);
+  // Each target's ratio to the first (h200) at the largest size, with its band around it: the H20's
+  // own kernel fractions open it; the capped H200 shares every constant with the H200.
+  for (const std::string model : {"llama3.1-8b", "llama3.1-70b"}) {
+    EXPECT_NE(r.out.find("# " + model + " at 256 chips, tokens/s per chip vs h200 with its band"), std::string::npos) << r.out;
+  }
+  const std::regex band_line(R"(#  (\S+) +([0-9.]+) \(([0-9.]+) - ([0-9.]+)\))");
+  int bands = 0;
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), band_line); it != std::sregex_iterator(); ++it, ++bands) {
+    const double ratio = std::stod((*it)[2]), lo = std::stod((*it)[3]), hi = std::stod((*it)[4]);
+    EXPECT_LE(lo, ratio + 5e-4) << it->str();
+    EXPECT_GE(hi, ratio - 5e-4) << it->str();
+    if ((*it)[1] == "h20") EXPECT_GT(hi - lo, 0.002) << it->str();
+    if ((*it)[1] == "h200@nvlink=400") EXPECT_LT(hi - lo, 0.01 * ratio) << it->str();
+  }
+  EXPECT_EQ(bands, 4) << r.out;
+  // The equivalence rows carry the same bands, carried to the chip count (first order).
+  const std::regex eq_line(R"(\n (\S+) +\d+ +\d+ +([0-9.]+)x   ([0-9.]+) - ([0-9.]+)x)");
+  int eq_bands = 0;
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), eq_line); it != std::sregex_iterator(); ++it, ++eq_bands) {
+    const double ratio = std::stod((*it)[2]), lo = std::stod((*it)[3]), hi = std::stod((*it)[4]);
+    EXPECT_LE(lo, ratio + 0.005) << it->str();
+    EXPECT_GE(hi, ratio - 0.005) << it->str();
+  }
+  EXPECT_GE(eq_bands, 2) << r.out;
+  EXPECT_EQ(r.out.find("re-predicted"), std::string::npos) << r.out;
   // A second run refuses to overwrite the finished file.
   r = run(test::bin() + " sweep " + std::string(CAPSCALE_TEST_DATA) + "/sweeps/small.yaml --out " + out);
   EXPECT_EQ(r.exit_code, 2);

@@ -197,6 +197,38 @@ TEST(Config, CommunicationContentionNeedsTheSmCount) {
   EXPECT_NE(e.find("must be below sm_count (0)"), std::string::npos) << e;
 }
 
+TEST(Config, EfficiencyRangesHoldTheShippedValueAndFollowComputeCaps) {
+  const std::string base = "name: c\narch: hopper\npeak_tflops: {bf16: 100}\nhbm_gb: 10\nhbm_tbps: 1\n"
+                           "nvlink_gbyte_s: 100\nnvlink_domain: 8\nnic_gbit_s: 100\nefficiency: {gemm: 0.8, attention: 0.6}\n";
+  const auto ok = load_chip(write_temp("/ranges_ok.yaml", base + "efficiency_ranges: {attention: [0.5, 0.7]}\n"));
+  ASSERT_EQ(ok.efficiency_ranges.size(), 1u);
+  EXPECT_EQ(ok.efficiency_ranges.at("attention"), std::make_pair(0.5, 0.7));
+  struct Bad {
+    std::string ranges, want;
+  };
+  for (const Bad& b : {Bad{"{attention: [0.65, 0.7]}", "efficiency_ranges.attention"},  // excludes the shipped 0.6
+                       Bad{"{attention: [0.5, 1.2]}", "<= high <= 1"},
+                       Bad{"{attention: 0.5}", "must be [low, high]"},
+                       Bad{"{attention: [a, b]}", "two numbers"},
+                       Bad{"{sustained: [0.7, 0.9]}", "allowed: gemm, gemm_fp8, attention, hbm, nvlink, nic"}}) {
+    const std::string path = write_temp("/ranges_bad.yaml", base + "efficiency_ranges: " + b.ranges + "\n");
+    const std::string e = input_error([&] { load_chip(path); });
+    EXPECT_NE(e.find(path), std::string::npos) << e;
+    EXPECT_NE(e.find(b.want), std::string::npos) << b.ranges << ": " << e;
+  }
+  // A compute cap moves the range's ends by the same rule as the fraction itself:
+  // e' = 1 / (1 + r(1/e - 1)) at r = capped / own peak.
+  const auto h100 = load_chip("h100");
+  const auto capped = resolve_target(parse_target("h100@tflops=148"));
+  const double r = 148.0 / h100.peak_tflops.at("bf16");
+  auto rule = [r](double e) { return 1.0 / (1.0 + r * (1.0 / e - 1.0)); };
+  const auto [lo, hi] = h100.efficiency_ranges.at("attention");
+  EXPECT_NEAR(capped.efficiency_ranges.at("attention").first, rule(lo), 1e-12);
+  EXPECT_NEAR(capped.efficiency_ranges.at("attention").second, rule(hi), 1e-12);
+  EXPECT_LE(capped.efficiency_ranges.at("attention").first, capped.efficiency.attention);
+  EXPECT_GE(capped.efficiency_ranges.at("attention").second, capped.efficiency.attention);
+}
+
 TEST(Config, TargetSpecsAndCaps) {
   auto t = parse_target("h200@nvlink=400,nic=50%");
   EXPECT_EQ(t.chip_name, "h200");

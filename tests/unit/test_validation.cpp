@@ -141,9 +141,49 @@ TEST(Validation, RatioBandCoversTheRatioAndWidensAcrossArchitectures) {
   const auto same = predict::ratio_band(m, h20, p, h200, p, ranges);
   EXPECT_LE(same.low, same.ratio);
   EXPECT_GE(same.high, same.ratio);
-  EXPECT_LT(same.high - same.low, 0.02 * same.ratio);  // one constant for both: it nearly cancels
+  // The shared sustained nearly cancels; what is left is each chip's own kernel fractions (next test).
+  EXPECT_LT(same.high - same.low, 0.10 * same.ratio);
   const auto cross = predict::ratio_band(m, npu, p, h200, p, ranges);
   EXPECT_LE(cross.low, cross.ratio);
   EXPECT_GE(cross.high, cross.ratio);
   EXPECT_GT(cross.high - cross.low, 0.05 * cross.ratio);  // an architecture nobody fit: 0.783-0.901
+}
+
+TEST(Validation, RatioBandMovesSharedConstantsTogetherAndOwnOnesApart) {
+  const auto ranges = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
+  const auto m = config::load_model("llama3.1-70b");
+  config::ParallelConfig p;
+  p.tp = 8, p.pp = 4, p.vpp = 5, p.global_batch_size = 64, p.seq_length = 8192, p.sequence_parallel = true, p.zero = 1;
+  p.tp_comm_overlap = true;
+  p = config::resolve(p, m, 256, "test");
+  // One chip against itself: every constant is shared, so every corner gives exactly 1.
+  const auto h100 = config::load_chip("h100");
+  const auto self = predict::ratio_band(m, h100, p, h100, p, ranges);
+  EXPECT_DOUBLE_EQ(self.low, 1.0);
+  EXPECT_DOUBLE_EQ(self.high, 1.0);
+  // H20 against H200: their attention fractions come from different measurements, so they move
+  // apart. The low end is the H20 at the low ends of its own ranges against the H200 at the high
+  // end of its own, at either end of the shared Hopper sustained.
+  const auto h20 = config::load_chip("h20"), h200 = config::load_chip("h200");
+  const auto band = predict::ratio_band(m, h20, p, h200, p, ranges);
+  auto tps = [&](config::ChipProfile c, double sustained, bool low) {
+    c.efficiency.sustained = sustained;
+    for (const auto& [f, r] : c.efficiency_ranges) config::efficiency_field(c.efficiency, f) = low ? r.first : r.second;
+    return predict::predict(m, c, p).row.tokens_per_s_per_chip;
+  };
+  const auto s = ranges.of("hopper");
+  double low = 1e9, high = 0;
+  for (double sus : {s.first, s.second}) {
+    low = std::min(low, tps(h20, sus, true) / tps(h200, sus, false));
+    high = std::max(high, tps(h20, sus, false) / tps(h200, sus, true));
+  }
+  EXPECT_NEAR(band.low, low, 1e-12 * low);
+  EXPECT_NEAR(band.high, high, 1e-12 * high);
+  EXPECT_LT(band.low, band.ratio);
+  EXPECT_GT(band.high, band.ratio);
+  // Without the kernel-fraction ranges only the shared sustained is left, which nearly cancels.
+  auto bare20 = h20, bare200 = h200;
+  bare20.efficiency_ranges.clear(), bare200.efficiency_ranges.clear();
+  const auto narrow = predict::ratio_band(m, bare20, p, bare200, p, ranges);
+  EXPECT_LT(narrow.high - narrow.low, band.high - band.low);
 }
