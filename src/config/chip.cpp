@@ -25,7 +25,7 @@ double ChipProfile::peak_flops(Precision p) const {
 }
 
 const std::vector<std::string>& cap_keys() {
-  static const std::vector<std::string> keys = {"nvlink", "nic", "tflops", "hbm_tbps", "hbm_gb", "nvlink_domain"};
+  static const std::vector<std::string> keys = {"nvlink", "nic", "tflops", "hbm_tbps", "hbm_gb", "nvlink_domain", "node_jitter"};
   return keys;
 }
 
@@ -63,6 +63,15 @@ TargetSpec parse_target(const std::string& text, const std::string& where) {
     cap.value = std::strtod(value.c_str(), &end);
     if (value.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(cap.value)) {
       throw InputError(where, cap.key, "needs a number or N% in '" + text + "', got '" + item.substr(eq + 1) + "'");
+    }
+    if (cap.key == "node_jitter") {
+      // A relative standard deviation, not a figure of the chip: 0 is allowed, percentages are not.
+      if (cap.percent || cap.value < 0 || cap.value > 0.5)
+        throw InputError(where, cap.key, "must be a fraction in [0, 0.5] (e.g. node_jitter=0.02) in '" + text + "'");
+      t.caps.push_back(cap);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+      continue;
     }
     if (cap.value <= 0) throw InputError(where, cap.key, "must be > 0 in '" + text + "'");
     // Below a thousandth of a unit (1 MB/s NVLink, 1 Mb/s NIC, 1 GFLOP/s, …) no figure describes a
@@ -164,6 +173,7 @@ ChipProfile load_chip_yaml(const std::string& path) {
   if (c.nvls && c.full_mesh) throw InputError(path, "nvls", "a full mesh (full_mesh: true) has no switch to reduce in");
   if (c.nvls && c.efficiency.nvls <= 0)
     throw InputError(path, "efficiency.nvls", "must be given (> 0) when nvls is true: NVLS's rate as a fraction of the ring's");
+  c.node_jitter = f.get_double("node_jitter", 0, 0.5, 0);
   c.sm_count = f.get_int("sm_count", 0, 1 << 20, 0);
   c.comm_ctas = f.get_int("comm_ctas", 0, 1 << 20, 0);
   if (c.comm_ctas > 0 && c.comm_ctas >= c.sm_count)
@@ -193,7 +203,7 @@ ChipProfile load_chip_yaml(const std::string& path) {
   c.sources = f.get_string_map("sources");
   f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
             "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
-            "full_mesh", "nvls", "sm_count", "comm_ctas", "efficiency_ranges", "sources"});
+            "full_mesh", "nvls", "node_jitter", "sm_count", "comm_ctas", "efficiency_ranges", "sources"});
   return c;
 }
 
@@ -217,6 +227,8 @@ ChipProfile apply_caps(ChipProfile chip, const TargetSpec& target) {
         throw InputError(target.spec, "hbm_gb", "leaves no memory after the chip's reserved " +
                                                     std::to_string(chip.reserved_gb) + " GB");
       }
+    } else if (cap.key == "node_jitter") {
+      chip.node_jitter = cap.value;
     } else if (cap.key == "nvlink_domain") chip.nvlink_domain = static_cast<int64_t>(capped(double(chip.nvlink_domain), cap));
     else if (cap.key == "tflops") {
       // The cap is on the dense 16-bit peak; other dtypes keep their ratio to it (H20: 148 bf16, 296 fp8).

@@ -69,6 +69,10 @@ struct ChipProfile {
   /// free.
   int64_t sm_count = 0;
   int64_t comm_ctas = 0;
+  /// Relative standard deviation of a node's speed, persistent through a step (clock and thermal
+  /// spread between nodes, a slow host): every synchronising collective waits for the slowest of
+  /// the job's nodes (predict::apply_node_jitter). 0 (the default): nodes run alike.
+  double node_jitter = 0;
   /// [low, high] of the kernel fractions whose value is least certain (an assumption, or a forward
   /// measurement stretched to forward + backward), by efficiency field name (gemm, gemm_fp8,
   /// attention, hbm, nvlink, nic); each holds the shipped value. `predict --vs` re-predicts at
@@ -102,8 +106,8 @@ const std::vector<std::string>& ranged_efficiency_fields();
 double& efficiency_field(Efficiency& e, const std::string& name);
 inline double efficiency_value(Efficiency e, const std::string& name) { return efficiency_field(e, name); }
 
-/// One cap: key (nvlink, nic, tflops, hbm_tbps, hbm_gb, nvlink_domain) and an absolute value or
-/// a percentage of the chip's own figure.
+/// One cap: key (nvlink, nic, tflops, hbm_tbps, hbm_gb, nvlink_domain, node_jitter) and an
+/// absolute value or a percentage of the chip's own figure (node_jitter: absolute only).
 struct Cap {
   std::string key;
   double value = 0;

@@ -89,6 +89,21 @@ struct PredictOptions {
   const Calibration* calibration = nullptr;
 };
 
+/// Expected maximum of n independent standard normal variables (0 for n ≤ 1): E[max] =
+/// ∫ x · n φ(x) Φ(x)^(n−1) dx, integrated numerically (1/√π for n = 2, 3/(2√π) for n = 3).
+double expected_max_of_normals(int64_t n);
+
+/// Nodes of a job on `chip`: world ÷ the scale-up domain, rounded up (a node = one NVLink domain).
+int64_t node_count(const config::ChipProfile& chip, int64_t world);
+
+/// Scale effect of node-to-node speed spread (ChipProfile::node_jitter = σ, MegaScale §4 and the
+/// Llama 3 paper §3.3.4 describe such stragglers): if each node's speed is off by a persistent
+/// factor 1 + σ·X, X ~ N(0, 1), every synchronising collective waits for the slowest of the N
+/// nodes, which is σ·E[max of N] slower. So the step's compute-bound time (compute, other and the
+/// pipeline bubble, which is other stages' compute) grows by that factor; the average rank spends
+/// the difference waiting in collectives (exposed communication). No change for σ = 0 or N = 1.
+void apply_node_jitter(TimelineResult& timeline, const config::ChipProfile& chip, int64_t world);
+
 struct Prediction {
   SummaryRow row;
   TimelineResult timeline;

@@ -42,6 +42,50 @@ TEST(Predict, Llama405bOnSixteenThousandChips) {
   EXPECT_TRUE(r.fits);
 }
 
+TEST(Predict, ExpectedMaximumOfNormalsMatchesClosedForms) {
+  EXPECT_EQ(predict::expected_max_of_normals(1), 0.0);
+  EXPECT_NEAR(predict::expected_max_of_normals(2), 1.0 / std::sqrt(M_PI), 1e-7);        // E[max of 2]
+  EXPECT_NEAR(predict::expected_max_of_normals(3), 1.5 / std::sqrt(M_PI), 1e-7);        // E[max of 3]
+  EXPECT_NEAR(predict::expected_max_of_normals(8), 1.42360, 1e-5);                       // Tippett (1925) tables
+  EXPECT_NEAR(predict::expected_max_of_normals(100), 2.50759, 1e-5);
+  // Extreme-value asymptote b_n + γ/a_n (a_n = √(2 ln n), b_n = a_n − (ln ln n + ln 4π)/(2 a_n)),
+  // within its own O(1/ln n) error at a million nodes.
+  const double n = 1e6, a = std::sqrt(2 * std::log(n));
+  const double asymptote = a - (std::log(std::log(n)) + std::log(4 * M_PI)) / (2 * a) + 0.5772156649 / a;
+  EXPECT_NEAR(predict::expected_max_of_normals(1000000), asymptote, 0.05);
+  for (int64_t k = 2; k < 1 << 20; k *= 4)
+    EXPECT_LT(predict::expected_max_of_normals(k), predict::expected_max_of_normals(4 * k));
+}
+
+TEST(Predict, NodeJitterMakesEveryRankWaitForTheSlowestNode) {
+  // σ = 2 % over 64 GPUs = 8 HGX nodes: the compute-bound part of the step (compute, other,
+  // bubble) grows by σ·E[max of 8] = 0.02 × 1.42360, spent waiting in collectives.
+  const auto m = config::load_model("llama3.1-70b");
+  const auto p = par(m, 64, 8, 2, 128);
+  const auto base = predict::predict(m, config::load_chip("h100"), p).row;
+  const auto jit = predict::predict(m, config::resolve_target(config::parse_target("h100@node_jitter=0.02")), p).row;
+  const auto& b = base.breakdown;
+  const double wait = (b.compute_s + b.other_s + b.bubble_s) * 0.02 * 1.42360;
+  EXPECT_NEAR(jit.step_time_s, base.step_time_s + wait, 1e-6 * base.step_time_s);
+  EXPECT_NEAR(jit.breakdown.exposed_comm_s, b.exposed_comm_s + wait, 1e-6 * base.step_time_s);
+  EXPECT_DOUBLE_EQ(jit.breakdown.compute_s, b.compute_s);
+  // One node: nobody to wait for.
+  const auto p8 = par(m, 8, 8, 1, 8);
+  EXPECT_DOUBLE_EQ(predict::predict(m, config::resolve_target(config::parse_target("h100@node_jitter=0.02")), p8).row.step_time_s,
+                   predict::predict(m, config::load_chip("h100"), p8).row.step_time_s);
+  // As a cap: a fraction in [0, 0.5], not a percentage.
+  EXPECT_EQ(config::resolve_target(config::parse_target("h100@node_jitter=0")).node_jitter, 0.0);
+  for (const char* bad : {"h100@node_jitter=2%", "h100@node_jitter=0.7", "h100@node_jitter=-0.1"}) {
+    try {
+      config::parse_target(bad);
+      ADD_FAILURE() << bad;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("node_jitter"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("[0, 0.5]"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Predict, DoesNotFitIsReportedNotHidden) {
   const auto m = config::load_model("llama3.1-405b");
   const auto r = predict::predict(m, config::load_chip("h100"), par(m, 8, 8, 1, 8)).row;
