@@ -44,8 +44,11 @@ void write_trace(const results::ResultFile& f, const std::string& path) {
     bool ok = true;
     for (size_t s = 0; s < plan.stages.size(); ++s) ok = ok && t.durations[s].size() == plan.stages[s].ops.size();
     if (!ok) continue;
+    // As emulate timed it: with the target's contention share (node_jitter adds a step-level wait
+    // for the slowest node, not an op's time, so the trace shows the ops without it).
     timeline::TimelineOptions opt;
     opt.keep_timings = true;
+    opt.comm_contention = t.comm_contention;
     const auto tl = timeline::simulate(plan, t.durations, opt);
     events.push_back({{"ph", "M"}, {"pid", pid}, {"name", "process_name"}, {"args", {{"name", t.spec}}}});
     for (size_t s = 0; s < plan.stages.size(); ++s) {

@@ -3,6 +3,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "common/error.hpp"
 #include "results/analysis_io.hpp"
 #include "results/h5.hpp"
@@ -78,6 +80,13 @@ ResultFile read_result(const std::string& path) {
         h5::read_table(grp.id(), "ops", ops);
         TargetDurations td;
         td.spec = r.rows[i].target;
+        if (h5::has_attr(grp.id(), "chip_json")) {
+          const auto chip = nlohmann::json::parse(h5::read_attr_string(grp.id(), "chip_json"), nullptr, false);
+          if (chip.is_object()) {
+            const int64_t sm = chip.value("sm_count", int64_t(0)), ctas = chip.value("comm_ctas", int64_t(0));
+            td.comm_contention = sm > 0 ? double(ctas) / double(sm) : 0.0;
+          }
+        }
         for (size_t k = 0; k < ops.rows(); ++k) {
           const auto s = size_t(ops.get_i64(k, "stage"));
           if (td.durations.size() <= s) td.durations.resize(s + 1);

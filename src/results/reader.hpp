@@ -15,6 +15,9 @@ namespace capscale::results {
 struct TargetDurations {
   std::string spec;
   std::vector<std::vector<double>> durations;  ///< per stage, per op
+  /// The target's ChipProfile::comm_contention() from its stored chip_json (0 when the file's
+  /// chip has no sm_count / comm_ctas): the timeline option the emulated step was timed with.
+  double comm_contention = 0;
 };
 
 struct ResultFile {

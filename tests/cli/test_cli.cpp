@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <nlohmann/json.hpp>
 
@@ -30,22 +31,31 @@ void expect_row_fields(const nlohmann::json& j) {
 
 TEST(Cli, RunTp2Pp2WithEmulatedTargets) {
   const auto out = test::fresh_path("tp2pp2.h5");
+  // A chip file whose collectives hold SMs: the file keeps its share, so the trace is timed as run.
+  const auto contended = test::fresh_path("contended.yaml");
+  {
+    std::ofstream y(contended);
+    y << "name: contended\narch: hopper\npeak_tflops: {bf16: 989.4}\nhbm_gb: 80\nhbm_tbps: 3.35\nnvlink_gbyte_s: 900\n"
+         "nvlink_domain: 8\nnic_gbit_s: 400\nsm_count: 132\ncomm_ctas: 24\n";
+  }
   const auto r = run(test::mpiexec(4) + " " + test::bin() +
                          " run --model tiny-demo --backend cpu --tp 2 --pp 2 --global-batch-size 4 --steps 2 --warmup 1"
-                         " --emulate h200,h20,h800,h200@nvlink=400 --json --out " + out,
+                         " --emulate h200,h20,h800,h200@nvlink=400," + contended + " --json --out " + out,
                      240);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  ASSERT_EQ(j["targets"].size(), 5u);
+  ASSERT_EQ(j["targets"].size(), 6u);
   EXPECT_EQ(j["targets"][0]["source"], "measured");
   EXPECT_EQ(j["targets"][4]["target"], "h200@nvlink=400");
   for (const auto& t : j["targets"]) expect_row_fields(t);
   EXPECT_TRUE(j.contains("engine_check"));
   const auto f = results::read_result(out);
   EXPECT_EQ(f.kind, "run");
-  EXPECT_EQ(f.rows.size(), 5u);
+  EXPECT_EQ(f.rows.size(), 6u);
   EXPECT_EQ(f.ranks, 4);
-  EXPECT_EQ(f.targets.size(), 4u);
+  ASSERT_EQ(f.targets.size(), 5u);
+  EXPECT_EQ(f.targets[0].comm_contention, 0.0);
+  EXPECT_DOUBLE_EQ(f.targets[4].comm_contention, 24.0 / 132.0);
   // report and its Perfetto trace
   const auto trace = test::fresh_path("trace.json");
   const auto rep = run(test::bin() + " report " + out + " --trace " + trace);
