@@ -114,17 +114,19 @@ double CostModel::gemm_bytes(int64_t m, int64_t n, int64_t k, int64_t batch, dou
 double CostModel::attention_time(const plan::Op& op) const {
   if (!op.fused) {
     // Unfused attention (Megatron before flash attention): QKᵀ and PV as batched GEMMs over the
-    // whole score matrix (masked, not skipped), and the scores go through HBM: QKᵀ writes them,
-    // the fused scale-mask-softmax reads and writes them, dropout reads and writes them (plus a
-    // 1-byte mask), PV reads them: 6.5 passes of 2 bytes forward, twice that backward.
+    // whole score matrix (masked, not skipped), and the scores go through HBM in 2-byte passes.
+    // Forward, 6.5: QKᵀ writes S; the fused scale-mask-softmax reads S and writes P; dropout reads
+    // P, writes P_d and a 1-byte mask; PV reads P_d. Backward, 9.5: dP_d = dO·Vᵀ writes, dV reads
+    // P_d; dropout's backward reads dP_d and the mask and writes dP; the fused softmax backward
+    // reads P and dP and writes dS; dQ and dK each read dS. Four GEMMs backward, two forward.
     const double scores = double(op.batch) * double(op.m) * double(op.n);
-    const int rounds = op.phase == plan::Phase::kBackward ? 2 : 1;
+    const bool backward = op.phase == plan::Phase::kBackward;
     // One batched kernel per GEMM: the per-matrix time times the batch, one launch. Always the
     // roofline: calibrations measure the linear layers' GEMMs, not attention's batched ones.
     const double one = roofline_gemm_time(op.m, op.n, op.k, 2.0 * double(op.m) * double(op.n) * double(op.k), bf16_peak_flops_,
                                           chip_.efficiency.gemm, 1) - kKernelOverheadS;
-    const double gemms = 2.0 * (double(op.batch) * one + kKernelOverheadS);
-    return rounds * (gemms + elementwise_time(static_cast<int64_t>(6.5 * 2.0 * scores)));
+    const double gemms = (backward ? 4.0 : 2.0) * (double(op.batch) * one + kKernelOverheadS);
+    return gemms + elementwise_time(static_cast<int64_t>((backward ? 9.5 : 6.5) * 2.0 * scores));
   }
   // Flash attention skips the masked half of a causal score matrix, so it executes half the
   // accounted FLOPs; bytes are Q, K, V, O (and their grads) once.

@@ -240,3 +240,27 @@ TEST(CostModel, WeightGradientReadsAndWritesItsFp32MainGrad) {
   d_fwd.wgrad = false;
   EXPECT_DOUBLE_EQ(fp32_grad.duration(d), fp32_grad.duration(d_fwd));
 }
+
+TEST(CostModel, UnfusedAttentionMovesItsScoresThroughHbmAsMegatronsKernelsDo) {
+  // Megatron's unfused core attention (SC21-era runs) in 2-byte passes over the b·a·s² scores.
+  // Forward 6.5: QKᵀ writes S; the fused scale-mask-softmax reads S, writes P; dropout reads P,
+  // writes P_d and a 1-byte mask; PV reads P_d. Backward 9.5: dO·Vᵀ writes dP_d; dV reads P_d;
+  // dropout's backward reads dP_d and the mask, writes dP; the softmax backward reads P and dP,
+  // writes dS; dQ and dK read dS once each. The backward has twice the forward's GEMMs, so
+  // backward − 2 × forward leaves (9.5 − 13) passes and one launch fewer.
+  const parallel::Layout layout(1, 1, 1, 1);
+  const auto a100 = config::load_chip("a100");
+  const predict::CostModel cost(a100, config::Precision::kFp16, layout);
+  plan::Op fwd;
+  fwd.kind = plan::OpKind::kAttention, fwd.name = plan::OpName::kCoreAttention, fwd.fused = false, fwd.causal = true;
+  fwd.batch = 16 * 24, fwd.m = 2048, fwd.n = 2048, fwd.k = 96;  // A1: micro-batch 16, 24 heads of 96, s 2048
+  fwd.flops = 4.0 * double(fwd.batch) * 2048.0 * 2048.0 * 96.0;
+  plan::Op bwd = fwd;
+  bwd.phase = plan::Phase::kBackward;
+  bwd.flops = 2 * fwd.flops;
+  const double scores = double(fwd.batch) * 2048.0 * 2048.0;
+  const double bw = a100.hbm_Bps() * a100.efficiency.hbm;
+  EXPECT_NEAR(cost.duration(bwd) - 2 * cost.duration(fwd), -3.5 * 2.0 * scores / bw - predict::CostModel::kKernelOverheadS,
+              1e-9);
+  EXPECT_GT(cost.duration(fwd), 6.5 * 2.0 * scores / bw);
+}
