@@ -130,13 +130,20 @@ TEST(Validation, ShippedSustainedRangesAreTheCrossValidationSpread) {
   EXPECT_NEAR(got.unfitted.second, want.unfitted.second, 0.0015);
 }
 
-TEST(Validation, RatioBandCoversTheRatioAndWidensAcrossArchitectures) {
-  const auto ranges = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
-  const auto m = config::load_model("llama3.1-70b");
+namespace {
+// Llama 3.1 70B on 256 chips, tp 8 · pp 4 · vpp 5: the plan the ratio-band tests predict both chips with.
+config::ParallelConfig band_plan(const config::ModelConfig& m) {
   config::ParallelConfig p;
   p.tp = 8, p.pp = 4, p.vpp = 5, p.global_batch_size = 64, p.seq_length = 8192, p.sequence_parallel = true, p.zero = 1;
   p.tp_comm_overlap = true;
-  p = config::resolve(p, m, 256, "test");
+  return config::resolve(p, m, 256, "test");
+}
+}  // namespace
+
+TEST(Validation, RatioBandCoversTheRatioAndWidensAcrossArchitectures) {
+  const auto ranges = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
+  const auto m = config::load_model("llama3.1-70b");
+  const auto p = band_plan(m);
   const auto h20 = config::load_chip("h20"), h200 = config::load_chip("h200"), npu = config::load_chip("ascend-910c");
   const auto same = predict::ratio_band(m, h20, p, h200, p, ranges);
   EXPECT_LE(same.low, same.ratio);
@@ -146,16 +153,13 @@ TEST(Validation, RatioBandCoversTheRatioAndWidensAcrossArchitectures) {
   const auto cross = predict::ratio_band(m, npu, p, h200, p, ranges);
   EXPECT_LE(cross.low, cross.ratio);
   EXPECT_GE(cross.high, cross.ratio);
-  EXPECT_GT(cross.high - cross.low, 0.05 * cross.ratio);  // an architecture nobody fit: 0.783-0.901
+  EXPECT_GT(cross.high - cross.low, 0.05 * cross.ratio);  // an architecture nobody fit: 0.782-0.883
 }
 
 TEST(Validation, RatioBandMovesSharedConstantsTogetherAndOwnOnesApart) {
   const auto ranges = predict::load_sustained_ranges(config::config_dir() + "/validation/sustained_ranges.yaml");
   const auto m = config::load_model("llama3.1-70b");
-  config::ParallelConfig p;
-  p.tp = 8, p.pp = 4, p.vpp = 5, p.global_batch_size = 64, p.seq_length = 8192, p.sequence_parallel = true, p.zero = 1;
-  p.tp_comm_overlap = true;
-  p = config::resolve(p, m, 256, "test");
+  const auto p = band_plan(m);
   // One chip against itself: every constant is shared, so every corner gives exactly 1.
   const auto h100 = config::load_chip("h100");
   const auto self = predict::ratio_band(m, h100, p, h100, p, ranges);
