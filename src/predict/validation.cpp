@@ -297,7 +297,7 @@ RatioBand ratio_band(const config::ModelConfig& model, const config::ChipProfile
                      const PredictOptions& options) {
   // The uncertain constants ("knobs"): efficiency.sustained over its CV range per architecture, and
   // each kernel fraction a chip gives a range for. A knob both chips share (same architecture and,
-  // for a kernel fraction, the same value and range: one constant from one source) moves both
+  // for a kernel fraction, one source: the same chip file, or the same value and range) moves both
   // chips together; any other knob moves one chip. Throughput only grows with each fraction, so a
   // one-chip knob sits at the end that lowers (band.low) or raises (band.high) the ratio; the
   // shared knobs are enumerated at both ends.
@@ -316,7 +316,10 @@ RatioBand ratio_band(const config::ModelConfig& model, const config::ChipProfile
     const auto ia = a.efficiency_ranges.find(f), ib = b.efficiency_ranges.find(f);
     const bool in_a = ia != a.efficiency_ranges.end(), in_b = ib != b.efficiency_ranges.end();
     auto value = [&](const config::ChipProfile& c) { return config::efficiency_value(c.efficiency, f); };
-    if (in_a && in_b && a.arch == b.arch && ia->second == ib->second && value(a) == value(b)) {
+    // One source: the same chip file (a capped variant moves its ends by the cap rule, so values
+    // differ but the unknown is the same), or chips of one architecture with equal value and range.
+    const bool one_source = a.origin == b.origin || (a.arch == b.arch && ia->second == ib->second && value(a) == value(b));
+    if (in_a && in_b && one_source) {
       shared.push_back({f, true, true, ia->second, ib->second});
       continue;
     }

@@ -165,6 +165,14 @@ TEST(Validation, RatioBandMovesSharedConstantsTogetherAndOwnOnesApart) {
   const auto self = predict::ratio_band(m, h100, p, h100, p, ranges);
   EXPECT_DOUBLE_EQ(self.low, 1.0);
   EXPECT_DOUBLE_EQ(self.high, 1.0);
+  // A compute-capped H100 against the H100: the cap moves the attention range's ends, but it is the
+  // same file's unknown, so both move together: the band is far narrower than if they were two.
+  const auto half = config::resolve_target(config::parse_target("h100@tflops=50%"));
+  const auto capped = predict::ratio_band(m, half, p, h100, p, ranges);
+  auto unrelated = half;
+  unrelated.origin = "another file";
+  const auto apart = predict::ratio_band(m, unrelated, p, h100, p, ranges);
+  EXPECT_LT(capped.high - capped.low, 0.5 * (apart.high - apart.low));
   // H20 against H200: their attention fractions come from different measurements, so they move
   // apart. The low end is the H20 at the low ends of its own ranges against the H200 at the high
   // end of its own, at either end of the shared Hopper sustained.
