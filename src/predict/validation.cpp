@@ -318,8 +318,10 @@ RatioBand ratio_band(const config::ModelConfig& model, const config::ChipProfile
     auto value = [&](const config::ChipProfile& c) { return config::efficiency_value(c.efficiency, f); };
     // One source: the same chip file (a capped variant moves its ends by the cap rule, so values
     // differ but the unknown is the same), or chips of one architecture with equal value and range.
-    const bool one_source = a.origin == b.origin || (a.arch == b.arch && ia->second == ib->second && value(a) == value(b));
-    if (in_a && in_b && one_source) {
+    const bool one_source = in_a && in_b &&
+                            ((!a.origin.empty() && a.origin == b.origin) ||
+                             (a.arch == b.arch && ia->second == ib->second && value(a) == value(b)));
+    if (one_source) {
       shared.push_back({f, true, true, ia->second, ib->second});
       continue;
     }
