@@ -29,6 +29,28 @@ const std::vector<std::string>& cap_keys() {
   return keys;
 }
 
+namespace {
+/// Throws InputError unless a parsed cap's value is one its key allows.
+void check_cap_value(const Cap& cap, const std::string& where, const std::string& text) {
+  if (cap.key == "node_jitter") {
+    // A relative standard deviation, not a figure of the chip: 0 is allowed, percentages are not.
+    if (cap.percent || cap.value < 0 || cap.value > 0.5)
+      throw InputError(where, cap.key, "must be a fraction in [0, 0.5] (e.g. node_jitter=0.02) in '" + text + "'");
+    return;
+  }
+  if (cap.value <= 0) throw InputError(where, cap.key, "must be > 0 in '" + text + "'");
+  // Below a thousandth of a unit (1 MB/s NVLink, 1 Mb/s NIC, 1 GFLOP/s, …) no figure describes a
+  // chip; such values only make every time astronomically large.
+  if (!cap.percent && cap.value < 1e-3) throw InputError(where, cap.key, "must be >= 0.001 in '" + text + "'");
+  if (cap.percent && cap.value < 0.01) throw InputError(where, cap.key, "percentage must be >= 0.01 % in '" + text + "'");
+  if (cap.percent && cap.value > 100) throw InputError(where, cap.key, "percentage must be in (0, 100] in '" + text + "'");
+  if (cap.value > 1e9) throw InputError(where, cap.key, "is implausibly large in '" + text + "'");
+  if (cap.key == "nvlink_domain" && (cap.percent || cap.value != std::floor(cap.value))) {
+    throw InputError(where, cap.key, "must be a whole number of chips in '" + text + "'");
+  }
+}
+}  // namespace
+
 TargetSpec parse_target(const std::string& text, const std::string& where) {
   TargetSpec t;
   t.spec = text;
@@ -64,25 +86,7 @@ TargetSpec parse_target(const std::string& text, const std::string& where) {
     if (value.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(cap.value)) {
       throw InputError(where, cap.key, "needs a number or N% in '" + text + "', got '" + item.substr(eq + 1) + "'");
     }
-    if (cap.key == "node_jitter") {
-      // A relative standard deviation, not a figure of the chip: 0 is allowed, percentages are not.
-      if (cap.percent || cap.value < 0 || cap.value > 0.5)
-        throw InputError(where, cap.key, "must be a fraction in [0, 0.5] (e.g. node_jitter=0.02) in '" + text + "'");
-      t.caps.push_back(cap);
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
-      continue;
-    }
-    if (cap.value <= 0) throw InputError(where, cap.key, "must be > 0 in '" + text + "'");
-    // Below a thousandth of a unit (1 MB/s NVLink, 1 Mb/s NIC, 1 GFLOP/s, …) no figure describes a
-    // chip; such values only make every time astronomically large.
-    if (!cap.percent && cap.value < 1e-3) throw InputError(where, cap.key, "must be >= 0.001 in '" + text + "'");
-    if (cap.percent && cap.value < 0.01) throw InputError(where, cap.key, "percentage must be >= 0.01 % in '" + text + "'");
-    if (cap.percent && cap.value > 100) throw InputError(where, cap.key, "percentage must be in (0, 100] in '" + text + "'");
-    if (cap.value > 1e9) throw InputError(where, cap.key, "is implausibly large in '" + text + "'");
-    if (cap.key == "nvlink_domain" && (cap.percent || cap.value != std::floor(cap.value))) {
-      throw InputError(where, cap.key, "must be a whole number of chips in '" + text + "'");
-    }
+    check_cap_value(cap, where, text);
     t.caps.push_back(cap);
     if (comma == std::string::npos) break;
     pos = comma + 1;
