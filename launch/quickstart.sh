@@ -35,6 +35,10 @@ mpirun "${mpi_flags[@]}" "$bin" run \
   --out results/quickstart.h5 --force
 
 "$bin" report results/quickstart.h5
+if (( $(nproc) < 4 )); then
+  echo "quickstart.sh: 4 ranks ran on $(nproc) core(s): ranks that share a core slow each other in ways the" \
+       "engine check does not see (it read -11 % to +3 % on a 2-core VM, within +-3 % with a core per rank; README)"
+fi
 
 # Debian's interpreter carries python3-h5py and python3-matplotlib (launch/deps.sh); another python3
 # earlier on PATH (pyenv, conda) usually does not.
