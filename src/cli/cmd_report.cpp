@@ -76,7 +76,7 @@ void write_trace(const results::ResultFile& f, const std::string& path) {
 /// `reference:` of an old sweep file's YAML (files with /analysis carry it there).
 std::optional<analysis::Reference> reference_of(const std::string& sweep_yaml) {
   if (sweep_yaml.empty()) return std::nullopt;
-  const YAML::Node y = YAML::Load(sweep_yaml);
+  const YAML::Node y = config::load_yaml_text(sweep_yaml, "the file's sweep_yaml");
   if (!y["reference"]) return std::nullopt;
   return analysis::Reference{y["reference"]["target"].as<std::string>(), y["reference"]["gpus"].as<int64_t>()};
 }

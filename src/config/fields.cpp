@@ -1,11 +1,14 @@
 // Implementation of the strict YAML field reader; see fields.hpp.
 #include "config/fields.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
+
+#include <yaml-cpp/eventhandler.h>
 
 #include "common/error.hpp"
 
@@ -173,12 +176,40 @@ void Fields::finish(const std::vector<std::string>& allowed) const {
   }
 }
 
+namespace {
+/// Counts the documents of a YAML stream (events only, no nodes built).
+struct DocumentCounter : YAML::EventHandler {
+  int documents = 0;
+  void OnDocumentStart(const YAML::Mark&) override { ++documents; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+}  // namespace
+
 YAML::Node load_yaml_text(const std::string& text, const std::string& where) {
   YAML::Node root;
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(text);
-    if (docs.size() > 1) throw InputError(where, "", "holds " + std::to_string(docs.size()) + " YAML documents ('---'); one is allowed");
-    if (!docs.empty()) root = docs.front();
+    // yaml-cpp 0.7 (Debian 12) reads some malformed streams as endless empty documents (a stray
+    // ',' outside [ ] at block level, found by fuzz_yaml_chip and fuzz_yaml_model): YAML::LoadAll
+    // then never returns and allocates without bound. So the documents are counted first, with a
+    // bound, and the one document is loaded on its own.
+    constexpr int kMaxDocuments = 16;
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    while (counter.documents < kMaxDocuments && parser.HandleNextDocument(counter)) {
+    }
+    if (counter.documents >= kMaxDocuments)
+      throw InputError(where, "", "is not valid YAML: the parser finds no end to it (a stray ',' outside [ ] or { }?)");
+    if (counter.documents > 1)
+      throw InputError(where, "", "holds " + std::to_string(counter.documents) + " YAML documents ('---'); one is allowed");
+    if (counter.documents == 1) root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw InputError(where, "", std::string("is not valid YAML: ") + e.what());
   }

@@ -114,7 +114,8 @@ bool moe_like(const std::string& k) {
 }
 
 void read_hf_moe(const nlohmann::json& j, ModelConfig& m, const std::string& path) {
-  for (const auto& [key, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();  // a plain reference: clang < 16 cannot capture a structured binding
     if (!moe_like(key)) continue;
     const auto known = [&](const auto& list) { return std::find(std::begin(list), std::end(list), key) != std::end(list); };
     if (!known(kIgnoredMoeKeys) && !known(kReadMoeKeys)) {

@@ -172,7 +172,7 @@ double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::strin
 std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs) {
   std::vector<SustainedFit> out;
   for (const auto& [arch, rows] : fit_rows_by_arch(runs)) {
-    auto rms = [&rows, &arch = arch](double value) { return rms_log_error(rows, arch, value); };
+    auto rms = [&rows = rows, &arch = arch](double value) { return rms_log_error(rows, arch, value); };
     SustainedFit f;
     f.arch = arch;
     f.rows = int64_t(rows.size());

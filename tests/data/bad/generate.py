@@ -348,6 +348,8 @@ def files():
     yield "models/neg_inf_params.yaml", m + "published_params: -.inf\n"
     yield "models/denormal_params.yaml", m + "published_params: 4.9e-324\n"
     yield "models/unknown_key.yaml", m + "num_layer: 4\n"
+    # yaml-cpp 0.7 never returns from LoadAll on a leading flow entry (found by fuzz_yaml_chip).
+    yield "models/leading_comma.yaml", "," + m
     yield "models/unknown_nested_key.yaml", m + "extra:\n  deeply: {nested: [1, 2, 3]}\n"
     yield "models/duplicate_key.yaml", m + "num_layers: 400\n"
     yield "models/top_level_list.yaml", "- " + m.replace("\n", "\n  ").rstrip() + "\n"
@@ -415,6 +417,12 @@ def files():
     yield "chips/arch_map.yaml", sub(c, "arch", "{name: hopper}")
     yield "chips/chips_per_package_zero.yaml", c + "chips_per_package: 0\n"
     yield "chips/unknown_key.yaml", c + "nvlink_gpbs: 900\n"
+    yield "chips/leading_comma.yaml", "# a comment first\n\n  ," + c
+    yield "chips/tag_then_commas.yaml", "!tag" + "," * 40 + "\n" + c
+    yield "chips/efficiency_range_excludes_value.yaml", c + "efficiency_ranges:\n  attention: [0.7, 0.8]\n"
+    yield "chips/efficiency_range_unknown_field.yaml", c + "efficiency_ranges:\n  sustained: [0.7, 0.9]\n"
+    yield "chips/efficiency_range_scalar.yaml", c + "efficiency_ranges:\n  gemm: 0.7\n"
+    yield "chips/node_jitter_above_half.yaml", c + "node_jitter: 0.6\n"
     yield "chips/duplicate_key.yaml", c + "hbm_gb: 8000\n"
     yield "chips/top_level_list.yaml", "- h100\n- h200\n"
     yield "chips/deep_flow_seq.yaml", deep_seq_yaml("peak_tflops")
@@ -574,6 +582,9 @@ def caps():
         "h100@nvlink_domain=0",
         "h100@hbm_gb=2",
         "h100@hbm_gb=1%",
+        "h100@node_jitter=2%",
+        "h100@node_jitter=0.7",
+        "h100@node_jitter=-0.1",
         "/etc/passwd",
         "h100@" + "x" * 300 + "=1",  # 300 characters of an unknown cap key
         "h100@nvlink=" + "0" * 290 + "-1",  # 300 characters, one negative value
