@@ -119,11 +119,7 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
       }
     }
   }
-  // As the predictor: collectives beside the compute stream slow it by the target's SM share.
-  timeline::TimelineOptions opt;
-  opt.comm_contention = target.comm_contention();
-  auto tl = timeline::simulate(plan, r.durations, opt);
-  predict::apply_node_jitter(tl, target, p.world());  // the slowest node paces every sync, as in predict
+  const auto tl = predict::simulate_on(plan, r.durations, target);  // as predict times a step
   r.row = predict::identity_row(plan.model, target, p, all_dilated ? "dilated" : any_calibrated ? "calibrated" : "roofline");
   predict::fill_throughput(r.row, plan, target, tl.step_time_s, tl.breakdown);
   return r;

@@ -199,39 +199,6 @@ SummaryRow identity_row(const config::ModelConfig& model, const config::ChipProf
   return row;
 }
 
-namespace {
-
-struct Simulated {
-  TimelineResult timeline;
-  double executed_flops = 0;
-};
-
-/// The plan and durations of the last prediction on this thread, kept for their memory: a plan
-/// of 10^5 ops is ~10 MB, and faulting in fresh pages for it on every prediction took more time
-/// than building and simulating it. Only capacity carries over; every call rebuilds the contents.
-struct Workspace {
-  plan::Plan plan;
-  std::vector<std::vector<double>> durations;
-};
-
-Simulated simulate_config(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
-                          const TimelineOptions& topt, const Calibration* calibration, bool compact) {
-  thread_local Workspace w;
-  plan::BuildOptions build;
-  build.compact = compact;  // only the engine reads the plan
-  plan::build_plan(model, p, w.plan, build);
-  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
-  const CostModel cost(chip, p.precision, layout, calibration, p.grad_bytes());
-  // As executed_flops(w.plan): one pipeline's FLOPs times its tp·cp·dp ranks.
-  const double executed = durations_and_flops(w.plan, cost, w.durations) * double(p.tp * p.cp * p.dp);
-  // Collectives beside the compute stream hold SMs the GEMMs would use (ChipProfile::comm_ctas).
-  TimelineOptions opt = topt;
-  opt.comm_contention = chip.comm_contention();
-  return {simulate(w.plan, w.durations, opt), executed};
-}
-
-}  // namespace
-
 double expected_max_of_normals(int64_t n) {
   if (n <= 1) return 0;
   // The density of the maximum, n φ(x) Φ(x)^(n−1), peaks near √(2 ln n) (< 7.5 for n ≤ 2^40) with
@@ -263,6 +230,44 @@ void apply_node_jitter(TimelineResult& timeline, const config::ChipProfile& chip
   timeline.step_time_s += wait;
 }
 
+TimelineResult simulate_on(const plan::Plan& plan, const std::vector<std::vector<double>>& durations,
+                           const config::ChipProfile& chip, TimelineOptions options) {
+  options.comm_contention = chip.comm_contention();
+  TimelineResult tl = simulate(plan, durations, options);
+  apply_node_jitter(tl, chip, plan.parallel.world());
+  return tl;
+}
+
+namespace {
+
+struct Simulated {
+  TimelineResult timeline;
+  double executed_flops = 0;
+};
+
+/// The plan and durations of the last prediction on this thread, kept for their memory: a plan
+/// of 10^5 ops is ~10 MB, and faulting in fresh pages for it on every prediction took more time
+/// than building and simulating it. Only capacity carries over; every call rebuilds the contents.
+struct Workspace {
+  plan::Plan plan;
+  std::vector<std::vector<double>> durations;
+};
+
+Simulated simulate_config(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                          const TimelineOptions& topt, const Calibration* calibration, bool compact) {
+  thread_local Workspace w;
+  plan::BuildOptions build;
+  build.compact = compact;  // only the engine reads the plan
+  plan::build_plan(model, p, w.plan, build);
+  const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
+  const CostModel cost(chip, p.precision, layout, calibration, p.grad_bytes());
+  // As executed_flops(w.plan): one pipeline's FLOPs times its tp·cp·dp ranks.
+  const double executed = durations_and_flops(w.plan, cost, w.durations) * double(p.tp * p.cp * p.dp);
+  return {simulate_on(w.plan, w.durations, chip, topt), executed};
+}
+
+}  // namespace
+
 Prediction predict(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
                    const PredictOptions& options) {
   // Micro-batch folding. In 1F1B and interleaved 1F1B every further round of pp micro-batches adds
@@ -272,7 +277,8 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
   // m0 = 2·pp and m1 = 3·pp micro-batches and extend the line to m. (From pp to 2·pp the step
   // does not always grow by a steady round: with uneven chunks the first round of backward units
   // settles late.) A unit test holds the folded result to the full simulation. FLOPs are per
-  // micro-batch, so they scale exactly.
+  // micro-batch, so they scale exactly. The slowest node's wait (apply_node_jitter) is linear in
+  // the breakdown, so it extends with it.
   const bool calibrated = options.calibration && !options.calibration->arch.empty() && options.calibration->arch == chip.arch;
   const std::string source = calibrated ? "calibrated" : "roofline";
   check_chip_count(p.world(), "gpus");
@@ -299,7 +305,6 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
     b.other_s = extend(b0.other_s, b.other_s);
     for (size_t s = 0; s < out.timeline.stage_end_s.size(); ++s)
       out.timeline.stage_end_s[s] = extend(s0.timeline.stage_end_s[s], out.timeline.stage_end_s[s]);
-    apply_node_jitter(out.timeline, chip, p.world());
     out.row = identity_row(model, chip, p, source);
     fill_throughput(out.row, model, p, chip, out.timeline.step_time_s, b, s1.executed_flops * double(m) / double(m1));
     return out;
@@ -310,7 +315,6 @@ Prediction predict(const config::ModelConfig& model, const config::ChipProfile& 
   topt.keep_timings = options.keep_timings;
   Simulated sim = simulate_config(model, chip, p, topt, options.calibration, options.compact_plans && !options.keep_timings);
   out.timeline = std::move(sim.timeline);
-  apply_node_jitter(out.timeline, chip, p.world());
   fill_throughput(out.row, model, p, chip, out.timeline.step_time_s, out.timeline.breakdown, sim.executed_flops);
   return out;
 }

@@ -104,6 +104,12 @@ int64_t node_count(const config::ChipProfile& chip, int64_t world);
 /// the difference waiting in collectives (exposed communication). No change for σ = 0 or N = 1.
 void apply_node_jitter(TimelineResult& timeline, const config::ChipProfile& chip, int64_t world);
 
+/// The step of `plan` on `chip` from its op durations, as every prediction times it: collectives
+/// beside the compute stream take the chip's SM share (ChipProfile::comm_contention), then the
+/// slowest node paces the step (apply_node_jitter). `predict` and `run --emulate` both use it.
+TimelineResult simulate_on(const plan::Plan& plan, const std::vector<std::vector<double>>& durations,
+                           const config::ChipProfile& chip, TimelineOptions options = {});
+
 struct Prediction {
   SummaryRow row;
   TimelineResult timeline;

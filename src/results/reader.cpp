@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "config/chip.hpp"
 #include "results/analysis_io.hpp"
 #include "results/h5.hpp"
 #include "results/writer.hpp"
@@ -83,8 +84,9 @@ ResultFile read_result(const std::string& path) {
         if (h5::has_attr(grp.id(), "chip_json")) {
           const auto chip = nlohmann::json::parse(h5::read_attr_string(grp.id(), "chip_json"), nullptr, false);
           if (chip.is_object()) {
-            const int64_t sm = chip.value("sm_count", int64_t(0)), ctas = chip.value("comm_ctas", int64_t(0));
-            td.comm_contention = sm > 0 ? double(ctas) / double(sm) : 0.0;
+            config::ChipProfile stored;
+            stored.sm_count = chip.value("sm_count", int64_t(0)), stored.comm_ctas = chip.value("comm_ctas", int64_t(0));
+            td.comm_contention = stored.comm_contention();
           }
         }
         for (size_t k = 0; k < ops.rows(); ++k) {
