@@ -177,8 +177,12 @@ TEST(Cli, SweepReportAndEquivalence) {
     const double ratio = std::stod((*it)[2]), lo = std::stod((*it)[3]), hi = std::stod((*it)[4]);
     EXPECT_LE(lo, ratio + 5e-4) << it->str();
     EXPECT_GE(hi, ratio - 5e-4) << it->str();
-    if ((*it)[1] == "h20") EXPECT_GT(hi - lo, 0.002) << it->str();
-    if ((*it)[1] == "h200@nvlink=400") EXPECT_LT(hi - lo, 0.01 * ratio) << it->str();
+    if ((*it)[1] == "h20") {
+      EXPECT_GT(hi - lo, 0.002) << it->str();
+    }
+    if ((*it)[1] == "h200@nvlink=400") {
+      EXPECT_LT(hi - lo, 0.01 * ratio) << it->str();
+    }
   }
   EXPECT_EQ(bands, 4) << r.out;
   // The equivalence rows carry the same bands, carried to the chip count (first order).
