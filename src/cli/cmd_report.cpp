@@ -164,7 +164,8 @@ class Bands {
 /// Each target's tokens/s-per-chip ratio to the sweep's first target at the largest chip count the
 /// first target has a plan for, with its band. A re-predicted ratio that differs from the file's
 /// says the constants moved since the sweep.
-void print_bands(std::ostream& os, const results::ResultFile& f, const analysis::SweepAnalysis& a, const std::string& m) {
+void print_bands(std::ostream& os, const results::ResultFile& f, const analysis::SweepAnalysis& a, const std::string& m,
+                 const std::optional<Bands>& bands) {
   if (a.targets.size() < 2) return;
   const std::string& base = a.targets.front();
   int64_t g = 0;
@@ -173,7 +174,6 @@ void print_bands(std::ostream& os, const results::ResultFile& f, const analysis:
   }
   const predict::SummaryRow* rb = g ? row_of(f, a.at(m, base, g)) : nullptr;
   if (!rb) return;
-  const auto bands = Bands::of(m);
   if (!bands) {
     os << "# " << m << ": no ratio bands (the model is not among this build's configs)\n";
     return;
@@ -201,14 +201,15 @@ void print_bands(std::ostream& os, const results::ResultFile& f, const analysis:
 /// The equivalence table. Its band is first order: the chips needed scale as 1 / (the target's
 /// tokens/s per chip), so each end of the per-chip ratio band (the target at the grid point that
 /// reaches, against the reference) moves the estimate by the same factor.
-void print_equivalence(std::ostream& os, const results::ResultFile& f, const analysis::SweepAnalysis& a) {
+void print_equivalence(std::ostream& os, const results::ResultFile& f, const analysis::SweepAnalysis& a,
+                       const std::map<std::string, std::optional<Bands>>& bands_by_model) {
   std::string model;
-  std::optional<Bands> bands;
+  const std::optional<Bands>* bands = nullptr;
   char line[200];
   for (const auto& e : a.equivalence) {
     if (e.model != model) {
       model = e.model;
-      bands = Bands::of(model);
+      bands = &bands_by_model.at(model);
       os << "\n# equivalence for " << e.model << ": chips needed to match " << e.reference_gpus << " x " << e.reference_target << " ("
          << fmt(e.reference_tokens_per_s, 0) << " tokens/s) at equal time-to-train, each with its own best plan\n"
          << "# target                chips [grid]  chips [interp]  ratio vs " << e.reference_target
@@ -225,8 +226,8 @@ void print_equivalence(std::ostream& os, const results::ResultFile& f, const ana
     os << line;
     const predict::SummaryRow* rt = row_of(f, a.at(e.model, e.target, e.grid_gpus));
     const predict::SummaryRow* rr = row_of(f, a.at(e.model, e.reference_target, e.reference_gpus));
-    if (bands && rt && rr && e.how != "at most") {
-      const auto b = (*bands)(*rt, *rr);
+    if (*bands && rt && rr && e.how != "at most") {
+      const auto b = (**bands)(*rt, *rr);
       std::snprintf(line, sizeof line, "   %.2f - %.2fx", e.ratio * b.ratio / b.high, e.ratio * b.ratio / b.low);
       os << line;
     }
@@ -236,11 +237,13 @@ void print_equivalence(std::ostream& os, const results::ResultFile& f, const ana
 
 void report_sweep(const results::ResultFile& f, std::ostream& os) {
   const analysis::SweepAnalysis a = sweep_analysis(f, os);
+  std::map<std::string, std::optional<Bands>> bands;  // one model and ranges file read per model
   for (const auto& m : a.models) {
+    bands.emplace(m, Bands::of(m));
     print_model(os, a, m);
-    print_bands(os, f, a, m);
+    print_bands(os, f, a, m, bands.at(m));
   }
-  print_equivalence(os, f, a);
+  print_equivalence(os, f, a, bands);
   os << "# " << a.rows << " points, " << a.not_ok << " not ok (invalid, not fitting or no plan)\n";
 }
 
