@@ -74,6 +74,10 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                            "DP gradient reduction overlaps the last micro-batch's backward (Megatron --overlap-grad-reduce)"),
                     "no-overlap-grad-reduce", "noogr", TextWhen::kNonDefault, true);
     ogr.flag_negates = true;
+    auto& opg = add(member("overlap_param_gather", &P::overlap_param_gather,
+                           "ZeRO-1 parameter all-gather overlaps the first micro-batch's forward (Megatron --overlap-param-gather)"),
+                    "no-overlap-param-gather", "noopg", TextWhen::kNonDefault, true);
+    opg.flag_negates = true;
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
     prec.allowed = {"bf16", "fp16", "fp8"};
     t.push_back(derived<P>("schedule", FieldType::kEnum, "pipeline schedule (from pp and vpp)",

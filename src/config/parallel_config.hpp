@@ -64,6 +64,10 @@ struct ParallelConfig {
   int64_t zero = 0;  ///< 1 = distributed optimizer (ZeRO-1): reduce-scatter grads, all-gather params
   Precision precision = Precision::kBf16;
   bool overlap_grad_reduce = true;  ///< DP reduction overlaps the last micro-batch's backward
+  /// ZeRO-1's parameter all-gather overlaps the first micro-batch's forward (Megatron
+  /// --overlap-param-gather); off, it runs whole after the optimizer step, before any forward
+  /// (Megatron without the flag, DeepSpeed ZeRO-1).
+  bool overlap_param_gather = true;
   /// Fused (flash) attention: the s×s scores are never stored, so the 5as/h activation term of
   /// Korthikanti et al. is absent, as it is for Megatron-Core with Transformer Engine's fused
   /// attention. Off for runs that predate it (SC21 used full recompute, where it does not matter).

@@ -287,6 +287,7 @@ class StageBuilder {
   int32_t overlap_ag_ = -1;
   std::vector<int32_t> pending_;
   std::vector<int32_t> param_gather_;  // ZeRO-1: per global layer, the all-gather its first forward waits for
+  int32_t embedding_gather_ = -1, head_gather_ = -1;  // ZeRO-1: the same for the embedding and the output head
   int64_t first_layer_ = 0;
 
   /// A layer's ops as first derived, to copy for the next layers of the same kind. A layer's ops
@@ -566,6 +567,7 @@ void StageBuilder::layer_backward(int64_t layer) {
 void StageBuilder::embedding_forward() {
   // Vocab-parallel embedding: each tp rank looks up its vocabulary slice, then an all-reduce
   // (reduce-scatter under SP) sums the slices.
+  if (mb_ == 0 && embedding_gather_ >= 0) pending_.push_back(embedding_gather_);
   elementwise(OpName::kEmbedding, Phase::kForward, -1, tokens_ * h_ * kActBytes);
   tp_comm(OpName::kTpReduce, Phase::kForward, -1, p_.sequence_parallel ? CollKind::kReduceScatter : CollKind::kAllReduce);
 }
@@ -584,6 +586,7 @@ void StageBuilder::embedding_backward() {
 
 void StageBuilder::head_forward() {
   const int64_t v_local = m_.vocab_size / p_.tp;
+  if (mb_ == 0 && head_gather_ >= 0) pending_.push_back(head_gather_);
   elementwise(OpName::kFinalNorm, Phase::kForward, -1, 2 * sp_tokens_ * h_ * kActBytes);
   if (p_.sequence_parallel) tp_comm(OpName::kSpAllGather, Phase::kForward, -1, CollKind::kAllGather);
   linear(OpName::kLogits, Phase::kForward, -1, tokens_, v_local, h_);
@@ -775,31 +778,45 @@ void StageBuilder::build() {
       st_.expert_params += m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp);
     }
   }
-  // ZeRO-1 (distributed optimizer): each layer's bf16 params are all-gathered from their dp shards;
-  // Megatron overlaps this with the forward pass (--overlap-param-gather), so in steady state the
-  // step starts with one all-gather per layer on the dp stream, each first forward waiting for its own.
+  // ZeRO-1 (distributed optimizer): every bf16 parameter this stage holds is all-gathered from its
+  // dp shards, in forward order: the embedding, each layer, the output head (and MTP modules).
+  // With --overlap-param-gather Megatron overlaps this with the first micro-batch's forward, so in
+  // steady state the step starts with these all-gathers on the dp stream, each first forward
+  // waiting for its own; the embedding's, needed by the step's first op, is always exposed.
+  // Without it the whole all-gather runs after the optimizer step: every first forward waits for
+  // the last one (the dp stream is in order), the same exposure at the start of the step.
   if (p_.zero && p_.dp * p_.cp > 1) {
-    for (int64_t c = 0; c < p_.vpp; ++c) {
-      for (int64_t layer : st_.chunk_layers[c]) {
-        Op op = base(OpName::kParamGather, Phase::kForward, layer);
-        op.kind = OpKind::kCollective;
-        op.stream = Stream::kDp;
-        op.coll = CollKind::kAllGather;
-        op.group = Group::kDpCp;
-        op.microbatch = -1;
-        op.bytes = checked_mul(model::layer_params_per_rank(m_, layer, p_.tp), kParamBytes, "param gather");
-        int32_t idx = emit(op);
-        // Routed experts' parameters are sharded over expert-DP and gathered there.
-        if (const int64_t experts = model::expert_params_per_rank(m_, layer, p_.ep, p_.etp); experts > 0 && p_.edp() > 1) {
-          op.group = Group::kEdp;
-          op.bytes = checked_mul(experts, kParamBytes, "param gather");
-          idx = emit(op);  // same stream, in order: waiting for it waits for the dense gather too
-        }
-        param_gather_.push_back(idx);
+    auto gather = [&](int64_t layer, int64_t params, int64_t experts) {
+      Op op = base(OpName::kParamGather, Phase::kForward, layer);
+      op.kind = OpKind::kCollective;
+      op.stream = Stream::kDp;
+      op.coll = CollKind::kAllGather;
+      op.group = Group::kDpCp;
+      op.microbatch = -1;
+      op.bytes = checked_mul(params, kParamBytes, "param gather");
+      int32_t idx = params > 0 ? emit(op) : -1;
+      // Routed experts' parameters are sharded over expert-DP and gathered there.
+      if (experts > 0 && p_.edp() > 1) {
+        op.group = Group::kEdp;
+        op.bytes = checked_mul(experts, kParamBytes, "param gather");
+        idx = emit(op);  // same stream, in order: waiting for it waits for the dense gather too
       }
+      return idx;
+    };
+    if (first_chunk(0)) embedding_gather_ = gather(-1, model::embedding_params_per_rank(m_, p_.tp), 0);
+    for (int64_t c = 0; c < p_.vpp; ++c)
+      for (int64_t layer : st_.chunk_layers[c])
+        param_gather_.push_back(gather(layer, model::layer_params_per_rank(m_, layer, p_.tp),
+                                       model::expert_params_per_rank(m_, layer, p_.ep, p_.etp)));
+    if (last_chunk(p_.vpp - 1))
+      head_gather_ = gather(-1, model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp),
+                            m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp));
+    if (!p_.overlap_param_gather) {
+      const int32_t last = ops_.last_dp();
+      for (int32_t& g : param_gather_) g = last;
+      if (embedding_gather_ >= 0) embedding_gather_ = last;
+      if (head_gather_ >= 0) head_gather_ = last;
     }
-    // Layers are visited in chunk order; layer ids are contiguous within a chunk, so index by
-    // position: map layer → position.
   }
   first_layer_ = st_.chunk_layers[0].empty() ? 0 : st_.chunk_layers[0].front();
   // param_gather_ is indexed by (layer - first_layer_) only when chunks are contiguous (vpp == 1);

@@ -344,3 +344,43 @@ TEST(Plan, ContextParallelExchangeIsPipelinedWithAttention) {
     EXPECT_EQ(backward, units);
   }
 }
+
+TEST(Plan, ZeroOneGathersEveryParameterBeforeItsFirstForward) {
+  // The distributed optimizer all-gathers every bf16 parameter a stage holds, in forward order:
+  // the embedding (first stage), each layer, the output head (last stage). With
+  // --overlap-param-gather each first forward waits for its own gather; without it for the last.
+  const auto m = config::load_model("tiny-gpt");
+  for (bool overlap : {true, false}) {
+    config::ParallelConfig p;
+    p.pp = 2, p.zero = 1, p.global_batch_size = 8, p.overlap_param_gather = overlap;
+    p = config::resolve(p, m, 4, "test");  // dp 2
+    const auto plan = plan::build_plan(m, p);
+    for (const auto& st : plan.stages) {
+      std::vector<int32_t> gathers;
+      int64_t bytes = 0;
+      for (int32_t i = 0; i < st.size(); ++i)
+        if (st.op(i).name == plan::OpName::kParamGather) gathers.push_back(i), bytes += st.op(i).bytes;
+      EXPECT_EQ(bytes, 2 * st.params) << "stage " << st.pp_rank;
+      ASSERT_FALSE(gathers.empty());
+      // The gathers open the step, in order, on the dp stream.
+      EXPECT_EQ(gathers.front(), 0);
+      EXPECT_EQ(gathers.back(), int32_t(gathers.size()) - 1);
+      auto waits_for = [&](const plan::Op& op, int32_t g) {
+        return std::find(op.deps.begin(), op.deps.begin() + op.ndeps, g) != op.deps.begin() + op.ndeps;
+      };
+      // First stage: the embedding lookup of micro-batch 0 waits for the embedding's gather (the
+      // first); last stage: the logits GEMM of micro-batch 0 for the head's (the last).
+      for (int32_t i = 0; i < st.size(); ++i) {
+        const plan::Op op = st.op(i);
+        if (op.microbatch != 0 || op.phase != plan::Phase::kForward) continue;
+        if (op.name == plan::OpName::kEmbedding) {
+          EXPECT_EQ(st.op(gathers.front()).bytes, 2 * model::embedding_params_per_rank(m, 1));
+          EXPECT_TRUE(waits_for(op, overlap ? gathers.front() : gathers.back()));
+        }
+        if (op.name == plan::OpName::kFinalNorm) EXPECT_TRUE(waits_for(op, gathers.back()));
+        if (op.name == plan::OpName::kInputNorm && op.layer == st.chunk_layers[0].front())
+          EXPECT_TRUE(waits_for(op, overlap ? gathers[st.pp_rank == 0 ? 1 : 0] : gathers.back()));
+      }
+    }
+  }
+}

@@ -462,3 +462,38 @@ TEST(Predict, ModelDurationsEqualPerOpDurations) {
                     predict::executed_flops(plan), 1.0, 1e-12) << c.model;
   }
 }
+
+TEST(Predict, ParamGatherOutsideTheForwardIsExposedWhole) {
+  // ZeRO-1 on one 8-GPU H100 node (tp 1, dp 8): every all-gather is a ring inside the NVLink domain,
+  // 7/8·S/B + 7α each (S = 2 B per parameter of the gather; B = NVLink per direction × its
+  // efficiency; α = the hop latency). Without --overlap-param-gather the step's first compute op
+  // starts after all of them: 7/8·2·params/B + 7α per gather; with it, after the embedding's alone.
+  const auto m = config::load_model("llama3.1-8b");
+  const auto chip = config::load_chip("h100");
+  const double B = chip.nvlink_gbyte_s * 1e9 / 2 * chip.efficiency.nvlink, alpha = chip.nvlink_latency_us * 1e-6;
+  auto p = par(m, 8, 1, 1, 8);
+  predict::PredictOptions keep;
+  keep.keep_timings = true;
+  auto first_compute_start = [&](bool overlap, int64_t* gathers, int64_t* params) {
+    p.overlap_param_gather = overlap;
+    const auto plan = plan::build_plan(m, p);
+    const auto& st = plan.stages[0];
+    *params = st.params, *gathers = 0;
+    for (int32_t i = 0; i < st.size(); ++i) *gathers += st.op(i).name == plan::OpName::kParamGather;
+    const auto tl = predict::predict(m, chip, p, keep).timeline;
+    for (int32_t i = 0; i < st.size(); ++i)
+      if (st.op(i).stream == plan::Stream::kCompute) return tl.timings[0][size_t(i)].start_s;
+    return -1.0;
+  };
+  int64_t gathers = 0, params = 0;
+  const double off = first_compute_start(false, &gathers, &params);
+  EXPECT_EQ(gathers, m.num_layers + 2);  // embedding, layers, head
+  EXPECT_NEAR(off, 7.0 / 8 * 2.0 * double(params) / B + double(gathers) * 7 * alpha, 1e-9);
+  const double on = first_compute_start(true, &gathers, &params);
+  EXPECT_NEAR(on, 7.0 / 8 * 2.0 * double(model::embedding_params_per_rank(m, 1)) / B + 7 * alpha, 1e-9);
+  // Exposed whole, the gather lengthens the step by at least what overlapping it hid.
+  p.overlap_param_gather = false;
+  const double step_off = predict::predict(m, chip, p).row.step_time_s;
+  p.overlap_param_gather = true;
+  EXPECT_GT(step_off, predict::predict(m, chip, p).row.step_time_s + 0.9 * (off - on));
+}
