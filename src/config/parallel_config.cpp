@@ -68,7 +68,7 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                    "no-flash-attention", "nofa", TextWhen::kNonDefault, true);
     fa.flag_negates = true;
     add(member("grad_reduce_in_bf16", &P::grad_reduce_in_bf16,
-               "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32)"),
+               "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32, fp16 under --precision fp16)"),
         "grad-reduce-in-bf16", "gbf16", TextWhen::kNonDefault, true);
     auto& ogr = add(member("overlap_grad_reduce", &P::overlap_grad_reduce,
                            "DP gradient reduction overlaps the last micro-batch's backward (Megatron --overlap-grad-reduce)"),

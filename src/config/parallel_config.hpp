@@ -80,8 +80,11 @@ struct ParallelConfig {
   /// DP reduce-scatter / all-reduce bytes and the gradient buffer.
   bool grad_reduce_in_bf16 = false;
 
-  /// Bytes per gradient element in the DP reduction and the gradient buffer.
-  int64_t grad_bytes() const { return grad_reduce_in_bf16 ? 2 : 4; }
+  /// Bytes per gradient element in the DP reduction and the gradient buffer. Megatron accumulates
+  /// and reduces in fp32 for bf16 (and FP8) training (`if args.bf16:
+  /// accumulate_allreduce_grads_in_fp32 = True`) but keeps fp16 training's gradients in fp16
+  /// unless --accumulate-allreduce-grads-in-fp32 is given (SC21's run scripts do not give it).
+  int64_t grad_bytes() const { return grad_reduce_in_bf16 || precision == Precision::kFp16 ? 2 : 4; }
 
   int64_t model_parallel() const { return tp * pp * cp; }
   /// Expert-data-parallel size: the replicas of one expert shard, reduced over after backward.

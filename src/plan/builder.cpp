@@ -639,7 +639,10 @@ void StageBuilder::mtp_backward() {
 
 void StageBuilder::grad_reduce(int64_t layer, int64_t params, int64_t expert_params) {
   // Dense gradients are reduced over dp·cp, routed-expert gradients over expert-DP (Megatron's
-  // expert_data_parallel_group): two buckets per layer on the dp stream.
+  // expert_data_parallel_group): two buckets per layer on the dp stream. Without
+  // --overlap-grad-reduce nothing is reduced during the backward: optimizer() reduces the stage's
+  // whole gradient buffer at once.
+  if (!p_.overlap_grad_reduce && mb_ >= 0) return;
   const std::pair<Group, int64_t> buckets[] = {{Group::kDpCp, p_.dp * p_.cp}, {Group::kEdp, p_.edp()}};
   const int64_t sizes[] = {params, expert_params};
   for (int b = 0; b < 2; ++b) {
@@ -651,9 +654,7 @@ void StageBuilder::grad_reduce(int64_t layer, int64_t params, int64_t expert_par
     op.group = buckets[b].first;
     op.bytes = checked_mul(sizes[b], p_.grad_bytes(), "gradient bytes");
     if (last_compute_ >= 0) add_dep(op, last_compute_);
-    const int32_t idx = emit(op);
-    // Without overlap the next compute op waits for the reduction (Megatron without --overlap-grad-reduce).
-    if (!p_.overlap_grad_reduce) pending_.push_back(idx);
+    emit(op);
   }
 }
 
@@ -742,9 +743,12 @@ void StageBuilder::optimizer() {
                checked_mul(model::embedding_params_per_rank(m_, p_.tp), p_.grad_bytes(), "embedding grad"), Stream::kDp);
     pending_.clear();
   }
+  mb_ = -1, chunk_ = 0;
+  // Without --overlap-grad-reduce Megatron reduces after the stage's last backward
+  // (finalize_model_grads → finish_grad_sync, one bucket): every stage on its own, at the end.
+  if (!p_.overlap_grad_reduce) grad_reduce(-1, st_.params, st_.expert_params);
   // The optimizer waits for every gradient reduction on this rank (the last op on the dp stream).
   if (ops_.last_dp() >= 0) pending_.push_back(ops_.last_dp());
-  mb_ = -1, chunk_ = 0;
   const int64_t shard = p_.zero ? p_.dp * p_.cp : 1, expert_shard = p_.zero ? p_.edp() : 1;
   const int64_t opt_params = (st_.params + shard - 1) / shard + (st_.expert_params + expert_shard - 1) / expert_shard;
   // Adam on this rank's shard, plus the memset of the whole (unsharded) gradient buffer that

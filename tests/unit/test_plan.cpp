@@ -158,25 +158,27 @@ TEST(Plan, Fp8ReducesAmaxesOverTheStageOncePerUnit) {
 }
 
 TEST(Plan, GradientBytesFollowTheReductionPrecision) {
-  // Megatron reduces bf16-trained gradients in fp32 unless --grad-reduce-in-bf16: the DP
-  // reduce-scatter carries 4 (or 2) bytes per parameter of the rank, all buckets together.
+  // Megatron reduces bf16-trained gradients in fp32 unless --grad-reduce-in-bf16, and keeps
+  // fp16-trained ones in fp16 (no --accumulate-allreduce-grads-in-fp32): the DP reduce-scatter
+  // carries 4 (or 2) bytes per parameter of the rank, all buckets together.
   const auto m = config::load_model("tiny-gpt");
-  for (bool bf16 : {false, true}) {
-    config::ParallelConfig p;
-    p.tp = 2, p.zero = 1, p.global_batch_size = 4, p.grad_reduce_in_bf16 = bf16;
-    p = config::resolve(p, m, 4, "test");
-    const auto plan = plan::build_plan(m, p);
-    const auto& st = plan.stages[0];
-    int64_t grad_bytes = 0, optimizer_bytes = 0;
-    for (const auto& op : st.ops) {
-      if (op.name == plan::OpName::kGradReduce) grad_bytes += op.bytes;
-      if (op.name == plan::OpName::kOptimizerStep) optimizer_bytes = op.bytes;
+  for (bool bf16 : {false, true})
+    for (auto precision : {config::Precision::kBf16, config::Precision::kFp16}) {
+      config::ParallelConfig p;
+      p.tp = 2, p.zero = 1, p.global_batch_size = 4, p.grad_reduce_in_bf16 = bf16, p.precision = precision;
+      p = config::resolve(p, m, 4, "test");
+      const auto plan = plan::build_plan(m, p);
+      const auto& st = plan.stages[0];
+      int64_t grad_bytes = 0, optimizer_bytes = 0;
+      for (const auto& op : st.ops) {
+        if (op.name == plan::OpName::kGradReduce) grad_bytes += op.bytes;
+        if (op.name == plan::OpName::kOptimizerStep) optimizer_bytes = op.bytes;
+      }
+      const int64_t per_param = bf16 || precision == config::Precision::kFp16 ? 2 : 4;
+      EXPECT_EQ(grad_bytes, st.params * per_param) << "bf16 " << bf16;
+      // Adam on the 1/dp shard (30 B per parameter) plus the memset of the whole gradient buffer.
+      EXPECT_EQ(optimizer_bytes, (st.params + 1) / 2 * 30 + st.params * per_param) << "bf16 " << bf16;
     }
-    const int64_t per_param = bf16 ? 2 : 4;
-    EXPECT_EQ(grad_bytes, st.params * per_param) << "bf16 " << bf16;
-    // Adam on the 1/dp shard (30 B per parameter) plus the memset of the whole gradient buffer.
-    EXPECT_EQ(optimizer_bytes, (st.params + 1) / 2 * 30 + st.params * per_param) << "bf16 " << bf16;
-  }
 }
 
 TEST(Plan, EmbeddingBackwardAccumulatesADenseGradient) {

@@ -497,3 +497,39 @@ TEST(Predict, ParamGatherOutsideTheForwardIsExposedWhole) {
   p.overlap_param_gather = true;
   EXPECT_GT(step_off, predict::predict(m, chip, p).row.step_time_s + 0.9 * (off - on));
 }
+
+TEST(Predict, GradientReductionWithoutOverlapRunsOncePerStageAfterItsBackward) {
+  // Megatron without --overlap-grad-reduce reduces each stage's whole gradient buffer after that
+  // stage's last backward (finalize_model_grads), every stage on its own: the step is the slowest
+  // stage's end without data parallelism plus its own reduction, not a chain of per-layer waits
+  // handed from stage to stage through the pipeline's backward.
+  const auto m = config::load_model("llama3.1-8b");
+  const auto chip = config::load_chip("h100");
+  auto plan_of = [&](int64_t dp) {
+    config::ParallelConfig p;
+    p.tp = 1, p.pp = 4, p.global_batch_size = 8 * dp, p.zero = 0, p.overlap_grad_reduce = false;
+    return config::resolve(p, m, 4 * dp, "test");
+  };
+  const auto p1 = plan_of(1), p2 = plan_of(2);
+  const auto plan2 = plan::build_plan(m, p2);
+  const predict::CostModel cost(chip, p2.precision, parallel::Layout(p2.tp, p2.cp, p2.dp, p2.pp, p2.ep, p2.etp), nullptr,
+                                p2.grad_bytes());
+  const auto d = predict::model_durations(plan2, cost);
+  predict::PredictOptions keep;
+  keep.keep_timings = true;
+  const auto base = predict::predict(m, chip, p1, keep).timeline;
+  double want = 0;
+  for (const auto& st : plan2.stages) {
+    int32_t reduce = -1, last_backward = -1, reductions = 0;
+    for (int32_t i = 0; i < st.size(); ++i) {
+      const auto op = st.op(i);
+      if (op.name == plan::OpName::kGradReduce) reduce = i, ++reductions;
+      if (op.stream == plan::Stream::kCompute && op.phase == plan::Phase::kBackward) last_backward = i;
+    }
+    ASSERT_EQ(reductions, 1) << "stage " << st.pp_rank;
+    EXPECT_GT(reduce, last_backward);
+    EXPECT_EQ(st.op(reduce).bytes, st.params * p2.grad_bytes());
+    want = std::max(want, base.stage_end_s[size_t(st.pp_rank)] + d[size_t(st.pp_rank)][size_t(reduce)]);
+  }
+  EXPECT_NEAR(predict::predict(m, chip, p2).row.step_time_s, want, 1e-9 * want);
+}
