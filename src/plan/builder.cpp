@@ -733,20 +733,20 @@ void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
 }
 
 void StageBuilder::optimizer() {
-  // A tied word embedding lives on the first and the last stage; Megatron sums its two gradient
-  // copies after the whole pipeline's backward (finalize_model_grads), so both end stages meet
-  // here, after every send and receive of the step: placed earlier it would deadlock the pipeline.
-  const bool holds_embedding = first_chunk(0) || last_chunk(p_.vpp - 1);
-  if (m_.tie_embeddings && p_.pp > 1 && holds_embedding) {
-    mb_ = -1;
-    collective(OpName::kEmbeddingGrad, Phase::kBackward, -1, CollKind::kAllReduce, Group::kEmbedding,
-               checked_mul(model::embedding_params_per_rank(m_, p_.tp), p_.grad_bytes(), "embedding grad"), Stream::kDp);
-    pending_.clear();
-  }
   mb_ = -1, chunk_ = 0;
   // Without --overlap-grad-reduce Megatron reduces after the stage's last backward
   // (finalize_model_grads → finish_grad_sync, one bucket): every stage on its own, at the end.
   if (!p_.overlap_grad_reduce) grad_reduce(-1, st_.params, st_.expert_params);
+  // A tied word embedding lives on the first and the last stage; Megatron sums its two gradient
+  // copies after the whole pipeline's backward and the DP reduction (finalize_model_grads), so
+  // both end stages meet here, after every send and receive of the step: placed earlier it would
+  // deadlock the pipeline.
+  const bool holds_embedding = first_chunk(0) || last_chunk(p_.vpp - 1);
+  if (m_.tie_embeddings && p_.pp > 1 && holds_embedding) {
+    collective(OpName::kEmbeddingGrad, Phase::kBackward, -1, CollKind::kAllReduce, Group::kEmbedding,
+               checked_mul(model::embedding_params_per_rank(m_, p_.tp), p_.grad_bytes(), "embedding grad"), Stream::kDp);
+    pending_.clear();
+  }
   // The optimizer waits for every gradient reduction on this rank (the last op on the dp stream).
   if (ops_.last_dp() >= 0) pending_.push_back(ops_.last_dp());
   const int64_t shard = p_.zero ? p_.dp * p_.cp : 1, expert_shard = p_.zero ? p_.edp() : 1;
