@@ -71,11 +71,13 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32, fp16 under --precision fp16)"),
         "grad-reduce-in-bf16", "gbf16", TextWhen::kNonDefault, true);
     auto& ogr = add(member("overlap_grad_reduce", &P::overlap_grad_reduce,
-                           "DP gradient reduction overlaps the last micro-batch's backward (Megatron --overlap-grad-reduce)"),
+                           "DP gradient reduction overlaps the last micro-batch's backward (Megatron --overlap-grad-reduce); "
+                           "off: each stage reduces after its last backward"),
                     "no-overlap-grad-reduce", "noogr", TextWhen::kNonDefault, true);
     ogr.flag_negates = true;
     auto& opg = add(member("overlap_param_gather", &P::overlap_param_gather,
-                           "ZeRO-1 parameter all-gather overlaps the first micro-batch's forward (Megatron --overlap-param-gather)"),
+                           "ZeRO-1 parameter all-gather overlaps the first micro-batch's forward (Megatron --overlap-param-gather); "
+                           "off: it runs before the step's first forward"),
                     "no-overlap-param-gather", "noopg", TextWhen::kNonDefault, true);
     opg.flag_negates = true;
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);

@@ -1,8 +1,8 @@
 // The CPU executor on real MPI ranks (run under mpiexec -n 2 and -n 4): every layout that fits the
 // world runs a full step without deadlock (1F1B, interleaved, ZeRO-1, tied embeddings across
-// stages), op times are sane, the timeline engine reproduces the measured step (serialized for one
-// queue per rank, with overlap for concurrent streams), and the executor's collective path matches
-// a direct MPI_Allreduce loop.
+// stages, DP communication after the backward and before the forward), op times are sane, the
+// timeline engine reproduces the measured step (serialized for one queue per rank, with overlap for
+// concurrent streams), and the executor's collective path matches a direct MPI_Allreduce loop.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -35,6 +35,7 @@ struct Case {
   int64_t tp, pp, vpp, cp;
   int zero;
   bool sp;
+  bool overlap = true;  ///< DP gradient reduction and ZeRO-1 parameter gather overlapped with compute
 };
 
 // Runs `steps` steps of the case on every rank; returns every rank's measurements on rank 0.
@@ -78,9 +79,9 @@ emulate::Measurements run_case(const Case& c, const plan::Plan& plan, const para
 
 std::vector<Case> cases_for(int n) {
   if (n == 2) return {{"tiny-demo", 2, 1, 1, 1, 0, true}, {"tiny-gpt", 1, 2, 1, 1, 0, false}, {"tiny-demo", 1, 1, 1, 1, 1, false},
-                      {"tiny-demo", 1, 1, 1, 2, 0, false}};
+                      {"tiny-demo", 1, 1, 1, 2, 0, false}, {"tiny-demo", 1, 1, 1, 1, 1, false, false}};
   if (n == 4) return {{"tiny-demo", 2, 2, 1, 1, 0, true}, {"tiny-demo", 1, 1, 1, 1, 1, false}, {"tiny-gpt", 2, 2, 2, 1, 1, true},
-                      {"tiny-gpt", 1, 4, 1, 1, 0, false}};
+                      {"tiny-gpt", 1, 4, 1, 1, 0, false}, {"tiny-gpt", 1, 2, 1, 1, 1, false, false}};
   return {{"tiny-demo", 1, 1, 1, 1, 0, false}};
 }
 
@@ -90,10 +91,12 @@ void check_every_layout(bool concurrent) {
   const int n = world_size();
   for (const auto& c : cases_for(n)) {
     SCOPED_TRACE(std::string(c.model) + " tp" + std::to_string(c.tp) + " pp" + std::to_string(c.pp) + " vpp" +
-                 std::to_string(c.vpp) + " cp" + std::to_string(c.cp) + " zero" + std::to_string(c.zero));
+                 std::to_string(c.vpp) + " cp" + std::to_string(c.cp) + " zero" + std::to_string(c.zero) +
+                 (c.overlap ? "" : " no DP overlap"));
     const auto m = config::load_model(c.model);
     config::ParallelConfig p;
     p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.cp = c.cp, p.zero = c.zero, p.sequence_parallel = c.sp;
+    p.overlap_grad_reduce = p.overlap_param_gather = c.overlap;
     p.global_batch_size = 4 * (n / (c.tp * c.pp * c.cp));
     p = config::resolve(p, m, n, "test");
     const auto plan = plan::build_plan(m, p);
