@@ -64,6 +64,18 @@ int64_t expert_params_per_rank(const ModelConfig& m, int64_t layer, int64_t ep, 
   return checked_mul(m.num_moe_experts / ep, mlp_params(m, m.moe_ffn_hidden_size, etp), "expert params");
 }
 
+std::vector<int64_t> layer_param_groups(const ModelConfig& m, int64_t layer, int64_t tp) {
+  const int64_t total = layer_params_per_rank(m, layer, tp);
+  const int64_t attention = attention_params_per_rank(m, tp) + norm_params(m);  // with the input norm
+  if (m.is_moe_layer(layer) || m.multi_latent_attention()) return {total - attention, attention};
+  const int64_t h = m.hidden_size, f = m.ffn_hidden_size, q = m.num_attention_heads * m.kv_channels;
+  const int64_t bias = m.add_bias_linear ? 1 : 0;
+  const int64_t fc2 = checked_mul(h, f, "layer params") / tp + bias * h;
+  const int64_t proj = checked_mul(q, h, "layer params") / tp + bias * h;
+  const int64_t fc1 = total - attention - fc2;  // FC1 (gated or not) with its bias and the pre-MLP norm
+  return {fc2, fc1, proj, attention - proj};
+}
+
 int64_t mtp_params_per_rank(const ModelConfig& m, int64_t tp) {
   // Per module (DeepSeek-V3 §2.2): two RMSNorms on the inputs, the [2h → h] projection (Megatron
   // builds it column-parallel) and one transformer layer; embedding and output head are shared.

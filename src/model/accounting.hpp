@@ -18,6 +18,11 @@ int64_t attention_params_per_rank(const config::ModelConfig& m, int64_t tp);
 int64_t layer_params_per_rank(const config::ModelConfig& m, int64_t layer, int64_t tp);
 /// Routed-expert parameters of layer `layer` on one rank: (E/ep)·(h·f·mats)/etp; 0 for a dense layer.
 int64_t expert_params_per_rank(const config::ModelConfig& m, int64_t layer, int64_t ep, int64_t etp);
+/// layer_params_per_rank split into the weight groups Megatron's DDP buckets meet one by one, in
+/// the order of a backward pass (reverse definition order): a standard layer's FC2, FC1 with the
+/// pre-MLP norm, attention projection, QKV with the input norm (each with its bias); MLA or MoE
+/// layers in two groups (MLP part, attention part). The groups add up to layer_params_per_rank.
+std::vector<int64_t> layer_param_groups(const config::ModelConfig& m, int64_t layer, int64_t tp);
 /// Multi-token-prediction modules on one tp rank, routed experts excluded (expert_params_per_rank
 /// of layer num_layers gives one module's): norms, the 2h→h projection, one layer each.
 int64_t mtp_params_per_rank(const config::ModelConfig& m, int64_t tp);

@@ -8,6 +8,7 @@
 // after each of them instead, plus the all-gather Megatron repeats in backward for the wgrad input.
 #include <algorithm>
 #include <array>
+#include <utility>
 #include <cmath>
 
 #include "common/checked.hpp"
@@ -222,12 +223,12 @@ class StageBuilder {
   void expert_comm(OpName name, Phase ph, int64_t layer, CollKind kind, Group g, int64_t bytes);
   void mtp_forward();
   void mtp_backward();
-  // Which template a layer uses: its kind (forward/backward/backward-reduce) × its variant (MoE or
+  // Which template a layer uses: its kind (forward/backward) × its variant (MoE or
   // dense, windowed or full attention): only layers of one variant are copies of each other.
   int variant(int64_t layer) const {
     return 2 * int(m_.is_moe_layer(layer)) + int(m_.attended_keys(layer, p_.seq_length) < p_.seq_length);
   }
-  // Emits layer `layer` of the kind `kind` (kForwardLayer, kBackwardLayer, kBackwardReduceLayer)
+  // Emits layer `layer` of the kind `kind` (kForwardLayer, kBackwardLayer)
   // through `derive`, or as a copy of the last layer of that kind (see LayerTemplate).
   template <typename Derive>
   void repeated_layer(int kind, int64_t layer, Derive derive);
@@ -238,6 +239,9 @@ class StageBuilder {
   void forward_unit(int64_t mb, int64_t chunk);
   void backward_unit(int64_t mb, int64_t chunk);
   void grad_reduce(int64_t layer, int64_t params, int64_t expert_params = 0);
+  void reduce_bucket(int group, int64_t layer, int64_t params);
+  void add_grads(int64_t layer, const std::vector<int64_t>& groups, int64_t expert_params);
+  void flush_grads();
   void amax_reduce(Phase ph, int64_t chunk);
   void optimizer();
 
@@ -287,6 +291,9 @@ class StageBuilder {
   int32_t overlap_ag_ = -1;
   std::vector<int32_t> pending_;
   std::vector<int32_t> param_gather_;  // ZeRO-1: per global layer, the all-gather its first forward waits for
+  // Megatron's DDP buckets, [dense over dp·cp, routed experts over expert-DP]: the size, and what
+  // the open bucket of the backward being built holds (add_grads).
+  std::array<int64_t, 2> bucket_{}, filled_{};
   int32_t embedding_gather_ = -1, head_gather_ = -1;  // ZeRO-1: the same for the embedding and the output head
   int64_t first_layer_ = 0;
 
@@ -308,7 +315,7 @@ class StageBuilder {
     std::vector<int32_t> exit_pending;                ///< pending_ after it
     double flops = 0;                                 ///< GEMM and attention FLOPs of its ops
   };
-  enum { kForwardLayer, kBackwardLayer, kBackwardReduceLayer, kLayerKinds };
+  enum { kForwardLayer, kBackwardLayer, kLayerKinds };
   static constexpr int kVariants = 4;
   bool copy_layers_;
   std::array<LayerTemplate, kLayerKinds * kVariants * 2> templates_;  // × entered with a pending op or not
@@ -637,25 +644,44 @@ void StageBuilder::mtp_backward() {
   }
 }
 
-void StageBuilder::grad_reduce(int64_t layer, int64_t params, int64_t expert_params) {
+void StageBuilder::reduce_bucket(int group, int64_t layer, int64_t params) {
   // Dense gradients are reduced over dp·cp, routed-expert gradients over expert-DP (Megatron's
-  // expert_data_parallel_group): two buckets per layer on the dp stream. Without
-  // --overlap-grad-reduce nothing is reduced during the backward: optimizer() reduces the stage's
-  // whole gradient buffer at once.
-  if (!p_.overlap_grad_reduce && mb_ >= 0) return;
-  const std::pair<Group, int64_t> buckets[] = {{Group::kDpCp, p_.dp * p_.cp}, {Group::kEdp, p_.edp()}};
-  const int64_t sizes[] = {params, expert_params};
-  for (int b = 0; b < 2; ++b) {
-    if (buckets[b].second == 1 || sizes[b] == 0) continue;
-    Op op = base(OpName::kGradReduce, Phase::kBackward, layer);
-    op.kind = OpKind::kCollective;
-    op.stream = Stream::kDp;
-    op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
-    op.group = buckets[b].first;
-    op.bytes = checked_mul(sizes[b], p_.grad_bytes(), "gradient bytes");
-    if (last_compute_ >= 0) add_dep(op, last_compute_);
-    emit(op);
+  // expert_data_parallel_group), on the dp stream.
+  const std::pair<Group, int64_t> groups[] = {{Group::kDpCp, p_.dp * p_.cp}, {Group::kEdp, p_.edp()}};
+  if (groups[group].second == 1 || params == 0) return;
+  Op op = base(OpName::kGradReduce, Phase::kBackward, layer);
+  op.kind = OpKind::kCollective;
+  op.stream = Stream::kDp;
+  op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
+  op.group = groups[group].first;
+  op.bytes = checked_mul(params, p_.grad_bytes(), "gradient bytes");
+  if (last_compute_ >= 0) add_dep(op, last_compute_);
+  emit(op);
+}
+
+void StageBuilder::grad_reduce(int64_t layer, int64_t params, int64_t expert_params) {
+  reduce_bucket(0, layer, params);
+  reduce_bucket(1, layer, expert_params);
+}
+
+// Megatron's DDP (distributed_data_parallel.py, r0.8) packs a model chunk's parameters, in reverse
+// order of definition (the order the backward produces their gradients), into buckets of at least
+// bucket_size = max(40 M, 1 M × data-parallel size) parameters: a bucket closes at the first
+// parameter that fills it, so a parameter larger than a bucket is a bucket of its own. Under
+// --overlap-grad-reduce a bucket is reduced as soon as its last gradient is ready; here, after the
+// backward of the layer that closes it (layer_param_groups: the weight groups a layer adds one by
+// one). What is left open when the chunk's backward ends is reduced then (flush_grads).
+void StageBuilder::add_grads(int64_t layer, const std::vector<int64_t>& groups, int64_t expert_params) {
+  for (int64_t g : groups) {
+    filled_[0] += g;
+    if (filled_[0] >= bucket_[0]) reduce_bucket(0, layer, std::exchange(filled_[0], 0));
   }
+  filled_[1] += expert_params;
+  if (filled_[1] >= bucket_[1]) reduce_bucket(1, layer, std::exchange(filled_[1], 0));
+}
+
+void StageBuilder::flush_grads() {
+  for (int b = 0; b < 2; ++b) reduce_bucket(b, -1, std::exchange(filled_[b], 0));
 }
 
 // Transformer Engine's delayed scaling (recipe reduce_amax, the default) all-reduces the amaxes
@@ -703,33 +729,30 @@ void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
   mb_ = mb, chunk_ = chunk;
   amax_ = -1;
   const int64_t g = global_chunk(chunk);
-  const bool last_mb = mb == p_.num_microbatches() - 1;
+  // --overlap-grad-reduce: the last micro-batch's backward reduces the chunk's buckets as they fill.
+  const bool reduce = mb == p_.num_microbatches() - 1 && p_.overlap_grad_reduce;
   if (last_chunk(chunk)) {
     mtp_backward();
     head_backward();
+    if (reduce)
+      add_grads(-1, {model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp)},
+                m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp));
   } else {
     recv(OpName::kRecvGrad, g + 1, g, 1);
   }
-  if (last_chunk(chunk) && last_mb) {
-    grad_reduce(-1, model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp),
-                m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp));
-  }
   const auto& layers = st_.chunk_layers[chunk];
   for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
-    repeated_layer(last_mb ? kBackwardReduceLayer : kBackwardLayer, *it, [&] {
-      layer_backward(*it);
-      if (last_mb) {  // --overlap-grad-reduce: bucket per layer
-        grad_reduce(*it, model::layer_params_per_rank(m_, *it, p_.tp), model::expert_params_per_rank(m_, *it, p_.ep, p_.etp));
-      }
-    });
+    repeated_layer(kBackwardLayer, *it, [&] { layer_backward(*it); });
+    if (reduce) add_grads(*it, model::layer_param_groups(m_, *it, p_.tp), model::expert_params_per_rank(m_, *it, p_.ep, p_.etp));
   }
   amax_reduce(Phase::kBackward, chunk);
   if (first_chunk(chunk)) {
     embedding_backward();
-    if (last_mb) grad_reduce(-1, model::embedding_params_per_rank(m_, p_.tp));
+    if (reduce) add_grads(-1, {model::embedding_params_per_rank(m_, p_.tp)}, 0);
   } else {
     send(OpName::kSendGrad, g - 1, 1);
   }
+  if (reduce) flush_grads();
 }
 
 void StageBuilder::optimizer() {
@@ -782,39 +805,76 @@ void StageBuilder::build() {
       st_.expert_params += m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp);
     }
   }
+  // Megatron's DDP buckets (add_grads): max(40 M, 1 M × dp·cp) parameters under
+  // --overlap-grad-reduce, the whole chunk otherwise (bucket_size None).
+  const int64_t bucket = p_.overlap_grad_reduce ? std::max<int64_t>(40'000'000, 1'000'000 * p_.dp * p_.cp) : INT64_MAX;
+  bucket_ = {bucket, bucket};
   // ZeRO-1 (distributed optimizer): every bf16 parameter this stage holds is all-gathered from its
-  // dp shards, in forward order: the embedding, each layer, the output head (and MTP modules).
-  // With --overlap-param-gather Megatron overlaps this with the first micro-batch's forward, so in
-  // steady state the step starts with these all-gathers on the dp stream, each first forward
-  // waiting for its own; the embedding's, needed by the step's first op, is always exposed.
-  // Without it the whole all-gather runs after the optimizer step: every first forward waits for
-  // the last one (the dp stream is in order), the same exposure at the start of the step.
+  // dp shards, bucket by bucket (the gradient buckets above) in forward order: the embedding, each
+  // layer, the output head (and MTP modules). With --overlap-param-gather Megatron overlaps this
+  // with the first micro-batch's forward, so in steady state the step starts with these
+  // all-gathers on the dp stream, each first forward waiting for its parameters' buckets; the
+  // embedding's, needed by the step's first op, is always exposed. Without it the whole all-gather
+  // runs after the optimizer step: every first forward waits for the last one (the dp stream is in
+  // order), the same exposure at the start of the step.
   if (p_.zero && p_.dp * p_.cp > 1) {
-    auto gather = [&](int64_t layer, int64_t params, int64_t experts) {
-      Op op = base(OpName::kParamGather, Phase::kForward, layer);
-      op.kind = OpKind::kCollective;
-      op.stream = Stream::kDp;
-      op.coll = CollKind::kAllGather;
-      op.group = Group::kDpCp;
-      op.microbatch = -1;
-      op.bytes = checked_mul(params, kParamBytes, "param gather");
-      int32_t idx = params > 0 ? emit(op) : -1;
-      // Routed experts' parameters are sharded over expert-DP and gathered there.
-      if (experts > 0 && p_.edp() > 1) {
-        op.group = Group::kEdp;
-        op.bytes = checked_mul(experts, kParamBytes, "param gather");
-        idx = emit(op);  // same stream, in order: waiting for it waits for the dense gather too
-      }
-      return idx;
+    struct Item {
+      int64_t layer;
+      std::vector<int64_t> groups;  // dense weight groups in backward order
+      int64_t experts;
+      std::array<int64_t, 2> first_bucket{};  // the bucket its backward-first group opens or joins
     };
-    if (first_chunk(0)) embedding_gather_ = gather(-1, model::embedding_params_per_rank(m_, p_.tp), 0);
-    for (int64_t c = 0; c < p_.vpp; ++c)
+    for (int64_t c = 0; c < p_.vpp; ++c) {
+      // The chunk's items in forward order, then its buckets as the backward fills them.
+      std::vector<Item> items;
+      if (first_chunk(c)) items.push_back({-1, {model::embedding_params_per_rank(m_, p_.tp)}, 0});
       for (int64_t layer : st_.chunk_layers[c])
-        param_gather_.push_back(gather(layer, model::layer_params_per_rank(m_, layer, p_.tp),
-                                       model::expert_params_per_rank(m_, layer, p_.ep, p_.etp)));
-    if (last_chunk(p_.vpp - 1))
-      head_gather_ = gather(-1, model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp),
-                            m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp));
+        items.push_back({layer, model::layer_param_groups(m_, layer, p_.tp), model::expert_params_per_rank(m_, layer, p_.ep, p_.etp)});
+      if (last_chunk(c))
+        items.push_back({-1, {model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp)},
+                         m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp)});
+      std::array<std::vector<int64_t>, 2> sizes;  // per bucket, in backward order
+      std::array<int64_t, 2> open{};
+      auto add = [&](int b, int64_t params) {
+        open[b] += params;
+        if (open[b] >= bucket_[b]) sizes[b].push_back(std::exchange(open[b], 0));
+      };
+      for (auto it = items.rbegin(); it != items.rend(); ++it) {
+        it->first_bucket = {int64_t(sizes[0].size()), int64_t(sizes[1].size())};
+        for (int64_t g : it->groups) add(0, g);
+        if (it->experts > 0) add(1, it->experts);
+      }
+      for (int b = 0; b < 2; ++b)
+        if (open[b] > 0) sizes[b].push_back(open[b]);
+      // Forward order: gather each bucket before the first item that needs it (its highest-
+      // numbered bucket first); an item waits for the last of its own.
+      std::array<std::vector<int32_t>, 2> gathered = {std::vector<int32_t>(sizes[0].size(), -1),
+                                                      std::vector<int32_t>(sizes[1].size(), -1)};
+      std::array<int64_t, 2> next = {int64_t(sizes[0].size()) - 1, int64_t(sizes[1].size()) - 1};
+      const std::pair<Group, int64_t> dp_groups[] = {{Group::kDpCp, p_.dp * p_.cp}, {Group::kEdp, p_.edp()}};
+      for (const Item& item : items) {
+        int32_t wait = -1;
+        for (int b = 0; b < 2; ++b) {
+          if (b == 1 && item.experts == 0) continue;
+          for (; next[b] >= item.first_bucket[b]; --next[b]) {
+            if (dp_groups[b].second == 1) continue;
+            Op op = base(OpName::kParamGather, Phase::kForward, item.layer);
+            op.kind = OpKind::kCollective;
+            op.stream = Stream::kDp;
+            op.coll = CollKind::kAllGather;
+            op.group = dp_groups[b].first;
+            op.microbatch = -1;
+            op.bytes = checked_mul(sizes[b][size_t(next[b])], kParamBytes, "param gather");
+            gathered[b][size_t(next[b])] = emit(op);
+          }
+          if (item.first_bucket[b] < int64_t(gathered[b].size()))
+            wait = std::max(wait, gathered[b][size_t(item.first_bucket[b])]);
+        }
+        if (item.layer >= 0) param_gather_.push_back(wait);
+        else if (first_chunk(c) && &item == &items.front()) embedding_gather_ = wait;
+        else head_gather_ = wait;
+      }
+    }
     if (!p_.overlap_param_gather) {
       const int32_t last = ops_.last_dp();
       for (int32_t& g : param_gather_) g = last;

@@ -136,3 +136,29 @@ TEST(Accounting, MemoryStatesAndZero1) {
   p.zero = 1;  // ZeRO-1 shards the 12 B/param optimizer state over dp = 2
   EXPECT_NEAR(model::memory_per_rank(m, p).optimizer / plain.optimizer, 0.5, 1e-9);
 }
+
+TEST(Accounting, LayerParamGroupsAddUpToTheLayer) {
+  // The weight groups Megatron's DDP buckets meet add up to the layer; a standard layer's are FC2,
+  // FC1 with the pre-MLP norm, the projection, QKV with the input norm, each from its GEMM shape.
+  for (const char* name : {"gpt3-175b", "llama3.1-8b", "deepseek-v3", "qwen3-30b-a3b", "mixtral-8x7b"}) {
+    const auto m = config::load_model(name);
+    for (int64_t tp : {1, 8})
+      for (int64_t layer : {int64_t(0), m.num_layers - 1}) {
+        const auto g = model::layer_param_groups(m, layer, tp);
+        int64_t sum = 0;
+        for (int64_t x : g) {
+          EXPECT_GT(x, 0) << name;
+          sum += x;
+        }
+        EXPECT_EQ(sum, model::layer_params_per_rank(m, layer, tp)) << name << " layer " << layer << " tp " << tp;
+      }
+  }
+  // Llama 3.1 8B at tp 1, by hand: FC2 4096·14336, FC1 2·14336·4096 + the RMSNorm's 4096,
+  // projection 4096·4096, QKV 4096·(4096 + 2·8·128) + 4096.
+  const auto g = model::layer_param_groups(config::load_model("llama3.1-8b"), 0, 1);
+  ASSERT_EQ(g.size(), 4u);
+  EXPECT_EQ(g[0], 4096 * 14336);
+  EXPECT_EQ(g[1], 2 * 14336 * 4096 + 4096);
+  EXPECT_EQ(g[2], 4096 * 4096);
+  EXPECT_EQ(g[3], 4096 * (4096 + 2 * 8 * 128) + 4096);
+}

@@ -348,10 +348,10 @@ TEST(Plan, ContextParallelExchangeIsPipelinedWithAttention) {
 }
 
 TEST(Plan, ZeroOneGathersEveryParameterBeforeItsFirstForward) {
-  // The distributed optimizer all-gathers every bf16 parameter a stage holds, in forward order:
-  // the embedding (first stage), each layer, the output head (last stage). With
-  // --overlap-param-gather each first forward waits for its own gather; without it for the last.
-  const auto m = config::load_model("tiny-gpt");
+  // The distributed optimizer all-gathers every bf16 parameter a stage holds, bucket by bucket in
+  // forward order: the embedding (first stage), the layers, the output head (last stage). With
+  // --overlap-param-gather each first forward waits for its own buckets; without it for the last.
+  const auto m = config::load_model("llama3.1-8b");
   for (bool overlap : {true, false}) {
     config::ParallelConfig p;
     p.pp = 2, p.zero = 1, p.global_batch_size = 8, p.overlap_param_gather = overlap;
@@ -370,8 +370,9 @@ TEST(Plan, ZeroOneGathersEveryParameterBeforeItsFirstForward) {
       auto waits_for = [&](const plan::Op& op, int32_t g) {
         return std::find(op.deps.begin(), op.deps.begin() + op.ndeps, g) != op.deps.begin() + op.ndeps;
       };
-      // First stage: the embedding lookup of micro-batch 0 waits for the embedding's gather (the
-      // first); last stage: the logits GEMM of micro-batch 0 for the head's (the last).
+      // First stage: the embedding lookup of micro-batch 0 waits for the embedding's bucket (the
+      // first gathered: 525 M parameters, a bucket of its own); last stage: the final norm waits
+      // for the head's (the last).
       for (int32_t i = 0; i < st.size(); ++i) {
         const plan::Op op = st.op(i);
         if (op.microbatch != 0 || op.phase != plan::Phase::kForward) continue;
@@ -380,9 +381,51 @@ TEST(Plan, ZeroOneGathersEveryParameterBeforeItsFirstForward) {
           EXPECT_TRUE(waits_for(op, overlap ? gathers.front() : gathers.back()));
         }
         if (op.name == plan::OpName::kFinalNorm) EXPECT_TRUE(waits_for(op, gathers.back()));
-        if (op.name == plan::OpName::kInputNorm && op.layer == st.chunk_layers[0].front())
-          EXPECT_TRUE(waits_for(op, overlap ? gathers[st.pp_rank == 0 ? 1 : 0] : gathers.back()));
+        // A layer's first forward op waits for a gather ahead of it, and (with overlap) not for
+        // all of them: the later layers' buckets are still in flight.
+        if (op.name == plan::OpName::kInputNorm && op.layer == st.chunk_layers[0].front()) {
+          const int32_t want = overlap ? gathers[st.pp_rank == 0 ? 3 : 2] : gathers.back();
+          EXPECT_TRUE(waits_for(op, want)) << "stage " << st.pp_rank;
+        }
       }
+    }
+  }
+}
+
+TEST(Plan, DataParallelBucketsAreMegatrons) {
+  // Megatron's DDP packs a chunk's parameters, backward-first, into buckets of at least
+  // max(40 M, 1 M × dp) parameters, closing each at the parameter that fills it. Llama 3.1 8B at
+  // tp 1: FC2 (4096 × 14336 = 58.7 M) and FC1 (117.4 M) each fill a bucket, the projection (16.8 M)
+  // and QKV (25.2 M) one together; the embedding and the output head (525 M each) one each. The
+  // last micro-batch's backward reduce-scatters them as they fill, the step's start gathers them.
+  const auto m = config::load_model("llama3.1-8b");
+  for (int64_t dp : {2, 64}) {
+    config::ParallelConfig p;
+    p.zero = 1, p.global_batch_size = 2 * dp;
+    p = config::resolve(p, m, dp, "test");
+    const auto plan = plan::build_plan(m, p);
+    const auto& st = plan.stages[0];
+    const int64_t bucket = std::max<int64_t>(40'000'000, 1'000'000 * dp);
+    std::vector<int64_t> reduced, gathered;
+    for (int32_t i = 0; i < st.size(); ++i) {
+      const auto op = st.op(i);
+      if (op.name == plan::OpName::kGradReduce) reduced.push_back(op.bytes / 4);
+      if (op.name == plan::OpName::kParamGather) gathered.push_back(op.bytes / 2);
+    }
+    EXPECT_EQ(std::accumulate(reduced.begin(), reduced.end(), int64_t(0)), st.params) << "dp " << dp;
+    EXPECT_EQ(std::accumulate(gathered.begin(), gathered.end(), int64_t(0)), st.params) << "dp " << dp;
+    // Every bucket but the chunk's last holds at least a bucket's worth.
+    for (size_t i = 0; i + 1 < reduced.size(); ++i) EXPECT_GE(reduced[i], bucket) << "dp " << dp;
+    if (dp == 2) {
+      EXPECT_EQ(reduced.size(), size_t(3 * m.num_layers + 2));
+      EXPECT_EQ(gathered.size(), reduced.size());
+      // Reduced backward-first (the head first), gathered forward-first (the embedding first).
+      EXPECT_EQ(reduced.front(), model::head_params_per_rank(m, 1));
+      EXPECT_EQ(gathered.front(), model::embedding_params_per_rank(m, 1));
+    } else {
+      // 64 M: FC2 and FC1 share a bucket, and the attention weights join the next layer's FC2:
+      // two buckets per layer but the last, three with the embedding and head.
+      EXPECT_EQ(reduced.size(), size_t(2 * m.num_layers + 1));
     }
   }
 }

@@ -467,7 +467,8 @@ TEST(Predict, ParamGatherOutsideTheForwardIsExposedWhole) {
   // ZeRO-1 on one 8-GPU H100 node (tp 1, dp 8): every all-gather is a ring inside the NVLink domain,
   // 7/8·S/B + 7α each (S = 2 B per parameter of the gather; B = NVLink per direction × its
   // efficiency; α = the hop latency). Without --overlap-param-gather the step's first compute op
-  // starts after all of them: 7/8·2·params/B + 7α per gather; with it, after the embedding's alone.
+  // starts after all of them: 7/8·2·params/B + 7α per gather; with it, after the embedding's
+  // bucket alone (its 525 M parameters fill a bucket by themselves).
   const auto m = config::load_model("llama3.1-8b");
   const auto chip = config::load_chip("h100");
   const double B = chip.nvlink_gbyte_s * 1e9 / 2 * chip.efficiency.nvlink, alpha = chip.nvlink_latency_us * 1e-6;
@@ -487,7 +488,9 @@ TEST(Predict, ParamGatherOutsideTheForwardIsExposedWhole) {
   };
   int64_t gathers = 0, params = 0;
   const double off = first_compute_start(false, &gathers, &params);
-  EXPECT_EQ(gathers, m.num_layers + 2);  // embedding, layers, head
+  // Megatron's buckets (max(40 M, 1 M × dp) parameters; Plan.DataParallelBucketsAreMegatrons):
+  // three per Llama 8B layer, one each for the embedding and the head.
+  EXPECT_EQ(gathers, 3 * m.num_layers + 2);
   EXPECT_NEAR(off, 7.0 / 8 * 2.0 * double(params) / B + double(gathers) * 7 * alpha, 1e-9);
   const double on = first_compute_start(true, &gathers, &params);
   EXPECT_NEAR(on, 7.0 / 8 * 2.0 * double(model::embedding_params_per_rank(m, 1)) / B + 7 * alpha, 1e-9);
