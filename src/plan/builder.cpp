@@ -240,6 +240,11 @@ class StageBuilder {
   void backward_unit(int64_t mb, int64_t chunk);
   void grad_reduce(int64_t layer, int64_t params, int64_t expert_params = 0);
   void reduce_bucket(int group, int64_t layer, int64_t params);
+  // The data-parallel group of bucket kind `b` and its size: dense gradients over dp·cp, routed
+  // experts' over expert-DP (Megatron's expert_data_parallel_group).
+  std::pair<Group, int64_t> dp_group(int b) const {
+    return b == 0 ? std::pair<Group, int64_t>{Group::kDpCp, p_.dp * p_.cp} : std::pair<Group, int64_t>{Group::kEdp, p_.edp()};
+  }
   void add_grads(int64_t layer, const std::vector<int64_t>& groups, int64_t expert_params);
   void flush_grads();
   void amax_reduce(Phase ph, int64_t chunk);
@@ -645,15 +650,14 @@ void StageBuilder::mtp_backward() {
 }
 
 void StageBuilder::reduce_bucket(int group, int64_t layer, int64_t params) {
-  // Dense gradients are reduced over dp·cp, routed-expert gradients over expert-DP (Megatron's
-  // expert_data_parallel_group), on the dp stream.
-  const std::pair<Group, int64_t> groups[] = {{Group::kDpCp, p_.dp * p_.cp}, {Group::kEdp, p_.edp()}};
-  if (groups[group].second == 1 || params == 0) return;
+  // One bucket's reduction over its data-parallel group (dp_group), on the dp stream.
+  const auto [dp, ranks] = dp_group(group);
+  if (ranks == 1 || params == 0) return;
   Op op = base(OpName::kGradReduce, Phase::kBackward, layer);
   op.kind = OpKind::kCollective;
   op.stream = Stream::kDp;
   op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
-  op.group = groups[group].first;
+  op.group = dp;
   op.bytes = checked_mul(params, p_.grad_bytes(), "gradient bytes");
   if (last_compute_ >= 0) add_dep(op, last_compute_);
   emit(op);
@@ -851,18 +855,17 @@ void StageBuilder::build() {
       std::array<std::vector<int32_t>, 2> gathered = {std::vector<int32_t>(sizes[0].size(), -1),
                                                       std::vector<int32_t>(sizes[1].size(), -1)};
       std::array<int64_t, 2> next = {int64_t(sizes[0].size()) - 1, int64_t(sizes[1].size()) - 1};
-      const std::pair<Group, int64_t> dp_groups[] = {{Group::kDpCp, p_.dp * p_.cp}, {Group::kEdp, p_.edp()}};
       for (const Item& item : items) {
         int32_t wait = -1;
         for (int b = 0; b < 2; ++b) {
           if (b == 1 && item.experts == 0) continue;
           for (; next[b] >= item.first_bucket[b]; --next[b]) {
-            if (dp_groups[b].second == 1) continue;
+            if (dp_group(b).second == 1) continue;
             Op op = base(OpName::kParamGather, Phase::kForward, item.layer);
             op.kind = OpKind::kCollective;
             op.stream = Stream::kDp;
             op.coll = CollKind::kAllGather;
-            op.group = dp_groups[b].first;
+            op.group = dp_group(b).first;
             op.microbatch = -1;
             op.bytes = checked_mul(sizes[b][size_t(next[b])], kParamBytes, "param gather");
             gathered[b][size_t(next[b])] = emit(op);
