@@ -245,8 +245,7 @@ class StageBuilder {
   std::pair<Group, int64_t> dp_group(int b) const {
     return b == 0 ? std::pair<Group, int64_t>{Group::kDpCp, p_.dp * p_.cp} : std::pair<Group, int64_t>{Group::kEdp, p_.edp()};
   }
-  void add_grads(int64_t layer, const std::vector<int64_t>& groups, int64_t expert_params);
-  void flush_grads();
+  void plan_buckets();
   void amax_reduce(Phase ph, int64_t chunk);
   void optimizer();
 
@@ -296,9 +295,21 @@ class StageBuilder {
   int32_t overlap_ag_ = -1;
   std::vector<int32_t> pending_;
   std::vector<int32_t> param_gather_;  // ZeRO-1: per global layer, the all-gather its first forward waits for
-  // Megatron's DDP buckets, [dense over dp·cp, routed experts over expert-DP]: the size, and what
-  // the open bucket of the backward being built holds (add_grads).
-  std::array<int64_t, 2> bucket_{}, filled_{};
+  /// One model chunk's DDP buckets (plan_buckets), per kind [dense over dp·cp, routed experts over
+  /// expert-DP]: its items (the embedding, its layers, the head) in forward order, and the bucket
+  /// sizes in backward order, the bucket still open when the chunk's backward ends last.
+  struct ChunkBuckets {
+    struct Item {
+      int64_t layer = -1;                          ///< −1: the embedding or the head
+      std::array<bool, 2> holds{};                 ///< holds parameters of the kind
+      std::array<int64_t, 2> first_bucket{};       ///< the bucket its backward-first parameters open or join
+      std::array<std::vector<int64_t>, 2> closes;  ///< sizes of the buckets its backward fills
+    };
+    std::vector<Item> items;
+    std::array<std::vector<int64_t>, 2> sizes;
+    std::array<int64_t, 2> left{};  ///< the open bucket at the chunk's end (reduced then), 0 if none
+  };
+  std::vector<ChunkBuckets> buckets_;  // per chunk
   int32_t embedding_gather_ = -1, head_gather_ = -1;  // ZeRO-1: the same for the embedding and the output head
   int64_t first_layer_ = 0;
 
@@ -670,22 +681,46 @@ void StageBuilder::grad_reduce(int64_t layer, int64_t params, int64_t expert_par
 
 // Megatron's DDP (distributed_data_parallel.py, r0.8) packs a model chunk's parameters, in reverse
 // order of definition (the order the backward produces their gradients), into buckets of at least
-// bucket_size = max(40 M, 1 M × data-parallel size) parameters: a bucket closes at the first
-// parameter that fills it, so a parameter larger than a bucket is a bucket of its own. Under
-// --overlap-grad-reduce a bucket is reduced as soon as its last gradient is ready; here, after the
-// backward of the layer that closes it (layer_param_groups: the weight groups a layer adds one by
-// one). What is left open when the chunk's backward ends is reduced then (flush_grads).
-void StageBuilder::add_grads(int64_t layer, const std::vector<int64_t>& groups, int64_t expert_params) {
-  for (int64_t g : groups) {
-    filled_[0] += g;
-    if (filled_[0] >= bucket_[0]) reduce_bucket(0, layer, std::exchange(filled_[0], 0));
+// bucket_size = max(40 M, 1 M × data-parallel size) parameters (the whole chunk without
+// --overlap-grad-reduce, bucket_size None): a bucket closes at the first parameter that fills it,
+// so a parameter larger than a bucket is a bucket of its own. Here parameters come in the weight
+// groups a layer adds one by one (layer_param_groups). Under --overlap-grad-reduce a bucket is
+// reduced once its last gradient is ready, i.e. after the backward of the item that closes it; the
+// one left open is reduced when the chunk's backward ends. ZeRO-1 gathers the same buckets.
+void StageBuilder::plan_buckets() {
+  const int64_t bucket = p_.overlap_grad_reduce ? std::max<int64_t>(40'000'000, 1'000'000 * p_.dp * p_.cp) : INT64_MAX;
+  buckets_.assign(size_t(p_.vpp), {});
+  for (int64_t c = 0; c < p_.vpp; ++c) {
+    ChunkBuckets& cb = buckets_[size_t(c)];
+    std::vector<std::vector<int64_t>> groups;  // per item: dense weight groups in backward order
+    std::vector<int64_t> experts;              // per item: routed-expert parameters
+    auto item = [&](int64_t layer, std::vector<int64_t> dense, int64_t routed) {
+      cb.items.push_back({layer, {true, routed > 0}, {}, {}});
+      groups.push_back(std::move(dense)), experts.push_back(routed);
+    };
+    if (first_chunk(c)) item(-1, {model::embedding_params_per_rank(m_, p_.tp)}, 0);
+    for (int64_t layer : st_.chunk_layers[size_t(c)])
+      item(layer, model::layer_param_groups(m_, layer, p_.tp), model::expert_params_per_rank(m_, layer, p_.ep, p_.etp));
+    if (last_chunk(c))
+      item(-1, {model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp)},
+           m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp));
+    std::array<int64_t, 2> open{};
+    for (size_t i = cb.items.size(); i-- > 0;) {
+      ChunkBuckets::Item& it = cb.items[i];
+      it.first_bucket = {int64_t(cb.sizes[0].size()), int64_t(cb.sizes[1].size())};
+      auto add = [&](int b, int64_t params) {
+        open[b] += params;
+        if (open[b] < bucket) return;
+        cb.sizes[b].push_back(open[b]);
+        it.closes[b].push_back(std::exchange(open[b], 0));
+      };
+      for (int64_t g : groups[i]) add(0, g);
+      if (it.holds[1]) add(1, experts[i]);
+    }
+    cb.left = open;
+    for (int b = 0; b < 2; ++b)
+      if (open[b] > 0) cb.sizes[b].push_back(open[b]);
   }
-  filled_[1] += expert_params;
-  if (filled_[1] >= bucket_[1]) reduce_bucket(1, layer, std::exchange(filled_[1], 0));
-}
-
-void StageBuilder::flush_grads() {
-  for (int b = 0; b < 2; ++b) reduce_bucket(b, -1, std::exchange(filled_[b], 0));
 }
 
 // Transformer Engine's delayed scaling (recipe reduce_amax, the default) all-reduces the amaxes
@@ -733,30 +768,37 @@ void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
   mb_ = mb, chunk_ = chunk;
   amax_ = -1;
   const int64_t g = global_chunk(chunk);
-  // --overlap-grad-reduce: the last micro-batch's backward reduces the chunk's buckets as they fill.
+  // --overlap-grad-reduce: the last micro-batch's backward reduces the chunk's buckets as they fill
+  // (plan_buckets), each after the item that closes it, the open one at the end.
   const bool reduce = mb == p_.num_microbatches() - 1 && p_.overlap_grad_reduce;
+  const ChunkBuckets& cb = buckets_[size_t(chunk)];
+  auto reduce_closed = [&](const ChunkBuckets::Item& item) {
+    if (!reduce) return;
+    for (int b = 0; b < 2; ++b)
+      for (int64_t size : item.closes[b]) reduce_bucket(b, item.layer, size);
+  };
   if (last_chunk(chunk)) {
     mtp_backward();
     head_backward();
-    if (reduce)
-      add_grads(-1, {model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp)},
-                m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp));
+    reduce_closed(cb.items.back());
   } else {
     recv(OpName::kRecvGrad, g + 1, g, 1);
   }
   const auto& layers = st_.chunk_layers[chunk];
-  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
-    repeated_layer(kBackwardLayer, *it, [&] { layer_backward(*it); });
-    if (reduce) add_grads(*it, model::layer_param_groups(m_, *it, p_.tp), model::expert_params_per_rank(m_, *it, p_.ep, p_.etp));
+  const size_t first_layer_item = first_chunk(chunk) ? 1 : 0;  // items: [embedding,] layers[, head]
+  for (size_t k = layers.size(); k-- > 0;) {
+    repeated_layer(kBackwardLayer, layers[k], [&] { layer_backward(layers[k]); });
+    reduce_closed(cb.items[first_layer_item + k]);
   }
   amax_reduce(Phase::kBackward, chunk);
   if (first_chunk(chunk)) {
     embedding_backward();
-    if (reduce) add_grads(-1, {model::embedding_params_per_rank(m_, p_.tp)}, 0);
+    reduce_closed(cb.items.front());
   } else {
     send(OpName::kSendGrad, g - 1, 1);
   }
-  if (reduce) flush_grads();
+  if (reduce)
+    for (int b = 0; b < 2; ++b) reduce_bucket(b, -1, cb.left[b]);
 }
 
 void StageBuilder::optimizer() {
@@ -809,56 +851,27 @@ void StageBuilder::build() {
       st_.expert_params += m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp);
     }
   }
-  // Megatron's DDP buckets (add_grads): max(40 M, 1 M × dp·cp) parameters under
-  // --overlap-grad-reduce, the whole chunk otherwise (bucket_size None).
-  const int64_t bucket = p_.overlap_grad_reduce ? std::max<int64_t>(40'000'000, 1'000'000 * p_.dp * p_.cp) : INT64_MAX;
-  bucket_ = {bucket, bucket};
+  plan_buckets();
   // ZeRO-1 (distributed optimizer): every bf16 parameter this stage holds is all-gathered from its
-  // dp shards, bucket by bucket (the gradient buckets above) in forward order: the embedding, each
-  // layer, the output head (and MTP modules). With --overlap-param-gather Megatron overlaps this
-  // with the first micro-batch's forward, so in steady state the step starts with these
-  // all-gathers on the dp stream, each first forward waiting for its parameters' buckets; the
-  // embedding's, needed by the step's first op, is always exposed. Without it the whole all-gather
-  // runs after the optimizer step: every first forward waits for the last one (the dp stream is in
-  // order), the same exposure at the start of the step.
+  // dp shards, bucket by bucket (plan_buckets) in forward order: the embedding, each layer, the
+  // output head (and MTP modules). With --overlap-param-gather Megatron overlaps this with the
+  // first micro-batch's forward, so in steady state the step starts with these all-gathers on the
+  // dp stream, each first forward waiting for its parameters' buckets; the embedding's, needed by
+  // the step's first op, is always exposed. Without it the whole all-gather runs after the
+  // optimizer step: every first forward waits for the last one (the dp stream is in order), the
+  // same exposure at the start of the step.
   if (p_.zero && p_.dp * p_.cp > 1) {
-    struct Item {
-      int64_t layer;
-      std::vector<int64_t> groups;  // dense weight groups in backward order
-      int64_t experts;
-      std::array<int64_t, 2> first_bucket{};  // the bucket its backward-first group opens or joins
-    };
     for (int64_t c = 0; c < p_.vpp; ++c) {
-      // The chunk's items in forward order, then its buckets as the backward fills them.
-      std::vector<Item> items;
-      if (first_chunk(c)) items.push_back({-1, {model::embedding_params_per_rank(m_, p_.tp)}, 0});
-      for (int64_t layer : st_.chunk_layers[c])
-        items.push_back({layer, model::layer_param_groups(m_, layer, p_.tp), model::expert_params_per_rank(m_, layer, p_.ep, p_.etp)});
-      if (last_chunk(c))
-        items.push_back({-1, {model::head_params_per_rank(m_, p_.tp) + model::mtp_params_per_rank(m_, p_.tp)},
-                         m_.mtp_num_layers * model::expert_params_per_rank(m_, m_.num_layers, p_.ep, p_.etp)});
-      std::array<std::vector<int64_t>, 2> sizes;  // per bucket, in backward order
-      std::array<int64_t, 2> open{};
-      auto add = [&](int b, int64_t params) {
-        open[b] += params;
-        if (open[b] >= bucket_[b]) sizes[b].push_back(std::exchange(open[b], 0));
-      };
-      for (auto it = items.rbegin(); it != items.rend(); ++it) {
-        it->first_bucket = {int64_t(sizes[0].size()), int64_t(sizes[1].size())};
-        for (int64_t g : it->groups) add(0, g);
-        if (it->experts > 0) add(1, it->experts);
-      }
-      for (int b = 0; b < 2; ++b)
-        if (open[b] > 0) sizes[b].push_back(open[b]);
+      const ChunkBuckets& cb = buckets_[size_t(c)];
       // Forward order: gather each bucket before the first item that needs it (its highest-
       // numbered bucket first); an item waits for the last of its own.
-      std::array<std::vector<int32_t>, 2> gathered = {std::vector<int32_t>(sizes[0].size(), -1),
-                                                      std::vector<int32_t>(sizes[1].size(), -1)};
-      std::array<int64_t, 2> next = {int64_t(sizes[0].size()) - 1, int64_t(sizes[1].size()) - 1};
-      for (const Item& item : items) {
+      std::array<std::vector<int32_t>, 2> gathered = {std::vector<int32_t>(cb.sizes[0].size(), -1),
+                                                      std::vector<int32_t>(cb.sizes[1].size(), -1)};
+      std::array<int64_t, 2> next = {int64_t(cb.sizes[0].size()) - 1, int64_t(cb.sizes[1].size()) - 1};
+      for (const ChunkBuckets::Item& item : cb.items) {
         int32_t wait = -1;
         for (int b = 0; b < 2; ++b) {
-          if (b == 1 && item.experts == 0) continue;
+          if (!item.holds[b]) continue;
           for (; next[b] >= item.first_bucket[b]; --next[b]) {
             if (dp_group(b).second == 1) continue;
             Op op = base(OpName::kParamGather, Phase::kForward, item.layer);
@@ -867,14 +880,14 @@ void StageBuilder::build() {
             op.coll = CollKind::kAllGather;
             op.group = dp_group(b).first;
             op.microbatch = -1;
-            op.bytes = checked_mul(sizes[b][size_t(next[b])], kParamBytes, "param gather");
+            op.bytes = checked_mul(cb.sizes[b][size_t(next[b])], kParamBytes, "param gather");
             gathered[b][size_t(next[b])] = emit(op);
           }
           if (item.first_bucket[b] < int64_t(gathered[b].size()))
             wait = std::max(wait, gathered[b][size_t(item.first_bucket[b])]);
         }
         if (item.layer >= 0) param_gather_.push_back(wait);
-        else if (first_chunk(c) && &item == &items.front()) embedding_gather_ = wait;
+        else if (first_chunk(c) && &item == &cb.items.front()) embedding_gather_ = wait;
         else head_gather_ = wait;
       }
     }
