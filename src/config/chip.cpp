@@ -246,10 +246,9 @@ ChipProfile apply_caps(ChipProfile chip, const TargetSpec& target) {
       // e' = 1 / (1 + r·(1/e − 1)). For an H100 (e = 0.78) capped to 148 TFLOP/s this gives 0.96;
       // the measured H20 reaches 0.94 (configs/chips/h20.yaml).
       auto rescale = [scale](double e) { return 1.0 / (1.0 + scale * (1.0 / e - 1.0)); };
-      chip.efficiency.gemm = rescale(chip.efficiency.gemm);
-      if (chip.efficiency.gemm_fp8 > 0) chip.efficiency.gemm_fp8 = rescale(chip.efficiency.gemm_fp8);
-      chip.efficiency.attention = rescale(chip.efficiency.attention);
-      for (const char* key : {"gemm", "gemm_fp8", "attention"}) {
+      for (const char* key : {"gemm", "gemm_fp8", "attention"}) {  // and their ranges' ends alike
+        double& e = efficiency_field(chip.efficiency, key);
+        if (e > 0) e = rescale(e);  // gemm_fp8 0: the chip gives no FP8 fraction
         if (auto it = chip.efficiency_ranges.find(key); it != chip.efficiency_ranges.end())
           it->second = {rescale(it->second.first), rescale(it->second.second)};
       }
