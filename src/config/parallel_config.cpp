@@ -80,6 +80,16 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                            "off: it runs before the step's first forward"),
                     "no-overlap-param-gather", "noopg", TextWhen::kNonDefault, true);
     opg.flag_negates = true;
+    auto& op2p = add(member("overlap_p2p_comm", &P::overlap_p2p_comm,
+                            "pipeline sends and receives overlap compute under the interleaved schedule (Megatron "
+                            "--overlap-p2p-communication; Megatron turns it off without interleaving); off: batched and "
+                            "waited for, the next compute behind them"),
+                     "no-overlap-p2p-comm", "noop2p", TextWhen::kNonDefault, true);
+    op2p.flag_negates = true;
+    add(member("p2p_scatter_gather", &P::p2p_scatter_gather,
+               "without sequence parallelism each tp rank sends 1/tp of a pipeline message and the receiver all-gathers "
+               "it (Megatron-LM 2021-2023 --scatter-gather-tensors-in-pipeline; Megatron-Core sends it whole)"),
+        "p2p-scatter-gather", "p2psg", TextWhen::kNonDefault, true);
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
     prec.allowed = {"bf16", "fp16", "fp8"};
     t.push_back(derived<P>("schedule", FieldType::kEnum, "pipeline schedule (from pp and vpp)",

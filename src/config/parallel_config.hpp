@@ -68,6 +68,18 @@ struct ParallelConfig {
   /// --overlap-param-gather); off, it runs whole after the optimizer step, before any forward
   /// (Megatron without the flag, DeepSpeed ZeRO-1).
   bool overlap_param_gather = true;
+  /// Pipeline sends and receives run beside compute under the interleaved schedule (Megatron
+  /// --overlap-p2p-communication, on by default in Megatron-Core and in NeMo's performance
+  /// configs). Without interleaving Megatron forces it off, and Megatron-LM before 2023 had no such
+  /// option: each transfer is a batch_isend_irecv that the schedule waits for, followed by
+  /// torch.cuda.synchronize(), so the next compute waits for the unit's send as for its receive
+  /// (p2p_blocking()).
+  bool overlap_p2p_comm = true;
+  /// Without sequence parallelism, each tp rank sends 1/tp of a pipeline message and the receiver
+  /// all-gathers it over tp (Megatron-LM's --scatter-gather-tensors-in-pipeline, its default from
+  /// 2021 until the schedules moved to Megatron-Core, whose p2p sends the whole tensor from every
+  /// tp rank). With sequence parallelism the message is already 1/tp and nothing changes.
+  bool p2p_scatter_gather = false;
   /// Fused (flash) attention: the s×s scores are never stored, so the 5as/h activation term of
   /// Korthikanti et al. is absent, as it is for Megatron-Core with Transformer Engine's fused
   /// attention. Off for runs that predate it (SC21 used full recompute, where it does not matter).
@@ -85,6 +97,12 @@ struct ParallelConfig {
   /// accumulate_allreduce_grads_in_fp32 = True`) but keeps fp16 training's gradients in fp16
   /// unless --accumulate-allreduce-grads-in-fp32 is given (SC21's run scripts do not give it).
   int64_t grad_bytes() const { return grad_reduce_in_bf16 || precision == Precision::kFp16 ? 2 : 4; }
+
+  /// Pipeline transfers the compute stream waits for: no interleaving (Megatron forces
+  /// overlap_p2p_comm off there) or overlap_p2p_comm off.
+  bool p2p_blocking() const { return pp > 1 && (vpp == 1 || !overlap_p2p_comm); }
+  /// The pipeline message is split over the tp ranks and all-gathered after receipt.
+  bool p2p_split() const { return p2p_scatter_gather && !sequence_parallel && tp > 1; }
 
   int64_t model_parallel() const { return tp * pp * cp; }
   /// Expert-data-parallel size: the replicas of one expert shard, reduced over after backward.

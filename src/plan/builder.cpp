@@ -91,7 +91,13 @@ class StageBuilder {
     // K and V widths per token on one tp rank (what CP exchanges): GQA's 2·groups·d, or under MLA
     // each head's up-projected key (qk_dim) and value (v_dim).
     kv_ = m.multi_latent_attention() ? heads_ * (m.qk_dim() + m.v_dim()) : 2 * groups_ * d_;
-    act_msg_ = checked_mul(checked_mul(sp_tokens_, h_, "activation message"), kActBytes, "activation message");
+    // A pipeline message is one micro-batch's hidden states on this rank: 1/tp of them under
+    // sequence parallelism or when Megatron-LM splits it over tp (p2p_split; whole if it does not
+    // divide, as Megatron then overrides the split).
+    const int64_t whole = checked_mul(checked_mul(sp_tokens_, h_, "activation message"), kActBytes, "activation message");
+    split_msg_ = p.p2p_split() && (sp_tokens_ * h_) % p.tp == 0;
+    act_msg_ = split_msg_ ? whole / p.tp : whole;
+    whole_msg_ = whole;
   }
 
   void build();
@@ -104,6 +110,7 @@ class StageBuilder {
   // A compute op waits for the comm ops the previous code path produced.
   int32_t compute(Op op) {
     op.stream = Stream::kCompute;
+    after_blocking_send(op);
     for (int32_t d : pending_) add_dep(op, d);
     pending_.clear();
     if (overlap_ag_ >= 0 && op.kind == OpKind::kGemm) {
@@ -269,7 +276,16 @@ class StageBuilder {
     // The chunk's amax reduction is on the stream the send is ordered behind (amax_reduce).
     if (amax_ >= 0) add_dep(op, amax_);
     amax_ = -1;
-    emit(op);
+    const int32_t idx = emit(op);
+    if (p_.p2p_blocking()) blocking_send_ = idx;
+  }
+  // Without overlap_p2p_comm Megatron posts a unit's send with the next transfer
+  // (batch_isend_irecv), waits for both and calls torch.cuda.synchronize(): the op that opens the
+  // next unit, its receive or its first compute, waits for the send to complete.
+  void after_blocking_send(Op& op) {
+    if (blocking_send_ < 0) return;
+    add_dep(op, blocking_send_);
+    blocking_send_ = -1;
   }
   void recv(OpName name, int64_t from_g, int64_t my_g, int dir) {
     Op op = base(name, Phase::kForward, -1);
@@ -280,7 +296,10 @@ class StageBuilder {
     op.tag = tag(mb_, my_g, dir);
     op.bytes = act_msg_;
     op.group = Group::kPp;
+    after_blocking_send(op);
     pending_.push_back(emit(op));
+    // Megatron-LM's gather_split_1d_tensor: the receiver all-gathers the 1/tp pieces over tp.
+    if (split_msg_) collective(OpName::kP2pGather, op.phase, -1, CollKind::kAllGather, Group::kTp, whole_msg_, Stream::kTp);
   }
 
   const ModelConfig& m_;
@@ -288,8 +307,10 @@ class StageBuilder {
   StagePlan& st_;
   OpList ops_;
   int32_t amax_ = -1;  ///< the unit's amax reduction, which its send waits for; −1: none
+  int32_t blocking_send_ = -1;  ///< the send the next unit's first op waits for (p2p_blocking); −1: none
+  bool split_msg_ = false;      ///< pipeline messages go in 1/tp pieces, all-gathered on receipt
   const std::vector<int64_t>& layers_per_chunk_;
-  int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_;
+  int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_, whole_msg_;
   int64_t mb_ = 0, chunk_ = 0;
   int32_t last_compute_ = -1;
   int32_t overlap_ag_ = -1;
@@ -342,7 +363,8 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
   const bool param_gather = kind == kForwardLayer && mb_ == 0 && !param_gather_.empty();
   // A layer entered with one comm op pending (the receive opening a unit) is copied from a
   // template entered the same way; its copies wait for their own pending op.
-  const bool clean = copy_layers_ && pending_.size() <= 1 && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather;
+  const bool clean =
+      copy_layers_ && pending_.size() <= 1 && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather && blocking_send_ < 0;
   const int32_t in_pending = pending_.empty() ? -1 : pending_[0];
   LayerTemplate& t = templates_[(kind * kVariants + variant(layer)) * 2 + (in_pending >= 0)];
   if (clean && t.start >= 0) {

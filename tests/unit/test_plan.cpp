@@ -392,6 +392,92 @@ TEST(Plan, ZeroOneGathersEveryParameterBeforeItsFirstForward) {
   }
 }
 
+TEST(Plan, PipelineTransfersBlockTheNextUnitWithoutP2pOverlap) {
+  // Megatron batches a unit's send with the next transfer (batch_isend_irecv), waits for both and
+  // synchronizes: the op that opens the next unit (its receive, or its first compute on a stage
+  // that receives nothing there) waits for the send. That is Megatron's only mode without
+  // interleaving (vpp 1 forces overlap_p2p_comm off) and Megatron-LM's only mode before 2023;
+  // with --overlap-p2p-communication (interleaved) no op waits for a send.
+  const auto m = config::load_model("llama3.1-8b");
+  struct Case {
+    int64_t vpp;
+    bool overlap, blocking;
+  };
+  for (const Case c : {Case{1, true, true}, Case{2, true, false}, Case{2, false, true}}) {
+    config::ParallelConfig p;
+    p.pp = 4, p.vpp = c.vpp, p.global_batch_size = 8, p.overlap_p2p_comm = c.overlap;
+    p = config::resolve(p, m, 4, "test");
+    EXPECT_EQ(p.p2p_blocking(), c.blocking);
+    const auto plan = plan::build_plan(m, p);
+    for (const auto& st : plan.stages) {
+      int64_t sends = 0, waited = 0;
+      for (int32_t i = 0; i < st.size(); ++i) {
+        const plan::Op send = st.op(i);
+        if (send.kind != plan::OpKind::kSendRecv || !send.is_send) continue;
+        ++sends;
+        // The next compute op or receive after the send opens the next unit (a DP bucket's
+        // reduction may come between; it waits for nothing of the pipeline).
+        auto opens = [&](const plan::Op& op) {
+          return op.stream == plan::Stream::kCompute || (op.kind == plan::OpKind::kSendRecv && !op.is_send);
+        };
+        int32_t j = i + 1;
+        while (j < st.size() && !opens(st.op(j))) ++j;
+        if (j == st.size()) continue;
+        const plan::Op next = st.op(j);
+        const bool waits = std::find(next.deps.begin(), next.deps.begin() + next.ndeps, i) != next.deps.begin() + next.ndeps;
+        waited += waits;
+        EXPECT_EQ(waits, c.blocking) << "vpp " << c.vpp << " stage " << st.pp_rank << " op " << j;
+      }
+      EXPECT_GT(sends, 0);
+      if (c.blocking) EXPECT_GE(waited, sends - 1) << "every send but the step's last is waited for";
+    }
+  }
+}
+
+TEST(Plan, ScatterGatherSplitsPipelineMessagesOverTensorParallelRanks) {
+  // Megatron-LM 2021-2023 without sequence parallelism: each tp rank sends 1/tp of the [s, b, h]
+  // hidden states (split_tensor_into_1d_equal_chunks) and the receiver all-gathers them over tp
+  // (gather_split_1d_tensor). Megatron-Core sends them whole from every tp rank; with sequence
+  // parallelism they are [s/tp, b, h] either way and nothing is gathered.
+  const auto m = config::load_model("llama3.1-8b");
+  const int64_t s = 4096, b = 2, h = m.hidden_size, tp = 8;
+  struct Case {
+    bool sp, split;
+    int64_t bytes;
+    bool gathers;
+  };
+  for (const Case c : {Case{false, true, s * b * h * 2 / tp, true}, Case{false, false, s * b * h * 2, false},
+                       Case{true, true, s / tp * b * h * 2, false}}) {
+    config::ParallelConfig p;
+    p.tp = tp, p.pp = 2, p.micro_batch_size = b, p.seq_length = s, p.global_batch_size = 4 * b;
+    p.sequence_parallel = c.sp, p.p2p_scatter_gather = c.split;
+    p = config::resolve(p, m, tp * 2, "test");
+    const auto plan = plan::build_plan(m, p);
+    for (const auto& st : plan.stages) {
+      int64_t recvs = 0, gathers = 0;
+      for (int32_t i = 0; i < st.size(); ++i) {
+        const plan::Op op = st.op(i);
+        if (op.kind == plan::OpKind::kSendRecv) EXPECT_EQ(op.bytes, c.bytes);
+        if (op.kind == plan::OpKind::kSendRecv && !op.is_send) {
+          ++recvs;
+          const bool gathered = i + 1 < st.size() && st.op(i + 1).name == plan::OpName::kP2pGather;
+          EXPECT_EQ(gathered, c.gathers);
+          if (gathered) {
+            const plan::Op g = st.op(i + 1);
+            EXPECT_EQ(g.coll, plan::CollKind::kAllGather);
+            EXPECT_EQ(g.group, parallel::Group::kTp);
+            EXPECT_EQ(g.bytes, s * b * h * 2);  // the whole message, assembled
+            EXPECT_NE(std::find(g.deps.begin(), g.deps.begin() + g.ndeps, i), g.deps.begin() + g.ndeps);
+          }
+        }
+        gathers += op.name == plan::OpName::kP2pGather;
+      }
+      EXPECT_GT(recvs, 0);
+      EXPECT_EQ(gathers, c.gathers ? recvs : 0);
+    }
+  }
+}
+
 TEST(Plan, DataParallelBucketsAreMegatrons) {
   // Megatron's DDP packs a chunk's parameters, backward-first, into buckets of at least
   // max(40 M, 1 M × dp) parameters, closing each at the parameter that fills it. Llama 3.1 8B at

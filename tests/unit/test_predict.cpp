@@ -536,3 +536,41 @@ TEST(Predict, GradientReductionWithoutOverlapRunsOncePerStageAfterItsBackward) {
   }
   EXPECT_NEAR(predict::predict(m, chip, p2).row.step_time_s, want, 1e-9 * want);
 }
+
+TEST(Predict, BlockingPipelineSendDelaysTheNextUnitByItsTransfer) {
+  // Without overlap_p2p_comm (and always without interleaving) the unit after a send starts when
+  // the send has completed: one message through the NIC, S/(B·e) + α, with S = (s/tp)·h·2 bytes
+  // under sequence parallelism, B the NIC's line rate and e its efficiency (pp crosses nodes at
+  // tp 8 on 8-GPU H100 nodes). With --overlap-p2p-communication the next unit starts beside it.
+  const auto m = config::load_model("llama3.1-8b");
+  const auto chip = config::load_chip("h100");
+  const int64_t s = 4096, tp = 8;
+  const double bytes = double(s / tp) * double(m.hidden_size) * 2;
+  const double transfer = bytes / (chip.nic_gbit_s * 1e9 / 8 * chip.efficiency.nic) + chip.nic_latency_us * 1e-6;
+  predict::PredictOptions keep;
+  keep.keep_timings = true;
+  struct Case {
+    int64_t vpp;
+    bool overlap, blocking;
+  };
+  for (const Case c : {Case{1, true, true}, Case{2, false, true}, Case{2, true, false}}) {
+    config::ParallelConfig p;
+    p.tp = tp, p.pp = 2, p.vpp = c.vpp, p.seq_length = s, p.global_batch_size = 4, p.sequence_parallel = true;
+    p.overlap_p2p_comm = c.overlap;
+    p = config::resolve(p, m, 16, "test");
+    const auto plan = plan::build_plan(m, p);
+    const auto tl = predict::predict(m, chip, p, keep).timeline;
+    const auto& st = plan.stages[0];
+    int32_t send = 0;
+    while (!(st.op(send).kind == plan::OpKind::kSendRecv && st.op(send).is_send)) ++send;
+    int32_t next = send + 1;
+    while (st.op(next).stream != plan::Stream::kCompute && st.op(next).kind != plan::OpKind::kSendRecv) ++next;
+    const auto& ts = tl.timings[0];
+    EXPECT_NEAR(ts[size_t(send)].end_s - ts[size_t(send)].start_s, transfer, 1e-12);
+    if (c.blocking) {
+      EXPECT_NEAR(ts[size_t(next)].start_s, ts[size_t(send)].end_s, 1e-12) << "vpp " << c.vpp;
+    } else {
+      EXPECT_LT(ts[size_t(next)].start_s, ts[size_t(send)].end_s - 0.5 * transfer);
+    }
+  }
+}
