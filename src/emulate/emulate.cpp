@@ -82,6 +82,12 @@ double measured_step_s(const Measurements& m) {
   return median(slowest);
 }
 
+double dilate(double host_s, double host_model_s, double target_model_s) {
+  if (host_model_s <= 0) return target_model_s;
+  if (host_s >= host_model_s) return target_model_s + (host_s - host_model_s);
+  return target_model_s * host_s / host_model_s;
+}
+
 TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vector<double>>& host_s,
                             const config::ChipProfile& host, const config::ChipProfile& target,
                             const predict::Calibration* calibration, const std::function<bool(const plan::Op&)>& dilatable) {
@@ -105,10 +111,7 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
       const double modelled = target_cost.duration(op);
       const bool may_dilate = !dilatable || dilatable(op);
       if (same_arch && may_dilate && i < host_s[s].size() && host_s[s][i] > 0) {
-        // Both durations from the same model, so their ratio is the roofline ratio for compute ops
-        // and the α–β ratio for communication; the host's measurement carries its achieved fraction.
-        const double host_model = host_cost->duration(op);
-        r.durations[s].push_back(host_model > 0 ? host_s[s][i] * modelled / host_model : modelled);
+        r.durations[s].push_back(dilate(host_s[s][i], host_cost->duration(op), modelled));
         r.sources[s].push_back("dilated");
       } else {
         r.durations[s].push_back(modelled);

@@ -1,9 +1,7 @@
 // Turning one real run into target numbers. Measured per-op times from the host are aggregated per
-// stage, then each op gets a duration on each target: the host's measurement dilated by the ratio
-// of target to host rooflines when both share an architecture (DESIGN.md:
-// t_target = t_host · max(F/P_t, M/B_t) / max(F/P_h, M/B_h), keeping the host's achieved fraction),
-// else the modelled duration (source `roofline`, or `calibrated` with a calibration file). The
-// same timeline engine then gives each target's step.
+// stage, then each op gets a duration on each target: the host's measurement dilated to the target
+// when both share an architecture (dilate()), else the modelled duration (source `roofline`, or
+// `calibrated` with a calibration file). The same timeline engine then gives each target's step.
 #pragma once
 #include <functional>
 #include <string>
@@ -60,6 +58,17 @@ struct TargetResult {
   std::vector<std::vector<double>> durations;  ///< per stage, per op
   std::vector<std::vector<std::string>> sources;
 };
+
+/// One measured op moved from the host to a target of its architecture, from the op's modelled
+/// durations on both (t_h^m, t_t^m). The time the host spent beyond its model is a time no cap
+/// changes, as the cap model treats a capped chip (config::apply_caps: a compute cap shrinks only
+/// F/P, so e' = 1/(1 + r(1/e − 1)); a calibrated GEMM or bus bandwidth keeps its measured
+/// peak-independent part): t_t = t_t^m + (t_h − t_h^m). An H20 dilated from an H100 that ran 10 %
+/// over its model is its own model plus that 10 % of the H100's time, not 10 % more of its own
+/// (six times longer) compute. A host faster than its model (the model's fraction too low) moves by
+/// the ratio, t_t^m · t_h / t_h^m, which meets the first form at t_h = t_h^m and stays positive.
+/// Ops the model gives no time (t_h^m = 0) take the target's model.
+double dilate(double host_s, double host_model_s, double target_model_s);
 
 /// Durations of the plan on `target`, from the host's measured durations where dilation is valid
 /// (same architecture, and the host's profile has a peak for the run's precision; a device with no

@@ -265,28 +265,57 @@ TEST(Predict, SearchBeatsEveryRandomlyDrawnValidPlan) {
   }
 }
 
-TEST(Emulate, DilationKeepsTheHostsAchievedFraction) {
-  // Host H100 measured exactly at its modelled durations × 1.25: an H200 target sees the same
-  // 1.25 × its own modelled durations (roofline ratio), tagged "dilated".
+TEST(Emulate, DilationKeepsTheTimeTheHostSpentBeyondItsModel) {
+  // Host H100 measured at its modelled durations × 1.25: an H200 target sees its own modelled
+  // durations plus the host's extra 0.25 × (the H100's), tagged "dilated"; a host at 0.8 × its
+  // model moves by the ratio (0.8 × the H200's).
   const auto m = config::load_model("tiny-demo");
   auto p = par(m, 4, 2, 2, 8);
   const auto plan = plan::build_plan(m, p);
   const auto h100 = config::load_chip("h100"), h200 = config::load_chip("h200");
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
-  auto host = predict::model_durations(plan, predict::CostModel(h100, p.precision, layout));
-  for (auto& st : host)
-    for (auto& d : st) d *= 1.25;
-  const auto t = emulate::emulate_target(plan, host, h100, h200);
+  const auto model_h = predict::model_durations(plan, predict::CostModel(h100, p.precision, layout));
   const auto modelled = predict::model_durations(plan, predict::CostModel(h200, p.precision, layout));
-  for (size_t s = 0; s < host.size(); ++s)
-    for (size_t i = 0; i < host[s].size(); ++i) {
-      if (host[s][i] == 0) continue;
-      EXPECT_NEAR(t.durations[s][i], 1.25 * modelled[s][i], 1e-12);
-      EXPECT_EQ(t.sources[s][i], "dilated");
-    }
+  for (const double k : {1.25, 0.8}) {
+    auto host = model_h;
+    for (auto& st : host)
+      for (auto& d : st) d *= k;
+    const auto t = emulate::emulate_target(plan, host, h100, h200);
+    for (size_t s = 0; s < host.size(); ++s)
+      for (size_t i = 0; i < host[s].size(); ++i) {
+        if (host[s][i] == 0) continue;
+        const double want = k > 1 ? modelled[s][i] + (k - 1) * model_h[s][i] : k * modelled[s][i];
+        EXPECT_NEAR(t.durations[s][i], want, 1e-12 * want);
+        EXPECT_EQ(t.sources[s][i], "dilated");
+      }
+  }
   // From a CPU host the target durations are modelled, not dilated.
-  const auto cpu = emulate::emulate_target(plan, host, config::load_chip("cpu-host"), h200);
+  const auto cpu = emulate::emulate_target(plan, model_h, config::load_chip("cpu-host"), h200);
   EXPECT_EQ(cpu.row.source, "roofline");
+}
+
+TEST(Emulate, DilationUnderAComputeCapIsTheCapRule) {
+  // A large GEMM measured on an H100 at t_h, dilated to h100@tflops=148 (an H20's compute): the cap
+  // rule says only F/P shrinks or grows with the peak (config::apply_caps: e' = 1/(1 + r(1/e − 1))),
+  // so the target takes t_h + F·(1/P_t − 1/P_h)/(s·f³), with s the whole-step derate and
+  // f = 8192/8256 the tile fill of each dimension. A host that ran 10 % over its model keeps that
+  // time, it does not turn it into 10 % more of the capped chip's six-times-longer compute.
+  const int64_t n = 8192;
+  const double F = 2.0 * double(n) * n * n, fill = double(n) / (n + 64.0);
+  const auto h100 = config::load_chip("h100");
+  const auto capped = config::resolve_target(config::parse_target("h100@tflops=148"));
+  const double s = h100.efficiency.sustained;
+  ASSERT_EQ(capped.efficiency.sustained, s);
+  const double Ph = h100.peak_tflops.at("bf16") * 1e12, Pt = capped.peak_tflops.at("bf16") * 1e12;
+  const parallel::Layout layout(1, 1, 1, 1, 1, 1);
+  const auto op = plan::gemm_op(n, n, n);
+  const double model_h = predict::CostModel(h100, config::Precision::kBf16, layout).duration(op);
+  const double model_t = predict::CostModel(capped, config::Precision::kBf16, layout).duration(op);
+  EXPECT_NEAR(model_t - model_h, F * (1 / Pt - 1 / Ph) / (s * fill * fill * fill), 1e-9 * model_t);
+  const double t_h = 1.1 * model_h;
+  const double t_t = emulate::dilate(t_h, model_h, model_t);
+  EXPECT_NEAR(t_t, t_h + F * (1 / Pt - 1 / Ph) / (s * fill * fill * fill), 1e-9 * t_t);
+  EXPECT_LT(t_t, 1.1 * model_t - 0.05 * model_t);  // the multiplicative rule's 1.1 × its model
 }
 
 TEST(Emulate, PackAndUnpackRoundTrip) {
