@@ -110,7 +110,6 @@ class StageBuilder {
   // A compute op waits for the comm ops the previous code path produced.
   int32_t compute(Op op) {
     op.stream = Stream::kCompute;
-    after_blocking_send(op);
     for (int32_t d : pending_) add_dep(op, d);
     pending_.clear();
     if (overlap_ag_ >= 0 && op.kind == OpKind::kGemm) {
@@ -280,12 +279,20 @@ class StageBuilder {
     if (p_.p2p_blocking()) blocking_send_ = idx;
   }
   // Without overlap_p2p_comm Megatron posts a unit's send with the next transfer
-  // (batch_isend_irecv), waits for both and calls torch.cuda.synchronize(): the op that opens the
-  // next unit, its receive or its first compute, waits for the send to complete.
-  void after_blocking_send(Op& op) {
+  // (batch_isend_irecv), waits for both and calls torch.cuda.synchronize(): the compute stream
+  // waits for the send and for the receive that opens the next unit (p2p_wait, a no-op on the
+  // compute stream; its own time is one launch gap, kKernelOverheadS, as the GPU idles until the
+  // host launches the next kernel). The receive itself never waits for the send: an NCCL send ends
+  // only when its peer's receive runs, and two neighbours' receives each waiting for their own
+  // sends would wait for each other.
+  void p2p_wait(Phase ph) {
     if (blocking_send_ < 0) return;
+    Op op = base(OpName::kP2pWait, ph, -1);
+    op.kind = OpKind::kElementwise;
+    op.bytes = 0;
     add_dep(op, blocking_send_);
     blocking_send_ = -1;
+    compute(op);
   }
   void recv(OpName name, int64_t from_g, int64_t my_g, int dir) {
     Op op = base(name, Phase::kForward, -1);
@@ -296,7 +303,6 @@ class StageBuilder {
     op.tag = tag(mb_, my_g, dir);
     op.bytes = act_msg_;
     op.group = Group::kPp;
-    after_blocking_send(op);
     pending_.push_back(emit(op));
     // Megatron-LM's gather_split_1d_tensor: the receiver all-gathers the 1/tp pieces over tp.
     if (split_msg_) collective(OpName::kP2pGather, op.phase, -1, CollKind::kAllGather, Group::kTp, whole_msg_, Stream::kTp);
@@ -773,8 +779,9 @@ void StageBuilder::forward_unit(int64_t mb, int64_t chunk) {
   mb_ = mb, chunk_ = chunk;
   amax_ = -1;
   const int64_t g = global_chunk(chunk);
+  if (!first_chunk(chunk)) recv(OpName::kRecvActivation, g - 1, g, 0);
+  p2p_wait(Phase::kForward);
   if (first_chunk(chunk)) embedding_forward();
-  else recv(OpName::kRecvActivation, g - 1, g, 0);
   for (int64_t layer : st_.chunk_layers[chunk])
     repeated_layer(kForwardLayer, layer, [&] { layer_forward(layer, Phase::kForward); });
   amax_reduce(Phase::kForward, chunk);
@@ -799,12 +806,12 @@ void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
     for (int b = 0; b < 2; ++b)
       for (int64_t size : item.closes[b]) reduce_bucket(b, item.layer, size);
   };
+  if (!last_chunk(chunk)) recv(OpName::kRecvGrad, g + 1, g, 1);
+  p2p_wait(Phase::kBackward);
   if (last_chunk(chunk)) {
     mtp_backward();
     head_backward();
     reduce_closed(cb.items.back());
-  } else {
-    recv(OpName::kRecvGrad, g + 1, g, 1);
   }
   const auto& layers = st_.chunk_layers[chunk];
   const size_t first_layer_item = first_chunk(chunk) ? 1 : 0;  // items: [embedding,] layers[, head]
@@ -825,6 +832,8 @@ void StageBuilder::backward_unit(int64_t mb, int64_t chunk) {
 
 void StageBuilder::optimizer() {
   mb_ = -1, chunk_ = 0;
+  // finalize_model_grads and the optimizer run after the schedule's last transfer has completed.
+  p2p_wait(Phase::kOptimizer);
   // Without --overlap-grad-reduce Megatron reduces after the stage's last backward
   // (finalize_model_grads → finish_grad_sync, one bucket): every stage on its own, at the end.
   if (!p_.overlap_grad_reduce) grad_reduce(-1, st_.params, st_.expert_params);

@@ -81,8 +81,8 @@ std::string to_string(OpName n) {
                                 "send_grad", "recv_grad", "wgrad_all_gather", "router", "permute", "dispatch",
                                 "expert_fc1", "expert_activation", "expert_fc2", "combine", "unpermute", "shared_fc1",
                                 "shared_activation", "shared_fc2", "expert_all_gather", "expert_reduce_scatter",
-                                "mla_down", "mla_up", "mtp_proj", "amax_reduce", "p2p_gather"};
-  static_assert(sizeof(names) / sizeof(names[0]) == static_cast<int>(OpName::kP2pGather) + 1, "one name per OpName");
+                                "mla_down", "mla_up", "mtp_proj", "amax_reduce", "p2p_gather", "p2p_wait"};
+  static_assert(sizeof(names) / sizeof(names[0]) == static_cast<int>(OpName::kP2pWait) + 1, "one name per OpName");
   return names[static_cast<int>(n)];
 }
 

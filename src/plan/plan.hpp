@@ -38,7 +38,8 @@ enum class OpName : uint8_t {
   kRouter, kPermute, kDispatch, kExpertFc1, kExpertActivation, kExpertFc2, kCombine, kUnpermute, kSharedFc1,
   kSharedActivation, kSharedFc2, kExpertGather, kExpertScatter, kMlaDown, kMlaUp, kMtpProj,
   kAmaxReduce,  ///< Transformer Engine's FP8 amax all-reduce over the stage (precision fp8)
-  kP2pGather    ///< the tp all-gather of a received pipeline message sent in 1/tp pieces (p2p_scatter_gather)
+  kP2pGather,   ///< the tp all-gather of a received pipeline message sent in 1/tp pieces (p2p_scatter_gather)
+  kP2pWait      ///< the compute stream's wait for a blocking pipeline transfer (p2p_blocking), no work
 };
 
 std::string to_string(OpKind k);

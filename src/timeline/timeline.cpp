@@ -22,9 +22,11 @@ namespace {
 /// (kComm), a pipeline receive (kRecv). The breakdown charges idle compute time by it.
 enum class Wait : uint8_t { kNone, kComm, kRecv };
 
-/// What an op is as a producer, for the Wait of the ops that wait for it.
+/// What an op is as a producer, for the Wait of the ops that wait for it: a receive is the
+/// pipeline's (bubble), a send waited for is this rank's own transfer (exposed communication).
 Wait producer_wait(const plan::Op& op) {
-  return op.kind == OpKind::kSendRecv ? Wait::kRecv : op.stream == Stream::kCompute ? Wait::kNone : Wait::kComm;
+  if (op.kind == OpKind::kSendRecv) return op.is_send ? Wait::kComm : Wait::kRecv;
+  return op.stream == Stream::kCompute ? Wait::kNone : Wait::kComm;
 }
 
 /// A collective running on a stream beside the compute stream, holding SMs (comm_contention).

@@ -207,5 +207,31 @@ INSTANTIATE_TEST_SUITE_P(RealPlans, EnqueueThrottleReplay,
                            return n;
                          });
 
+// Pipeline transfers that block (Megatron without --overlap-p2p-communication, and always without
+// interleaving): the next unit waits for the previous unit's send as well as its own receive. An
+// NCCL send finishes only when its peer's receive runs, so a receive must never wait for a send of
+// its own stage (stage s's receive waiting for its send, which waits for stage s+1's receive,
+// which would wait for stage s+1's send, which waits for stage s's receive): the plan makes the
+// compute stream wait instead, as Megatron's batch_isend_irecv + wait + synchronize does.
+TEST(EnqueueThrottle, BlockingPipelineTransfersRunThrough) {
+  struct Blocking {
+    int64_t pp, vpp, gbs;
+    bool overlap_p2p_comm;
+  };
+  const config::ModelConfig m = config::load_model("llama3.1-8b");
+  for (const Blocking b : {Blocking{4, 1, 16, true}, Blocking{2, 1, 16, true}, Blocking{4, 2, 16, false}}) {
+    config::ParallelConfig p;
+    p.tp = 2, p.pp = b.pp, p.vpp = b.vpp, p.global_batch_size = b.gbs, p.overlap_p2p_comm = b.overlap_p2p_comm;
+    p = config::resolve(p, m, 2 * b.pp, "test");
+    ASSERT_TRUE(p.p2p_blocking());
+    const plan::Plan plan = plan::build_plan(m, p);
+    for (size_t window : {exec::kMaxOpsInFlight, size_t(1) << 40}) {
+      const Replay r = replay(plan, ThrottleRule::kComputeOnly, window);
+      EXPECT_TRUE(r.finished) << "pp " << b.pp << " vpp " << b.vpp << " window " << window << ": " << r.ops_done << "/"
+                              << r.ops_total << " ops; " << r.stuck;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace capscale

@@ -394,10 +394,12 @@ TEST(Plan, ZeroOneGathersEveryParameterBeforeItsFirstForward) {
 
 TEST(Plan, PipelineTransfersBlockTheNextUnitWithoutP2pOverlap) {
   // Megatron batches a unit's send with the next transfer (batch_isend_irecv), waits for both and
-  // synchronizes: the op that opens the next unit (its receive, or its first compute on a stage
-  // that receives nothing there) waits for the send. That is Megatron's only mode without
-  // interleaving (vpp 1 forces overlap_p2p_comm off) and Megatron-LM's only mode before 2023;
-  // with --overlap-p2p-communication (interleaved) no op waits for a send.
+  // synchronizes: the compute stream's next op is a wait (p2p_wait) for the send and for the
+  // receive that opens the next unit, and the next unit's compute follows it. That is Megatron's
+  // only mode without interleaving (vpp 1 forces overlap_p2p_comm off) and Megatron-LM's only mode
+  // before 2023; with --overlap-p2p-communication (interleaved) no op waits for a send. A receive
+  // never waits for a send of its stage (an NCCL send ends when its peer's receive runs: two
+  // neighbours' receives waiting for their own sends would wait for each other).
   const auto m = config::load_model("llama3.1-8b");
   struct Case {
     int64_t vpp;
@@ -409,27 +411,38 @@ TEST(Plan, PipelineTransfersBlockTheNextUnitWithoutP2pOverlap) {
     p = config::resolve(p, m, 4, "test");
     EXPECT_EQ(p.p2p_blocking(), c.blocking);
     const auto plan = plan::build_plan(m, p);
+    auto waits_for = [](const plan::Op& op, int32_t d) {
+      return std::find(op.deps.begin(), op.deps.begin() + op.ndeps, d) != op.deps.begin() + op.ndeps;
+    };
     for (const auto& st : plan.stages) {
-      int64_t sends = 0, waited = 0;
+      int64_t sends = 0, waited = 0, waits = 0;
       for (int32_t i = 0; i < st.size(); ++i) {
-        const plan::Op send = st.op(i);
-        if (send.kind != plan::OpKind::kSendRecv || !send.is_send) continue;
+        const plan::Op op = st.op(i);
+        waits += op.name == plan::OpName::kP2pWait;
+        if (op.kind == plan::OpKind::kSendRecv && !op.is_send)
+          for (uint8_t d = 0; d < op.ndeps; ++d) EXPECT_FALSE(st.op(op.deps[d]).kind == plan::OpKind::kSendRecv) << "op " << i;
+        if (op.kind != plan::OpKind::kSendRecv || !op.is_send) continue;
         ++sends;
-        // The next compute op or receive after the send opens the next unit (a DP bucket's
-        // reduction may come between; it waits for nothing of the pipeline).
-        auto opens = [&](const plan::Op& op) {
-          return op.stream == plan::Stream::kCompute || (op.kind == plan::OpKind::kSendRecv && !op.is_send);
-        };
-        int32_t j = i + 1;
-        while (j < st.size() && !opens(st.op(j))) ++j;
+        // The next compute op after the send (a DP bucket's reduction or the next receive may
+        // come between): with blocking transfers the wait, depending on the send and on the
+        // receive, if any, that the next unit opens with.
+        int32_t j = i + 1, recv = -1;
+        while (j < st.size() && st.op(j).stream != plan::Stream::kCompute) {
+          if (st.op(j).kind == plan::OpKind::kSendRecv && !st.op(j).is_send) recv = j;
+          ++j;
+        }
         if (j == st.size()) continue;
         const plan::Op next = st.op(j);
-        const bool waits = std::find(next.deps.begin(), next.deps.begin() + next.ndeps, i) != next.deps.begin() + next.ndeps;
-        waited += waits;
-        EXPECT_EQ(waits, c.blocking) << "vpp " << c.vpp << " stage " << st.pp_rank << " op " << j;
+        EXPECT_EQ(next.name == plan::OpName::kP2pWait, c.blocking) << "vpp " << c.vpp << " stage " << st.pp_rank << " op " << j;
+        EXPECT_EQ(waits_for(next, i), c.blocking) << "vpp " << c.vpp << " stage " << st.pp_rank << " op " << j;
+        if (c.blocking && recv >= 0) EXPECT_TRUE(waits_for(next, recv)) << "stage " << st.pp_rank << " op " << j;
+        if (c.blocking) EXPECT_FALSE(st.op(j + 1).name == plan::OpName::kP2pWait);
+        waited += waits_for(next, i);
       }
       EXPECT_GT(sends, 0);
-      if (c.blocking) EXPECT_GE(waited, sends - 1) << "every send but the step's last is waited for";
+      // Every send is waited for, the step's last by the optimizer's wait; none without blocking.
+      EXPECT_EQ(waited, c.blocking ? sends : 0) << "stage " << st.pp_rank;
+      EXPECT_EQ(waits, c.blocking ? sends : 0) << "stage " << st.pp_rank;
     }
   }
 }

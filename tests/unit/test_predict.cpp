@@ -593,11 +593,15 @@ TEST(Predict, BlockingPipelineSendDelaysTheNextUnitByItsTransfer) {
     int32_t send = 0;
     while (!(st.op(send).kind == plan::OpKind::kSendRecv && st.op(send).is_send)) ++send;
     int32_t next = send + 1;
-    while (st.op(next).stream != plan::Stream::kCompute && st.op(next).kind != plan::OpKind::kSendRecv) ++next;
+    while (st.op(next).stream != plan::Stream::kCompute) ++next;
     const auto& ts = tl.timings[0];
     EXPECT_NEAR(ts[size_t(send)].end_s - ts[size_t(send)].start_s, transfer, 1e-12);
     if (c.blocking) {
+      // Stage 0's next unit (micro-batch 1's forward of the same chunk) receives nothing: the wait
+      // starts when the send ends, and the unit's first op after its one launch gap.
+      EXPECT_EQ(st.op(next).name, plan::OpName::kP2pWait);
       EXPECT_NEAR(ts[size_t(next)].start_s, ts[size_t(send)].end_s, 1e-12) << "vpp " << c.vpp;
+      EXPECT_NEAR(ts[size_t(next) + 1].start_s, ts[size_t(send)].end_s + predict::CostModel::kKernelOverheadS, 1e-12);
     } else {
       EXPECT_LT(ts[size_t(next)].start_s, ts[size_t(send)].end_s - 0.5 * transfer);
     }
