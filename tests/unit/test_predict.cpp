@@ -316,6 +316,28 @@ TEST(Emulate, DilationUnderAComputeCapIsTheCapRule) {
   const double t_t = emulate::dilate(t_h, model_h, model_t);
   EXPECT_NEAR(t_t, t_h + F * (1 / Pt - 1 / Ph) / (s * fill * fill * fill), 1e-9 * t_t);
   EXPECT_LT(t_t, 1.1 * model_t - 0.05 * model_t);  // the multiplicative rule's 1.1 × its model
+  // Through the emulator (a capped H100 is the host's architecture, so it is dilated): every GEMM
+  // of a plan measured at 1.1 × its H100 model keeps the host's extra 0.1 × that model.
+  const auto m = config::load_model("tiny-demo");
+  auto p = par(m, 4, 2, 2, 8);
+  const auto plan = plan::build_plan(m, p);
+  const parallel::Layout lp(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
+  const auto on_h = predict::model_durations(plan, predict::CostModel(h100, p.precision, lp));
+  const auto on_t = predict::model_durations(plan, predict::CostModel(capped, p.precision, lp));
+  auto host = on_h;
+  for (auto& st : host)
+    for (auto& d : st) d *= 1.1;
+  const auto e = emulate::emulate_target(plan, host, h100, capped);
+  int gemms = 0;
+  for (size_t st = 0; st < plan.stages.size(); ++st)
+    for (size_t i = 0; i < plan.stages[st].ops.size(); ++i) {
+      if (plan.stages[st].ops[i].kind != plan::OpKind::kGemm) continue;
+      ++gemms;
+      EXPECT_EQ(e.sources[st][i], "dilated");
+      EXPECT_NEAR(e.durations[st][i], on_t[st][i] + 0.1 * on_h[st][i], 1e-12 * e.durations[st][i]);
+      EXPECT_GE(on_t[st][i], on_h[st][i]);  // the cap never shortens a GEMM
+    }
+  EXPECT_GT(gemms, 0);
 }
 
 TEST(Emulate, PackAndUnpackRoundTrip) {
