@@ -313,7 +313,7 @@ class StageBuilder {
   StagePlan& st_;
   OpList ops_;
   int32_t amax_ = -1;  ///< the unit's amax reduction, which its send waits for; −1: none
-  int32_t blocking_send_ = -1;  ///< the send the next unit's first op waits for (p2p_blocking); −1: none
+  int32_t blocking_send_ = -1;  ///< the send the next p2p_wait waits for (p2p_blocking); −1: none
   bool split_msg_ = false;      ///< pipeline messages go in 1/tp pieces, all-gathered on receipt
   const std::vector<int64_t>& layers_per_chunk_;
   int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_, whole_msg_;
