@@ -380,7 +380,9 @@ TEST(Plan, ZeroOneGathersEveryParameterBeforeItsFirstForward) {
           EXPECT_EQ(st.op(gathers.front()).bytes, 2 * model::embedding_params_per_rank(m, 1));
           EXPECT_TRUE(waits_for(op, overlap ? gathers.front() : gathers.back()));
         }
-        if (op.name == plan::OpName::kFinalNorm) EXPECT_TRUE(waits_for(op, gathers.back()));
+        if (op.name == plan::OpName::kFinalNorm) {
+          EXPECT_TRUE(waits_for(op, gathers.back()));
+        }
         // A layer's first forward op waits for a gather ahead of it, and (with overlap) not for
         // all of them: the later layers' buckets are still in flight.
         if (op.name == plan::OpName::kInputNorm && op.layer == st.chunk_layers[0].front()) {
@@ -419,8 +421,9 @@ TEST(Plan, PipelineTransfersBlockTheNextUnitWithoutP2pOverlap) {
       for (int32_t i = 0; i < st.size(); ++i) {
         const plan::Op op = st.op(i);
         waits += op.name == plan::OpName::kP2pWait;
-        if (op.kind == plan::OpKind::kSendRecv && !op.is_send)
+        if (op.kind == plan::OpKind::kSendRecv && !op.is_send) {
           for (uint8_t d = 0; d < op.ndeps; ++d) EXPECT_FALSE(st.op(op.deps[d]).kind == plan::OpKind::kSendRecv) << "op " << i;
+        }
         if (op.kind != plan::OpKind::kSendRecv || !op.is_send) continue;
         ++sends;
         // The next compute op after the send (a DP bucket's reduction or the next receive may
@@ -435,8 +438,12 @@ TEST(Plan, PipelineTransfersBlockTheNextUnitWithoutP2pOverlap) {
         const plan::Op next = st.op(j);
         EXPECT_EQ(next.name == plan::OpName::kP2pWait, c.blocking) << "vpp " << c.vpp << " stage " << st.pp_rank << " op " << j;
         EXPECT_EQ(waits_for(next, i), c.blocking) << "vpp " << c.vpp << " stage " << st.pp_rank << " op " << j;
-        if (c.blocking && recv >= 0) EXPECT_TRUE(waits_for(next, recv)) << "stage " << st.pp_rank << " op " << j;
-        if (c.blocking) EXPECT_FALSE(st.op(j + 1).name == plan::OpName::kP2pWait);
+        if (c.blocking && recv >= 0) {
+          EXPECT_TRUE(waits_for(next, recv)) << "stage " << st.pp_rank << " op " << j;
+        }
+        if (c.blocking) {
+          EXPECT_FALSE(st.op(j + 1).name == plan::OpName::kP2pWait);
+        }
         waited += waits_for(next, i);
       }
       EXPECT_GT(sends, 0);
@@ -470,7 +477,9 @@ TEST(Plan, ScatterGatherSplitsPipelineMessagesOverTensorParallelRanks) {
       int64_t recvs = 0, gathers = 0;
       for (int32_t i = 0; i < st.size(); ++i) {
         const plan::Op op = st.op(i);
-        if (op.kind == plan::OpKind::kSendRecv) EXPECT_EQ(op.bytes, c.bytes);
+        if (op.kind == plan::OpKind::kSendRecv) {
+          EXPECT_EQ(op.bytes, c.bytes);
+        }
         if (op.kind == plan::OpKind::kSendRecv && !op.is_send) {
           ++recvs;
           const bool gathered = i + 1 < st.size() && st.op(i + 1).name == plan::OpName::kP2pGather;
