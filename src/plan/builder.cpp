@@ -8,8 +8,8 @@
 // after each of them instead, plus the all-gather Megatron repeats in backward for the wgrad input.
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <cmath>
+#include <utility>
 
 #include "common/checked.hpp"
 #include "common/error.hpp"
@@ -97,7 +97,6 @@ class StageBuilder {
     const int64_t whole = checked_mul(checked_mul(sp_tokens_, h_, "activation message"), kActBytes, "activation message");
     split_msg_ = p.p2p_split() && (sp_tokens_ * h_) % p.tp == 0;
     act_msg_ = split_msg_ ? whole / p.tp : whole;
-    whole_msg_ = whole;
   }
 
   void build();
@@ -287,12 +286,8 @@ class StageBuilder {
   // sends would wait for each other.
   void p2p_wait(Phase ph) {
     if (blocking_send_ < 0) return;
-    Op op = base(OpName::kP2pWait, ph, -1);
-    op.kind = OpKind::kElementwise;
-    op.bytes = 0;
-    add_dep(op, blocking_send_);
-    blocking_send_ = -1;
-    compute(op);
+    pending_.push_back(std::exchange(blocking_send_, -1));
+    elementwise(OpName::kP2pWait, ph, -1, 0);
   }
   void recv(OpName name, int64_t from_g, int64_t my_g, int dir) {
     Op op = base(name, Phase::kForward, -1);
@@ -305,7 +300,7 @@ class StageBuilder {
     op.group = Group::kPp;
     pending_.push_back(emit(op));
     // Megatron-LM's gather_split_1d_tensor: the receiver all-gathers the 1/tp pieces over tp.
-    if (split_msg_) collective(OpName::kP2pGather, op.phase, -1, CollKind::kAllGather, Group::kTp, whole_msg_, Stream::kTp);
+    if (split_msg_) collective(OpName::kP2pGather, op.phase, -1, CollKind::kAllGather, Group::kTp, act_msg_ * p_.tp, Stream::kTp);
   }
 
   const ModelConfig& m_;
@@ -316,7 +311,7 @@ class StageBuilder {
   int32_t blocking_send_ = -1;  ///< the send the next p2p_wait waits for (p2p_blocking); −1: none
   bool split_msg_ = false;      ///< pipeline messages go in 1/tp pieces, all-gathered on receipt
   const std::vector<int64_t>& layers_per_chunk_;
-  int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_, whole_msg_;
+  int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_;
   int64_t mb_ = 0, chunk_ = 0;
   int32_t last_compute_ = -1;
   int32_t overlap_ag_ = -1;
@@ -369,8 +364,7 @@ void StageBuilder::repeated_layer(int kind, int64_t layer, Derive derive) {
   const bool param_gather = kind == kForwardLayer && mb_ == 0 && !param_gather_.empty();
   // A layer entered with one comm op pending (the receive opening a unit) is copied from a
   // template entered the same way; its copies wait for their own pending op.
-  const bool clean =
-      copy_layers_ && pending_.size() <= 1 && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather && blocking_send_ < 0;
+  const bool clean = copy_layers_ && pending_.size() <= 1 && overlap_ag_ < 0 && last_compute_ >= 0 && !param_gather;
   const int32_t in_pending = pending_.empty() ? -1 : pending_[0];
   LayerTemplate& t = templates_[(kind * kVariants + variant(layer)) * 2 + (in_pending >= 0)];
   if (clean && t.start >= 0) {
