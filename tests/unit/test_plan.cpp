@@ -14,6 +14,13 @@
 using namespace capscale;
 using plan::OpKind;
 
+namespace {
+// Whether `op` waits for op `d` of its stage.
+bool waits_for(const plan::Op& op, int32_t d) {
+  return std::find(op.deps.begin(), op.deps.begin() + op.ndeps, d) != op.deps.begin() + op.ndeps;
+}
+}  // namespace
+
 TEST(Plan, UnevenLayerSplitLikeMegatron) {
   // Llama 3 405B: 126 layers on pp 16 → 7 on the first and last stage, 8 elsewhere.
   const auto s = plan::split_layers(126, 16, 1);
@@ -367,9 +374,6 @@ TEST(Plan, ZeroOneGathersEveryParameterBeforeItsFirstForward) {
       // The gathers open the step, in order, on the dp stream.
       EXPECT_EQ(gathers.front(), 0);
       EXPECT_EQ(gathers.back(), int32_t(gathers.size()) - 1);
-      auto waits_for = [&](const plan::Op& op, int32_t g) {
-        return std::find(op.deps.begin(), op.deps.begin() + op.ndeps, g) != op.deps.begin() + op.ndeps;
-      };
       // First stage: the embedding lookup of micro-batch 0 waits for the embedding's bucket (the
       // first gathered: 525 M parameters, a bucket of its own); last stage: the final norm waits
       // for the head's (the last).
@@ -413,9 +417,6 @@ TEST(Plan, PipelineTransfersBlockTheNextUnitWithoutP2pOverlap) {
     p = config::resolve(p, m, 4, "test");
     EXPECT_EQ(p.p2p_blocking(), c.blocking);
     const auto plan = plan::build_plan(m, p);
-    auto waits_for = [](const plan::Op& op, int32_t d) {
-      return std::find(op.deps.begin(), op.deps.begin() + op.ndeps, d) != op.deps.begin() + op.ndeps;
-    };
     for (const auto& st : plan.stages) {
       int64_t sends = 0, waited = 0, waits = 0;
       for (int32_t i = 0; i < st.size(); ++i) {
@@ -489,7 +490,7 @@ TEST(Plan, ScatterGatherSplitsPipelineMessagesOverTensorParallelRanks) {
             EXPECT_EQ(g.coll, plan::CollKind::kAllGather);
             EXPECT_EQ(g.group, parallel::Group::kTp);
             EXPECT_EQ(g.bytes, s * b * h * 2);  // the whole message, assembled
-            EXPECT_NE(std::find(g.deps.begin(), g.deps.begin() + g.ndeps, i), g.deps.begin() + g.ndeps);
+            EXPECT_TRUE(waits_for(g, i));
           }
         }
         gathers += op.name == plan::OpName::kP2pGather;
