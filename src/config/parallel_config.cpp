@@ -90,6 +90,12 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                "without sequence parallelism each tp rank sends 1/tp of a pipeline message and the receiver all-gathers "
                "it (Megatron-LM 2021-2023 --scatter-gather-tensors-in-pipeline; Megatron-Core sends it whole)"),
         "p2p-scatter-gather", "p2psg", TextWhen::kNonDefault, true);
+    auto& atp = add(member("async_tp_comm", &P::async_tp_comm,
+                           "a column-parallel linear's backward runs its TP all-gather beside the dgrad GEMM and its "
+                           "all-reduce / reduce-scatter beside the wgrad GEMM (Megatron-LM since 2021-08, Megatron-Core, "
+                           "Transformer Engine); off: in series (Megatron-LM before it)"),
+                    "no-async-tp-comm", "noatp", TextWhen::kNonDefault, true);
+    atp.flag_negates = true;
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
     prec.allowed = {"bf16", "fp16", "fp8"};
     t.push_back(derived<P>("schedule", FieldType::kEnum, "pipeline schedule (from pp and vpp)",

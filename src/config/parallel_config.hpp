@@ -80,6 +80,14 @@ struct ParallelConfig {
   /// 2021 until the schedules moved to Megatron-Core, whose p2p sends the whole tensor from every
   /// tp rank). With sequence parallelism the message is already 1/tp and nothing changes.
   bool p2p_scatter_gather = false;
+  /// A column-parallel linear's backward (QKV, FC1) overlaps its TP communication with its GEMMs:
+  /// the all-gather of the wgrad input (sequence parallelism) runs beside the dgrad GEMM, and the
+  /// dgrad's all-reduce (reduce-scatter under SP) beside the wgrad GEMM. Megatron-LM's
+  /// LinearWithGradAccumulationAndAsyncCommunication does this since 2021-08 (commit cf7efd4f,
+  /// --no-async-tensor-model-parallel-allreduce turns it off), Megatron-Core and Transformer
+  /// Engine's Linear / LayerNormLinear always. Off: Megatron-LM before it (SC21's runs), each in
+  /// series with the GEMMs.
+  bool async_tp_comm = true;
   /// Fused (flash) attention: the s×s scores are never stored, so the 5as/h activation term of
   /// Korthikanti et al. is absent, as it is for Megatron-Core with Transformer Engine's fused
   /// attention. Off for runs that predate it (SC21 used full recompute, where it does not matter).

@@ -216,6 +216,7 @@ class StageBuilder {
   static constexpr MlpNames kSharedNames{OpName::kSharedFc1, OpName::kSharedActivation, OpName::kSharedFc2};
   void mlp_forward(int64_t layer, Phase ph, int64_t width, const MlpNames& n);
   void mlp_backward(int64_t layer, int64_t width, const MlpNames& n);
+  void column_backward(OpName name, int64_t layer, int64_t m, int64_t n, int64_t k);
   /// One MoE layer's sizes on this rank (see the comment above moe_sizes): local experts, expert width, the
   /// hottest expert's tokens, the dispatch bytes and the permutation's traffic.
   struct MoeSizes {
@@ -478,9 +479,7 @@ void StageBuilder::attention_backward(int64_t layer) {
     ops_.back().overlap = {last_compute_, static_cast<int32_t>(p_.cp)};
   }
   if (!m_.multi_latent_attention()) {
-    if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // QKV's input again, for wgrad
-    linear(OpName::kQkv, B, layer, T, heads_ * d_ + 2 * groups_ * d_, h_);
-    tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+    column_backward(OpName::kQkv, layer, T, heads_ * d_ + 2 * groups_ * d_, h_);
   } else {
     const int64_t ql = m_.q_lora_rank, down = ql + m_.kv_lora_rank + m_.qk_pos_emb_head_dim;
     linear(OpName::kMlaUp, B, layer, T, heads_ * (m_.qk_head_dim + m_.v_head_dim), m_.kv_lora_rank);
@@ -508,9 +507,38 @@ void StageBuilder::mlp_backward(int64_t layer, int64_t width, const MlpNames& n)
   if (sp) tp_comm(OpName::kSpAllGather, B, layer, CollKind::kAllGather);  // bwd of FC2's reduce-scatter
   linear(n.fc2, B, layer, T, h_, f_local);
   elementwise(n.act, B, layer, T * f_local * m_.activation_passes(true) * kActBytes);
-  if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);  // FC1's input again, for wgrad
-  linear(n.fc1, B, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
-  tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  column_backward(n.fc1, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
+}
+
+// A column-parallel linear's backward (QKV, FC1: [m×k]·[k×n] forward) with its TP communication:
+// under SP an all-gather of the input again for the wgrad, and the dgrad's all-reduce
+// (reduce-scatter under SP). With async_tp_comm (Megatron's LinearWithGradAccumulationAndAsync-
+// Communication, TE's Linear): the gather runs beside the dgrad GEMM and only the wgrad waits for
+// it; the reduction reads the dgrad and runs beside the wgrad GEMM, and the next op waits for it.
+// Without it, and under tp_comm_overlap (which pipelines them in chunks instead), in series.
+void StageBuilder::column_backward(OpName name, int64_t layer, int64_t m, int64_t n, int64_t k) {
+  const Phase B = Phase::kBackward;
+  const bool sp = p_.sequence_parallel;
+  const CollKind reduce = sp ? CollKind::kReduceScatter : CollKind::kAllReduce;
+  if (!p_.async_tp_comm || p_.tp_comm_overlap || p_.tp == 1) {
+    if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);
+    linear(name, B, layer, m, n, k);
+    tp_comm(OpName::kTpReduce, B, layer, reduce);
+    return;
+  }
+  int32_t gather = -1;
+  if (sp) {
+    auto earlier = std::exchange(pending_, {});  // the dgrad still waits for these, not for the gather
+    tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);
+    gather = ops_.size() - 1;
+    pending_ = std::move(earlier);
+  }
+  gemm(name, B, layer, m, k, n, false);  // dgrad
+  tp_comm(OpName::kTpReduce, B, layer, reduce);
+  auto reduction = std::exchange(pending_, {});
+  if (gather >= 0) pending_.push_back(gather);
+  gemm(name, B, layer, k, n, m, true);   // wgrad
+  pending_ = std::move(reduction);
 }
 
 void StageBuilder::expert_comm(OpName name, Phase ph, int64_t layer, CollKind kind, Group g, int64_t bytes) {

@@ -538,3 +538,44 @@ TEST(Plan, DataParallelBucketsAreMegatrons) {
     }
   }
 }
+
+TEST(Plan, ColumnParallelBackwardRunsItsTpCommunicationBesideItsGemms) {
+  // Megatron's LinearWithGradAccumulationAndAsyncCommunication (Megatron-LM since 2021-08) and TE's
+  // Linear: in a column-parallel linear's backward (QKV, FC1) the wgrad input's all-gather (SP)
+  // runs beside the dgrad GEMM, the dgrad's reduction beside the wgrad GEMM. So: the dgrad does
+  // not wait for the gather, the wgrad does; the reduction reads the dgrad; the wgrad does not wait
+  // for it, the op after the wgrad does. Without async_tp_comm each waits for the one before.
+  const auto m = config::load_model("tiny-gpt");
+  for (const bool sp : {false, true}) {
+    for (const bool async : {true, false}) {
+      config::ParallelConfig p;
+      p.tp = 2, p.global_batch_size = 1, p.sequence_parallel = sp, p.async_tp_comm = async;
+      p = config::resolve(p, m, 2, "test");
+      const auto plan = plan::build_plan(m, p);
+      const auto& st = plan.stages[0];
+      int checked = 0;
+      for (int32_t i = 0; i < st.size(); ++i) {
+        const auto& red = st.op(i);
+        if (red.phase != plan::Phase::kBackward || red.name != plan::OpName::kTpReduce || red.layer < 0) continue;
+        // A column-parallel linear's backward: [gather,] dgrad, reduction, wgrad, next op; in
+        // series [gather,] dgrad, wgrad, reduction.
+        const int32_t dgrad = async ? i - 1 : i - 2, wgrad = async ? i + 1 : i - 1, next = async ? i + 2 : i + 1;
+        ASSERT_TRUE(st.op(dgrad).kind == OpKind::kGemm && !st.op(dgrad).wgrad);
+        ASSERT_TRUE(st.op(wgrad).kind == OpKind::kGemm && st.op(wgrad).wgrad) << (async ? "async" : "serial");
+        ASSERT_EQ(st.op(dgrad).name, st.op(wgrad).name);
+        EXPECT_TRUE(st.op(dgrad).name == plan::OpName::kQkv || st.op(dgrad).name == plan::OpName::kFc1);
+        EXPECT_TRUE(waits_for(red, async ? dgrad : wgrad));
+        if (async) EXPECT_FALSE(waits_for(st.op(wgrad), i));
+        EXPECT_TRUE(waits_for(st.op(next), i));
+        if (sp) {
+          const int32_t gather = dgrad - 1;
+          ASSERT_EQ(st.op(gather).name, plan::OpName::kWgradGather);
+          EXPECT_EQ(waits_for(st.op(dgrad), gather), !async);
+          if (async) EXPECT_TRUE(waits_for(st.op(wgrad), gather));
+        }
+        ++checked;
+      }
+      EXPECT_EQ(checked, 2 * m.num_layers);  // QKV and FC1 in every layer
+    }
+  }
+}

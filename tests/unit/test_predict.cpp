@@ -629,3 +629,71 @@ TEST(Predict, BlockingPipelineSendDelaysTheNextUnitByItsTransfer) {
     }
   }
 }
+
+TEST(Predict, OneLayerTakesTheTimeKorthikantiMeasuredOnEightA100s) {
+  // Korthikanti et al. 2022 (arXiv 2205.05198), Table 4: one transformer layer of their 22B GPT
+  // (h 6144, 64 heads, s 2048, micro-batch 4, 16-bit, unfused attention with dropout) on 8 A100
+  // 80 GB at tp 8 (Selene), forward / backward in ms, the backward with its recompute. Megatron-LM
+  // of 2022 runs a column-parallel linear's TP communication beside its GEMMs (async_tp_comm):
+  // modelled so, the backward is within 3 % of the table and the forward within 6 %; in series the
+  // backward is 9-14 % over it. The Ampere sustained this uses is fit to whole steps (SC21 Table 1
+  // and this paper's Table 5), not to these per-layer times; SC21's rows alone (0.887) give 0-3 %.
+  // A layer's time on the plan's timeline: the end of its last op minus the end of its
+  // neighbour's (layer 1 of 4 forward, layer 1 of 4 backward after layer 2's).
+  const auto m = config::parse_model_node(YAML::Load(R"(
+    name: gpt-22b
+    num_layers: 4
+    hidden_size: 6144
+    ffn_hidden_size: 24576
+    num_attention_heads: 64
+    vocab_size: 51200
+    seq_length: 2048
+    activation: gelu
+    normalization: layernorm
+    add_bias_linear: true
+    position_embedding: learned
+    tie_embeddings: true)"), "test");
+  const auto chip = config::load_chip("a100");
+  struct Row { config::Recompute recompute; bool sp; double fwd_ms, bwd_ms; };
+  const Row rows[] = {{config::Recompute::kNone, false, 7.7, 11.9},       // baseline, no recompute
+                      {config::Recompute::kNone, true, 7.2, 11.8},        // sequence parallelism
+                      {config::Recompute::kFull, false, 7.7, 19.5},       // baseline with recompute
+                      {config::Recompute::kSelective, false, 7.7, 13.2},  // selective recompute
+                      {config::Recompute::kSelective, true, 7.2, 13.1}};  // selective + sequence
+  predict::PredictOptions keep;
+  keep.keep_timings = true, keep.fold_microbatches = false, keep.compact_plans = false;
+  // Forward and backward ms of layer 1, and the time layer 1's backward TP reductions took.
+  auto layer = [&](const Row& r, bool async, double* reductions_ms) {
+    config::ParallelConfig p;
+    p.tp = 8, p.global_batch_size = 4, p.micro_batch_size = 4, p.sequence_parallel = r.sp, p.recompute = r.recompute;
+    p.precision = config::Precision::kFp16, p.flash_attention = false, p.async_tp_comm = async;
+    p = config::resolve(p, m, 8, "test");
+    const auto plan = plan::build_plan(m, p);
+    const auto& st = plan.stages[0];
+    const auto tl = predict::predict(m, chip, p, keep).timeline;
+    std::array<double, 4> fwd{}, bwd{};
+    *reductions_ms = 0;
+    for (int32_t i = 0; i < st.size(); ++i) {
+      const auto& op = st.op(i);
+      if (op.layer < 0) continue;
+      const auto& t = tl.timings[0][size_t(i)];
+      auto& end = op.phase == plan::Phase::kForward ? fwd[size_t(op.layer)] : bwd[size_t(op.layer)];
+      end = std::max(end, t.end_s);
+      if (op.layer == 1 && op.phase == plan::Phase::kBackward && op.name == plan::OpName::kTpReduce)
+        *reductions_ms += (t.end_s - t.start_s) * 1e3;
+    }
+    return std::array<double, 2>{(fwd[1] - fwd[0]) * 1e3, (bwd[1] - bwd[2]) * 1e3};
+  };
+  for (const Row& r : rows) {
+    double reductions = 0, unused = 0;
+    const auto async = layer(r, true, &reductions), serial = layer(r, false, &unused);
+    const std::string what = std::string(config::enum_name(r.recompute)) + (r.sp ? " sp" : "");
+    EXPECT_NEAR(async[0] / r.fwd_ms, 1.0, 0.06) << what;
+    EXPECT_NEAR(async[1] / r.bwd_ms, 1.0, 0.03) << what;
+    EXPECT_GT(serial[1] / r.bwd_ms, 1.08) << what;
+    EXPECT_EQ(serial[0], async[0]) << what;  // the forward's reductions are Megatron's blocking ones either way
+    // Each dgrad reduction is shorter than the wgrad GEMM beside it, so overlapping them saves
+    // exactly their time (without SP; under SP the wgrad's all-gather moves beside the dgrad too).
+    if (!r.sp) EXPECT_NEAR(serial[1] - async[1], reductions, 1e-9) << what;
+  }
+}
