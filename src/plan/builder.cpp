@@ -165,12 +165,12 @@ class StageBuilder {
     op.bytes = bytes;
     compute(op);
   }
-  void collective(OpName name, Phase ph, int64_t layer, CollKind kind, Group g, int64_t bytes, Stream s) {
+  int32_t collective(OpName name, Phase ph, int64_t layer, CollKind kind, Group g, int64_t bytes, Stream s) {
     Op op = base(name, ph, layer);
     op.coll = kind;
     op.group = g;
     op.bytes = bytes;
-    comm(op, s);
+    return comm(op, s);
   }
   // TP collective of one activation-sized tensor (skipped when tp == 1). Under tp_comm_overlap a
   // reduce-scatter is pipelined with the GEMM that produced it, an all-gather with the next GEMM.
@@ -510,12 +510,15 @@ void StageBuilder::mlp_backward(int64_t layer, int64_t width, const MlpNames& n)
   column_backward(n.fc1, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
 }
 
-// A column-parallel linear's backward (QKV, FC1: [m×k]·[k×n] forward) with its TP communication:
-// under SP an all-gather of the input again for the wgrad, and the dgrad's all-reduce
-// (reduce-scatter under SP). With async_tp_comm (Megatron's LinearWithGradAccumulationAndAsync-
-// Communication, TE's Linear): the gather runs beside the dgrad GEMM and only the wgrad waits for
-// it; the reduction reads the dgrad and runs beside the wgrad GEMM, and the next op waits for it.
-// Without it, and under tp_comm_overlap (which pipelines them in chunks instead), in series.
+// A column-parallel linear's backward (QKV, FC1, the output layer: [m×k]·[k×n] forward) with its
+// TP communication: under SP an all-gather of the input again for the wgrad, and the dgrad's
+// all-reduce (reduce-scatter under SP). With async_tp_comm (Megatron's LinearWithGradAccumulation-
+// AndAsyncCommunication, TE's Linear / LayerNormLinear): the gather runs beside the dgrad GEMM and
+// only the wgrad waits for it; the reduction reads the dgrad and runs beside the wgrad GEMM, and
+// the next op waits for it. Without it (Megatron-LM before 2021-08), in series. Under
+// tp_comm_overlap TE's userbuffers do the same with the SMs they take from the GEMMs; the plan keeps
+// its chunked edges there (each collective pipelined with a GEMM, 1/tp of it exposed), which the
+// DGXC fit rows prefer to a free overlap (rms log error 0.0236 against 0.0255; docs/validation.md).
 void StageBuilder::column_backward(OpName name, int64_t layer, int64_t m, int64_t n, int64_t k) {
   const Phase B = Phase::kBackward;
   const bool sp = p_.sequence_parallel;
@@ -526,15 +529,15 @@ void StageBuilder::column_backward(OpName name, int64_t layer, int64_t m, int64_
     tp_comm(OpName::kTpReduce, B, layer, reduce);
     return;
   }
+  const int64_t bytes = checked_mul(tokens_ * h_, kActBytes, "tp message");
   int32_t gather = -1;
   if (sp) {
     auto earlier = std::exchange(pending_, {});  // the dgrad still waits for these, not for the gather
-    tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);
-    gather = ops_.size() - 1;
+    gather = collective(OpName::kWgradGather, B, layer, CollKind::kAllGather, Group::kTp, bytes, Stream::kTp);
     pending_ = std::move(earlier);
   }
   gemm(name, B, layer, m, k, n, false);  // dgrad
-  tp_comm(OpName::kTpReduce, B, layer, reduce);
+  collective(OpName::kTpReduce, B, layer, reduce, Group::kTp, bytes, Stream::kTp);
   auto reduction = std::exchange(pending_, {});
   if (gather >= 0) pending_.push_back(gather);
   gemm(name, B, layer, k, n, m, true);   // wgrad
@@ -675,8 +678,7 @@ void StageBuilder::head_backward() {
   const int64_t v_local = m_.vocab_size / p_.tp;
   // Backward: softmax − one-hot (4 + 4 B) and the cast of the gradient to bf16 (4 + 2): 14 B per logit.
   elementwise(OpName::kCrossEntropy, Phase::kBackward, -1, checked_mul(tokens_ * v_local, 14, "cross entropy bytes"));
-  linear(OpName::kLogits, Phase::kBackward, -1, tokens_, v_local, h_);
-  tp_comm(OpName::kTpReduce, Phase::kBackward, -1, p_.sequence_parallel ? CollKind::kReduceScatter : CollKind::kAllReduce);
+  column_backward(OpName::kLogits, -1, tokens_, v_local, h_);
   elementwise(OpName::kFinalNorm, Phase::kBackward, -1, 4 * sp_tokens_ * h_ * kActBytes);
 }
 

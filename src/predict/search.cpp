@@ -9,9 +9,10 @@
 // its queue and its dependencies' ends and ends a duration later), so a step never gets shorter
 // when an op is added or lengthened; the arguments below rest on that, for the simulated step
 // (predict() folds long micro-batch loops, which is exact once the pipeline is in steady state):
-// - TP comm overlap is on whenever sequence parallelism is: the plan differs only by overlap edges,
-//   with the same durations and memory, and an overlapped op (timeline.cpp, overlapped) starts and
-//   ends no later than with the plain dependency on its partner;
+// - TP comm overlap is tried on and off under sequence parallelism. It differs by overlap edges,
+//   which never make an op later, but a column-parallel backward without it runs its reduction and
+//   wgrad all-gather whole beside the GEMMs (async_tp_comm, builder.cpp column_backward) where
+//   the overlap pipelines them in chunks with 1/tp exposed, so neither provably wins;
 // - recompute none is never slower than selective (one attention op more in the compute queue,
 //   depending on nothing but the queue) or full (a forward pass more before each layer's backward),
 //   and needs the most memory: when none fits only none is tried; otherwise selective and full
@@ -118,17 +119,21 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // (2 + 2); with SP all-gathers and reduce-scatters (2 + 2 forward, 4 + 2 backward). Under TP comm
   // overlap an op pipelined with a GEMM in tp chunks still adds at least 1/tp of its time to the
   // chain (timeline.cpp, overlapped: a reduce-scatter ends a chunk after its GEMM; a GEMM after
-  // an all-gather starts a chunk after it).
+  // an all-gather starts a chunk after it). With async_tp_comm and no overlap a column-parallel
+  // backward's reduction and wgrad all-gather run beside its GEMMs (builder.cpp, column_backward)
+  // and may hide whole: only the all-gathers before the row-parallel backwards stay (2 with SP,
+  // none without).
   if (p.tp > 1 && plain) {
     const int64_t bytes = T * m.hidden_size * 2;
     double forward = 0, backward = 0;
     if (p.sequence_parallel) {
       const double ag = time_of(plan::CollKind::kAllGather, parallel::Group::kTp, bytes);
       const double rs = time_of(plan::CollKind::kReduceScatter, parallel::Group::kTp, bytes);
-      forward = 2 * ag + 2 * rs, backward = 4 * ag + 2 * rs;
+      forward = 2 * ag + 2 * rs, backward = p.async_tp_comm && !p.tp_comm_overlap ? 2 * ag : 4 * ag + 2 * rs;
       if (p.tp_comm_overlap) forward /= double(p.tp), backward /= double(p.tp);
     } else {
-      forward = backward = 2 * time_of(plan::CollKind::kAllReduce, parallel::Group::kTp, bytes);
+      forward = 2 * time_of(plan::CollKind::kAllReduce, parallel::Group::kTp, bytes);
+      backward = p.async_tp_comm ? 0.0 : forward;
     }
     const double per_layer = forward * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + backward;
     compute += per_layer * layers_per_stage * micro;
@@ -251,8 +256,8 @@ std::vector<config::Recompute> recompute_levels(const SearchOptions& o) {
 }
 
 /// The variants of a valid shape's lightest form `p` (resolved) that are not provably slower than
-/// another (see the top of the file): sequence parallelism on (with TP comm overlap) and off, ZeRO
-/// 1 and 0, each once; fixed knobs keep their value.
+/// another (see the top of the file): sequence parallelism on (with TP comm overlap on and off) and
+/// off, ZeRO 1 and 0, each once; fixed knobs keep their value.
 template <typename Fn>
 void for_each_variant(const config::ModelConfig& m, const SearchOptions& o, const config::ParallelConfig& p, Fn&& fn) {
   std::vector<bool> sps = {p.sequence_parallel};
@@ -263,14 +268,19 @@ void for_each_variant(const config::ModelConfig& m, const SearchOptions& o, cons
   // ZeRO-1 changes the plan only where it has replicas to shard over.
   const bool shards = p.dp * p.cp > 1 || (m.is_moe() && p.edp() > 1);
   const std::vector<int64_t> zeros = is_fixed(o, "zero") || !shards ? std::vector<int64_t>{p.zero} : std::vector<int64_t>{1, 0};
-  for (bool sp : sps)
-    for (int64_t z : zeros) {
-      config::ParallelConfig v = p;
-      v.sequence_parallel = sp;
-      if (!is_fixed(o, "tp_comm_overlap")) v.tp_comm_overlap = sp;
-      v.zero = z;
-      fn(v);
-    }
+  for (bool sp : sps) {
+    // TP comm overlap needs SP; with it, on and off (neither provably wins: the top of the file).
+    std::vector<bool> overlaps = {is_fixed(o, "tp_comm_overlap") ? o.given.tp_comm_overlap : sp};
+    if (sp && !is_fixed(o, "tp_comm_overlap") && p.async_tp_comm) overlaps.push_back(false);
+    for (bool tpo : overlaps)
+      for (int64_t z : zeros) {
+        config::ParallelConfig v = p;
+        v.sequence_parallel = sp;
+        v.tp_comm_overlap = tpo;
+        v.zero = z;
+        fn(v);
+      }
+  }
 }
 
 /// Whether some recompute level of this valid shape fits (the search's memory rule).

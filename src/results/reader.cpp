@@ -1,6 +1,7 @@
 // Reading result files; see reader.hpp.
 #include "results/reader.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -14,12 +15,17 @@
 namespace capscale::results {
 
 Summary read_summary(hid_t file) {
-  // Older schema versions lack some columns: read those the file has; the rest keep defaults.
-  h5::Table t = summary_table(h5::table_columns(file, "summary"));
+  // Older schema versions lack some columns: read those the file has; the rest keep defaults, but
+  // for async_tp_comm (schema 6): a file without it modelled the TP communication of a
+  // column-parallel backward in series.
+  const auto columns = h5::table_columns(file, "summary");
+  const bool serial_tp = std::find(columns.begin(), columns.end(), "async_tp_comm") == columns.end();
+  h5::Table t = summary_table(columns);
   h5::read_table(file, "summary", t);
   Summary s;
   for (size_t i = 0; i < t.rows(); ++i) {
     s.rows.push_back(summary_row_from(t, i));
+    if (serial_tp) s.rows.back().parallel.async_tp_comm = false;
     s.keys.push_back(t.get_str(i, "key"));
     s.statuses.push_back(t.get_str(i, "status"));
     s.points.push_back(t.get_i64(i, "point"));
@@ -65,6 +71,10 @@ ResultFile read_result(const std::string& path) {
       h5::Handle cfg = h5::open_group(f.id(), "config");
       r.model_json = h5::read_attr_string(cfg.id(), "model_json");
       r.parallel_json = h5::read_attr_string(cfg.id(), "parallel_json");
+      if (auto j = nlohmann::json::parse(r.parallel_json, nullptr, false); j.is_object() && !j.contains("async_tp_comm")) {
+        j["async_tp_comm"] = false;  // written before schema 6: the plan ran it in series (read_summary)
+        r.parallel_json = j.dump();
+      }
       const h5::Handle ds = h5::open_dataset(f.id(), "summary");
       r.engine_step_s = h5::read_attr_double(ds.id(), "engine_step_s");
       r.measured_step_s = h5::read_attr_double(ds.id(), "measured_step_s");

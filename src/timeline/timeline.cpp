@@ -120,9 +120,12 @@ struct Engine {
     return t;
   }
 
-  /// A collective on a stream beside the compute stream: its kernel holds SMs while it runs.
+  /// A collective on a stream beside the compute stream: its kernel holds SMs while it runs. Under
+  /// tp_comm_overlap the TP collectives are userbuffer transfers (copy engines and a few SMs, not
+  /// NCCL's channels) and are left out; otherwise they are NCCL kernels like the rest.
   bool holds_sms(const plan::Op& op) const {
-    return share > 0 && !serialize && op.kind == OpKind::kCollective && op.stream != Stream::kCompute && op.stream != Stream::kTp;
+    return share > 0 && !serialize && op.kind == OpKind::kCollective && op.stream != Stream::kCompute &&
+           !(op.stream == Stream::kTp && plan.parallel.tp_comm_overlap);
   }
   /// A kernel on the compute stream, slowed while collectives run beside it.
   bool slowed(const plan::Op& op) const {

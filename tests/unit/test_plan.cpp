@@ -541,41 +541,54 @@ TEST(Plan, DataParallelBucketsAreMegatrons) {
 
 TEST(Plan, ColumnParallelBackwardRunsItsTpCommunicationBesideItsGemms) {
   // Megatron's LinearWithGradAccumulationAndAsyncCommunication (Megatron-LM since 2021-08) and TE's
-  // Linear: in a column-parallel linear's backward (QKV, FC1) the wgrad input's all-gather (SP)
-  // runs beside the dgrad GEMM, the dgrad's reduction beside the wgrad GEMM. So: the dgrad does
-  // not wait for the gather, the wgrad does; the reduction reads the dgrad; the wgrad does not wait
-  // for it, the op after the wgrad does. Without async_tp_comm each waits for the one before.
+  // Linear: in a column-parallel linear's backward (QKV, FC1, the output layer) the wgrad input's
+  // all-gather (SP) runs beside the dgrad GEMM, the dgrad's reduction beside the wgrad GEMM. So: the
+  // dgrad does not wait for the gather, the wgrad does; the reduction reads the dgrad; the wgrad
+  // does not wait for it, the op after the wgrad does; the dgrad still waits for comm ops before
+  // (CP's K/V reduce-scatter). Without async_tp_comm, and under tp_comm_overlap (chunked edges
+  // instead), in series: [gather,] dgrad, wgrad, reduction.
   const auto m = config::load_model("tiny-gpt");
-  for (const bool sp : {false, true}) {
-    for (const bool async : {true, false}) {
-      config::ParallelConfig p;
-      p.tp = 2, p.global_batch_size = 1, p.sequence_parallel = sp, p.async_tp_comm = async;
-      p = config::resolve(p, m, 2, "test");
-      const auto plan = plan::build_plan(m, p);
-      const auto& st = plan.stages[0];
-      int checked = 0;
-      for (int32_t i = 0; i < st.size(); ++i) {
-        const auto& red = st.op(i);
-        if (red.phase != plan::Phase::kBackward || red.name != plan::OpName::kTpReduce || red.layer < 0) continue;
-        // A column-parallel linear's backward: [gather,] dgrad, reduction, wgrad, next op; in
-        // series [gather,] dgrad, wgrad, reduction.
-        const int32_t dgrad = async ? i - 1 : i - 2, wgrad = async ? i + 1 : i - 1, next = async ? i + 2 : i + 1;
-        ASSERT_TRUE(st.op(dgrad).kind == OpKind::kGemm && !st.op(dgrad).wgrad);
-        ASSERT_TRUE(st.op(wgrad).kind == OpKind::kGemm && st.op(wgrad).wgrad) << (async ? "async" : "serial");
-        ASSERT_EQ(st.op(dgrad).name, st.op(wgrad).name);
-        EXPECT_TRUE(st.op(dgrad).name == plan::OpName::kQkv || st.op(dgrad).name == plan::OpName::kFc1);
-        EXPECT_TRUE(waits_for(red, async ? dgrad : wgrad));
-        if (async) EXPECT_FALSE(waits_for(st.op(wgrad), i));
-        EXPECT_TRUE(waits_for(st.op(next), i));
-        if (sp) {
-          const int32_t gather = dgrad - 1;
-          ASSERT_EQ(st.op(gather).name, plan::OpName::kWgradGather);
-          EXPECT_EQ(waits_for(st.op(dgrad), gather), !async);
-          if (async) EXPECT_TRUE(waits_for(st.op(wgrad), gather));
-        }
-        ++checked;
+  struct C { bool sp, async, overlap; int64_t cp; };
+  for (const C c : {C{false, true, false, 1}, C{false, false, false, 1}, C{true, true, false, 1}, C{true, false, false, 1},
+                    C{true, true, false, 2}, C{false, true, false, 2}, C{true, true, true, 1}}) {
+    SCOPED_TRACE(::testing::Message() << "sp " << c.sp << " async " << c.async << " overlap " << c.overlap << " cp " << c.cp);
+    config::ParallelConfig p;
+    p.tp = 2, p.cp = c.cp, p.global_batch_size = 1, p.sequence_parallel = c.sp, p.async_tp_comm = c.async;
+    p.tp_comm_overlap = c.overlap;
+    p = config::resolve(p, m, 2 * c.cp, "test");
+    const auto plan = plan::build_plan(m, p);
+    const auto& st = plan.stages[0];
+    const bool async = c.async && !c.overlap;
+    int checked = 0;
+    for (int32_t i = 0; i < st.size(); ++i) {
+      const auto& red = st.op(i);
+      if (red.phase != plan::Phase::kBackward || red.name != plan::OpName::kTpReduce) continue;
+      if (red.layer < 0 && st.op(async ? i - 1 : i - 2).name != plan::OpName::kLogits) continue;  // the embedding's
+      const int32_t dgrad = async ? i - 1 : i - 2, wgrad = async ? i + 1 : i - 1, next = async ? i + 2 : i + 1;
+      ASSERT_TRUE(st.op(dgrad).kind == OpKind::kGemm && !st.op(dgrad).wgrad);
+      ASSERT_TRUE(st.op(wgrad).kind == OpKind::kGemm && st.op(wgrad).wgrad);
+      ASSERT_EQ(st.op(dgrad).name, st.op(wgrad).name);
+      const auto name = st.op(dgrad).name;
+      EXPECT_TRUE(name == plan::OpName::kQkv || name == plan::OpName::kFc1 || name == plan::OpName::kLogits);
+      EXPECT_TRUE(waits_for(red, async ? dgrad : wgrad));
+      if (async) {
+        EXPECT_FALSE(waits_for(st.op(wgrad), i));
       }
-      EXPECT_EQ(checked, 2 * m.num_layers);  // QKV and FC1 in every layer
+      EXPECT_TRUE(waits_for(st.op(next), i));
+      const int32_t first = c.sp ? dgrad - 1 : dgrad;  // the linear's first op
+      if (c.sp) {
+        ASSERT_EQ(st.op(first).name, plan::OpName::kWgradGather);
+        EXPECT_EQ(waits_for(st.op(dgrad), first), !async);
+        if (async) {
+          EXPECT_TRUE(waits_for(st.op(wgrad), first));
+        }
+      }
+      if (c.cp > 1 && name == plan::OpName::kQkv) {  // after the attention backward's K/V reduce-scatter
+        ASSERT_EQ(st.op(first - 1).name, plan::OpName::kCpKv);
+        EXPECT_TRUE(waits_for(st.op(dgrad), first - 1));  // (the cp cases run async)
+      }
+      ++checked;
     }
+    EXPECT_EQ(checked, 2 * m.num_layers + 1);  // QKV and FC1 in every layer, and the output layer
   }
 }

@@ -671,6 +671,7 @@ TEST(Predict, OneLayerTakesTheTimeKorthikantiMeasuredOnEightA100s) {
     const auto plan = plan::build_plan(m, p);
     const auto& st = plan.stages[0];
     const auto tl = predict::predict(m, chip, p, keep).timeline;
+    EXPECT_EQ(tl.timings[0].size(), size_t(st.size()));  // the plan predict() timed is this one
     std::array<double, 4> fwd{}, bwd{};
     *reductions_ms = 0;
     for (int32_t i = 0; i < st.size(); ++i) {

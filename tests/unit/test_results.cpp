@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "config/model_config.hpp"
+#include "results/h5.hpp"
 #include "results/reader.hpp"
 #include "results/writer.hpp"
 
@@ -117,4 +118,39 @@ TEST(Results, ForeignFilesAreInputErrors) {
   std::ofstream(txt) << "hello";
   EXPECT_THROW(results::read_result(txt), InputError);
   EXPECT_THROW(results::read_result(tmp("missing.h5")), InputError);
+}
+
+TEST(Results, FilesBeforeSchemaSixModelledTheTpBackwardInSeries) {
+  // Schema 6 added async_tp_comm (default on). A file without the column was written by a model that
+  // ran a column-parallel backward's TP communication in series, so it reads back off (as what it
+  // ran, not the new default); a file with the column reads what it stored.
+  auto full = results::summary_table();
+  const auto r = row("h100", 1e4);
+  ASSERT_TRUE(r.parallel.async_tp_comm);
+  results::add_summary_row(full, r, 0, "k", "ok");
+  // The same row in a table of schema 5's columns, copied column by column.
+  std::vector<results::h5::Column> old_columns;
+  for (const auto& c : full.columns())
+    if (c.name != "async_tp_comm") old_columns.push_back(c);
+  ASSERT_EQ(old_columns.size() + 1, full.columns().size());
+  results::h5::Table older(old_columns);
+  older.add_row();
+  for (const auto& c : old_columns) {
+    if (c.type == results::h5::ColType::kI64) older.set(c.name, full.get_i64(0, c.name));
+    else if (c.type == results::h5::ColType::kF64) older.set(c.name, full.get_f64(0, c.name));
+    else older.set(c.name, full.get_str(0, c.name));
+  }
+  for (const bool old : {true, false}) {
+    const auto path = tmp(old ? "schema5_summary.h5" : "schema6_summary.h5");
+    {
+      results::h5::quiet();
+      results::h5::Handle f = results::h5::create_file(path);
+      results::h5::write_table(f.id(), "summary", old ? older : full);
+    }
+    results::h5::Handle f = results::h5::open_file(path, false);
+    const auto s = results::read_summary(f.id());
+    ASSERT_EQ(s.rows.size(), 1u);
+    EXPECT_EQ(s.rows[0].parallel.async_tp_comm, !old);
+    EXPECT_EQ(s.rows[0].parallel.tp, 2);
+  }
 }

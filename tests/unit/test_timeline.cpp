@@ -127,8 +127,9 @@ TEST(Timeline, CollectivesBesideTheComputeStreamSlowItByTheirShare) {
   r = timeline::simulate(p, {{4, 2, 10}}, opt);
   EXPECT_DOUBLE_EQ(r.timings[0][2].end_s, 12.5);
   // A compute op that waits for the collective is not slowed by it (it is not beside it), and a
-  // tensor-parallel collective (TE's userbuffers overlap: all-gathers over the copy engines) does
-  // not count; nor does anything when the option is 0 (the default).
+  // tensor-parallel collective under tp_comm_overlap (TE's userbuffers: all-gathers over the copy
+  // engines) does not count, while one without it (NCCL, e.g. a column-parallel backward's
+  // reduction beside the wgrad GEMM) does; nothing counts when the option is 0 (the default).
   opt.comm_contention = 0.25;
   p.stages[0].ops = {dp, compute(0)};
   r = timeline::simulate(p, {{4, 10}}, opt);
@@ -137,7 +138,11 @@ TEST(Timeline, CollectivesBesideTheComputeStreamSlowItByTheirShare) {
   tp.stream = Stream::kTp;
   p.stages[0].ops = {tp, compute()};
   r = timeline::simulate(p, {{4, 10}}, opt);
+  EXPECT_DOUBLE_EQ(r.step_time_s, 11.0);
+  p.parallel.tp_comm_overlap = true;
+  r = timeline::simulate(p, {{4, 10}}, opt);
   EXPECT_DOUBLE_EQ(r.step_time_s, 10.0);
+  p.parallel.tp_comm_overlap = false;
   p.stages[0].ops = {dp, compute()};
   opt.comm_contention = 0;
   r = timeline::simulate(p, {{4, 10}}, opt);

@@ -153,7 +153,7 @@ TEST(Validation, RatioBandCoversTheRatioAndWidensAcrossArchitectures) {
   const auto cross = predict::ratio_band(m, npu, p, h200, p, ranges);
   EXPECT_LE(cross.low, cross.ratio);
   EXPECT_GE(cross.high, cross.ratio);
-  EXPECT_GT(cross.high - cross.low, 0.05 * cross.ratio);  // an architecture nobody fit: 0.782-0.926
+  EXPECT_GT(cross.high - cross.low, 0.05 * cross.ratio);  // an architecture nobody fit: 0.782-0.924
 }
 
 TEST(Validation, RatioBandMovesSharedConstantsTogetherAndOwnOnesApart) {
