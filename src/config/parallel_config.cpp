@@ -17,6 +17,10 @@ const FieldTable<ParallelConfig>& parallel_fields() {
       return t.back();
     };
     auto range = [](Field<P>& f, int64_t lo, int64_t hi) { f.min = lo, f.max = hi; };
+    // A switch that is on by default: its flag (--no-...) and its text name it when off.
+    auto add_switch_off = [&](Field<P> f, std::string flag, std::string text) {
+      add(std::move(f), std::move(flag), std::move(text), TextWhen::kNonDefault, true).flag_negates = true;
+    };
     range(add(member("tp", &P::tp, "tensor_model_parallel_size"), "tp", "tp", TextWhen::kAlways, true), 1, 1 << 20);
     range(add(member("pp", &P::pp, "pipeline_model_parallel_size"), "pp", "pp", TextWhen::kAlways, true), 1, 1 << 20);
     auto& dp = add(member("dp", &P::dp, "data_parallel_size: world / (tp·pp·cp), derived from the chip count"), "", "dp",
@@ -64,38 +68,33 @@ const FieldTable<ParallelConfig>& parallel_fields() {
     add(member("tp_comm_overlap", &P::tp_comm_overlap,
                "overlap TP communication with GEMMs in chunks (needs sequence parallelism)"),
         "tp-comm-overlap", "tpo", TextWhen::kNonDefault, true);
-    auto& fa = add(member("flash_attention", &P::flash_attention, "fused (flash) attention; off: scores stored in HBM"),
-                   "no-flash-attention", "nofa", TextWhen::kNonDefault, true);
-    fa.flag_negates = true;
+    add_switch_off(member("flash_attention", &P::flash_attention, "fused (flash) attention; off: scores stored in HBM"),
+                   "no-flash-attention", "nofa");
     add(member("grad_reduce_in_bf16", &P::grad_reduce_in_bf16,
                "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32, fp16 under --precision fp16)"),
         "grad-reduce-in-bf16", "gbf16", TextWhen::kNonDefault, true);
-    auto& ogr = add(member("overlap_grad_reduce", &P::overlap_grad_reduce,
-                           "DP gradient reduction overlaps the last micro-batch's backward (Megatron --overlap-grad-reduce); "
-                           "off: each stage reduces after its last backward"),
-                    "no-overlap-grad-reduce", "noogr", TextWhen::kNonDefault, true);
-    ogr.flag_negates = true;
-    auto& opg = add(member("overlap_param_gather", &P::overlap_param_gather,
-                           "ZeRO-1 parameter all-gather overlaps the first micro-batch's forward (Megatron --overlap-param-gather); "
-                           "off: it runs before the step's first forward"),
-                    "no-overlap-param-gather", "noopg", TextWhen::kNonDefault, true);
-    opg.flag_negates = true;
-    auto& op2p = add(member("overlap_p2p_comm", &P::overlap_p2p_comm,
-                            "pipeline sends and receives overlap compute under the interleaved schedule (Megatron "
-                            "--overlap-p2p-communication; Megatron turns it off without interleaving); off: batched and "
-                            "waited for, the next compute behind them"),
-                     "no-overlap-p2p-comm", "noop2p", TextWhen::kNonDefault, true);
-    op2p.flag_negates = true;
+    add_switch_off(member("overlap_grad_reduce", &P::overlap_grad_reduce,
+                          "DP gradient reduction overlaps the last micro-batch's backward (Megatron --overlap-grad-reduce); "
+                          "off: each stage reduces after its last backward"),
+                   "no-overlap-grad-reduce", "noogr");
+    add_switch_off(member("overlap_param_gather", &P::overlap_param_gather,
+                          "ZeRO-1 parameter all-gather overlaps the first micro-batch's forward (Megatron --overlap-param-gather); "
+                          "off: it runs before the step's first forward"),
+                   "no-overlap-param-gather", "noopg");
+    add_switch_off(member("overlap_p2p_comm", &P::overlap_p2p_comm,
+                          "pipeline sends and receives overlap compute under the interleaved schedule (Megatron "
+                          "--overlap-p2p-communication; Megatron turns it off without interleaving); off: batched and "
+                          "waited for, the next compute behind them"),
+                   "no-overlap-p2p-comm", "noop2p");
     add(member("p2p_scatter_gather", &P::p2p_scatter_gather,
                "without sequence parallelism each tp rank sends 1/tp of a pipeline message and the receiver all-gathers "
                "it (Megatron-LM 2021-2023 --scatter-gather-tensors-in-pipeline; Megatron-Core sends it whole)"),
         "p2p-scatter-gather", "p2psg", TextWhen::kNonDefault, true);
-    auto& atp = add(member("async_tp_comm", &P::async_tp_comm,
-                           "a column-parallel linear's backward runs its TP all-gather beside the dgrad GEMM and its "
-                           "all-reduce / reduce-scatter beside the wgrad GEMM (Megatron-LM since 2021-08, Megatron-Core, "
-                           "Transformer Engine); off: in series (Megatron-LM before it)"),
-                    "no-async-tp-comm", "noatp", TextWhen::kNonDefault, true);
-    atp.flag_negates = true;
+    add_switch_off(member("async_tp_comm", &P::async_tp_comm,
+                          "a column-parallel linear's backward runs its TP all-gather beside the dgrad GEMM and its "
+                          "all-reduce / reduce-scatter beside the wgrad GEMM (Megatron-LM since 2021-08, Megatron-Core, "
+                          "Transformer Engine); off: in series (Megatron-LM before it)"),
+                   "no-async-tp-comm", "noatp");
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
     prec.allowed = {"bf16", "fp16", "fp8"};
     t.push_back(derived<P>("schedule", FieldType::kEnum, "pipeline schedule (from pp and vpp)",

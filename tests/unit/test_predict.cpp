@@ -695,6 +695,8 @@ TEST(Predict, OneLayerTakesTheTimeKorthikantiMeasuredOnEightA100s) {
     EXPECT_EQ(serial[0], async[0]) << what;  // the forward's reductions are Megatron's blocking ones either way
     // Each dgrad reduction is shorter than the wgrad GEMM beside it, so overlapping them saves
     // exactly their time (without SP; under SP the wgrad's all-gather moves beside the dgrad too).
-    if (!r.sp) EXPECT_NEAR(serial[1] - async[1], reductions, 1e-9) << what;
+    if (!r.sp) {
+      EXPECT_NEAR(serial[1] - async[1], reductions, 1e-9) << what;
+    }
   }
 }
