@@ -239,6 +239,8 @@ TEST(Predict, SearchBeatsEveryRandomlyDrawnValidPlan) {
       p.vpp = pp == 1 ? 1 : std::uniform_int_distribution<int64_t>(1, m.num_layers / pp)(rng);
       p.micro_batch_size = m.is_moe() ? 1 : std::uniform_int_distribution<int64_t>(1, 8)(rng);
       p.ep = pick(eps);
+      // TP comm overlap drawn on and off independently: the search tries both under SP, since a
+      // column-parallel backward without it hides its collectives whole (search.cpp, top).
       p.sequence_parallel = rng() % 2, p.tp_comm_overlap = rng() % 2, p.zero = int64_t(rng() % 2);
       p.recompute = pick(levels);
       if (!config::violations(p, m, c.gpus).empty()) continue;
@@ -248,12 +250,6 @@ TEST(Predict, SearchBeatsEveryRandomlyDrawnValidPlan) {
       const auto row = predict::predict(m, chip, p).row;
       EXPECT_GE(top, row.tokens_per_s_per_chip * (1 - 1e-9)) << config::parallel_text(p) << " beats the search's "
                                                               << config::parallel_text(best.ranked[0].parallel);
-      if (p.sequence_parallel && !p.tp_comm_overlap) {
-        auto q = p;
-        q.tp_comm_overlap = true;
-        EXPECT_GE(predict::predict(m, chip, q).row.tokens_per_s_per_chip, row.tokens_per_s_per_chip * (1 - 1e-9))
-            << "overlap slows " << config::parallel_text(p);
-      }
       if (p.recompute != config::Recompute::kNone) {
         auto q = p;
         q.recompute = config::Recompute::kNone;
