@@ -71,9 +71,11 @@ ResultFile read_result(const std::string& path) {
       h5::Handle cfg = h5::open_group(f.id(), "config");
       r.model_json = h5::read_attr_string(cfg.id(), "model_json");
       r.parallel_json = h5::read_attr_string(cfg.id(), "parallel_json");
-      if (auto j = nlohmann::json::parse(r.parallel_json, nullptr, false); j.is_object() && !j.contains("async_tp_comm")) {
-        j["async_tp_comm"] = false;  // written before schema 6: the plan ran it in series (read_summary)
-        r.parallel_json = j.dump();
+      if (r.schema_version < 6) {  // before async_tp_comm: the plan ran it in series (read_summary)
+        if (auto j = nlohmann::json::parse(r.parallel_json, nullptr, false); j.is_object() && !j.contains("async_tp_comm")) {
+          j["async_tp_comm"] = false;
+          r.parallel_json = j.dump();
+        }
       }
       const h5::Handle ds = h5::open_dataset(f.id(), "summary");
       r.engine_step_s = h5::read_attr_double(ds.id(), "engine_step_s");

@@ -8,8 +8,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include <hdf5.h>
+#include <nlohmann/json.hpp>
+
 #include "common/error.hpp"
 #include "config/model_config.hpp"
+#include "config/parallel_config.hpp"
+#include "config/record_json.hpp"
 #include "results/h5.hpp"
 #include "results/reader.hpp"
 #include "results/writer.hpp"
@@ -152,5 +157,35 @@ TEST(Results, FilesBeforeSchemaSixModelledTheTpBackwardInSeries) {
     ASSERT_EQ(s.rows.size(), 1u);
     EXPECT_EQ(s.rows[0].parallel.async_tp_comm, !old);
     EXPECT_EQ(s.rows[0].parallel.tp, 2);
+  }
+  // A run file's plan (parallel_json, which `report --trace` rebuilds) the same way, by its schema.
+  const auto m = config::load_model("tiny-demo");
+  config::ParallelConfig p;
+  p.tp = 2, p.pp = 2, p.global_batch_size = 4;
+  p = config::resolve(p, m, 4, "test");
+  const auto plan = plan::build_plan(m, p);
+  auto stored = config::record_to_json(p, config::parallel_fields());
+  stored.erase("async_tp_comm");  // as a schema 5 file holds it
+  results::RunData d;
+  d.meta = {"run", "capscale run --test", "0.1.0", "abc123"};
+  d.model_json = R"({"name":"tiny-demo"})";
+  d.parallel_json = stored.dump();
+  d.plan = &plan;
+  d.ranks.push_back({0, "host0", "cpu", "cpu", "fp32", 0, 0, 0, 0});
+  d.steps.push_back({0, 0, 2.0});
+  d.summary = {r};
+  for (const int64_t version : {results::kSchemaVersion, int64_t(5)}) {
+    const auto path = tmp("run_schema" + std::to_string(version) + ".h5");
+    results::write_run(path, d, false);
+    if (version != results::kSchemaVersion) {
+      results::h5::Handle f = results::h5::open_file(path, true);
+      ASSERT_GE(H5Adelete(f.id(), "schema_version"), 0);
+      results::h5::write_attr(f.id(), "schema_version", version);
+    }
+    const auto j = nlohmann::json::parse(results::read_result(path).parallel_json);
+    EXPECT_EQ(j.contains("async_tp_comm"), version < 6) << version;  // a schema 6 file is read as written
+    if (version < 6) {
+      EXPECT_FALSE(j.at("async_tp_comm").get<bool>());
+    }
   }
 }
