@@ -80,7 +80,8 @@ struct ParallelConfig {
   /// 2021 until the schedules moved to Megatron-Core, whose p2p sends the whole tensor from every
   /// tp rank). With sequence parallelism the message is already 1/tp and nothing changes.
   bool p2p_scatter_gather = false;
-  /// A column-parallel linear's backward (QKV, FC1) overlaps its TP communication with its GEMMs:
+  /// A column-parallel linear's backward (QKV, FC1, the output layer, MLA's up-projections, the MTP
+  /// projection) overlaps its TP communication with its GEMMs:
   /// the all-gather of the wgrad input (sequence parallelism) runs beside the dgrad GEMM, and the
   /// dgrad's all-reduce (reduce-scatter under SP) beside the wgrad GEMM. Megatron-LM's
   /// LinearWithGradAccumulationAndAsyncCommunication does this since 2021-08 (commit cf7efd4f,

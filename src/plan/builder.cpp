@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <initializer_list>
 #include <utility>
 
 #include "common/checked.hpp"
@@ -216,7 +217,12 @@ class StageBuilder {
   static constexpr MlpNames kSharedNames{OpName::kSharedFc1, OpName::kSharedActivation, OpName::kSharedFc2};
   void mlp_forward(int64_t layer, Phase ph, int64_t width, const MlpNames& n);
   void mlp_backward(int64_t layer, int64_t width, const MlpNames& n);
-  void column_backward(OpName name, int64_t layer, int64_t m, int64_t n, int64_t k);
+  /// A column-parallel linear's GEMM shape ([m×k]·[k×n] forward).
+  struct ColumnGemm {
+    OpName name;
+    int64_t m, n, k;
+  };
+  void column_backward(std::initializer_list<ColumnGemm> gemms, int64_t layer, int64_t width);
   /// One MoE layer's sizes on this rank (see the comment above moe_sizes): local experts, expert width, the
   /// hottest expert's tokens, the dispatch bytes and the permutation's traffic.
   struct MoeSizes {
@@ -479,12 +485,12 @@ void StageBuilder::attention_backward(int64_t layer) {
     ops_.back().overlap = {last_compute_, static_cast<int32_t>(p_.cp)};
   }
   if (!m_.multi_latent_attention()) {
-    column_backward(OpName::kQkv, layer, T, heads_ * d_ + 2 * groups_ * d_, h_);
+    column_backward({{OpName::kQkv, T, heads_ * d_ + 2 * groups_ * d_, h_}}, layer, h_);
   } else {
     const int64_t ql = m_.q_lora_rank, down = ql + m_.kv_lora_rank + m_.qk_pos_emb_head_dim;
-    linear(OpName::kMlaUp, B, layer, T, heads_ * (m_.qk_head_dim + m_.v_head_dim), m_.kv_lora_rank);
-    linear(OpName::kMlaUp, B, layer, T, heads_ * m_.qk_dim(), ql > 0 ? ql : h_);
-    tp_comm(OpName::kTpReduce, B, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce, down + (ql > 0 ? 0 : h_));
+    column_backward({{OpName::kMlaUp, T, heads_ * (m_.qk_head_dim + m_.v_head_dim), m_.kv_lora_rank},
+                     {OpName::kMlaUp, T, heads_ * m_.qk_dim(), ql > 0 ? ql : h_}},
+                    layer, down + (ql > 0 ? 0 : h_));
     linear(OpName::kMlaDown, B, layer, Ts, down, h_);
   }
   elementwise(OpName::kInputNorm, B, layer, 4 * Ts * h_ * kActBytes);
@@ -507,40 +513,42 @@ void StageBuilder::mlp_backward(int64_t layer, int64_t width, const MlpNames& n)
   if (sp) tp_comm(OpName::kSpAllGather, B, layer, CollKind::kAllGather);  // bwd of FC2's reduce-scatter
   linear(n.fc2, B, layer, T, h_, f_local);
   elementwise(n.act, B, layer, T * f_local * m_.activation_passes(true) * kActBytes);
-  column_backward(n.fc1, layer, T, f_local * (m_.mlp_matrices() - 1), h_);
+  column_backward({{n.fc1, T, f_local * (m_.mlp_matrices() - 1), h_}}, layer, h_);
 }
 
-// A column-parallel linear's backward (QKV, FC1, the output layer: [m×k]·[k×n] forward) with its
-// TP communication: under SP an all-gather of the input again for the wgrad, and the dgrad's
-// all-reduce (reduce-scatter under SP). With async_tp_comm (Megatron's LinearWithGradAccumulation-
-// AndAsyncCommunication, TE's Linear / LayerNormLinear): the gather runs beside the dgrad GEMM and
-// only the wgrad waits for it; the reduction reads the dgrad and runs beside the wgrad GEMM, and
-// the next op waits for it. Without it (Megatron-LM before 2021-08), in series. Under
-// tp_comm_overlap TE's userbuffers do the same with the SMs they take from the GEMMs; the plan keeps
-// its chunked edges there (each collective pipelined with a GEMM, 1/tp of it exposed), which the
-// DGXC fit rows prefer to a free overlap (rms log error 0.0236 against 0.0255; docs/validation.md).
-void StageBuilder::column_backward(OpName name, int64_t layer, int64_t m, int64_t n, int64_t k) {
+// A column-parallel linear's backward (QKV, FC1, the output layer, the MTP projection; MLA's two
+// up-projections, whose input gradients Megatron reduces as one here) with its TP communication
+// over inputs `width` wide: under SP an all-gather of the input again for the wgrad, and the
+// dgrad's all-reduce (reduce-scatter under SP). With async_tp_comm (Megatron's LinearWithGrad-
+// AccumulationAndAsyncCommunication, TE's Linear / LayerNormLinear): the gather runs beside the
+// dgrad GEMM and only the wgrad waits for it; the reduction reads the dgrad and runs beside the
+// wgrad GEMM, and the next op waits for it. Without it (Megatron-LM before 2021-08), in series.
+// Under tp_comm_overlap TE's userbuffers do the same with the SMs they take from the GEMMs; the
+// plan keeps its chunked edges there (each collective pipelined with a GEMM, 1/tp of it exposed),
+// which the DGXC fit rows prefer to a free overlap (rms log error 0.0236 against 0.0255;
+// docs/validation.md).
+void StageBuilder::column_backward(std::initializer_list<ColumnGemm> gemms, int64_t layer, int64_t width) {
   const Phase B = Phase::kBackward;
   const bool sp = p_.sequence_parallel;
   const CollKind reduce = sp ? CollKind::kReduceScatter : CollKind::kAllReduce;
   if (!p_.async_tp_comm || p_.tp_comm_overlap || p_.tp == 1) {
-    if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather);
-    linear(name, B, layer, m, n, k);
-    tp_comm(OpName::kTpReduce, B, layer, reduce);
+    if (sp) tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather, width);
+    for (const auto& g : gemms) linear(g.name, B, layer, g.m, g.n, g.k);
+    tp_comm(OpName::kTpReduce, B, layer, reduce, width);
     return;
   }
-  const int64_t bytes = checked_mul(tokens_ * h_, kActBytes, "tp message");
+  const int64_t bytes = checked_mul(checked_mul(tokens_, width, "tp message"), kActBytes, "tp message");
   int32_t gather = -1;
   if (sp) {
-    auto earlier = std::exchange(pending_, {});  // the dgrad still waits for these, not for the gather
+    auto earlier = std::exchange(pending_, {});  // the dgrads still wait for these, not for the gather
     gather = collective(OpName::kWgradGather, B, layer, CollKind::kAllGather, Group::kTp, bytes, Stream::kTp);
     pending_ = std::move(earlier);
   }
-  gemm(name, B, layer, m, k, n, false);  // dgrad
+  for (const auto& g : gemms) gemm(g.name, B, layer, g.m, g.k, g.n, false);  // dgrad
   collective(OpName::kTpReduce, B, layer, reduce, Group::kTp, bytes, Stream::kTp);
   auto reduction = std::exchange(pending_, {});
   if (gather >= 0) pending_.push_back(gather);
-  gemm(name, B, layer, k, n, m, true);   // wgrad
+  for (const auto& g : gemms) gemm(g.name, B, layer, g.k, g.n, g.m, true);  // wgrad
   pending_ = std::move(reduction);
 }
 
@@ -678,7 +686,7 @@ void StageBuilder::head_backward() {
   const int64_t v_local = m_.vocab_size / p_.tp;
   // Backward: softmax − one-hot (4 + 4 B) and the cast of the gradient to bf16 (4 + 2): 14 B per logit.
   elementwise(OpName::kCrossEntropy, Phase::kBackward, -1, checked_mul(tokens_ * v_local, 14, "cross entropy bytes"));
-  column_backward(OpName::kLogits, -1, tokens_, v_local, h_);
+  column_backward({{OpName::kLogits, tokens_, v_local, h_}}, -1, h_);
   elementwise(OpName::kFinalNorm, Phase::kBackward, -1, 4 * sp_tokens_ * h_ * kActBytes);
 }
 
@@ -706,8 +714,7 @@ void StageBuilder::mtp_backward() {
     head_backward();
     layer_backward(layer);
     if (sp) tp_comm(OpName::kTpReduce, Phase::kBackward, layer, CollKind::kReduceScatter);
-    linear(OpName::kMtpProj, Phase::kBackward, layer, tokens_, h_ / p_.tp, 2 * h_);
-    tp_comm(OpName::kTpReduce, Phase::kBackward, layer, sp ? CollKind::kReduceScatter : CollKind::kAllReduce, 2 * h_);
+    column_backward({{OpName::kMtpProj, tokens_, h_ / p_.tp, 2 * h_}}, layer, 2 * h_);
     elementwise(OpName::kInputNorm, Phase::kBackward, layer, 8 * sp_tokens_ * h_ * kActBytes);
   }
 }

@@ -592,3 +592,44 @@ TEST(Plan, ColumnParallelBackwardRunsItsTpCommunicationBesideItsGemms) {
     EXPECT_EQ(checked, 2 * m.num_layers + 1);  // QKV and FC1 in every layer, and the output layer
   }
 }
+
+TEST(Plan, MlaAndMtpProjectionsRunTheirTpCommunicationBesideTheirGemms) {
+  // The same for MLA's two column-parallel up-projections (their input gradients reduced as one,
+  // over the latents' width) and the MTP projection (2h wide): dgrads, then the reduction beside
+  // the wgrads, which wait for the SP all-gather of their inputs but not for the reduction; the op
+  // after the wgrads waits for it. DeepSeek-V3's layers, four of them (a proxy), tp 2 with SP.
+  auto m = config::load_model("deepseek-v3");
+  m.num_layers = 4;
+  config::ParallelConfig p;
+  p.tp = 2, p.global_batch_size = 1, p.sequence_parallel = true;
+  p = config::resolve(p, m, 2, "test");
+  const auto plan = plan::build_plan(m, p);
+  const auto& st = plan.stages[0];
+  const int64_t latents = m.q_lora_rank + m.kv_lora_rank + m.qk_pos_emb_head_dim;
+  int mla = 0, mtp = 0;
+  for (int32_t i = 0; i < st.size(); ++i) {
+    const auto& red = st.op(i);
+    if (red.phase != plan::Phase::kBackward || red.name != plan::OpName::kTpReduce || i == 0) continue;
+    const auto name = st.op(i - 1).name;
+    if (name != plan::OpName::kMlaUp && name != plan::OpName::kMtpProj) continue;
+    const int32_t n = name == plan::OpName::kMlaUp ? 2 : 1;  // GEMMs in this linear
+    const int32_t gather = i - n - 1, after = i + n + 1;
+    ASSERT_EQ(st.op(gather).name, plan::OpName::kWgradGather);
+    EXPECT_EQ(red.bytes, st.op(gather).bytes);
+    EXPECT_EQ(red.bytes, int64_t(p.micro_batch_size * p.seq_length) * (n == 2 ? latents : 2 * m.hidden_size) * 2);
+    for (int32_t j = 0; j < n; ++j) {
+      const auto& dgrad = st.op(i - n + j);
+      const auto& wgrad = st.op(i + 1 + j);
+      EXPECT_TRUE(dgrad.kind == OpKind::kGemm && !dgrad.wgrad && dgrad.name == name);
+      EXPECT_TRUE(wgrad.kind == OpKind::kGemm && wgrad.wgrad && wgrad.name == name);
+      EXPECT_FALSE(waits_for(dgrad, gather));
+      EXPECT_FALSE(waits_for(wgrad, i));
+    }
+    EXPECT_TRUE(waits_for(red, i - 1));
+    EXPECT_TRUE(waits_for(st.op(i + 1), gather));
+    EXPECT_TRUE(waits_for(st.op(after), i));
+    ++(n == 2 ? mla : mtp);
+  }
+  EXPECT_EQ(mla, m.num_layers + m.mtp_num_layers);  // the MTP module's layer has MLA attention too
+  EXPECT_EQ(mtp, m.mtp_num_layers);
+}
