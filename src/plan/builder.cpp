@@ -173,19 +173,22 @@ class StageBuilder {
     op.bytes = bytes;
     return comm(op, s);
   }
-  // TP collective of one activation-sized tensor (skipped when tp == 1). Under tp_comm_overlap a
-  // reduce-scatter is pipelined with the GEMM that produced it, an all-gather with the next GEMM.
-  void tp_comm(OpName name, Phase ph, int64_t layer, CollKind kind, int64_t width = 0) {
-    if (p_.tp == 1) return;
-    collective(name, ph, layer, kind, Group::kTp, checked_mul(tokens_ * (width ? width : h_), kActBytes, "tp message"), Stream::kTp);
-    if (!p_.tp_comm_overlap || kind == CollKind::kAllReduce) return;
+  // TP collective of one activation-sized tensor (skipped when tp == 1); returns its index (−1:
+  // skipped). Under tp_comm_overlap a reduce-scatter is pipelined with the GEMM that produced it,
+  // an all-gather with the next GEMM.
+  int32_t tp_comm(OpName name, Phase ph, int64_t layer, CollKind kind, int64_t width = 0) {
+    if (p_.tp == 1) return -1;
+    const int32_t idx =
+        collective(name, ph, layer, kind, Group::kTp, checked_mul(tokens_ * (width ? width : h_), kActBytes, "tp message"), Stream::kTp);
+    if (!p_.tp_comm_overlap || kind == CollKind::kAllReduce) return idx;
     if (kind == CollKind::kReduceScatter && last_compute_ >= 0 && ops_[last_compute_].kind == OpKind::kGemm) {
       // Pipelined behind the GEMM producing it. Its only dependency is that GEMM (compute() has
       // just cleared pending_), which the overlap edge replaces.
       ops_.back().overlap = {last_compute_, static_cast<int32_t>(p_.tp)};
     } else if (kind == CollKind::kAllGather) {
-      overlap_ag_ = ops_.size() - 1;  // the next GEMM pairs with it
+      overlap_ag_ = idx;  // the next GEMM pairs with it
     }
+    return idx;
   }
   /// `behind`: the CP K/V exchange the attention is pipelined behind (−1: none).
   void attention(Phase ph, int64_t layer, int32_t behind = -1) {
@@ -537,15 +540,14 @@ void StageBuilder::column_backward(std::initializer_list<ColumnGemm> gemms, int6
     tp_comm(OpName::kTpReduce, B, layer, reduce, width);
     return;
   }
-  const int64_t bytes = checked_mul(checked_mul(tokens_, width, "tp message"), kActBytes, "tp message");
   int32_t gather = -1;
   if (sp) {
     auto earlier = std::exchange(pending_, {});  // the dgrads still wait for these, not for the gather
-    gather = collective(OpName::kWgradGather, B, layer, CollKind::kAllGather, Group::kTp, bytes, Stream::kTp);
+    gather = tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather, width);
     pending_ = std::move(earlier);
   }
   for (const auto& g : gemms) gemm(g.name, B, layer, g.m, g.k, g.n, false);  // dgrad
-  collective(OpName::kTpReduce, B, layer, reduce, Group::kTp, bytes, Stream::kTp);
+  tp_comm(OpName::kTpReduce, B, layer, reduce, width);
   auto reduction = std::exchange(pending_, {});
   if (gather >= 0) pending_.push_back(gather);
   for (const auto& g : gemms) gemm(g.name, B, layer, g.k, g.n, g.m, true);  // wgrad
