@@ -46,7 +46,8 @@ nlohmann::json to_json(const config::ModelConfig& m) {
           {"normalization", config::enum_name(m.normalization)},
           {"add_bias_linear", m.add_bias_linear},
           {"position_embedding", config::enum_name(m.position_embedding)},
-          {"tie_embeddings", m.tie_embeddings}, {"params", model::total_params(m)}, {"origin", m.origin}};
+          {"tie_embeddings", m.tie_embeddings}, {"hidden_dropout", m.hidden_dropout},
+          {"attention_dropout", m.attention_dropout}, {"params", model::total_params(m)}, {"origin", m.origin}};
 }
 
 config::ModelConfig model_from_json(const nlohmann::json& j) {
@@ -60,6 +61,10 @@ config::ModelConfig model_from_json(const nlohmann::json& j) {
   m.add_bias_linear = j.at("add_bias_linear");
   m.position_embedding = config::parse_enum<config::PositionEmbedding>(j.at("position_embedding"), "model JSON", "position_embedding");
   m.tie_embeddings = j.at("tie_embeddings");
+  // Files written before the dropout fields modelled every layer's activations as Korthikanti's
+  // GPT layer, with Megatron's default dropout (0.1) on.
+  m.hidden_dropout = j.value("hidden_dropout", 0.1);
+  m.attention_dropout = j.value("attention_dropout", 0.1);
   return m;
 }
 

@@ -251,6 +251,8 @@ ModelConfig parse_model_node(const YAML::Node& node, const std::string& path) {
   m.qk_pos_emb_head_dim = f.get_int("qk_pos_emb_head_dim", 0, kMaxDim, 0);
   m.v_head_dim = f.get_int("v_head_dim", 0, kMaxDim, 0);
   m.mtp_num_layers = f.get_int("mtp_num_layers", 0, 16, 0);
+  m.hidden_dropout = f.get_double("hidden_dropout", 0.0, 0.99, 0.0);
+  m.attention_dropout = f.get_double("attention_dropout", 0.0, 0.99, 0.0);
   m.published_params = f.get_double("published_params", 1, 1e16, 0);
   m.published_active_params = f.get_double("published_active_params", 1, 1e16, 0);
   m.sources = f.get_string_map("sources");
@@ -259,7 +261,8 @@ ModelConfig parse_model_node(const YAML::Node& node, const std::string& path) {
             "add_bias_linear", "position_embedding", "tie_embeddings", "window_size", "window_attn_skip_freq",
             "num_moe_experts", "moe_router_topk", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size",
             "moe_layer_freq", "moe_first_k_dense", "moe_router_num_groups", "moe_router_group_topk", "q_lora_rank",
-            "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim", "mtp_num_layers", "published_params",
+            "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim", "mtp_num_layers", "hidden_dropout",
+            "attention_dropout", "published_params",
             "published_active_params", "sources"});
   check_consistency(m, path);
   check_moe(m, path);
@@ -355,6 +358,21 @@ ModelConfig load_model_hf_json(const std::string& path) {
     m.num_query_groups = m.num_attention_heads;  // MLA up-projects a key and a value per head
   }
   m.mtp_num_layers = json_int(j, "num_nextn_predict_layers", 0, 16, path).value_or(0);
+  // Dropout under the names transformers' configs use (Llama/Qwen/DeepSeek: attention_dropout;
+  // GPT-2/NeoX-style: resid_pdrop / attn_pdrop, hidden_dropout(_prob)); absent means none.
+  const auto dropout = [&](std::initializer_list<const char*> keys) {
+    for (const char* key : keys) {
+      auto it = j.find(key);
+      if (it == j.end() || it->is_null()) continue;
+      if (!it->is_number() || it->get<double>() < 0.0 || it->get<double>() > 0.99) {
+        throw InputError(path, key, "must be a probability in [0, 0.99], got " + it->dump().substr(0, 40));
+      }
+      return it->get<double>();
+    }
+    return 0.0;
+  };
+  m.hidden_dropout = dropout({"hidden_dropout", "hidden_dropout_prob", "resid_pdrop"});
+  m.attention_dropout = dropout({"attention_dropout", "attention_probs_dropout_prob", "attn_pdrop"});
   read_hf_window(j, m, path);
   read_hf_moe(j, m, path);
   check_consistency(m, path);

@@ -77,6 +77,14 @@ struct ModelConfig {
   /// Multi-token prediction modules (DeepSeek-V3 §2.2): each one more transformer layer, a 2h→h
   /// projection and two norms on the last stage, sharing the embedding and output head.
   int64_t mtp_num_layers = 0;
+  /// Dropout probabilities in training (Megatron --hidden-dropout / --attention-dropout). They
+  /// decide what a layer keeps for its backward: each hidden dropout (after the attention
+  /// projection and after FC2) keeps a 1-byte mask per element when p > 0; attention dropout keeps
+  /// a mask and its output over the score matrix when attention is unfused (flash attention
+  /// regenerates its mask from the RNG state). Megatron's default is 0.1 for both; Llama, Qwen,
+  /// DeepSeek, Mixtral and Nemotron-4 train with 0.
+  double hidden_dropout = 0.0;
+  double attention_dropout = 0.0;
 
   double published_params = 0;  ///< 0 when unknown
   double published_active_params = 0;  ///< MoE: parameters active per token; 0 when unknown

@@ -2,6 +2,7 @@
 #include "model/accounting.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "common/checked.hpp"
 
@@ -158,77 +159,165 @@ double sc21_no_recompute_flops(const ModelConfig& m, int64_t B, int64_t s) {
   return 72.0 * double(B) * double(s) * l * h * h * (1.0 + double(s) / (6.0 * h) + V / (12.0 * l * h));
 }
 
+namespace {
+// What one token keeps for its backward in one layer, in bytes, term by term as Korthikanti et al.
+// 2022 (§4.1) count a GPT layer, with the widths taken from the layer's GEMM shapes instead of GPT's
+// (MHA, a 4h GELU MLP, dropout on). `replicated`: what tensor parallelism without sequence
+// parallelism keeps whole on every rank; `split`: what it splits over tp (sequence parallelism
+// splits both); `scores`: what unfused attention keeps per token over its score matrix (split over
+// tp by heads).
+//   norms: the inputs of the two norms, 2h + 2h (replicated);
+//   attention: the QKV input (the norm's output, 2h, replicated), the hidden-dropout mask after the
+//     projection (h bytes when hidden_dropout > 0, replicated); Q, K and V as the core attention
+//     saves them (2q + 2k + 2v) and the projection's input (2o), split; MLA adds its latents, the
+//     inputs and outputs of the two latent norms (4·(q_lora + kv_lora)), replicated (its
+//     down-projections are not split over tp); unfused attention keeps the softmax output (2 bytes
+//     per score) and, with attention dropout, its mask and output (1 + 2);
+//   dense MLP: the FC1 input (2h, replicated) and the second dropout mask (h); FC1's output, the
+//     activation's input (2f·(mats − 1)), and the FC2 input (2f), split.
+// A GPT layer (q = k = v = o = h, f = 4h, two matrices, dropout on) gives replicated 10h and split
+// 24h: Korthikanti's sbh(10 + 24/t + 5as/(ht)), and 34 sbh/t under sequence parallelism.
+struct TokenBytes {
+  double replicated = 0, split = 0, scores = 0;
+};
+
+TokenBytes attention_and_norm_bytes(const ModelConfig& m, double s) {
+  const double h = double(m.hidden_size), heads = double(m.num_attention_heads), groups = double(m.num_query_groups);
+  const double q = heads * double(m.qk_dim()), k = groups * double(m.qk_dim());
+  const double v = groups * double(m.v_dim()), o = heads * double(m.v_dim());
+  TokenBytes t;
+  t.replicated = 4.0 * h + 2.0 * h + (m.hidden_dropout > 0 ? h : 0.0);
+  if (m.multi_latent_attention()) t.replicated += 4.0 * double(m.q_lora_rank + m.kv_lora_rank);
+  t.split = 2.0 * (q + k + v + o);
+  t.scores = heads * s * (m.attention_dropout > 0 ? 5.0 : 2.0);
+  return t;
+}
+}  // namespace
+
 double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelConfig& p, int64_t layer) {
   const double s = double(p.seq_length) / double(p.cp), b = double(p.micro_batch_size), h = double(m.hidden_size);
-  const double a = double(m.num_attention_heads), t = double(p.tp);
-  const double attn_term = (p.recompute == config::Recompute::kNone && !p.flash_attention) ? 5.0 * a * s / h : 0.0;
+  const double t = double(p.tp);
   if (p.recompute == config::Recompute::kFull) return 2.0 * s * b * h / (p.sequence_parallel ? t : 1.0);
+  const bool scores_kept = p.recompute == config::Recompute::kNone && !p.flash_attention;
+  TokenBytes a = attention_and_norm_bytes(m, s);
+  if (!scores_kept) a.scores = 0;
   if (!m.is_moe_layer(layer)) {
-    const double bf16 = p.sequence_parallel ? s * b * h / t * (34.0 + attn_term) : s * b * h * (10.0 + 24.0 / t + attn_term / t);
+    const double f = double(m.ffn_hidden_size);
+    a.replicated += 2.0 * h + (m.hidden_dropout > 0 ? h : 0.0);
+    a.split += 2.0 * f * double(m.mlp_matrices() - 1) + 2.0 * f;
+    const double bf16 = p.sequence_parallel ? s * b / t * (a.replicated + a.split + a.scores)
+                                            : s * b * (a.replicated + (a.split + a.scores) / t);
     if (p.precision != config::Precision::kFp8) return bf16;
     // Under FP8 Transformer Engine saves the FP8-cast inputs of its linear layers for the wgrad
     // GEMM (transformer_engine/pytorch/module/layernorm_linear.py, linear.py, layernorm_mlp.py
     // keep ln_out / inputmat / fc2 input as Float8Tensor): 1 byte instead of 2 for the QKV and FC1
-    // inputs (the norm outputs, sbh each, sharded over tp under SP), the projection input (s·b·q/t)
+    // inputs (the norm outputs, sbh each, sharded over tp under SP), the projection input (s·b·o/t)
     // and the FC2 input (s·b·ffn/t).
-    const double q = double(m.num_attention_heads) * double(m.kv_channels), f = double(m.ffn_hidden_size);
+    const double o = double(m.num_attention_heads) * double(m.v_dim());
     const double norm_out = p.sequence_parallel ? s * b * h / t : s * b * h;
-    return bf16 - (2.0 * norm_out + s * b * (q + f) / t);
+    return bf16 - (2.0 * norm_out + s * b * (o + f) / t);
   }
-  // An MoE layer keeps Korthikanti's attention block and norms (11 + 4 of the 34 sbh; MoE with
-  // tp > 1 runs sequence-parallel, so all of it is split over tp) and replaces the MLP block's
-  // 19 sbh with what Megatron-Core's MoELayer saves per token entering it (bytes): the router's
-  // input (2h) and fp32 logits (4E); per routed copy (top-k of them, ×etp after the expert-tensor
-  // all-gather for the input) the expert input (2h), FC1's output (2f·(mats−1)), the activation's
-  // output (2f) and the expert output before the combine (2h); the shared experts' input (2h) and
-  // outputs (2f_s·mats). The hottest rank holds moe_imbalance × the mean of the routed part.
-  // (Kept in bf16 under FP8 too: a conservative reading.)
+  // An MoE layer keeps the attention block and norms above (MoE with tp > 1 runs
+  // sequence-parallel, so all of it is split over tp) and replaces the dense MLP with what
+  // Megatron-Core's MoELayer saves per token entering it (bytes): the router's input (2h) and fp32
+  // logits (4E); per routed copy (top-k of them, ×etp after the expert-tensor all-gather for the
+  // input) the expert input (2h), FC1's output (2f·(mats−1)), the activation's output (2f) and the
+  // expert output before the combine (2h); the shared experts' input (2h) and outputs (2f_s·mats).
+  // The hottest rank holds moe_imbalance × the mean of the routed part. (Kept in bf16 under FP8
+  // too: a conservative reading.)
   const double f = double(m.moe_ffn_hidden_size), fs = double(m.moe_shared_expert_intermediate_size);
   const double mats = double(m.mlp_matrices()), k = double(m.moe_router_topk);
   const double routed = k * (2.0 * h * double(p.etp) + 2.0 * f * (mats - 1.0) + 2.0 * f + 2.0 * h) * p.moe_imbalance;
   const double shared = fs > 0 ? 2.0 * h + 2.0 * fs * mats : 0.0;
   const double per_token = 2.0 * h + 4.0 * double(m.num_moe_experts) + routed + shared;
-  return s * b * h / t * (15.0 + attn_term) + s * b / t * per_token;
+  return s * b / t * (a.replicated + a.split + a.scores + per_token);
+}
+
+double peak_stage_activations(const std::vector<double>& chunk, int64_t pp, int64_t stage, int64_t m) {
+  const int64_t vpp = int64_t(chunk.size());
+  if (vpp == 1) return double(std::min(pp - stage, m)) * chunk[0];
+  // Megatron-Core schedules.py (get_pp_rank_microbatches, get_schedule_table,
+  // forward_backward_pipelining_with_interleaving): W = 2(pp − stage − 1) + (vpp − 1)·pp warm-up
+  // forwards (all m·vpp of them when that is not fewer), then one forward and one backward at a
+  // time. Virtual micro-batches run in groups of pp micro-batches (the last group takes the
+  // rest), each group through chunk 0, 1, …, vpp − 1; the k-th backward runs chunk vpp − 1 − c
+  // where the k-th forward ran chunk c. Each chunk's activations live from its forward to its
+  // backward; the peak is right after a forward.
+  const int64_t total = m * vpp, group = pp;
+  const int64_t warmup = std::min(2 * (pp - stage - 1) + (vpp - 1) * pp, total);
+  // Equal chunks: any W + 1 of them.
+  if (std::all_of(chunk.begin(), chunk.end(), [&](double c) { return c == chunk.front(); })) {
+    return double(std::min(warmup + 1, total)) * chunk.front();
+  }
+  auto chunk_of = [&](int64_t k) {
+    const int64_t g = k / (group * vpp), start = g * group * vpp;
+    const int64_t size = (g + 1) * group <= m ? group : m - g * group;
+    return (k - start) / size;
+  };
+  // The warm-up's forwards: whole periods of pp·vpp run every chunk pp times.
+  const int64_t period = group * vpp;
+  double sum = 0;
+  for (double c : chunk) sum += c;
+  const int64_t whole = m % group == 0 ? warmup / period : 0;
+  double held = double(whole) * double(group) * sum;
+  for (int64_t k = whole * period; k < warmup; ++k) held += chunk[size_t(chunk_of(k))];
+  double peak = held;
+  // With whole groups both the forward and the backward run through the chunks with period pp·vpp,
+  // so the steady state's held set repeats every period and one period holds its peak.
+  const int64_t steady = total - warmup;
+  const int64_t steps = m % group == 0 ? std::min(steady, period) : steady;
+  for (int64_t i = 0; i < steps; ++i) {
+    held += chunk[size_t(chunk_of(warmup + i))];
+    peak = std::max(peak, held);
+    held -= chunk[size_t(vpp - 1 - chunk_of(i))];
+  }
+  return peak;
 }
 
 MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {
-  // Stage 0 holds the embedding and, under 1F1B, min(pp, micro-batches) micro-batches in flight;
-  // the interleaved schedule needs (1 + (pp−1)/(pp·vpp)) × that (Narayanan et al. SC21 §2.2.2).
-  // The last stage holds the output head, the MTP modules and one micro-batch in flight; the
-  // larger of the two is the estimate. Expert weights are ÷ ep·etp (in their per-rank counts);
-  // under ZeRO-1 dense optimizer state is ÷ dp·cp and expert optimizer state ÷ edp.
+  // Stage 0 holds the embedding, the last stage the output head and the MTP modules; each holds the
+  // activations of the micro-batches its schedule has in flight at its peak
+  // (peak_stage_activations); the larger of the two stages is the estimate. Expert weights are ÷
+  // ep·etp (in their per-rank counts); under ZeRO-1 dense optimizer state is ÷ dp·cp and expert
+  // optimizer state ÷ edp.
   const auto layers = split_layers(m.num_layers, p.pp, p.vpp, p.account_for_embedding_in_pipeline_split,
                                    p.account_for_loss_in_pipeline_split);
   std::vector<int64_t> first(layers.size(), 0);
   for (size_t g = 1; g < layers.size(); ++g) first[g] = first[g - 1] + layers[g - 1];
-  const double micro = double(p.num_microbatches());
   auto stage = [&](int64_t s) {
-    double dense = 0, experts = 0, acts = 0;
+    double dense = 0, experts = 0;
+    std::vector<double> chunk(size_t(p.vpp), 0.0);
     for (int64_t c = 0; c < p.vpp; ++c) {
       const size_t g = size_t(c * p.pp + s);
       for (int64_t l = first[g]; l < first[g] + layers[g]; ++l) {
         dense += double(layer_params_per_rank(m, l, p.tp));
         experts += double(expert_params_per_rank(m, l, p.ep, p.etp));
-        acts += activation_bytes_per_layer(m, p, l);
+        chunk[size_t(c)] += activation_bytes_per_layer(m, p, l);
       }
     }
-    double in_flight = std::min<double>(double(p.pp - s), micro);
-    if (p.vpp > 1) in_flight *= 1.0 + double(p.pp - 1) / double(p.pp * p.vpp);
+    // Korthikanti et al. 2022 §4.3: the embedding's output is the first layer's input (counted
+    // there); its dropout keeps a 1-byte mask, sbh (/t under sequence parallelism), per micro-batch
+    // of the first chunk. The output layer keeps its input and the fp32 logits the vocab-parallel
+    // cross entropy works on, 4sbV/t, for the one micro-batch between the last chunk's forward and
+    // its backward.
+    const double sb = double(p.seq_length / p.cp) * double(p.micro_batch_size);
+    const double t = double(p.tp), h = double(m.hidden_size);
+    double once = 0;
     if (s == 0) {
       dense += double(embedding_params_per_rank(m, p.tp));
-      // Embedding output of the micro-batches in flight (sbh·2 bytes each) sits on stage 0 too.
-      acts += double(p.seq_length / p.cp) * double(p.micro_batch_size) * double(m.hidden_size) * 2.0;
+      if (m.hidden_dropout > 0) chunk.front() += sb * h / (p.sequence_parallel ? t : 1.0);
     }
     if (s == p.pp - 1) {
       dense += double(head_params_per_rank(m, p.tp) + mtp_params_per_rank(m, p.tp));
       experts += double(m.mtp_num_layers * expert_params_per_rank(m, m.num_layers, p.ep, p.etp));
-      acts += double(m.mtp_num_layers) * activation_bytes_per_layer(m, p, m.num_layers);
+      chunk.back() += double(m.mtp_num_layers) * activation_bytes_per_layer(m, p, m.num_layers);
+      once = sb * (2.0 * h / (p.sequence_parallel ? t : 1.0) + 4.0 * double(m.vocab_size) / t);
     }
     MemoryEstimate e;
     e.weights = 2.0 * (dense + experts);
     e.grads = double(p.grad_bytes()) * (dense + experts);
     e.optimizer = 12.0 * dense / (p.zero ? double(p.dp * p.cp) : 1.0) + 12.0 * experts / (p.zero ? double(p.edp()) : 1.0);
-    e.activations = in_flight * acts;
+    e.activations = peak_stage_activations(chunk, p.pp, s, p.num_microbatches()) + once;
     return e;
   };
   MemoryEstimate e = stage(0);

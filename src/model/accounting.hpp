@@ -55,17 +55,25 @@ struct MemoryEstimate {
   double weights = 0;      ///< 2 B/param (bf16)
   double grads = 0;        ///< 4 B/param (fp32 main grads, Megatron default for bf16)
   double optimizer = 0;    ///< 12 B/param (fp32 master, Adam m and v), ÷ dp·cp under ZeRO-1
-  double activations = 0;  ///< in-flight micro-batches × per-layer activations
+  double activations = 0;  ///< the schedule's peak of in-flight micro-batches' activations
   double total() const { return weights + grads + optimizer + activations; }
 };
 MemoryEstimate memory_per_rank(const config::ModelConfig& m, const config::ParallelConfig& p);
-/// Activation bytes of one layer for one micro-batch on one rank (Korthikanti et al. 2022, Table 2):
-/// sbh(34 + 5as/h) without parallelism; sbh(10 + 24/t + 5as/(ht)) with TP; sbh/t·(34 + 5as/h) with
-/// TP+SP; selective recompute (or fused flash attention, ParallelConfig::flash_attention) drops the
-/// 5as/h term; full recompute keeps only the 2sbh input. Under FP8 the inputs of the linear layers
-/// are kept in FP8 (Transformer Engine), one byte less per element. MoE layers replace the MLP
-/// block's 19 sbh (see accounting.cpp).
+/// Activation bytes of one layer for one micro-batch on one rank, Korthikanti et al. 2022 (§4.1,
+/// Table 2) term by term with widths from the layer's shapes (GQA, MLA, gated MLPs, dropout): a GPT
+/// layer is sbh(34 + 5as/h) without parallelism, sbh(10 + 24/t + 5as/(ht)) with TP, sbh/t·(34 +
+/// 5as/h) with TP+SP; selective recompute (or fused flash attention, ParallelConfig::flash_attention)
+/// drops the score term; without dropout the masks go (Llama 3.1 405B: 31.75 sbh/t). Full recompute
+/// keeps only the 2sbh input. Under FP8 the inputs of the linear layers are kept in FP8 (Transformer
+/// Engine), one byte less per element. MoE layers replace the dense MLP (see accounting.cpp).
 double activation_bytes_per_layer(const config::ModelConfig& m, const config::ParallelConfig& p, int64_t layer = 0);
+/// Peak activation bytes a pipeline stage holds under Megatron's schedule, from its chunks'
+/// activations per micro-batch (chunk[c]: the layers of its c-th model chunk): 1F1B keeps
+/// min(pp − stage, m) micro-batches; the interleaved schedule keeps its warm-up's 2(pp − stage − 1) +
+/// (vpp − 1)·pp chunk-micro-batches and one more, whose mix of chunks moves through the steady state
+/// (the first stage: Korthikanti's pp·(1 + (pp − 1)/(pp·vpp)) micro-batches; the last:
+/// (vpp − 1)·pp + 1 chunk-micro-batches, not one micro-batch).
+double peak_stage_activations(const std::vector<double>& chunk, int64_t pp, int64_t stage, int64_t m);
 
 /// Megatron's uneven split: layers per global chunk (pp·vpp of them). When num_layers does not
 /// divide, the first and last chunks get one fewer layer each (then the second and second-to-last

@@ -6,7 +6,9 @@
 // - activation memory matches Korthikanti et al. 2022 Table 2 by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "config/model_config.hpp"
 #include "config/parallel_config.hpp"
@@ -100,6 +102,94 @@ TEST(Accounting, ActivationMemoryMatchesKorthikanti) {
   EXPECT_NEAR(model::activation_bytes_per_layer(m, p), s * b * h / t * 34, 1);
   p.recompute = config::Recompute::kFull;  // full keeps the layer input, 2sbh (/t under SP)
   EXPECT_NEAR(model::activation_bytes_per_layer(m, p), 2 * s * b * h / t, 1);
+}
+
+TEST(Accounting, ActivationMemoryFollowsTheLayersShapes) {
+  // Korthikanti's terms with each width read off the GEMM shapes (bytes per token, bf16, under SP
+  // all ÷ t): two norm inputs 4h; QKV input 2h; Q, K, V 2(q + 2·kv); projection input 2q; FC1 input
+  // 2h; FC1 output 2f per output matrix; FC2 input 2f; one 1-byte mask per hidden dropout.
+  config::ParallelConfig p;
+  p.tp = 8, p.seq_length = 4096, p.micro_batch_size = 1, p.sequence_parallel = true;
+  const double s = 4096, t = 8;
+  {
+    // Llama 3.1 405B: h 16384, GQA 128 heads / 8 groups of 128, SwiGLU f 53248 = 3.25h, no dropout.
+    const auto m = config::load_model("llama3.1-405b");
+    const double h = 16384, kv = 8 * 128.0, f = 53248;
+    const double per_token = 4 * h + 2 * h + 2 * (h + 2 * kv) + 2 * h + 2 * h + 2 * 2 * f + 2 * f;
+    EXPECT_NEAR(per_token / h, 31.75, 1e-12);
+    EXPECT_NEAR(model::activation_bytes_per_layer(m, p), s * per_token / t, 1);
+  }
+  {
+    // Nemotron-4 340B: h 18432, 96 heads / 8 groups of 192, squared ReLU f 4h, no dropout: 28⅓ sbh.
+    const auto m = config::load_model("nemotron4-340b");
+    const double h = 18432;
+    EXPECT_NEAR(model::activation_bytes_per_layer(m, p), s * h / t * (28.0 + 1.0 / 3.0), 1);
+  }
+  {
+    // GPT-3 175B without dropout: the two masks go (32 sbh), and unfused attention keeps only the
+    // softmax output (2as/h instead of 5as/h).
+    auto m = config::load_model("gpt3-175b");
+    m.hidden_dropout = m.attention_dropout = 0;
+    const double h = 12288, a = 96;
+    EXPECT_NEAR(model::activation_bytes_per_layer(m, p), s * h / t * 32, 1);
+    p.flash_attention = false;
+    EXPECT_NEAR(model::activation_bytes_per_layer(m, p), s * h / t * (32 + 2 * a * s / h), 1);
+  }
+}
+
+namespace {
+// Megatron-Core's interleaved schedule replayed step by step (schedules.py: get_schedule_table
+// with groups of pp micro-batches, get_pp_rank_microbatches' warm-up, then forward-backward
+// pairs), holding each chunk's activations from its forward to its backward.
+double replay_peak(const std::vector<double>& chunk, int64_t pp, int64_t stage, int64_t m) {
+  const int64_t vpp = int64_t(chunk.size());
+  std::vector<int64_t> table;  // model chunk of each virtual micro-batch
+  for (int64_t first = 0; first < m; first += pp) {
+    const int64_t last = first + pp >= m ? m : first + pp;
+    for (int64_t c = 0; c < vpp; ++c)
+      for (int64_t mb = first; mb < last; ++mb) table.push_back(c);
+  }
+  const int64_t total = m * vpp;
+  int64_t warmup = (pp - stage - 1) * 2 + (vpp - 1) * pp;
+  if (warmup >= total) warmup = total;
+  double held = 0, peak = 0;
+  int64_t f = 0, b = 0;
+  for (; f < warmup; ++f) held += chunk[size_t(table[size_t(f)])];
+  peak = held;
+  while (f < total) {
+    held += chunk[size_t(table[size_t(f++)])];
+    peak = std::max(peak, held);
+    held -= chunk[size_t(vpp - 1 - table[size_t(b++)])];
+  }
+  return peak;
+}
+}  // namespace
+
+TEST(Accounting, PipelineStagesHoldWhatMegatronsScheduleLeavesInFlight) {
+  // 1F1B: min(pp − stage, m) micro-batches.
+  EXPECT_DOUBLE_EQ(model::peak_stage_activations({3.0}, 8, 0, 64), 8 * 3.0);
+  EXPECT_DOUBLE_EQ(model::peak_stage_activations({3.0}, 8, 5, 64), 3 * 3.0);
+  EXPECT_DOUBLE_EQ(model::peak_stage_activations({3.0}, 8, 0, 4), 4 * 3.0);
+  // Interleaved, even chunks: the first stage holds Korthikanti's pp·(1 + (pp − 1)/(pp·vpp))
+  // micro-batches of the stage; the last (vpp − 1)·pp + 1 chunk-micro-batches; with m = pp all
+  // m·vpp are in flight.
+  const int64_t pp = 8, vpp = 4;
+  const std::vector<double> even(vpp, 1.0);
+  EXPECT_NEAR(model::peak_stage_activations(even, pp, 0, 64), pp * (1.0 + double(pp - 1) / (pp * vpp)) * vpp, 1e-9);
+  EXPECT_NEAR(model::peak_stage_activations(even, pp, pp - 1, 64), double((vpp - 1) * pp + 1), 1e-9);
+  EXPECT_NEAR(model::peak_stage_activations(even, pp, 0, pp), double(pp * vpp), 1e-9);
+  // Uneven chunks (Llama 3.1 405B's 126 layers on pp 8 · vpp 8: the first chunk one layer, the rest
+  // two), micro-batches a multiple of pp or not: the step-by-step replay.
+  std::vector<double> uneven(8, 2.0);
+  uneven[0] = 1.0;
+  for (int64_t m : {8, 16, 20, 64, 67})
+    for (int64_t st : {0, 3, 7}) {
+      EXPECT_NEAR(model::peak_stage_activations(uneven, 8, st, m), replay_peak(uneven, 8, st, m), 1e-9) << m << " " << st;
+    }
+  // By hand: the first stage's warm-up and first forward are 71 chunk-micro-batches, eight through
+  // each chunk (8·1 + 56·2 layers) and seven more through the one-layer chunk 0: 127 layer-micro-
+  // batches, where the even-split formula's 8·(1 + 7/64)·15 gives 133.1.
+  EXPECT_NEAR(model::peak_stage_activations(uneven, 8, 0, 64), 127.0, 1e-9);
 }
 
 TEST(Accounting, Fp8KeepsLinearInputsInFp8) {

@@ -70,6 +70,10 @@ TEST(Config, ModelErrorsNameFileFieldAndAllowed) {
   const auto nan = write_temp("nan.yaml", std::string(kGoodModel) + "published_params: .nan\n");
   EXPECT_NE(input_error([&] { load_model_yaml(nan); }).find("published_params"), std::string::npos);
 
+  const auto dropout = write_temp("dropout.yaml", std::string(kGoodModel) + "hidden_dropout: 1\n");
+  msg = input_error([&] { load_model_yaml(dropout); });
+  EXPECT_NE(msg.find("hidden_dropout"), std::string::npos) << msg;
+
   const auto groups = write_temp("groups.yaml", std::string(kGoodModel) + "num_query_groups: 3\n");
   EXPECT_NE(input_error([&] { load_model_yaml(groups); }).find("num_query_groups"), std::string::npos);
 
@@ -92,8 +96,19 @@ TEST(Config, HuggingFaceConfigJson) {
   EXPECT_EQ(m.activation, Activation::kSwiglu);
   EXPECT_EQ(m.normalization, Normalization::kRmsNorm);
   EXPECT_FALSE(m.tie_embeddings);
+  EXPECT_EQ(m.hidden_dropout, 0.0);  // none given: none
   const auto bad = write_temp("bad.json", R"({"hidden_size": "big", "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 3})");
   EXPECT_NE(input_error([&] { load_model(bad); }).find("hidden_size"), std::string::npos);
+  // Dropout under transformers' names, and a probability out of range named with its allowed values.
+  const auto gpt2 = write_temp("gpt2.json", R"({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "vocab_size": 100, "resid_pdrop": 0.1, "attn_pdrop": 0.05})");
+  EXPECT_DOUBLE_EQ(load_model(gpt2).hidden_dropout, 0.1);
+  EXPECT_DOUBLE_EQ(load_model(gpt2).attention_dropout, 0.05);
+  const auto drop = write_temp("drop.json", R"({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "vocab_size": 100, "attention_dropout": 1.5})");
+  const auto msg = input_error([&] { load_model(drop); });
+  EXPECT_NE(msg.find("attention_dropout"), std::string::npos);
+  EXPECT_NE(msg.find("[0, 0.99]"), std::string::npos);
 }
 
 TEST(Config, MixtureOfExpertsConfigJsonImportsWithPublishedParameterCounts) {

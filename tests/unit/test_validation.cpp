@@ -103,17 +103,17 @@ TEST(Validation, CrossValidationHoldsEachSourceOut) {
 }
 
 TEST(Validation, PublishedRunsFitTheChipsTheyRanOn) {
-  // Issue 13, mechanism 5: NVIDIA ran the DGXC Llama 3.1 8B and 70B (BF16 and FP8) configurations on
-  // 80 GB H100s; they were refused before HBM was counted in GiB and FP8 activations in FP8. (H16-512
-  // and H20-256 still need 86 GB: docs/validation.md, "Memory".)
+  // Issue 13, mechanism 5: every published run ran, so its plan must fit the chip it ran on. The DGXC
+  // Llama 3.1 8B and 70B rows were refused before HBM was counted in GiB and FP8 activations in FP8;
+  // Llama 3.1 405B on 512 and Nemotron-4 340B on 256 H100s (86 GB) until activations were counted
+  // from the layers' shapes and the interleaved schedule's warm-up.
   int rows = 0;
   for (const auto& r : predict::load_published_runs(shipped_runs())) {
-    if (r.id.rfind("H18", 0) != 0 && r.id.rfind("H19", 0) != 0) continue;
     ++rows;
     double need_gb = 0;
     EXPECT_TRUE(predict::fits_memory(r.model, config::load_chip(r.chip), r.parallel, &need_gb)) << r.id << " needs " << need_gb << " GB";
   }
-  EXPECT_EQ(rows, 6);
+  EXPECT_GE(rows, 60);
 }
 
 TEST(Validation, ShippedSustainedRangesAreTheCrossValidationSpread) {
