@@ -23,14 +23,14 @@ nlohmann::json stats_json(const predict::ErrorStats& e) {
 int print_cross_validation(const predict::CrossValidation& cv, bool json) {
   std::ostream& log = json ? std::cerr : std::cout;
   char line[512];
-  std::snprintf(line, sizeof line, "#%-10s %-7s %6s %-15s %-15s %11s %11s %9s %11s %9s %s\n", " id", "chip", "gpus", "model", "metric",
+  std::snprintf(line, sizeof line, "#%-10s %-11s %6s %-15s %-15s %11s %11s %9s %11s %9s %s\n", " id", "chip", "gpus", "model", "metric",
                 "published", "in-sample", "error", "cv", "cv error", "budget");
   log << line;
   nlohmann::json rows = nlohmann::json::array();
   for (size_t i = 0; i < cv.rows.size(); ++i) {
     const auto& v = cv.rows[i];
     const auto& in = cv.in_sample.rows[i];
-    std::snprintf(line, sizeof line, " %-10s %-7s %6lld %-15.15s %-15s %11.4g %11.4g %+8.1f%% %11.4g %+8.1f%% %s\n", v.run.id.c_str(),
+    std::snprintf(line, sizeof line, " %-10s %-11s %6lld %-15.15s %-15s %11.4g %11.4g %+8.1f%% %11.4g %+8.1f%% %s\n", v.run.id.c_str(),
                   v.run.chip.c_str(), (long long)v.run.gpus, v.run.model.name.c_str(),
                   (v.run.metric + (v.run.flop_convention == "sc21_eq3" ? "(eq3)" : "")).c_str(), v.run.value, in.predicted_value,
                   100 * in.error, v.predicted_value, 100 * v.error, v.run.in_budget ? (v.run.fit ? "yes fit" : "yes") : "no");
@@ -112,12 +112,12 @@ Action add_validate(CLI::App& app) {
     }
     if (*cv) return print_cross_validation(predict::cross_validate(runs), *json);
     const auto s = predict::validate(runs);
-    std::snprintf(line, sizeof line, "#%-10s %-7s %6s %-15s %-28s %-15s %11s %11s %8s %s\n", " id", "chip", "gpus", "model",
+    std::snprintf(line, sizeof line, "#%-10s %-11s %6s %-15s %-28s %-15s %11s %11s %8s %s\n", " id", "chip", "gpus", "model",
                   "parallel", "metric", "published", "predicted", "error", "budget");
     log << line;
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& v : s.rows) {
-      std::snprintf(line, sizeof line, " %-10s %-7s %6lld %-15.15s %-28.28s %-15s %11.4g %11.4g %+7.1f%% %s\n", v.run.id.c_str(),
+      std::snprintf(line, sizeof line, " %-10s %-11s %6lld %-15.15s %-28.28s %-15s %11.4g %11.4g %+7.1f%% %s\n", v.run.id.c_str(),
                     v.run.chip.c_str(), (long long)v.run.gpus, v.run.model.name.c_str(), parallel_text(v.run.parallel).c_str(),
                     (v.run.metric + (v.run.flop_convention == "sc21_eq3" ? "(eq3)" : "")).c_str(), v.run.value,
                     v.predicted_value, 100 * v.error, v.run.in_budget ? (v.run.fit ? "yes fit" : "yes") : "no");

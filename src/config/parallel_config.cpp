@@ -95,6 +95,10 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                           "all-reduce / reduce-scatter beside the wgrad GEMM (Megatron-LM since 2021-08, Megatron-Core, "
                           "Transformer Engine); off: in series (Megatron-LM before it)"),
                    "no-async-tp-comm", "noatp");
+    add(member("grad_all_reduce", &P::grad_all_reduce,
+               "ZeRO-1 reduces gradients with an all-reduce (fp32), then all-gathers the parameters (DeepSpeed's "
+               "BF16_Optimizer, BLOOM); off: reduce-scatter (Megatron's distributed optimizer). Needs zero 1"),
+        "grad-all-reduce", "gar", TextWhen::kNonDefault, true);
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
     prec.allowed = {"bf16", "fp16", "fp8"};
     t.push_back(derived<P>("schedule", FieldType::kEnum, "pipeline schedule (from pp and vpp)",
@@ -148,6 +152,7 @@ std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& 
   if (p.vpp > 1 && p.pp == 1) add("vpp", "needs pp > 1");
   if (p.sequence_parallel && p.tp == 1) add("sequence-parallel", "needs tp > 1");
   if (p.tp_comm_overlap && !p.sequence_parallel) add("tp-comm-overlap", "needs sequence-parallel");
+  if (p.grad_all_reduce && p.zero != 1) add("grad-all-reduce", "needs zero 1 (without ZeRO-1 gradients are all-reduced anyway)");
   const int64_t seq = p.seq_length ? p.seq_length : m.seq_length;
   if (seq % (2 * p.cp) != 0 && p.cp > 1) add("cp", "needs seq-length divisible by 2·cp (" + s(2 * p.cp) + "), seq-length is " + s(seq));
   if (p.sequence_parallel && (seq / p.cp) % p.tp != 0) add("sequence-parallel", "needs seq-length/cp divisible by tp");

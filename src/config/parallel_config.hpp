@@ -89,6 +89,12 @@ struct ParallelConfig {
   /// Engine's Linear / LayerNormLinear always. Off: Megatron-LM before it (SC21's runs), each in
   /// series with the GEMMs.
   bool async_tp_comm = true;
+  /// ZeRO-1 reduces the gradients with an all-reduce over data parallel (every rank receives the
+  /// whole reduced gradient and updates its shard), then all-gathers the updated bf16 parameters:
+  /// DeepSpeed's BF16_Optimizer (BLOOM; `bf16` with ZeRO stage 0 in the DeepSpeed config), which
+  /// sends 8 + 2 bytes per parameter in fp32 + bf16 where Megatron's distributed optimizer sends
+  /// 4 + 2 (reduce-scatter + all-gather). Needs zero 1.
+  bool grad_all_reduce = false;
   /// Fused (flash) attention: the s×s scores are never stored, so the 5as/h activation term of
   /// Korthikanti et al. is absent, as it is for Megatron-Core with Transformer Engine's fused
   /// attention. Off for runs that predate it (SC21 used full recompute, where it does not matter).

@@ -728,7 +728,7 @@ void StageBuilder::reduce_bucket(int group, int64_t layer, int64_t params) {
   Op op = base(OpName::kGradReduce, Phase::kBackward, layer);
   op.kind = OpKind::kCollective;
   op.stream = Stream::kDp;
-  op.coll = p_.zero ? CollKind::kReduceScatter : CollKind::kAllReduce;
+  op.coll = p_.zero && !p_.grad_all_reduce ? CollKind::kReduceScatter : CollKind::kAllReduce;
   op.group = dp;
   op.bytes = checked_mul(params, p_.grad_bytes(), "gradient bytes");
   if (last_compute_ >= 0) add_dep(op, last_compute_);

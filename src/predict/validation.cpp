@@ -19,7 +19,7 @@ const config::FieldTable<PublishedRun>& published_run_fields() {
     config::FieldTable<R> t;
     t.push_back(member("id", &R::id, "row id (shared/reference/published_runs.md)"));
     t.push_back(member("source", &R::source, "publication, with section or table"));
-    t.push_back(member("chip", &R::chip, "chip profile name"));
+    t.push_back(member("chip", &R::chip, "chip profile name, with optional caps (CHIP@key=value,...)"));
     t.push_back(member("gpus", &R::gpus, "chips"));
     t.back().min = 1, t.back().max = int64_t(1) << 24;
     config::append_nested(t, &R::parallel, config::select(config::parallel_fields(), {"dp"}, false), "parallel");
@@ -34,6 +34,10 @@ const config::FieldTable<PublishedRun>& published_run_fields() {
     return t;
   }();
   return table;
+}
+
+config::ChipProfile run_chip(const PublishedRun& run) {
+  return config::resolve_target(config::parse_target(run.chip, "chip"));
 }
 
 std::vector<PublishedRun> load_published_runs(const std::string& path) {
@@ -59,6 +63,7 @@ std::vector<PublishedRun> load_published_runs(const std::string& path) {
     if (r.parallel.seq_length < 1) throw InputError(where, "seq_length", "must be >= 1");
     if (r.parallel.global_batch_size < 1) throw InputError(where, "global_batch_size", "must be >= 1");
     if (r.fit && !r.in_budget) throw InputError(where, "fit", "a fit row must be in budget (in_budget: true)");
+    config::resolve_target(config::parse_target(r.chip, where + ": chip"));  // a bad chip or cap names the row
     auto allowed = config::input_names(fields);
     allowed.push_back("model");
     f.finish(allowed);
@@ -82,7 +87,7 @@ ErrorStats stats(std::vector<double> errs) {
 }
 
 ValidationRow predict_row(const PublishedRun& run, const SustainedByArch& sustained) {
-  auto chip = config::load_chip(run.chip);
+  auto chip = run_chip(run);
   if (auto it = sustained.find(chip.arch); it != sustained.end()) chip.efficiency.sustained = it->second;
   ValidationRow v;
   v.run = run;
@@ -133,7 +138,7 @@ namespace {
 std::map<std::string, std::vector<const PublishedRun*>> fit_rows_by_arch(const std::vector<PublishedRun>& runs) {
   std::map<std::string, std::vector<const PublishedRun*>> by_arch;
   for (const auto& r : runs)
-    if (r.fit) by_arch[config::load_chip(r.chip).arch].push_back(&r);
+    if (r.fit) by_arch[run_chip(r).arch].push_back(&r);
   return by_arch;
 }
 
@@ -177,7 +182,7 @@ std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs) {
     f.arch = arch;
     f.rows = int64_t(rows.size());
     f.value = golden_section(rms);
-    f.shipped = config::load_chip(rows.front()->chip).efficiency.sustained;
+    f.shipped = run_chip(*rows.front()).efficiency.sustained;
     f.rms_log_error_shipped = rms(f.shipped);
     f.rms_log_error_fit = rms(f.value);
     out.push_back(f);
@@ -192,7 +197,7 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
   std::vector<std::string> sources;
   std::vector<std::string> arch(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
-    arch[i] = config::load_chip(runs[i].chip).arch;
+    arch[i] = run_chip(runs[i]).arch;
     if (runs[i].in_budget && std::find(sources.begin(), sources.end(), runs[i].source) == sources.end())
       sources.push_back(runs[i].source);
   }
@@ -200,7 +205,7 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
   // is: the shipped constant, which Validation.ShippedSustainedIsTheLeastSquaresFit holds to the fit.
   std::map<std::string, double> shipped;
   for (size_t i = 0; i < runs.size(); ++i)
-    if (!shipped.count(arch[i])) shipped[arch[i]] = config::load_chip(runs[i].chip).efficiency.sustained;
+    if (!shipped.count(arch[i])) shipped[arch[i]] = run_chip(runs[i]).efficiency.sustained;
   cv.rows.resize(runs.size());
   std::vector<bool> predicted(runs.size(), false);
   std::vector<double> all;
@@ -283,7 +288,7 @@ SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<Pu
   };
   for (const auto& run : runs) {
     if (!run.fit) continue;
-    const auto chip = config::load_chip(run.chip);
+    const auto chip = run_chip(run);
     widen(r.by_arch[chip.arch], chip.efficiency.sustained);
   }
   for (const auto& f : cv.folds)

@@ -22,6 +22,10 @@ struct PublishedRun {
   bool fit = false;
 };
 
+/// The chip a published run ran on: its `chip` field, a chip name with optional caps as on the
+/// command line (`a100@nic=50`: BLOOM's 50 Gb/s per GPU on Jean Zay).
+config::ChipProfile run_chip(const PublishedRun& run);
+
 /// The field table of a published run (the rows of configs/validation/*.yaml; the parallel fields
 /// are flat keys there and a "parallel" object in JSON). `model` is read separately: a name or an
 /// inline model map.

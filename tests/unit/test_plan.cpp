@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "config/model_config.hpp"
+#include "model/accounting.hpp"
 #include "plan/plan.hpp"
 
 using namespace capscale;
@@ -186,6 +187,41 @@ TEST(Plan, GradientBytesFollowTheReductionPrecision) {
       // Adam on the 1/dp shard (30 B per parameter) plus the memset of the whole gradient buffer.
       EXPECT_EQ(optimizer_bytes, (st.params + 1) / 2 * 30 + st.params * per_param) << "bf16 " << bf16;
     }
+}
+
+TEST(Plan, GradAllReduceIsDeepSpeedsBf16Optimizer) {
+  // DeepSpeed's BF16_Optimizer (BLOOM): the whole fp32 gradient all-reduced over dp, the optimizer
+  // on the 1/dp shard, then the bf16 parameters all-gathered; on a ring that is 2(n − 1)/n · 4 + (n −
+  // 1)/n · 2 bytes per parameter against the distributed optimizer's (n − 1)/n · (4 + 2).
+  const auto m = config::load_model("tiny-gpt");
+  config::ParallelConfig p;
+  p.zero = 1, p.global_batch_size = 4, p.grad_all_reduce = true;
+  p = config::resolve(p, m, 4, "test");
+  const auto plan = plan::build_plan(m, p);
+  const auto& st = plan.stages[0];
+  int64_t all_reduced = 0, gathered = 0;
+  for (const auto& op : st.ops) {
+    if (op.name == plan::OpName::kGradReduce) {
+      EXPECT_EQ(op.coll, plan::CollKind::kAllReduce);
+      all_reduced += op.bytes;
+    }
+    if (op.name == plan::OpName::kParamGather) gathered += op.bytes;
+  }
+  EXPECT_EQ(all_reduced, st.params * 4);
+  EXPECT_GT(gathered, 0);
+  // Memory as ZeRO-1: the optimizer state sharded over dp.
+  config::ParallelConfig z = p;
+  z.grad_all_reduce = false;
+  EXPECT_DOUBLE_EQ(model::memory_per_rank(m, p).total(), model::memory_per_rank(m, z).total());
+  // Without ZeRO-1 it means nothing and is refused, naming the flag.
+  config::ParallelConfig bad;
+  bad.zero = 0, bad.grad_all_reduce = true, bad.global_batch_size = 4;
+  try {
+    config::resolve(bad, m, 4, "test");
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("grad-all-reduce"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Plan, EmbeddingBackwardAccumulatesADenseGradient) {

@@ -65,6 +65,38 @@ TEST(Validation, FitRowsMustBeInBudget) {
   }
 }
 
+TEST(Validation, RunsNameTheirChipWithCapsAsTheCommandLineDoes) {
+  // BLOOM ran on A100s with 50 Gb/s per GPU: `chip: a100@nic=50` is the a100 profile with its NIC
+  // capped, and a data-parallel all-reduce over it takes four times as long on the wire.
+  const std::string path = ::testing::TempDir() + "/capped_runs.yaml";
+  auto write = [&](const std::string& chip) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    std::fputs(("runs:\n"
+                "- {id: X, source: s, chip: '" + chip + "', gpus: 16, model: tiny-gpt, seq_length: 128, global_batch_size: 16,\n"
+                "   micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s, value: 0.5,\n"
+                "   flop_convention: model}\n")
+                   .c_str(),
+               f);
+    std::fclose(f);
+  };
+  write("a100@nic=50");
+  const auto runs = predict::load_published_runs(path);
+  ASSERT_EQ(runs.size(), 1u);
+  const auto chip = predict::run_chip(runs[0]);
+  EXPECT_DOUBLE_EQ(chip.nic_gbit_s, 50);
+  EXPECT_EQ(chip.arch, config::load_chip("a100").arch);
+  const auto capped = predict::predict(runs[0].model, chip, runs[0].parallel).row;
+  const auto full = predict::predict(runs[0].model, config::load_chip("a100"), runs[0].parallel).row;
+  EXPECT_GT(capped.step_time_s, full.step_time_s);
+  write("a100@nic=-5");  // a bad cap names the row and the field
+  try {
+    predict::load_published_runs(path);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("runs[0]: chip"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Validation, CrossValidationHoldsEachSourceOut) {
   const auto runs = predict::load_published_runs(shipped_runs());
   const auto cv = predict::cross_validate(runs);
@@ -111,7 +143,7 @@ TEST(Validation, PublishedRunsFitTheChipsTheyRanOn) {
   for (const auto& r : predict::load_published_runs(shipped_runs())) {
     ++rows;
     double need_gb = 0;
-    EXPECT_TRUE(predict::fits_memory(r.model, config::load_chip(r.chip), r.parallel, &need_gb)) << r.id << " needs " << need_gb << " GB";
+    EXPECT_TRUE(predict::fits_memory(r.model, predict::run_chip(r), r.parallel, &need_gb)) << r.id << " needs " << need_gb << " GB";
   }
   EXPECT_GE(rows, 60);
 }
