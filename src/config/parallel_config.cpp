@@ -97,7 +97,8 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                    "no-async-tp-comm", "noatp");
     add(member("grad_all_reduce", &P::grad_all_reduce,
                "ZeRO-1 reduces gradients with an all-reduce (fp32), then all-gathers the parameters (DeepSpeed's "
-               "BF16_Optimizer, BLOOM); off: reduce-scatter (Megatron's distributed optimizer). Needs zero 1"),
+               "BF16_Optimizer, BLOOM; it overlaps neither: add --no-overlap-grad-reduce --no-overlap-param-gather); off: "
+               "reduce-scatter (Megatron's distributed optimizer). Needs zero 1"),
         "grad-all-reduce", "gar", TextWhen::kNonDefault, true);
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
     prec.allowed = {"bf16", "fp16", "fp8"};

@@ -2,6 +2,7 @@
 #include "model/accounting.hpp"
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "common/checked.hpp"
@@ -181,15 +182,19 @@ struct TokenBytes {
   double replicated = 0, split = 0, scores = 0;
 };
 
-TokenBytes attention_and_norm_bytes(const ModelConfig& m, double s) {
-  const double h = double(m.hidden_size), heads = double(m.num_attention_heads), groups = double(m.num_query_groups);
+// `scores_kept`: unfused attention without recompute, whose batched GEMMs save K and V after
+// Megatron's repeat_interleave to every head (GQA's groups expanded); flash attention and a
+// recomputed core attention keep them groups·d wide.
+TokenBytes attention_and_norm_bytes(const ModelConfig& m, double s, bool scores_kept) {
+  const double h = double(m.hidden_size), heads = double(m.num_attention_heads);
+  const double groups = scores_kept ? heads : double(m.num_query_groups);
   const double q = heads * double(m.qk_dim()), k = groups * double(m.qk_dim());
   const double v = groups * double(m.v_dim()), o = heads * double(m.v_dim());
   TokenBytes t;
   t.replicated = 4.0 * h + 2.0 * h + (m.hidden_dropout > 0 ? h : 0.0);
   if (m.multi_latent_attention()) t.replicated += 4.0 * double(m.q_lora_rank + m.kv_lora_rank);
   t.split = 2.0 * (q + k + v + o);
-  t.scores = heads * s * (m.attention_dropout > 0 ? 5.0 : 2.0);
+  t.scores = scores_kept ? heads * s * (m.attention_dropout > 0 ? 5.0 : 2.0) : 0.0;
   return t;
 }
 }  // namespace
@@ -199,8 +204,7 @@ double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelCo
   const double t = double(p.tp);
   if (p.recompute == config::Recompute::kFull) return 2.0 * s * b * h / (p.sequence_parallel ? t : 1.0);
   const bool scores_kept = p.recompute == config::Recompute::kNone && !p.flash_attention;
-  TokenBytes a = attention_and_norm_bytes(m, s);
-  if (!scores_kept) a.scores = 0;
+  TokenBytes a = attention_and_norm_bytes(m, s, scores_kept);
   if (!m.is_moe_layer(layer)) {
     const double f = double(m.ffn_hidden_size);
     a.replicated += 2.0 * h + (m.hidden_dropout > 0 ? h : 0.0);
@@ -211,25 +215,28 @@ double activation_bytes_per_layer(const ModelConfig& m, const config::ParallelCo
     // Under FP8 Transformer Engine saves the FP8-cast inputs of its linear layers for the wgrad
     // GEMM (transformer_engine/pytorch/module/layernorm_linear.py, linear.py, layernorm_mlp.py
     // keep ln_out / inputmat / fc2 input as Float8Tensor): 1 byte instead of 2 for the QKV and FC1
-    // inputs (the norm outputs, sbh each, sharded over tp under SP), the projection input (s·b·o/t)
-    // and the FC2 input (s·b·ffn/t).
+    // inputs (the norm outputs, sbh each, sharded over tp under SP) and the FC2 input (s·b·ffn/t,
+    // whose bf16 original nothing else keeps). The projection's FP8 input is a copy: the attention
+    // keeps its bf16 output for its own backward, so that tensor costs one byte more (s·b·o/t).
     const double o = double(m.num_attention_heads) * double(m.v_dim());
     const double norm_out = p.sequence_parallel ? s * b * h / t : s * b * h;
-    return bf16 - (2.0 * norm_out + s * b * (o + f) / t);
+    return bf16 - (2.0 * norm_out + s * b * f / t) + s * b * o / t;
   }
   // An MoE layer keeps the attention block and norms above (MoE with tp > 1 runs
   // sequence-parallel, so all of it is split over tp) and replaces the dense MLP with what
   // Megatron-Core's MoELayer saves per token entering it (bytes): the router's input (2h) and fp32
   // logits (4E); per routed copy (top-k of them, ×etp after the expert-tensor all-gather for the
   // input) the expert input (2h), FC1's output (2f·(mats−1)), the activation's output (2f) and the
-  // expert output before the combine (2h); the shared experts' input (2h) and outputs (2f_s·mats).
-  // The hottest rank holds moe_imbalance × the mean of the routed part. (Kept in bf16 under FP8
-  // too: a conservative reading.)
+  // expert output before the combine (2h); the shared experts' outputs (2f_s·mats; their input is
+  // the router's); the hidden-dropout mask after the layer (h, with dropout). The hottest rank
+  // holds moe_imbalance × the mean of the routed part. (Kept in bf16 under FP8 too: a
+  // conservative reading.)
   const double f = double(m.moe_ffn_hidden_size), fs = double(m.moe_shared_expert_intermediate_size);
   const double mats = double(m.mlp_matrices()), k = double(m.moe_router_topk);
   const double routed = k * (2.0 * h * double(p.etp) + 2.0 * f * (mats - 1.0) + 2.0 * f + 2.0 * h) * p.moe_imbalance;
-  const double shared = fs > 0 ? 2.0 * h + 2.0 * fs * mats : 0.0;
-  const double per_token = 2.0 * h + 4.0 * double(m.num_moe_experts) + routed + shared;
+  const double shared = fs > 0 ? 2.0 * fs * mats : 0.0;
+  const double mask = m.hidden_dropout > 0 ? h : 0.0;
+  const double per_token = 2.0 * h + 4.0 * double(m.num_moe_experts) + routed + shared + mask;
   return s * b / t * (a.replicated + a.split + a.scores + per_token);
 }
 
@@ -254,19 +261,33 @@ double peak_stage_activations(const std::vector<double>& chunk, int64_t pp, int6
     const int64_t size = (g + 1) * group <= m ? group : m - g * group;
     return (k - start) / size;
   };
-  // The warm-up's forwards: whole periods of pp·vpp run every chunk pp times.
-  const int64_t period = group * vpp;
-  double sum = 0;
-  for (double c : chunk) sum += c;
-  const int64_t whole = m % group == 0 ? warmup / period : 0;
-  double held = double(whole) * double(group) * sum;
-  for (int64_t k = whole * period; k < warmup; ++k) held += chunk[size_t(chunk_of(k))];
-  double peak = held;
-  // With whole groups both the forward and the backward run through the chunks with period pp·vpp,
-  // so the steady state's held set repeats every period and one period holds its peak.
-  const int64_t steady = total - warmup;
-  const int64_t steps = m % group == 0 ? std::min(steady, period) : steady;
-  for (int64_t i = 0; i < steps; ++i) {
+  const int64_t period = group * vpp, steady = total - warmup;
+  double held = 0, peak = 0;
+  if (m % group == 0) {
+    // Whole groups: the k-th forward runs chunk (k mod pp·vpp) div pp, so the warm-up's whole
+    // periods run every chunk pp times, and the steady state's held set repeats every period (the
+    // forward and the backward each run every chunk pp times per period): one period holds its peak.
+    double sum = 0;
+    for (double c : chunk) sum += c;
+    const int64_t rest = warmup % period;  // the last, partial period: chunks 0 … rest/pp
+    held = double(warmup / period) * double(group) * sum;
+    for (int64_t c = 0; c < rest / group; ++c) held += double(group) * chunk[size_t(c)];
+    if (rest % group) held += double(rest % group) * chunk[size_t(rest / group)];
+    peak = held;
+    // The next forward's chunk and place in its run of pp, and the next backward's.
+    int64_t fc = rest / group, fr = rest % group, bc = 0, br = 0;
+    for (int64_t i = 0; i < std::min(steady, period); ++i) {
+      held += chunk[size_t(fc)];
+      peak = std::max(peak, held);
+      held -= chunk[size_t(vpp - 1 - bc)];
+      if (++fr == group) fr = 0, fc = fc + 1 == vpp ? 0 : fc + 1;
+      if (++br == group) br = 0, ++bc;
+    }
+    return peak;
+  }
+  for (int64_t k = 0; k < warmup; ++k) held += chunk[size_t(chunk_of(k))];
+  peak = held;
+  for (int64_t i = 0; i < steady; ++i) {
     held += chunk[size_t(chunk_of(warmup + i))];
     peak = std::max(peak, held);
     held -= chunk[size_t(vpp - 1 - chunk_of(i))];
@@ -284,25 +305,47 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
                                    p.account_for_loss_in_pipeline_split);
   std::vector<int64_t> first(layers.size(), 0);
   for (size_t g = 1; g < layers.size(); ++g) first[g] = first[g - 1] + layers[g - 1];
+  // Under full recompute a layer's backward first reruns its forward, holding that one layer's
+  // whole activations beside the checkpoints (the first layer of each kind stands for its kind).
+  config::ParallelConfig rerun = p;
+  rerun.recompute = config::Recompute::kNone;
+  double recomputed = 0;
+  if (p.recompute == config::Recompute::kFull) {
+    for (int64_t l : {int64_t(0), m.num_layers - 1}) recomputed = std::max(recomputed, activation_bytes_per_layer(m, rerun, l));
+  }
+  // A layer's parameters and activations depend only on its kind (dense or MoE): one of each.
+  struct Kind {
+    double dense = -1, experts = 0, acts = 0;
+  };
+  std::array<Kind, 2> kinds;
+  auto kind = [&](int64_t l) -> const Kind& {
+    Kind& k = kinds[m.is_moe_layer(l) ? 1 : 0];
+    if (k.dense < 0) {
+      k.dense = double(layer_params_per_rank(m, l, p.tp));
+      k.experts = double(expert_params_per_rank(m, l, p.ep, p.etp));
+      k.acts = activation_bytes_per_layer(m, p, l);
+    }
+    return k;
+  };
   auto stage = [&](int64_t s) {
     double dense = 0, experts = 0;
     std::vector<double> chunk(size_t(p.vpp), 0.0);
     for (int64_t c = 0; c < p.vpp; ++c) {
       const size_t g = size_t(c * p.pp + s);
       for (int64_t l = first[g]; l < first[g] + layers[g]; ++l) {
-        dense += double(layer_params_per_rank(m, l, p.tp));
-        experts += double(expert_params_per_rank(m, l, p.ep, p.etp));
-        chunk[size_t(c)] += activation_bytes_per_layer(m, p, l);
+        const Kind& k = kind(l);
+        dense += k.dense, experts += k.experts, chunk[size_t(c)] += k.acts;
       }
     }
     // Korthikanti et al. 2022 §4.3: the embedding's output is the first layer's input (counted
     // there); its dropout keeps a 1-byte mask, sbh (/t under sequence parallelism), per micro-batch
-    // of the first chunk. The output layer keeps its input and the fp32 logits the vocab-parallel
-    // cross entropy works on, 4sbV/t, for the one micro-batch between the last chunk's forward and
+    // of the first chunk. The output layer keeps the final norm's input and its own input (4sbh)
+    // and the fp32 logits the vocab-parallel cross entropy works on (4sbV/t), once per output head
+    // (each MTP module runs one more), for the one micro-batch between the last chunk's forward and
     // its backward.
     const double sb = double(p.seq_length / p.cp) * double(p.micro_batch_size);
     const double t = double(p.tp), h = double(m.hidden_size);
-    double once = 0;
+    double once = recomputed;
     if (s == 0) {
       dense += double(embedding_params_per_rank(m, p.tp));
       if (m.hidden_dropout > 0) chunk.front() += sb * h / (p.sequence_parallel ? t : 1.0);
@@ -311,19 +354,23 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
       dense += double(head_params_per_rank(m, p.tp) + mtp_params_per_rank(m, p.tp));
       experts += double(m.mtp_num_layers * expert_params_per_rank(m, m.num_layers, p.ep, p.etp));
       chunk.back() += double(m.mtp_num_layers) * activation_bytes_per_layer(m, p, m.num_layers);
-      once = sb * (2.0 * h / (p.sequence_parallel ? t : 1.0) + 4.0 * double(m.vocab_size) / t);
+      once += double(1 + m.mtp_num_layers) * sb * (4.0 * h / (p.sequence_parallel ? t : 1.0) + 4.0 * double(m.vocab_size) / t);
     }
     MemoryEstimate e;
     e.weights = 2.0 * (dense + experts);
-    e.grads = double(p.grad_bytes()) * (dense + experts);
+    // DeepSpeed's BF16_Optimizer (grad_all_reduce) keeps the bf16 .grad of every parameter beside
+    // its fp32 accumulation buffer (it zeroes them, never frees them): 2 bytes more.
+    e.grads = double(p.grad_bytes() + (p.grad_all_reduce ? 2 : 0)) * (dense + experts);
     e.optimizer = 12.0 * dense / (p.zero ? double(p.dp * p.cp) : 1.0) + 12.0 * experts / (p.zero ? double(p.edp()) : 1.0);
     e.activations = peak_stage_activations(chunk, p.pp, s, p.num_microbatches()) + once;
     return e;
   };
+  // Every stage: with uneven chunks a middle stage can hold the most (Llama 3.1 405B on pp 8 · vpp
+  // 8: stage 1 has 16 layers and 138 layer-micro-batches in flight, stage 0 15 and 127).
   MemoryEstimate e = stage(0);
-  if (p.pp > 1) {
-    const MemoryEstimate last = stage(p.pp - 1);
-    if (last.total() > e.total()) e = last;
+  for (int64_t s = 1; s < p.pp; ++s) {
+    const MemoryEstimate other = stage(s);
+    if (other.total() > e.total()) e = other;
   }
   return e;
 }

@@ -49,8 +49,8 @@ double sc21_eq3_flops(const config::ModelConfig& m, int64_t batch, int64_t seq_l
 /// The same paper's no-recompute form: 72·B·s·l·h²·(1 + s/6h + V/12lh).
 double sc21_no_recompute_flops(const config::ModelConfig& m, int64_t batch, int64_t seq_length);
 
-/// Memory per rank in bytes on the more loaded of the first and last pipeline stage, Korthikanti
-/// et al. 2022.
+/// Memory per rank in bytes on the most loaded pipeline stage (Korthikanti et al. 2022; in-flight
+/// activations from Megatron's schedule, peak_stage_activations).
 struct MemoryEstimate {
   double weights = 0;      ///< 2 B/param (bf16)
   double grads = 0;        ///< 4 B/param (fp32 main grads, Megatron default for bf16)

@@ -192,17 +192,68 @@ TEST(Accounting, PipelineStagesHoldWhatMegatronsScheduleLeavesInFlight) {
   EXPECT_NEAR(model::peak_stage_activations(uneven, 8, 0, 64), 127.0, 1e-9);
 }
 
+TEST(Accounting, MlaKeepsItsUpProjectedHeadsAndLatents) {
+  // DeepSeek-V3's attention block and norms per token (h 7168, 128 heads, Q and K 128 + 64 wide,
+  // V 128, latents 1536 + 512, no dropout): norms 4h, QKV input 2h, latents' norm input and output
+  // 4(1536 + 512), Q, K, V and the projection input 2·128·(192 + 192 + 128 + 128): 30.0 h. Its
+  // first three layers are dense (FC1 input 2h, FC1 output 2·2f, FC2 input 2f with f 18432).
+  const auto m = config::load_model("deepseek-v3");
+  config::ParallelConfig p;
+  p.tp = 1, p.seq_length = 4096, p.micro_batch_size = 1;
+  const double h = 7168, f = 18432;
+  const double attention = 4 * h + 2 * h + 4 * (1536 + 512) + 2 * 128 * (192 + 192 + 128 + 128);
+  EXPECT_NEAR(attention / h, 30.0, 1e-12);
+  EXPECT_NEAR(model::activation_bytes_per_layer(m, p, 0), 4096 * (attention + 2 * h + 4 * f + 2 * f), 1);
+}
+
+TEST(Accounting, TheMostLoadedStageSetsTheMemory) {
+  // Llama 3.1 405B, tp 8 · pp 8 · vpp 8, cp 2, 64 micro-batches: 126 layers in 64 chunks leave the
+  // first and last chunk one layer each. Stage 1 holds 16 layers (stage 0: 15 and the embedding)
+  // and 69 chunk-micro-batches of two layers in flight (138 layer-micro-batches; stage 0: 127), so
+  // it sets the estimate: 16 · 398.5 M parameters at 2 + 4 + 12/8 bytes, 138 layers of 31.75 sbh/t.
+  const auto m = config::load_model("llama3.1-405b");
+  config::ParallelConfig p;
+  p.tp = 8, p.pp = 8, p.vpp = 8, p.cp = 2, p.micro_batch_size = 1, p.global_batch_size = 256, p.zero = 1;
+  p.sequence_parallel = true, p.seq_length = 8192;
+  p = config::resolve(p, m, 512, "test");
+  ASSERT_EQ(p.num_microbatches(), 64);
+  const double layer_params = double(model::layer_params_per_rank(m, 1, 8));
+  const double acts = 138 * 4096.0 * 16384 * 31.75 / 8;
+  const auto e = model::memory_per_rank(m, p);
+  EXPECT_NEAR(e.weights, 2 * 16 * layer_params, 1);
+  EXPECT_NEAR(e.optimizer, 12 * 16 * layer_params / 8, 1);
+  EXPECT_NEAR(e.activations, acts, 1);
+}
+
+TEST(Accounting, OutputLayerKeepsItsInputsAndFp32LogitsOnce) {
+  // Korthikanti et al. §4.3: the last stage keeps the final norm's and the output layer's inputs
+  // (4sbh, ÷ t under SP) and the fp32 logits (4sbV/t) for one micro-batch. Llama 3.1 8B at tp 1,
+  // pp 2, s 8192: 4·8192·(4096 + 128256) bytes on top of the layers and their in-flight copies.
+  const auto m = config::load_model("llama3.1-8b");
+  config::ParallelConfig p;
+  p.tp = 1, p.pp = 2, p.micro_batch_size = 1, p.global_batch_size = 8, p.seq_length = 8192;
+  p = config::resolve(p, m, 2, "test");
+  const double layer = model::activation_bytes_per_layer(m, p, 0);
+  const auto e = model::memory_per_rank(m, p);
+  // Stage 0 (16 layers, two micro-batches in flight) against stage 1 (16 layers, one, and the head).
+  const double stage0 = 2 * 16 * layer, stage1 = 16 * layer + 4.0 * 8192 * (4096 + 128256);
+  const double params0 = double(model::embedding_params_per_rank(m, 1)), params1 = double(model::head_params_per_rank(m, 1));
+  const double total0 = stage0 + 18 * params0, total1 = stage1 + 18 * params1;  // 2 + 4 + 12 B per parameter
+  EXPECT_NEAR(e.activations, total0 > total1 ? stage0 : stage1, 1);
+}
+
 TEST(Accounting, Fp8KeepsLinearInputsInFp8) {
   // Transformer Engine saves the FP8-cast inputs of QKV, projection, FC1 and FC2 for the wgrad:
-  // one byte less per element of the two norm outputs (sbh/t each under SP), the projection input
-  // (s·b·q/t) and the FC2 input (s·b·ffn/t). Llama 3.1 70B at tp 4: (2 + 1 + 3.5)/4 · sbh.
+  // one byte less per element of the two norm outputs (sbh/t each under SP) and the FC2 input
+  // (s·b·ffn/t); the projection's FP8 input is a copy beside the attention's bf16 output, one byte
+  // more (s·b·q/t). Llama 3.1 70B at tp 4: (2 − 1 + 3.5)/4 · sbh.
   const auto m = config::load_model("llama3.1-70b");
   config::ParallelConfig p;
   p.tp = 4, p.seq_length = 8192, p.micro_batch_size = 1, p.sequence_parallel = true;
   const double sbh = 8192.0 * 8192.0;
   const double bf16 = model::activation_bytes_per_layer(m, p);
   p.precision = config::Precision::kFp8;
-  EXPECT_NEAR(bf16 - model::activation_bytes_per_layer(m, p), (2 + 1 + 3.5) / 4 * sbh, 1);
+  EXPECT_NEAR(bf16 - model::activation_bytes_per_layer(m, p), (2 - 1 + 3.5) / 4 * sbh, 1);
   p.recompute = config::Recompute::kFull;  // only the layer input is kept, in bf16
   EXPECT_NEAR(model::activation_bytes_per_layer(m, p), 2 * sbh / 4, 1);
 }
