@@ -296,9 +296,9 @@ double peak_stage_activations(const std::vector<double>& chunk, int64_t pp, int6
 }
 
 MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {
-  // Stage 0 holds the embedding, the last stage the output head and the MTP modules; each holds the
-  // activations of the micro-batches its schedule has in flight at its peak
-  // (peak_stage_activations); the larger of the two stages is the estimate. Expert weights are ÷
+  // Stage 0 holds the embedding, the last stage the output head and the MTP modules; each stage holds
+  // the activations of the micro-batches its schedule has in flight at its peak
+  // (peak_stage_activations); the most loaded stage is the estimate. Expert weights are ÷
   // ep·etp (in their per-rank counts); under ZeRO-1 dense optimizer state is ÷ dp·cp and expert
   // optimizer state ÷ edp.
   const auto layers = split_layers(m.num_layers, p.pp, p.vpp, p.account_for_embedding_in_pipeline_split,
