@@ -95,6 +95,18 @@ std::optional<int64_t> json_int(const nlohmann::json& j, const char* key, int64_
   return v;
 }
 
+// A HuggingFace config.json's real-valued field: nullopt when absent or null.
+std::optional<double> json_double(const nlohmann::json& j, const char* key, double min, double max, const std::string& path) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  std::ostringstream range;  // as Fields::get_double prints it
+  range << "[" << min << ", " << max << "]";
+  if (!it->is_number()) throw InputError(path, key, "must be a number in " + range.str() + ", got " + it->dump().substr(0, 40));
+  const auto v = it->get<double>();
+  if (!(v >= min && v <= max)) throw InputError(path, key, "must be in " + range.str() + ", got " + it->dump().substr(0, 40));
+  return v;
+}
+
 // Mixture-of-experts keys of the config.json families capscale reads (transformers' MixtralConfig,
 // Qwen2MoeConfig / Qwen3MoeConfig, DeepseekV2Config / DeepseekV3Config, GptOssConfig). Keys that
 // only steer training losses or routing numerics leave the step's work unchanged and are ignored;
@@ -361,14 +373,8 @@ ModelConfig load_model_hf_json(const std::string& path) {
   // Dropout under the names transformers' configs use (Llama/Qwen/DeepSeek: attention_dropout;
   // GPT-2/NeoX-style: resid_pdrop / attn_pdrop, hidden_dropout(_prob)); absent means none.
   const auto dropout = [&](std::initializer_list<const char*> keys) {
-    for (const char* key : keys) {
-      auto it = j.find(key);
-      if (it == j.end() || it->is_null()) continue;
-      if (!it->is_number() || it->get<double>() < 0.0 || it->get<double>() > 0.99) {
-        throw InputError(path, key, "must be a probability in [0, 0.99], got " + it->dump().substr(0, 40));
-      }
-      return it->get<double>();
-    }
+    for (const char* key : keys)
+      if (auto p = json_double(j, key, 0.0, 0.99, path)) return *p;
     return 0.0;
   };
   m.hidden_dropout = dropout({"hidden_dropout", "hidden_dropout_prob", "resid_pdrop"});

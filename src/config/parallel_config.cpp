@@ -17,9 +17,13 @@ const FieldTable<ParallelConfig>& parallel_fields() {
       return t.back();
     };
     auto range = [](Field<P>& f, int64_t lo, int64_t hi) { f.min = lo, f.max = hi; };
+    // A switch that is off by default: its flag and its text name it when on.
+    auto add_switch_on = [&](Field<P> f, std::string flag, std::string text) -> Field<P>& {
+      return add(std::move(f), std::move(flag), std::move(text), TextWhen::kNonDefault, true);
+    };
     // A switch that is on by default: its flag (--no-...) and its text name it when off.
     auto add_switch_off = [&](Field<P> f, std::string flag, std::string text) {
-      add(std::move(f), std::move(flag), std::move(text), TextWhen::kNonDefault, true).flag_negates = true;
+      add_switch_on(std::move(f), std::move(flag), std::move(text)).flag_negates = true;
     };
     range(add(member("tp", &P::tp, "tensor_model_parallel_size"), "tp", "tp", TextWhen::kAlways, true), 1, 1 << 20);
     range(add(member("pp", &P::pp, "pipeline_model_parallel_size"), "pp", "pp", TextWhen::kAlways, true), 1, 1 << 20);
@@ -42,13 +46,13 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                "MoE token dispatcher: alltoall (NCCL) or flex (DeepEP/HybridEP: one copy per remote node, NVLink forwarding)"),
         "moe-token-dispatcher", "", TextWhen::kNever, true);
     t.back().key_omits_default = true;
-    add(member("account_for_embedding_in_pipeline_split", &P::account_for_embedding_in_pipeline_split,
-               "the embedding counts as a layer in the pipeline split (first stage: one decoder layer fewer)"),
-        "account-for-embedding-in-pipeline-split", "ae", TextWhen::kNonDefault, true);
+    add_switch_on(member("account_for_embedding_in_pipeline_split", &P::account_for_embedding_in_pipeline_split,
+                         "the embedding counts as a layer in the pipeline split (first stage: one decoder layer fewer)"),
+                  "account-for-embedding-in-pipeline-split", "ae");
     t.back().key_omits_default = true;
-    add(member("account_for_loss_in_pipeline_split", &P::account_for_loss_in_pipeline_split,
-               "the output head and loss count as a layer in the pipeline split (last stage: one decoder layer fewer)"),
-        "account-for-loss-in-pipeline-split", "al", TextWhen::kNonDefault, true);
+    add_switch_on(member("account_for_loss_in_pipeline_split", &P::account_for_loss_in_pipeline_split,
+                         "the output head and loss count as a layer in the pipeline split (last stage: one decoder layer fewer)"),
+                  "account-for-loss-in-pipeline-split", "al");
     t.back().key_omits_default = true;
     range(add(member("vpp", &P::vpp, "virtual_pipeline_model_parallel_size (model chunks per pipeline rank)"), "vpp", "vpp",
               TextWhen::kNonDefault, true), 1, 1 << 10);
@@ -63,16 +67,16 @@ const FieldTable<ParallelConfig>& parallel_fields() {
     add(member("recompute", &P::recompute, "activation recompute"), "recompute", "", TextWhen::kAlways, true);
     range(add(member("zero", &P::zero, "1 = distributed optimizer (ZeRO-1), 0 = plain all-reduce"), "zero", "z",
               TextWhen::kNonDefault, true), 0, 1);
-    add(member("sequence_parallel", &P::sequence_parallel, "sequence parallelism (needs tp > 1)"), "sequence-parallel", "sp",
-        TextWhen::kNonDefault, true);
-    add(member("tp_comm_overlap", &P::tp_comm_overlap,
-               "overlap TP communication with GEMMs in chunks (needs sequence parallelism)"),
-        "tp-comm-overlap", "tpo", TextWhen::kNonDefault, true);
+    add_switch_on(member("sequence_parallel", &P::sequence_parallel, "sequence parallelism (needs tp > 1)"),
+                  "sequence-parallel", "sp");
+    add_switch_on(member("tp_comm_overlap", &P::tp_comm_overlap,
+                         "overlap TP communication with GEMMs in chunks (needs sequence parallelism)"),
+                  "tp-comm-overlap", "tpo");
     add_switch_off(member("flash_attention", &P::flash_attention, "fused (flash) attention; off: scores stored in HBM"),
                    "no-flash-attention", "nofa");
-    add(member("grad_reduce_in_bf16", &P::grad_reduce_in_bf16,
-               "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32, fp16 under --precision fp16)"),
-        "grad-reduce-in-bf16", "gbf16", TextWhen::kNonDefault, true);
+    add_switch_on(member("grad_reduce_in_bf16", &P::grad_reduce_in_bf16,
+                         "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32, fp16 under --precision fp16)"),
+                  "grad-reduce-in-bf16", "gbf16");
     add_switch_off(member("overlap_grad_reduce", &P::overlap_grad_reduce,
                           "DP gradient reduction overlaps the last micro-batch's backward (Megatron --overlap-grad-reduce); "
                           "off: each stage reduces after its last backward"),
@@ -86,20 +90,20 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                           "--overlap-p2p-communication; Megatron turns it off without interleaving); off: batched and "
                           "waited for, the next compute behind them"),
                    "no-overlap-p2p-comm", "noop2p");
-    add(member("p2p_scatter_gather", &P::p2p_scatter_gather,
-               "without sequence parallelism each tp rank sends 1/tp of a pipeline message and the receiver all-gathers "
-               "it (Megatron-LM 2021-2023 --scatter-gather-tensors-in-pipeline; Megatron-Core sends it whole)"),
-        "p2p-scatter-gather", "p2psg", TextWhen::kNonDefault, true);
+    add_switch_on(member("p2p_scatter_gather", &P::p2p_scatter_gather,
+                         "without sequence parallelism each tp rank sends 1/tp of a pipeline message and the receiver all-gathers "
+                         "it (Megatron-LM 2021-2023 --scatter-gather-tensors-in-pipeline; Megatron-Core sends it whole)"),
+                  "p2p-scatter-gather", "p2psg");
     add_switch_off(member("async_tp_comm", &P::async_tp_comm,
                           "a column-parallel linear's backward runs its TP all-gather beside the dgrad GEMM and its "
                           "all-reduce / reduce-scatter beside the wgrad GEMM (Megatron-LM since 2021-08, Megatron-Core, "
                           "Transformer Engine); off: in series (Megatron-LM before it)"),
                    "no-async-tp-comm", "noatp");
-    add(member("grad_all_reduce", &P::grad_all_reduce,
-               "ZeRO-1 reduces gradients with an all-reduce (fp32), then all-gathers the parameters (DeepSpeed's "
-               "BF16_Optimizer, BLOOM; it overlaps neither: add --no-overlap-grad-reduce --no-overlap-param-gather); off: "
-               "reduce-scatter (Megatron's distributed optimizer). Needs zero 1"),
-        "grad-all-reduce", "gar", TextWhen::kNonDefault, true);
+    add_switch_on(member("grad_all_reduce", &P::grad_all_reduce,
+                         "ZeRO-1 reduces gradients with an all-reduce (fp32), then all-gathers the parameters (DeepSpeed's "
+                         "BF16_Optimizer, BLOOM; it overlaps neither: add --no-overlap-grad-reduce --no-overlap-param-gather); off: "
+                         "reduce-scatter (Megatron's distributed optimizer). Needs zero 1"),
+                  "grad-all-reduce", "gar");
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
     prec.allowed = {"bf16", "fp16", "fp8"};
     t.push_back(derived<P>("schedule", FieldType::kEnum, "pipeline schedule (from pp and vpp)",

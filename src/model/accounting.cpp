@@ -307,10 +307,10 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
   for (size_t g = 1; g < layers.size(); ++g) first[g] = first[g - 1] + layers[g - 1];
   // Under full recompute a layer's backward first reruns its forward, holding that one layer's
   // whole activations beside the checkpoints (the first layer of each kind stands for its kind).
-  config::ParallelConfig rerun = p;
-  rerun.recompute = config::Recompute::kNone;
   double recomputed = 0;
   if (p.recompute == config::Recompute::kFull) {
+    config::ParallelConfig rerun = p;
+    rerun.recompute = config::Recompute::kNone;
     for (int64_t l : {int64_t(0), m.num_layers - 1}) recomputed = std::max(recomputed, activation_bytes_per_layer(m, rerun, l));
   }
   // A layer's parameters and activations depend only on its kind (dense or MoE): one of each.
