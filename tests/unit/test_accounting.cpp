@@ -67,6 +67,14 @@ TEST(Accounting, ModelFlopsMatchDgxcFormulas) {
     const double dgxc = 12 * L * h * h * (1 + G / H + s / h) + 18 * L * m.ffn_hidden_size * h + 6 * m.vocab_size * h;
     EXPECT_NEAR(model::model_flops_per_token(m, 8192) / dgxc, 1.0, 1e-9) << name;
   }
+  // MegaScale (NSDI 2024) Table 2's MFU: 72·l·h²·(1 + s/6h + V/12lh) per token, which reproduces
+  // its iteration times; rows M9-M12 turn their published MFUs back into steps with it.
+  for (const char* name : {"megascale-175b", "megascale-530b"}) {
+    const auto m = config::load_model(name);
+    const double l = m.num_layers, h = m.hidden_size, s = 2048, V = m.vocab_size;
+    EXPECT_NEAR(model::model_flops_per_token(m, 2048) / (72 * l * h * h * (1 + s / (6 * h) + V / (12 * l * h))), 1.0, 1e-9)
+        << name;
+  }
   // SC21's no-recompute form per token for a GPT model.
   const auto g7 = config::load_model("gpt-7.5b");
   EXPECT_NEAR(model::model_flops_per_token(g7, 2048) * 2048 / model::sc21_no_recompute_flops(g7, 1, 2048), 1.0, 1e-9);
