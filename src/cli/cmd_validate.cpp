@@ -80,6 +80,32 @@ int print_cross_validation(const predict::CrossValidation& cv, bool json) {
   return 0;
 }
 
+// `--slopes`: each weak-scaling series, what it loses from its smallest to its largest run
+// against what capscale predicts, and the node_jitter σ that would account for the difference.
+int print_scaling_series(const std::vector<predict::ScalingSeries>& series, bool json) {
+  std::ostream& log = json ? std::cerr : std::cout;
+  char line[512];
+  log << "# weak-scaling series: one source, model, chip and plan, the same micro-batches per pipeline (work per GPU) at every size\n"
+         "# change = throughput per GPU of the largest run over the smallest's; sigma = the node_jitter that makes the\n"
+         "# predicted change the published one (0: capscale already predicts the loss; -1: no sigma can)\n";
+  std::snprintf(line, sizeof line, "#%-28s %-11s %-15s %12s %10s %10s %7s  %s\n", " rows", "chip", "model", "nodes", "published",
+                "predicted", "sigma", "source");
+  log << line;
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& s : series) {
+    const std::string ids = s.ids.front() + ".." + s.ids.back() + " (" + std::to_string(s.ids.size()) + ")";
+    const std::string nodes = std::to_string(s.nodes_first) + "-" + std::to_string(s.nodes_last);
+    std::snprintf(line, sizeof line, " %-28s %-11s %-15.15s %12s %+9.1f%% %+9.1f%% %7.3f  %.50s\n", ids.c_str(), s.chip.c_str(),
+                  s.model.c_str(), nodes.c_str(), 100 * s.published_change, 100 * s.predicted_change, s.sigma, s.source.c_str());
+    log << line;
+    arr.push_back({{"ids", s.ids}, {"source", s.source}, {"model", s.model}, {"chip", s.chip}, {"nodes_first", s.nodes_first},
+                   {"nodes_last", s.nodes_last}, {"published_change", s.published_change},
+                   {"predicted_change", s.predicted_change}, {"sigma", s.sigma}});
+  }
+  if (json) std::cout << arr.dump(2) << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 Action add_validate(CLI::App& app) {
@@ -88,13 +114,18 @@ Action add_validate(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   auto fit = std::make_shared<bool>(false);
   auto cv = std::make_shared<bool>(false);
+  auto slopes = std::make_shared<bool>(false);
   cmd->add_option("--runs", *file, "published runs YAML");
   cmd->add_flag("--json", *json, "print JSON on stdout");
   cmd->add_flag("--fit", *fit, "refit efficiency.sustained per architecture on the rows marked fit, and print it");
   cmd->add_flag("--cv", *cv,
                 "leave-one-source-out cross-validation: refit the constants without each source, predict it; per source and overall");
-  return [file, json, fit, cv](const Invocation&) {
+  cmd->add_flag("--slopes", *slopes,
+                "weak-scaling series (same plan and work per GPU at several sizes): published vs predicted loss per GPU, and the "
+                "node_jitter that would account for it");
+  return [file, json, fit, cv, slopes](const Invocation&) {
     const auto runs = predict::load_published_runs(*file);
+    if (*slopes) return print_scaling_series(predict::scaling_series(runs), *json);
     std::ostream& log = *json ? std::cerr : std::cout;
     char line[400];
     if (*fit) {

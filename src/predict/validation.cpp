@@ -280,6 +280,71 @@ SustainedRanges load_sustained_ranges(const std::string& path) {
   return r;
 }
 
+std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs) {
+  constexpr double kMaxNodeJitter = 0.5;  // the node_jitter cap's range (config/chip.cpp)
+  // What fixes the work per GPU and how it runs, all but the data-parallel size: a series' runs
+  // share it.
+  auto key = [](const PublishedRun& r) {
+    config::ParallelConfig p = r.parallel;
+    p.dp = 1;
+    return r.source + '|' + r.model.name + '|' + r.chip + '|' + r.metric + '|' + r.flop_convention + '|' + config::parallel_text(p) +
+           '|' + std::to_string(r.parallel.seq_length) + '|' + std::to_string(r.parallel.num_microbatches());
+  };
+  // Throughput per GPU in a run's metric: at equal work per GPU, MFU and TFLOP/s per GPU are
+  // proportional to it, a step time inversely, tokens/s over the run's GPUs.
+  auto per_gpu = [](const PublishedRun& r, double value) {
+    if (r.metric == "step_time_s") return 1.0 / value;
+    if (r.metric == "tokens_per_s") return value / double(r.gpus);
+    return value;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<const PublishedRun*>> groups;
+  for (const auto& r : runs) {
+    if (!r.in_budget) continue;
+    const std::string k = key(r);
+    if (!groups.count(k)) order.push_back(k);
+    groups[k].push_back(&r);
+  }
+  std::vector<ScalingSeries> out;
+  for (const auto& k : order) {
+    auto rows = groups[k];
+    const auto chip = run_chip(*rows.front());
+    std::stable_sort(rows.begin(), rows.end(), [&](const PublishedRun* a, const PublishedRun* b) {
+      return node_count(chip, a->gpus) < node_count(chip, b->gpus);
+    });
+    const PublishedRun &first = *rows.front(), &last = *rows.back();
+    if (node_count(chip, first.gpus) == node_count(chip, last.gpus)) continue;
+    ScalingSeries s;
+    s.source = first.source, s.model = first.model.name, s.chip = first.chip;
+    for (const auto* r : rows) s.ids.push_back(r->id);
+    s.nodes_first = node_count(chip, first.gpus), s.nodes_last = node_count(chip, last.gpus);
+    const double published = per_gpu(last, last.value) / per_gpu(first, first.value);
+    s.published_change = published - 1;
+    const ValidationRow f = predict_row(first, {}), l = predict_row(last, {});
+    s.predicted_change = per_gpu(last, l.predicted_value) / per_gpu(first, f.predicted_value) - 1;
+    // Each step is a jitter-free part plus σ·B·E[max of N] (apply_node_jitter), B the step's
+    // compute-bound time; per-GPU throughput is 1/step, so σ solves
+    // base_f + σ·B_f·E_f = R·(base_l + σ·B_l·E_l) for the published ratio R.
+    auto parts = [&](const ValidationRow& v, int64_t nodes, double* base, double* slope) {
+      const Breakdown& b = v.predicted.breakdown;
+      const double bound = b.compute_s + b.other_s + b.bubble_s;
+      *slope = nodes > 1 ? bound * expected_max_of_normals(nodes) : 0.0;
+      *base = v.predicted.step_time_s - chip.node_jitter * *slope;
+    };
+    double base_f, slope_f, base_l, slope_l;
+    parts(f, s.nodes_first, &base_f, &slope_f);
+    parts(l, s.nodes_last, &base_l, &slope_l);
+    if (base_f / base_l <= published) {
+      s.sigma = 0;  // capscale already predicts at least the published loss
+    } else {
+      const double sigma = (published * base_l - base_f) / (slope_f - published * slope_l);
+      s.sigma = std::isfinite(sigma) && sigma > 0 && sigma <= kMaxNodeJitter ? sigma : -1;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<PublishedRun>& runs) {
   SustainedRanges r;
   auto widen = [](std::pair<double, double>& p, double v) {

@@ -98,6 +98,25 @@ struct CrossValidation {
 /// a missing mechanism behind a constant, a held-out source does not.
 CrossValidation cross_validate(const std::vector<PublishedRun>& runs);
 
+/// A weak-scaling series of published runs: one source, model, chip and plan (all but dp), the same
+/// micro-batches per pipeline and so the same work per GPU, at two or more node counts. Its
+/// throughput per GPU would not change with size but for scale effects; what the largest run loses
+/// against the smallest beyond what capscale predicts measures them (mechanism 2 of issue 13).
+struct ScalingSeries {
+  std::string source, model, chip;
+  std::vector<std::string> ids;  ///< by node count, smallest first
+  int64_t nodes_first = 0, nodes_last = 0;
+  double published_change = 0;  ///< throughput per GPU of the largest run over the smallest's, minus 1
+  double predicted_change = 0;  ///< the same predicted with the shipped constants (the chip's node_jitter)
+  /// The node_jitter σ that makes the predicted change the published one: the wait
+  /// apply_node_jitter adds is linear in σ, so σ solves one linear equation in the two runs' steps.
+  /// 0 when capscale already predicts at least the published loss; −1 when no σ in the cap's range
+  /// (0, 0.5] does (node counts too close for the wait to tell them apart, or a predicted step that
+  /// shrinks faster than the wait grows).
+  double sigma = 0;
+};
+/// Every weak-scaling series in `runs` (in-budget rows only), in the order of their first row.
+std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs);
 /// The spread of efficiency.sustained under cross-validation, per architecture
 /// (configs/validation/sustained_ranges.yaml): the shipped value and every fold's refit of it.
 /// Architectures nobody has fit (Ascend, Blackwell) take `unfitted`: the whole spread across

@@ -280,6 +280,17 @@ TEST(Cli, ValidateCrossValidation) {
   EXPECT_NE(r.err.find("leave-one-source-out CV"), std::string::npos) << r.err;
 }
 
+TEST(Cli, ValidateSlopesListsTheWeakScalingSeries) {
+  const auto r = run(test::bin() + " validate --slopes --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_GE(j.size(), 4u);
+  for (const char* k : {"ids", "source", "nodes_first", "nodes_last", "published_change", "predicted_change", "sigma"})
+    EXPECT_TRUE(j[0].contains(k)) << k;
+  for (const auto& s : j) EXPECT_LT(s["nodes_first"].get<int64_t>(), s["nodes_last"].get<int64_t>());
+  EXPECT_NE(r.err.find("weak-scaling series"), std::string::npos) << r.err;
+}
+
 TEST(Cli, PredictVsPrintsTheRatioWithItsBand) {
   const auto r = run(test::bin() + " predict --model llama3.1-8b --chip h20 --gpus 8 --tp 1 --cp 2 --global-batch-size 16 --vs h200 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;

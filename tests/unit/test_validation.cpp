@@ -155,6 +155,59 @@ TEST(Validation, PublishedRunsFitTheChipsTheyRanOn) {
   EXPECT_GE(rows, 60);
 }
 
+TEST(Validation, ScalingSeriesRecoverTheNodeJitterThatMadeThem) {
+  // A weak-scaling series built from DGXC GPT-3 175B's plan at 128 and 2,048 GPUs (16 and 256
+  // nodes, the same micro-batches per pipeline), its published values replaced by what capscale
+  // predicts on h100@node_jitter=0.03: the series must give back σ = 0.03 (the wait is linear in σ,
+  // so the solve is exact). Published as predicted at σ = 0 gives σ = 0; a run with other
+  // micro-batches per pipeline, or out of budget, is no part of it; one node count is no series.
+  auto runs = predict::load_published_runs(shipped_runs());
+  std::vector<predict::PublishedRun> series;
+  for (const auto& r : runs)
+    if (r.id == "H14-128" || r.id == "H14-2048") series.push_back(r);
+  ASSERT_EQ(series.size(), 2u);
+  auto set_to_prediction = [](std::vector<predict::PublishedRun> rows, const std::string& chip) {
+    for (auto& r : rows) {
+      auto at = r;
+      at.chip = chip;
+      r.value = predict::validate({at}).rows[0].predicted_value;
+    }
+    return rows;
+  };
+  const auto jittered = set_to_prediction(series, "h100@node_jitter=0.03");
+  auto out = predict::scaling_series(jittered);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].nodes_first, 16);
+  EXPECT_EQ(out[0].nodes_last, 256);
+  EXPECT_EQ(out[0].ids, (std::vector<std::string>{"H14-128", "H14-2048"}));
+  EXPECT_NEAR(out[0].sigma, 0.03, 1e-9);
+  EXPECT_LT(out[0].published_change, out[0].predicted_change);  // the jitter's loss, beyond the shipped model's
+  // The extra loss is σ·(E[max of 256] − E[max of 16]) of the compute-bound time, a share of the step
+  // (the rest is exposed communication): between 0.8 and 1 of σ·ΔE.
+  const double dE = predict::expected_max_of_normals(256) - predict::expected_max_of_normals(16);
+  const double extra = out[0].predicted_change - out[0].published_change;
+  EXPECT_GT(extra, 0.8 * 0.03 * dE);
+  EXPECT_LT(extra, 1.0 * 0.03 * dE);
+  out = predict::scaling_series(set_to_prediction(series, "h100"));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NEAR(out[0].sigma, 0.0, 1e-9);
+  EXPECT_NEAR(out[0].published_change, out[0].predicted_change, 1e-12);
+  auto other = jittered;
+  other[1].parallel.global_batch_size *= 2;  // twice the micro-batches per pipeline: other work per GPU
+  EXPECT_TRUE(predict::scaling_series(other).empty());
+  other = jittered;
+  other[1].in_budget = false;
+  EXPECT_TRUE(predict::scaling_series(other).empty());
+  // The shipped runs hold the DGXC and MegaScale series the docs quote (docs/validation.md, "Scale effects").
+  int dgxc = 0;
+  for (const auto& s : predict::scaling_series(runs))
+    if (s.source.find("dgxc") != std::string::npos) {
+      ++dgxc;
+      EXPECT_GE(s.sigma, 0.0) << s.ids.front();
+    }
+  EXPECT_GE(dgxc, 4);
+}
+
 TEST(Validation, ShippedSustainedRangesAreTheCrossValidationSpread) {
   // configs/validation/sustained_ranges.yaml (the band of `predict --vs`) must be what the folds give.
   const auto runs = predict::load_published_runs(shipped_runs());
