@@ -2,6 +2,7 @@
 // its source's own metric and FLOP convention, with the median / max error against the budget
 // (DESIGN.md: median |error| ≤ 10 %, max ≤ 20 %). `--cv` adds leave-one-source-out
 // cross-validation (DESIGN.md budget: CV median ≤ 6 %, max ≤ 15 %; in-sample median ≤ 3.5 %).
+#include <cmath>
 #include <iostream>
 #include <memory>
 
@@ -87,20 +88,23 @@ int print_scaling_series(const std::vector<predict::ScalingSeries>& series, bool
   char line[512];
   log << "# weak-scaling series: one source, model, chip and plan, the same micro-batches per pipeline (work per GPU) at every size\n"
          "# change = throughput per GPU of the largest run over the smallest's; sigma = the node_jitter that makes the\n"
-         "# predicted change the published one (0: capscale already predicts the loss; -1: no sigma can)\n";
-  std::snprintf(line, sizeof line, "#%-28s %-11s %-15s %12s %10s %10s %7s  %s\n", " rows", "chip", "model", "nodes", "published",
-                "predicted", "sigma", "source");
+         "# predicted change the published one (0: capscale already predicts the loss; -1: no sigma can); per 1 %: the sigma\n"
+         "# that 1 % of throughput per GPU is worth in the series (its resolution: large where the node counts are close)\n";
+  std::snprintf(line, sizeof line, "#%-28s %-11s %-15s %12s %10s %10s %7s %9s  %s\n", " rows", "chip", "model", "nodes", "published",
+                "predicted", "sigma", "per 1 %", "source");
   log << line;
   nlohmann::json arr = nlohmann::json::array();
   for (const auto& s : series) {
     const std::string ids = s.ids.front() + ".." + s.ids.back() + " (" + std::to_string(s.ids.size()) + ")";
     const std::string nodes = std::to_string(s.nodes_first) + "-" + std::to_string(s.nodes_last);
-    std::snprintf(line, sizeof line, " %-28s %-11s %-15.15s %12s %+9.1f%% %+9.1f%% %7.3f  %.50s\n", ids.c_str(), s.chip.c_str(),
-                  s.model.c_str(), nodes.c_str(), 100 * s.published_change, 100 * s.predicted_change, s.sigma, s.source.c_str());
+    std::snprintf(line, sizeof line, " %-28s %-11s %-15.15s %12s %+9.1f%% %+9.1f%% %7.3f %9.3f  %.50s\n", ids.c_str(),
+                  s.chip.c_str(), s.model.c_str(), nodes.c_str(), 100 * s.published_change, 100 * s.predicted_change, s.sigma,
+                  s.sigma_per_percent, s.source.c_str());
     log << line;
     arr.push_back({{"ids", s.ids}, {"source", s.source}, {"model", s.model}, {"chip", s.chip}, {"nodes_first", s.nodes_first},
                    {"nodes_last", s.nodes_last}, {"published_change", s.published_change},
-                   {"predicted_change", s.predicted_change}, {"sigma", s.sigma}});
+                   {"predicted_change", s.predicted_change}, {"sigma", s.sigma},
+                   {"sigma_per_percent", std::isfinite(s.sigma_per_percent) ? nlohmann::json(s.sigma_per_percent) : nlohmann::json()}});
   }
   if (json) std::cout << arr.dump(2) << std::endl;
   return 0;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -334,6 +335,8 @@ std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs)
     double base_f, slope_f, base_l, slope_l;
     parts(f, s.nodes_first, &base_f, &slope_f);
     parts(l, s.nodes_last, &base_l, &slope_l);
+    const double spread = slope_l / base_l - slope_f / base_f;
+    s.sigma_per_percent = spread > 0 ? 0.01 / spread : std::numeric_limits<double>::infinity();
     if (base_f / base_l <= published) {
       s.sigma = 0;  // capscale already predicts at least the published loss
     } else {

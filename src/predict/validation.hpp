@@ -114,6 +114,11 @@ struct ScalingSeries {
   /// (0, 0.5] does (node counts too close for the wait to tell them apart, or a predicted step that
   /// shrinks faster than the wait grows).
   double sigma = 0;
+  /// How much σ 1 % of throughput per GPU is worth in this series (1 % over the difference between
+  /// the two runs' relative jitter waits per unit σ): the measurement's resolution. Series whose
+  /// node counts are close (P6, P7) give large values, and their σ means little. Infinite if the
+  /// larger run's wait grows no faster.
+  double sigma_per_percent = 0;
 };
 /// Every weak-scaling series in `runs` (in-budget rows only), in the order of their first row.
 std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs);

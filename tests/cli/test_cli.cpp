@@ -285,7 +285,7 @@ TEST(Cli, ValidateSlopesListsTheWeakScalingSeries) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_GE(j.size(), 4u);
-  for (const char* k : {"ids", "source", "nodes_first", "nodes_last", "published_change", "predicted_change", "sigma"})
+  for (const char* k : {"ids", "source", "nodes_first", "nodes_last", "published_change", "predicted_change", "sigma", "sigma_per_percent"})
     EXPECT_TRUE(j[0].contains(k)) << k;
   for (const auto& s : j) EXPECT_LT(s["nodes_first"].get<int64_t>(), s["nodes_last"].get<int64_t>());
   EXPECT_NE(r.err.find("weak-scaling series"), std::string::npos) << r.err;
