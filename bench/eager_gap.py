@@ -19,6 +19,14 @@ forward and backward, no optimizer. Run on a GPU machine with PyTorch:
   python3 bench/eager_gap.py [--out FILE.json]
 
 It prints one line per shape and a JSON summary. Needs PyTorch with CUDA; nothing else.
+
+  python3 bench/eager_gap.py --variants [--out FILE.json]
+
+times H1's step instead (eager, forward and backward) with the two Megatron defaults its published run
+most likely had and capscale prices as follows: attention dropout 0.1 (Megatron's --attention-dropout;
+capscale charges nothing for it) and selective recompute of the core attention (one more attention
+forward in the backward, which capscale charges). Each variant's time over the plain step says what
+they cost on this GPU's SDPA kernels (docs/validation.md, "A fixed per-op gap"; H1 is +18 %).
 """
 import argparse
 import json
@@ -27,15 +35,18 @@ import time
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 PLAN_OPS_PER_LAYER = 22  # capscale's plan: compute-stream ops of one layer, forward + backward
 PLAN_OPS_OUTSIDE = 6     # embedding fwd/bwd, final norm fwd/bwd, logits fwd/dgrad/wgrad, loss: counted loosely
 
 
 class Layer(torch.nn.Module):
-    def __init__(self, h, heads):
+    def __init__(self, h, heads, attn_dropout=0.0, recompute_attn=False):
         super().__init__()
         self.heads = heads
+        self.attn_dropout = attn_dropout
+        self.recompute_attn = recompute_attn
         self.ln1 = torch.nn.LayerNorm(h)
         self.qkv = torch.nn.Linear(h, 3 * h)
         self.proj = torch.nn.Linear(h, h)
@@ -46,17 +57,23 @@ class Layer(torch.nn.Module):
     def forward(self, x):  # x: [b, s, h]
         b, s, h = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, s, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        p = self.attn_dropout if self.training else 0.0
+
+        def core(q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+
+        # Megatron's selective recompute: the core attention's forward runs again in the backward.
+        a = torch.utils.checkpoint.checkpoint(core, q, k, v, use_reentrant=False) if self.recompute_attn else core(q, k, v)
         a = a.transpose(1, 2).reshape(b, s, h)
         x = x + F.dropout(self.proj(a), 0.1, self.training)
         return x + F.dropout(self.fc2(F.gelu(self.fc1(self.ln2(x)))), 0.1, self.training)
 
 
 class Gpt(torch.nn.Module):
-    def __init__(self, layers, h, heads, vocab):
+    def __init__(self, layers, h, heads, vocab, attn_dropout=0.0, recompute_attn=False):
         super().__init__()
         self.emb = torch.nn.Embedding(vocab, h)
-        self.layers = torch.nn.ModuleList(Layer(h, heads) for _ in range(layers))
+        self.layers = torch.nn.ModuleList(Layer(h, heads, attn_dropout, recompute_attn) for _ in range(layers))
         self.ln = torch.nn.LayerNorm(h)
         self.out = torch.nn.Linear(h, vocab, bias=False)
 
@@ -133,15 +150,53 @@ def measure(layers, h, heads, seq, vocab, reps):
     return row
 
 
+def eager_step_s(attn_dropout, recompute_attn, reps, layers=24, h=2048, heads=16, seq=4096, vocab=131072):
+    """Median eager forward + backward time of H1's model with the given attention settings."""
+    torch.manual_seed(0)
+    model = Gpt(layers, h, heads, vocab, attn_dropout, recompute_attn).cuda().to(torch.bfloat16)
+    tokens = torch.randint(0, vocab, (1, seq), device="cuda")
+    labels = torch.randint(0, vocab, (1, seq), device="cuda")
+    for _ in range(3):
+        model(tokens, labels).backward()
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model(tokens, labels).backward()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    del model
+    torch.cuda.empty_cache()
+    return sorted(times)[len(times) // 2]
+
+
+def variants(reps):
+    rows = []
+    for dropout, recompute in [(0.0, False), (0.1, False), (0.0, True), (0.1, True)]:
+        t = eager_step_s(dropout, recompute, reps)
+        rows.append({"attention_dropout": dropout, "recompute_attention": recompute, "eager_s": t})
+        print(f"attention dropout {dropout:.1f}, recompute attention {str(recompute):5}: {t * 1e3:8.2f} ms "
+              f"({t / rows[0]['eager_s']:.3f} of the plain step)", flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="write the rows as JSON here")
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--variants", action="store_true",
+                    help="H1's step with attention dropout 0.1 and/or recomputed attention, against the plain step")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("eager_gap.py: no CUDA device", file=sys.stderr)
         return 1
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}", flush=True)
+    if a.variants:
+        rows = variants(a.reps)
+        if a.out:
+            with open(a.out, "w") as f:
+                json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "variants": rows}, f, indent=1)
+        return 0
     rows = []
     # The Megatron-Core README's 1.7B (row H1: h 2048, 16 heads, 24 layers, vocab 131072, seq 4096), then
     # wider layers, to see whether the gap per op is a fixed time (the cost model's assumption).

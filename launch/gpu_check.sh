@@ -11,7 +11,8 @@
 # own time limit and logged to OUT_DIR/<step>.log:
 #   ctest -L gpu, bench gemm, bench comm (all local GPUs; skipped with one), a run of 8 Llama 3.1 8B
 #   layers emulating h200, h20, h800 and h100@nvlink=400, the same in fp8, 4 layers of Qwen3-30B-A3B
-#   (MoE), bench clock, a pp 2 / vpp 2 run over 2 GPUs (the interleaved p2p path; skipped with one
+#   (MoE), bench clock, H1's eager step variants (bench/eager_gap.py --variants, where PyTorch is
+#   installed), a pp 2 / vpp 2 run over 2 GPUs (the interleaved p2p path; skipped with one
 #   GPU), and calibrate (Llama 3.1 8B and 70B GEMM shapes).
 # The whole script keeps to a wall-clock budget (CAPSCALE_GPU_CHECK_BUDGET_S, default 480 s = 8 min,
 # build included): each step's limit is cut to what is left, and a step with under 20 s left is
@@ -228,6 +229,15 @@ step run_moe 150 "$bin" run --model qwen3-30b-a3b --num-layers 4 --backend cuda 
 
 # The virtual clock's cost: the same step with per-op CUDA events on and off (budget <= 2 %).
 step bench_clock 90 "$bin" bench clock --backend cuda --model llama3.1-8b --num-layers 8 --iters 5
+
+# H1's eager step with attention dropout 0.1 and with the core attention recomputed (Megatron's
+# defaults for that run), each against the plain step: what capscale does not charge for the first
+# and charges one attention forward for the second (docs/validation.md, "A fixed per-op gap").
+if [[ -f bench/eager_gap.py ]] && python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+  step eager_variants 150 python3 bench/eager_gap.py --variants --reps 5 --out "$out/eager_variants.json"
+else
+  skip eager_variants "needs bench/eager_gap.py and PyTorch with CUDA"
+fi
 
 # 5. The interleaved pipeline (pp 2, vpp 2, more than 128 ops per chunk) over two GPUs: the path
 #    that hung before the enqueue rule waited on compute ops only.
