@@ -168,7 +168,12 @@ ChipProfile load_chip_yaml(const std::string& path) {
     c.efficiency.nic = e.get_double("nic", 1e-3, 1, c.efficiency.nic);
     c.efficiency.sustained = e.get_double("sustained", 1e-3, 1, c.efficiency.sustained);
     c.efficiency.nvls = e.get_double("nvls", 0, 1, c.efficiency.nvls);
-    e.finish({"gemm", "gemm_fp8", "attention", "hbm", "nvlink", "nic", "sustained", "nvls"});
+    if (e.has("sustained_from")) {
+      c.sustained_from = e.get_enum("sustained_from", {"hopper", "ampere", "blackwell", "ascend"});
+      if (c.sustained_from == c.arch)
+        throw InputError(path, "efficiency.sustained_from", "names the chip's own architecture (" + c.arch + "); leave it out");
+    }
+    e.finish({"gemm", "gemm_fp8", "attention", "hbm", "nvlink", "nic", "sustained", "sustained_from", "nvls"});
   }
   c.reserved_gb = f.get_double("reserved_gb", 0, c.hbm_gb, 0);
   c.chips_per_package = f.get_int("chips_per_package", 1, 64, 1);

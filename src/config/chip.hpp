@@ -43,6 +43,12 @@ struct ChipProfile {
   std::string name;
   std::string description;
   std::string arch;
+  /// The architecture whose fitted efficiency.sustained this chip takes (efficiency.sustained_from):
+  /// a chip of an architecture no published run has fit (Blackwell, Ascend) borrows one, and its
+  /// YAML's `sustained` must then be that architecture's. Empty: its own architecture's fit.
+  std::string sustained_from;
+  /// The architecture that fits this chip's efficiency.sustained: sustained_from, else arch.
+  const std::string& sustained_arch() const { return sustained_from.empty() ? arch : sustained_from; }
   std::map<std::string, double> peak_tflops;  ///< dense, by dtype name
   double hbm_gb = 0;
   double hbm_tbps = 0;

@@ -89,7 +89,7 @@ ErrorStats stats(std::vector<double> errs) {
 
 ValidationRow predict_row(const PublishedRun& run, const SustainedByArch& sustained) {
   auto chip = run_chip(run);
-  if (auto it = sustained.find(chip.arch); it != sustained.end()) chip.efficiency.sustained = it->second;
+  if (auto it = sustained.find(chip.sustained_arch()); it != sustained.end()) chip.efficiency.sustained = it->second;
   ValidationRow v;
   v.run = run;
   v.predicted = predict(run.model, chip, run.parallel).row;
@@ -139,7 +139,7 @@ namespace {
 std::map<std::string, std::vector<const PublishedRun*>> fit_rows_by_arch(const std::vector<PublishedRun>& runs) {
   std::map<std::string, std::vector<const PublishedRun*>> by_arch;
   for (const auto& r : runs)
-    if (r.fit) by_arch[run_chip(r).arch].push_back(&r);
+    if (r.fit) by_arch[run_chip(r).sustained_arch()].push_back(&r);
   return by_arch;
 }
 
@@ -194,11 +194,12 @@ std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs) {
 CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
   CrossValidation cv;
   cv.in_sample = validate(runs);
-  // Sources in first-seen order, and each row's architecture (loaded once).
+  // Sources in first-seen order, and the architecture whose constant each row takes (loaded once;
+  // ChipProfile::sustained_arch: a B200 row takes Hopper's, as the shipped b200 profile does).
   std::vector<std::string> sources;
   std::vector<std::string> arch(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
-    arch[i] = run_chip(runs[i]).arch;
+    arch[i] = run_chip(runs[i]).sustained_arch();
     if (runs[i].in_budget && std::find(sources.begin(), sources.end(), runs[i].source) == sources.end())
       sources.push_back(runs[i].source);
   }
@@ -357,7 +358,7 @@ SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<Pu
   for (const auto& run : runs) {
     if (!run.fit) continue;
     const auto chip = run_chip(run);
-    widen(r.by_arch[chip.arch], chip.efficiency.sustained);
+    widen(r.by_arch[chip.sustained_arch()], chip.efficiency.sustained);
   }
   for (const auto& f : cv.folds)
     for (const auto& [arch, v] : f.constants) widen(r.by_arch[arch], v);

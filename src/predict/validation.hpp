@@ -50,7 +50,8 @@ struct ValidationSummary {
   ErrorStats holdout;  ///< in_budget rows not used by the fit
 };
 
-/// efficiency.sustained per chip architecture, replacing the chip YAMLs' value (for fitting).
+/// efficiency.sustained per chip architecture, replacing the chip YAMLs' value (for fitting). A chip
+/// takes its ChipProfile::sustained_arch()'s entry (a B200 Hopper's).
 using SustainedByArch = std::map<std::string, double>;
 
 std::vector<PublishedRun> load_published_runs(const std::string& path);

@@ -212,6 +212,29 @@ TEST(Config, CommunicationContentionNeedsTheSmCount) {
   EXPECT_NE(e.find("must be below sm_count (0)"), std::string::npos) << e;
 }
 
+TEST(Config, SustainedFromNamesTheArchitectureAChipBorrowsItsConstantFrom) {
+  // A chip of an architecture no published run fits takes another's fitted efficiency.sustained:
+  // validate, --fit and the cross-validation then treat it as that architecture's, as shipped.
+  const std::string base = "name: c\narch: blackwell\npeak_tflops: {bf16: 100}\nhbm_gb: 10\nhbm_tbps: 1\n"
+                           "nvlink_gbyte_s: 100\nnvlink_domain: 8\nnic_gbit_s: 100\n";
+  const auto own = load_chip(write_temp("/sustained_own.yaml", base));
+  EXPECT_EQ(own.sustained_arch(), "blackwell");
+  const auto borrowed = load_chip(write_temp("/sustained_from.yaml", base + "efficiency: {sustained: 0.789, sustained_from: hopper}\n"));
+  EXPECT_EQ(borrowed.sustained_from, "hopper");
+  EXPECT_EQ(borrowed.sustained_arch(), "hopper");
+  EXPECT_EQ(borrowed.arch, "blackwell");
+  struct Bad {
+    std::string from, want;
+  };
+  for (const Bad& b : {Bad{"blackwell", "names the chip's own architecture (blackwell)"}, Bad{"volta", "hopper"}}) {
+    const std::string path = write_temp("/sustained_from_bad.yaml", base + "efficiency: {sustained_from: " + b.from + "}\n");
+    const std::string e = input_error([&] { load_chip(path); });
+    EXPECT_NE(e.find(path), std::string::npos) << e;
+    EXPECT_NE(e.find("sustained_from"), std::string::npos) << e;
+    EXPECT_NE(e.find(b.want), std::string::npos) << b.from << ": " << e;
+  }
+}
+
 TEST(Config, EfficiencyRangesHoldTheShippedValueAndFollowComputeCaps) {
   const std::string base = "name: c\narch: hopper\npeak_tflops: {bf16: 100}\nhbm_gb: 10\nhbm_tbps: 1\n"
                            "nvlink_gbyte_s: 100\nnvlink_domain: 8\nnic_gbit_s: 100\nefficiency: {gemm: 0.8, attention: 0.6}\n";

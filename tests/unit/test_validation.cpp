@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "common/error.hpp"
 #include "config/chip.hpp"
@@ -210,6 +211,36 @@ TEST(Validation, ScalingSeriesRecoverTheNodeJitterThatMadeThem) {
       EXPECT_GE(s.sigma, 0.0) << s.ids.front();
     }
   EXPECT_GE(dgxc, 4);
+}
+
+TEST(Validation, ABorrowedConstantIsTheLendersAndMovesWithIt) {
+  // b200 and the Ascend profiles take Hopper's fitted sustained (efficiency.sustained_from): each
+  // shipped value must be the lender's, and validation moves it with the lender's (a B200 row is
+  // predicted with Hopper's refit in every fold, as the shipped profile would be).
+  std::map<std::string, double> fitted;
+  for (const char* name : {"h100", "h200", "h800", "h20", "a100", "a800"}) {
+    const auto c = config::load_chip(name);
+    fitted[c.arch] = c.efficiency.sustained;
+  }
+  int borrowers = 0;
+  for (const char* name : {"b200", "ascend-910b2", "ascend-910c"}) {
+    const auto c = config::load_chip(name);
+    ASSERT_FALSE(c.sustained_from.empty()) << name;
+    ASSERT_TRUE(fitted.count(c.sustained_from)) << name;
+    EXPECT_DOUBLE_EQ(c.efficiency.sustained, fitted[c.sustained_from]) << name;
+    ++borrowers;
+  }
+  EXPECT_EQ(borrowers, 3);
+  auto runs = predict::load_published_runs(shipped_runs());
+  std::vector<predict::PublishedRun> b200;
+  for (const auto& r : runs)
+    if (predict::run_chip(r).arch == "blackwell") b200.push_back(r);
+  ASSERT_FALSE(b200.empty());
+  const double shipped = predict::validate(b200).rows[0].predicted_value;
+  const double moved = predict::validate(b200, {{"hopper", 0.7}}).rows[0].predicted_value;
+  const double other = predict::validate(b200, {{"blackwell", 0.7}}).rows[0].predicted_value;
+  EXPECT_GT(moved, shipped);  // a slower Hopper constant, a longer B200 step
+  EXPECT_DOUBLE_EQ(other, shipped);
 }
 
 TEST(Validation, ShippedSustainedRangesAreTheCrossValidationSpread) {
