@@ -34,7 +34,7 @@ namespace {
 void check_cap_value(const Cap& cap, const std::string& where, const std::string& text) {
   if (cap.key == "node_jitter") {
     // A relative standard deviation, not a figure of the chip: 0 is allowed, percentages are not.
-    if (cap.percent || cap.value < 0 || cap.value > 0.5)
+    if (cap.percent || cap.value < 0 || cap.value > ChipProfile::kMaxNodeJitter)
       throw InputError(where, cap.key, "must be a fraction in [0, 0.5] (e.g. node_jitter=0.02) in '" + text + "'");
     return;
   }
@@ -182,7 +182,7 @@ ChipProfile load_chip_yaml(const std::string& path) {
   if (c.nvls && c.full_mesh) throw InputError(path, "nvls", "a full mesh (full_mesh: true) has no switch to reduce in");
   if (c.nvls && c.efficiency.nvls <= 0)
     throw InputError(path, "efficiency.nvls", "must be given (> 0) when nvls is true: NVLS's rate as a fraction of the ring's");
-  c.node_jitter = f.get_double("node_jitter", 0, 0.5, 0);
+  c.node_jitter = f.get_double("node_jitter", 0, ChipProfile::kMaxNodeJitter, 0);
   c.sm_count = f.get_int("sm_count", 0, 1 << 20, 0);
   c.comm_ctas = f.get_int("comm_ctas", 0, 1 << 20, 0);
   if (c.comm_ctas > 0 && c.comm_ctas >= c.sm_count)

@@ -79,6 +79,8 @@ struct ChipProfile {
   /// spread between nodes, a slow host): every synchronising collective waits for the slowest of
   /// the job's nodes (predict::apply_node_jitter). 0 (the default): nodes run alike.
   double node_jitter = 0;
+  /// The largest node_jitter a chip YAML or cap may give.
+  static constexpr double kMaxNodeJitter = 0.5;
   /// [low, high] of the kernel fractions whose value is least certain (an assumption, or a forward
   /// measurement stretched to forward + backward), by efficiency field name (gemm, gemm_fp8,
   /// attention, hbm, nvlink, nic); each holds the shipped value. `predict --vs` re-predicts at

@@ -221,11 +221,15 @@ int64_t node_count(const config::ChipProfile& chip, int64_t world) {
   return (world + domain - 1) / domain;
 }
 
+double node_jitter_wait(const Breakdown& b, double sigma, int64_t nodes) {
+  return nodes > 1 ? (b.compute_s + b.other_s + b.bubble_s) * sigma * expected_max_of_normals(nodes) : 0.0;
+}
+
 void apply_node_jitter(TimelineResult& timeline, const config::ChipProfile& chip, int64_t world) {
   const int64_t nodes = node_count(chip, world);
   if (chip.node_jitter <= 0 || nodes <= 1) return;
   Breakdown& b = timeline.breakdown;
-  const double wait = (b.compute_s + b.other_s + b.bubble_s) * chip.node_jitter * expected_max_of_normals(nodes);
+  const double wait = node_jitter_wait(b, chip.node_jitter, nodes);
   b.exposed_comm_s += wait;
   timeline.step_time_s += wait;
 }

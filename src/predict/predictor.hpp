@@ -104,6 +104,10 @@ int64_t node_count(const config::ChipProfile& chip, int64_t world);
 /// the difference waiting in collectives (exposed communication). No change for σ = 0 or N = 1.
 void apply_node_jitter(TimelineResult& timeline, const config::ChipProfile& chip, int64_t world);
 
+/// The wait apply_node_jitter adds at jitter σ over `nodes` nodes to a step whose breakdown (before
+/// the wait) is `b`: (compute + other + bubble)·σ·E[max of nodes]; 0 on one node.
+double node_jitter_wait(const Breakdown& b, double sigma, int64_t nodes);
+
 /// The step of `plan` on `chip` from its op durations, as every prediction times it: collectives
 /// beside the compute stream take the chip's SM share (ChipProfile::comm_contention), then the
 /// slowest node paces the step (apply_node_jitter). `predict` and `run --emulate` both use it.

@@ -283,7 +283,6 @@ SustainedRanges load_sustained_ranges(const std::string& path) {
 }
 
 std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs) {
-  constexpr double kMaxNodeJitter = 0.5;  // the node_jitter cap's range (config/chip.cpp)
   // What fixes the work per GPU and how it runs, all but the data-parallel size: a series' runs
   // share it.
   auto key = [](const PublishedRun& r) {
@@ -324,13 +323,11 @@ std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs)
     s.published_change = published - 1;
     const ValidationRow f = predict_row(first, {}), l = predict_row(last, {});
     s.predicted_change = per_gpu(last, l.predicted_value) / per_gpu(first, f.predicted_value) - 1;
-    // Each step is a jitter-free part plus σ·B·E[max of N] (apply_node_jitter), B the step's
-    // compute-bound time; per-GPU throughput is 1/step, so σ solves
-    // base_f + σ·B_f·E_f = R·(base_l + σ·B_l·E_l) for the published ratio R.
+    // Each step is a jitter-free part plus the wait apply_node_jitter adds, linear in σ
+    // (node_jitter_wait); per-GPU throughput is 1/step, so σ solves
+    // base_f + σ·slope_f = R·(base_l + σ·slope_l) for the published ratio R.
     auto parts = [&](const ValidationRow& v, int64_t nodes, double* base, double* slope) {
-      const Breakdown& b = v.predicted.breakdown;
-      const double bound = b.compute_s + b.other_s + b.bubble_s;
-      *slope = nodes > 1 ? bound * expected_max_of_normals(nodes) : 0.0;
+      *slope = node_jitter_wait(v.predicted.breakdown, 1.0, nodes);
       *base = v.predicted.step_time_s - chip.node_jitter * *slope;
     };
     double base_f, slope_f, base_l, slope_l;
@@ -342,7 +339,7 @@ std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs)
       s.sigma = 0;  // capscale already predicts at least the published loss
     } else {
       const double sigma = (published * base_l - base_f) / (slope_f - published * slope_l);
-      s.sigma = std::isfinite(sigma) && sigma > 0 && sigma <= kMaxNodeJitter ? sigma : -1;
+      s.sigma = std::isfinite(sigma) && sigma > 0 && sigma <= config::ChipProfile::kMaxNodeJitter ? sigma : -1;
     }
     out.push_back(std::move(s));
   }
