@@ -295,7 +295,7 @@ double peak_stage_activations(const std::vector<double>& chunk, int64_t pp, int6
   return peak;
 }
 
-MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {
+std::vector<MemoryEstimate> memory_per_stage(const ModelConfig& m, const config::ParallelConfig& p) {
   // Stage 0 holds the embedding, the last stage the output head and the MTP modules; each stage holds
   // the activations of the micro-batches its schedule has in flight at its peak
   // (peak_stage_activations); the most loaded stage is the estimate. Expert weights are ÷
@@ -305,36 +305,36 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
                                    p.account_for_loss_in_pipeline_split);
   std::vector<int64_t> first(layers.size(), 0);
   for (size_t g = 1; g < layers.size(); ++g) first[g] = first[g - 1] + layers[g - 1];
-  // Under full recompute a layer's backward first reruns its forward, holding that one layer's
-  // whole activations beside the checkpoints (the first layer of each kind stands for its kind).
-  double recomputed = 0;
-  if (p.recompute == config::Recompute::kFull) {
-    config::ParallelConfig rerun = p;
-    rerun.recompute = config::Recompute::kNone;
-    for (int64_t l : {int64_t(0), m.num_layers - 1}) recomputed = std::max(recomputed, activation_bytes_per_layer(m, rerun, l));
-  }
   // A layer's parameters and activations depend only on its kind (dense or MoE): one of each.
+  // Under full recompute a layer's backward first reruns its forward, holding that one layer's
+  // whole activations beside the checkpoints: the largest rerun among the kinds the stage holds
+  // (`rerun`, the layer's activations without recompute).
   struct Kind {
-    double dense = -1, experts = 0, acts = 0;
+    double dense = -1, experts = 0, acts = 0, rerun = 0;
   };
   std::array<Kind, 2> kinds;
+  const bool full = p.recompute == config::Recompute::kFull;
+  config::ParallelConfig no_recompute = p;
+  no_recompute.recompute = config::Recompute::kNone;
   auto kind = [&](int64_t l) -> const Kind& {
     Kind& k = kinds[m.is_moe_layer(l) ? 1 : 0];
     if (k.dense < 0) {
       k.dense = double(layer_params_per_rank(m, l, p.tp));
       k.experts = double(expert_params_per_rank(m, l, p.ep, p.etp));
       k.acts = activation_bytes_per_layer(m, p, l);
+      k.rerun = full ? activation_bytes_per_layer(m, no_recompute, l) : 0.0;
     }
     return k;
   };
   auto stage = [&](int64_t s) {
-    double dense = 0, experts = 0;
+    double dense = 0, experts = 0, recomputed = 0;
     std::vector<double> chunk(size_t(p.vpp), 0.0);
     for (int64_t c = 0; c < p.vpp; ++c) {
       const size_t g = size_t(c * p.pp + s);
       for (int64_t l = first[g]; l < first[g] + layers[g]; ++l) {
         const Kind& k = kind(l);
         dense += k.dense, experts += k.experts, chunk[size_t(c)] += k.acts;
+        recomputed = std::max(recomputed, k.rerun);
       }
     }
     // Korthikanti et al. 2022 §4.3: the embedding's output is the first layer's input (counted
@@ -365,14 +365,18 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
     e.activations = peak_stage_activations(chunk, p.pp, s, p.num_microbatches()) + once;
     return e;
   };
+  std::vector<MemoryEstimate> out;
+  out.reserve(size_t(p.pp));
+  for (int64_t s = 0; s < p.pp; ++s) out.push_back(stage(s));
+  return out;
+}
+
+MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {
   // Every stage: with uneven chunks a middle stage can hold the most (Llama 3.1 405B on pp 8 · vpp
   // 8: stage 1 has 16 layers and 138 layer-micro-batches in flight, stage 0 15 and 127).
-  MemoryEstimate e = stage(0);
-  for (int64_t s = 1; s < p.pp; ++s) {
-    const MemoryEstimate other = stage(s);
-    if (other.total() > e.total()) e = other;
-  }
-  return e;
+  const auto stages = memory_per_stage(m, p);
+  return *std::max_element(stages.begin(), stages.end(),
+                           [](const MemoryEstimate& a, const MemoryEstimate& b) { return a.total() < b.total(); });
 }
 
 std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp, bool embedding_as_layer, bool loss_as_layer) {

@@ -59,6 +59,8 @@ struct MemoryEstimate {
   double total() const { return weights + grads + optimizer + activations; }
 };
 MemoryEstimate memory_per_rank(const config::ModelConfig& m, const config::ParallelConfig& p);
+/// The same estimate for every pipeline stage, stage 0 first (memory_per_rank is the largest).
+std::vector<MemoryEstimate> memory_per_stage(const config::ModelConfig& m, const config::ParallelConfig& p);
 /// Activation bytes of one layer for one micro-batch on one rank, Korthikanti et al. 2022 (§4.1,
 /// Table 2) term by term with widths from the layer's shapes (GQA, MLA, gated MLPs, dropout): a GPT
 /// layer is sbh(34 + 5as/h) without parallelism, sbh(10 + 24/t + 5as/(ht)) with TP, sbh/t·(34 +

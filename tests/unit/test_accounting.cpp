@@ -233,6 +233,36 @@ TEST(Accounting, TheMostLoadedStageSetsTheMemory) {
   EXPECT_NEAR(e.activations, acts, 1);
 }
 
+TEST(Accounting, FullRecomputeRerunsTheLargestLayerKindOfItsOwnStage) {
+  // Under full recompute a stage's backward reruns one layer's forward at a time, holding that
+  // layer's whole activations beside the 2sbh checkpoints: the rerun is the largest layer the stage
+  // holds, not the model's. DeepSeek-V3's 61 layers at pp 2 split 30 / 31; with its first 30 layers
+  // dense, stage 0 holds only dense layers and stage 1 only MoE layers (whose routed copies make a
+  // rerun 1.7 times a dense one's).
+  auto m = config::load_model("deepseek-v3");
+  m.moe_first_k_dense = 30;
+  config::ParallelConfig p;
+  p.tp = 1, p.pp = 2, p.ep = 8, p.micro_batch_size = 1, p.global_batch_size = 64, p.seq_length = 4096;
+  p.recompute = config::Recompute::kFull;
+  p = config::resolve(p, m, 64, "test");
+  ASSERT_EQ(model::split_layers(m.num_layers, 2, 1, false, false), (std::vector<int64_t>{30, 31}));
+  config::ParallelConfig none = p;
+  none.recompute = config::Recompute::kNone;
+  const double dense_rerun = model::activation_bytes_per_layer(m, none, 0);
+  const double moe_rerun = model::activation_bytes_per_layer(m, none, 60);
+  ASSERT_GT(moe_rerun, 1.5 * dense_rerun);
+  // Stage 0: 1F1B keeps pp − 0 = 2 micro-batches in flight, 30 checkpoints of 2sbh each, and the
+  // embedding's dropout mask when the model has dropout.
+  const double sbh = 4096.0 * double(m.hidden_size);
+  const double mask = m.hidden_dropout > 0 ? 2 * sbh : 0.0;
+  const auto stages = model::memory_per_stage(m, p);
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_NEAR(stages[0].activations, 2 * 30 * 2 * sbh + mask + dense_rerun, 1);
+  // Stage 1 reruns an MoE layer, and the estimate is the larger stage's.
+  EXPECT_GE(stages[1].activations, moe_rerun);
+  EXPECT_DOUBLE_EQ(model::memory_per_rank(m, p).total(), std::max(stages[0].total(), stages[1].total()));
+}
+
 TEST(Accounting, OutputLayerKeepsItsInputsAndFp32LogitsOnce) {
   // Korthikanti et al. §4.3: the last stage keeps the final norm's and the output layer's inputs
   // (4sbh, ÷ t under SP) and the fp32 logits (4sbV/t) for one micro-batch. Llama 3.1 8B at tp 1,
