@@ -267,6 +267,22 @@ TEST(Config, EfficiencyRangesHoldTheShippedValueAndFollowComputeCaps) {
   EXPECT_GE(capped.efficiency_ranges.at("attention").second, capped.efficiency.attention);
 }
 
+TEST(Config, B200Fp8GemmFractionIsItsBf16OneTimesTheRatioMeasuredOnB200) {
+  // No large-shape cuBLAS FP8 figure on B200 is public; vLLM measured FP8 and bf16 GEMMs side by side
+  // on one (vllm-project/vllm PR #19566, M=16384, N=K=4096): FP8 2545 TFLOP/s of 4500, bf16 1513 of
+  // 2250. The profile scales its large-GEMM bf16 fraction by that ratio; the range's high end by the
+  // ratio of PR #18778's N=6144 K=4096 table at M=1024 (FP8 2585, bf16 1433).
+  const auto b200 = load_chip("b200");
+  const double ratio = (2545.0 / 4500.0) / (1513.0 / 2250.0), high_ratio = (2585.0 / 4500.0) / (1433.0 / 2250.0);
+  EXPECT_NEAR(b200.efficiency.gemm_fp8, b200.efficiency.gemm * ratio, 0.005);
+  ASSERT_EQ(b200.efficiency_ranges.count("gemm_fp8"), 1u);
+  EXPECT_DOUBLE_EQ(b200.efficiency_ranges.at("gemm_fp8").first, b200.efficiency.gemm_fp8);
+  EXPECT_NEAR(b200.efficiency_ranges.at("gemm_fp8").second, b200.efficiency.gemm * high_ratio, 0.005);
+  // FP8's fraction trails bf16's by more on Blackwell than on Hopper (h100.yaml: 0.71 / 0.78).
+  const auto h100 = load_chip("h100");
+  EXPECT_LT(b200.efficiency.gemm_fp8 / b200.efficiency.gemm, h100.efficiency.gemm_fp8 / h100.efficiency.gemm);
+}
+
 TEST(Config, TargetSpecsAndCaps) {
   auto t = parse_target("h200@nvlink=400,nic=50%");
   EXPECT_EQ(t.chip_name, "h200");
