@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/checked.hpp"
+#include "common/error.hpp"
 
 namespace capscale::model {
 
@@ -298,9 +299,8 @@ double peak_stage_activations(const std::vector<double>& chunk, int64_t pp, int6
 std::vector<MemoryEstimate> memory_per_stage(const ModelConfig& m, const config::ParallelConfig& p) {
   // Stage 0 holds the embedding, the last stage the output head and the MTP modules; each stage holds
   // the activations of the micro-batches its schedule has in flight at its peak
-  // (peak_stage_activations); the most loaded stage is the estimate. Expert weights are ÷
-  // ep·etp (in their per-rank counts); under ZeRO-1 dense optimizer state is ÷ dp·cp and expert
-  // optimizer state ÷ edp.
+  // (peak_stage_activations). Expert weights are ÷ ep·etp (in their per-rank counts); under ZeRO-1
+  // dense optimizer state is ÷ dp·cp and expert optimizer state ÷ edp.
   const auto layers = split_layers(m.num_layers, p.pp, p.vpp, p.account_for_embedding_in_pipeline_split,
                                    p.account_for_loss_in_pipeline_split);
   std::vector<int64_t> first(layers.size(), 0);
@@ -372,9 +372,11 @@ std::vector<MemoryEstimate> memory_per_stage(const ModelConfig& m, const config:
 }
 
 MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfig& p) {
-  // Every stage: with uneven chunks a middle stage can hold the most (Llama 3.1 405B on pp 8 · vpp
-  // 8: stage 1 has 16 layers and 138 layer-micro-batches in flight, stage 0 15 and 127).
+  // The most loaded stage is the estimate, over every stage: with uneven chunks a middle stage can
+  // hold the most (Llama 3.1 405B on pp 8 · vpp 8: stage 1 has 16 layers and 138 layer-micro-batches
+  // in flight, stage 0 15 and 127).
   const auto stages = memory_per_stage(m, p);
+  if (stages.empty()) throw RuntimeError("memory_per_rank: a plan without pipeline stages (pp < 1); this is a bug");
   return *std::max_element(stages.begin(), stages.end(),
                            [](const MemoryEstimate& a, const MemoryEstimate& b) { return a.total() < b.total(); });
 }

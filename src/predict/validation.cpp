@@ -37,33 +37,8 @@ const config::FieldTable<PublishedRun>& published_run_fields() {
   return table;
 }
 
-namespace {
-/// The chips of the runs, resolved once per top-level call (validate, a fit, the cross-validation,
-/// the scaling series): a fit predicts every row some thirty times, and resolving a target reads
-/// and parses its YAML, a sixth of `validate --cv`'s time before. The outermost call's memo serves
-/// the calls inside it; none outlives its call, so an edited YAML is read again by the next one.
-struct ChipMemo {
-  std::map<std::string, config::ChipProfile> chips;
-  ChipMemo() {
-    if (!active) active = this;
-  }
-  ~ChipMemo() {
-    if (active == this) active = nullptr;
-  }
-  ChipMemo(const ChipMemo&) = delete;
-  ChipMemo& operator=(const ChipMemo&) = delete;
-  static thread_local ChipMemo* active;
-};
-thread_local ChipMemo* ChipMemo::active = nullptr;
-}  // namespace
-
 config::ChipProfile run_chip(const PublishedRun& run) {
-  auto resolve = [&] { return config::resolve_target(config::parse_target(run.chip, "chip")); };
-  ChipMemo* memo = ChipMemo::active;
-  if (!memo) return resolve();
-  auto it = memo->chips.find(run.chip);
-  if (it == memo->chips.end()) it = memo->chips.emplace(run.chip, resolve()).first;
-  return it->second;
+  return config::resolve_target(config::parse_target(run.chip, "chip"));
 }
 
 std::vector<PublishedRun> load_published_runs(const std::string& path) {
@@ -112,8 +87,19 @@ ErrorStats stats(std::vector<double> errs) {
   return e;
 }
 
-ValidationRow predict_row(const PublishedRun& run, const SustainedByArch& sustained) {
-  auto chip = run_chip(run);
+/// The runs' chips, each resolved once per top-level call (validate, a fit, the cross-validation,
+/// the scaling series) and passed down: a fit predicts every row some thirty times, and resolving a
+/// target reads and parses its YAML (a sixth of `validate --cv`'s time when done per prediction).
+using Chips = std::map<std::string, config::ChipProfile>;
+
+const config::ChipProfile& chip_of(Chips& chips, const PublishedRun& run) {
+  auto it = chips.find(run.chip);
+  if (it == chips.end()) it = chips.emplace(run.chip, run_chip(run)).first;
+  return it->second;
+}
+
+ValidationRow predict_row(const PublishedRun& run, const SustainedByArch& sustained, Chips& chips) {
+  config::ChipProfile chip = chip_of(chips, run);
   if (auto it = sustained.find(chip.sustained_arch()); it != sustained.end()) chip.efficiency.sustained = it->second;
   ValidationRow v;
   v.run = run;
@@ -145,11 +131,11 @@ double log_error(const ValidationRow& v) {
 }  // namespace
 
 ValidationSummary validate(const std::vector<PublishedRun>& runs, const SustainedByArch& sustained) {
-  const ChipMemo memo;
+  Chips chips;
   ValidationSummary s;
   std::vector<double> all, holdout;
   for (const auto& run : runs) {
-    s.rows.push_back(predict_row(run, sustained));
+    s.rows.push_back(predict_row(run, sustained, chips));
     const double e = std::abs(s.rows.back().error);
     if (!run.in_budget) continue;
     all.push_back(e);
@@ -162,24 +148,24 @@ ValidationSummary validate(const std::vector<PublishedRun>& runs, const Sustaine
 }
 
 namespace {
-std::map<std::string, std::vector<const PublishedRun*>> fit_rows_by_arch(const std::vector<PublishedRun>& runs) {
+std::map<std::string, std::vector<const PublishedRun*>> fit_rows_by_arch(const std::vector<PublishedRun>& runs, Chips& chips) {
   std::map<std::string, std::vector<const PublishedRun*>> by_arch;
   for (const auto& r : runs)
-    if (r.fit) by_arch[run_chip(r).sustained_arch()].push_back(&r);
+    if (r.fit) by_arch[chip_of(chips, r).sustained_arch()].push_back(&r);
   return by_arch;
 }
 
-double rms_log_error(const std::vector<const PublishedRun*>& rows, const SustainedByArch& constants) {
+double rms_log_error(const std::vector<const PublishedRun*>& rows, const SustainedByArch& constants, Chips& chips) {
   double sum = 0;
   for (const auto* r : rows) {
-    const double e = log_error(predict_row(*r, constants));
+    const double e = log_error(predict_row(*r, constants, chips));
     sum += e * e;
   }
   return rows.empty() ? 0.0 : std::sqrt(sum / double(rows.size()));
 }
 
-double rms_log_error(const std::vector<const PublishedRun*>& rows, const std::string& arch, double value) {
-  return rms_log_error(rows, SustainedByArch{{arch, value}});
+double rms_log_error(const std::vector<const PublishedRun*>& rows, const std::string& arch, double value, Chips& chips) {
+  return rms_log_error(rows, SustainedByArch{{arch, value}}, chips);
 }
 
 /// Golden-section search of the unimodal rms(value) on [0.5, 1]; 22 steps shrink it to ~1e-5.
@@ -196,22 +182,22 @@ double golden_section(Rms rms) {
 }  // namespace
 
 double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, double value) {
-  const ChipMemo memo;
-  const auto by_arch = fit_rows_by_arch(runs);
+  Chips chips;
+  const auto by_arch = fit_rows_by_arch(runs, chips);
   const auto it = by_arch.find(arch);
-  return it == by_arch.end() ? 0.0 : rms_log_error(it->second, arch, value);
+  return it == by_arch.end() ? 0.0 : rms_log_error(it->second, arch, value, chips);
 }
 
 std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs) {
-  const ChipMemo memo;
+  Chips chips;
   std::vector<SustainedFit> out;
-  for (const auto& [arch, rows] : fit_rows_by_arch(runs)) {
-    auto rms = [&rows = rows, &arch = arch](double value) { return rms_log_error(rows, arch, value); };
+  for (const auto& [arch, rows] : fit_rows_by_arch(runs, chips)) {
+    auto rms = [&rows = rows, &arch = arch, &chips](double value) { return rms_log_error(rows, arch, value, chips); };
     SustainedFit f;
     f.arch = arch;
     f.rows = int64_t(rows.size());
     f.value = golden_section(rms);
-    f.shipped = run_chip(*rows.front()).efficiency.sustained;
+    f.shipped = chip_of(chips, *rows.front()).efficiency.sustained;
     f.rms_log_error_shipped = rms(f.shipped);
     f.rms_log_error_fit = rms(f.value);
     out.push_back(f);
@@ -220,7 +206,7 @@ std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs) {
 }
 
 CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
-  const ChipMemo memo;
+  Chips chips;
   CrossValidation cv;
   cv.in_sample = validate(runs);
   // Sources in first-seen order, and the architecture whose constant each row takes (loaded once;
@@ -228,7 +214,7 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
   std::vector<std::string> sources;
   std::vector<std::string> arch(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
-    arch[i] = run_chip(runs[i]).sustained_arch();
+    arch[i] = chip_of(chips, runs[i]).sustained_arch();
     if (runs[i].in_budget && std::find(sources.begin(), sources.end(), runs[i].source) == sources.end())
       sources.push_back(runs[i].source);
   }
@@ -236,7 +222,7 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
   // is: the shipped constant, which Validation.ShippedSustainedIsTheLeastSquaresFit holds to the fit.
   std::map<std::string, double> shipped;
   for (size_t i = 0; i < runs.size(); ++i)
-    if (!shipped.count(arch[i])) shipped[arch[i]] = run_chip(runs[i]).efficiency.sustained;
+    if (!shipped.count(arch[i])) shipped[arch[i]] = chip_of(chips, runs[i]).efficiency.sustained;
   cv.rows.resize(runs.size());
   std::vector<bool> predicted(runs.size(), false);
   std::vector<double> all;
@@ -259,7 +245,7 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
         fold.constants[a] = shipped[a];
       } else if (const auto it = train.find(a); it != train.end()) {
         const auto& rows = it->second;
-        fold.constants[a] = golden_section([&](double v) { return rms_log_error(rows, a, v); });
+        fold.constants[a] = golden_section([&](double v) { return rms_log_error(rows, a, v, chips); });
       } else if (!pooled.empty()) {
         if (pooled_value < 0) {
           std::vector<std::string> archs;
@@ -267,7 +253,7 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
           pooled_value = golden_section([&](double v) {
             SustainedByArch all_archs;
             for (const auto& t : archs) all_archs[t] = v;
-            return rms_log_error(pooled, all_archs);
+            return rms_log_error(pooled, all_archs, chips);
           });
         }
         fold.constants[a] = pooled_value;
@@ -278,7 +264,7 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
     std::vector<double> errs;
     for (size_t i = 0; i < runs.size(); ++i) {
       if (runs[i].source != source) continue;
-      cv.rows[i] = predict_row(runs[i], fold.constants);
+      cv.rows[i] = predict_row(runs[i], fold.constants, chips);
       predicted[i] = true;
       if (!runs[i].in_budget) continue;
       errs.push_back(std::abs(cv.rows[i].error));
@@ -312,7 +298,7 @@ SustainedRanges load_sustained_ranges(const std::string& path) {
 }
 
 std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs) {
-  const ChipMemo memo;
+  Chips chips;
   // What fixes the work per GPU and how it runs, all but the data-parallel size: a series' runs
   // share it.
   auto key = [](const PublishedRun& r) {
@@ -339,7 +325,7 @@ std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs)
   std::vector<ScalingSeries> out;
   for (const auto& k : order) {
     auto rows = groups[k];
-    const auto chip = run_chip(*rows.front());
+    const config::ChipProfile& chip = chip_of(chips, *rows.front());
     std::stable_sort(rows.begin(), rows.end(), [&](const PublishedRun* a, const PublishedRun* b) {
       return node_count(chip, a->gpus) < node_count(chip, b->gpus);
     });
@@ -351,7 +337,7 @@ std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs)
     s.nodes_first = node_count(chip, first.gpus), s.nodes_last = node_count(chip, last.gpus);
     const double published = per_gpu(last, last.value) / per_gpu(first, first.value);
     s.published_change = published - 1;
-    const ValidationRow f = predict_row(first, {}), l = predict_row(last, {});
+    const ValidationRow f = predict_row(first, {}, chips), l = predict_row(last, {}, chips);
     s.predicted_change = per_gpu(last, l.predicted_value) / per_gpu(first, f.predicted_value) - 1;
     // Each step is a jitter-free part plus the wait apply_node_jitter adds, linear in σ
     // (node_jitter_wait); per-GPU throughput is 1/step, so σ solves
@@ -377,7 +363,7 @@ std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs)
 }
 
 SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<PublishedRun>& runs) {
-  const ChipMemo memo;
+  Chips chips;
   SustainedRanges r;
   auto widen = [](std::pair<double, double>& p, double v) {
     if (p.first == 0 || v < p.first) p.first = v;
@@ -385,7 +371,7 @@ SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<Pu
   };
   for (const auto& run : runs) {
     if (!run.fit) continue;
-    const auto chip = run_chip(run);
+    const config::ChipProfile& chip = chip_of(chips, run);
     widen(r.by_arch[chip.sustained_arch()], chip.efficiency.sustained);
   }
   for (const auto& f : cv.folds)

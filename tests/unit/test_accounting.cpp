@@ -251,15 +251,18 @@ TEST(Accounting, FullRecomputeRerunsTheLargestLayerKindOfItsOwnStage) {
   const double dense_rerun = model::activation_bytes_per_layer(m, none, 0);
   const double moe_rerun = model::activation_bytes_per_layer(m, none, 60);
   ASSERT_GT(moe_rerun, 1.5 * dense_rerun);
-  // Stage 0: 1F1B keeps pp − 0 = 2 micro-batches in flight, 30 checkpoints of 2sbh each, and the
-  // embedding's dropout mask when the model has dropout.
+  // Stage 0: 1F1B keeps pp − 0 = 2 micro-batches in flight, 30 checkpoints of 2sbh each, the
+  // embedding's dropout mask when the model has dropout, and the dense rerun.
   const double sbh = 4096.0 * double(m.hidden_size);
   const double mask = m.hidden_dropout > 0 ? 2 * sbh : 0.0;
   const auto stages = model::memory_per_stage(m, p);
   ASSERT_EQ(stages.size(), 2u);
   EXPECT_NEAR(stages[0].activations, 2 * 30 * 2 * sbh + mask + dense_rerun, 1);
-  // Stage 1 reruns an MoE layer, and the estimate is the larger stage's.
-  EXPECT_GE(stages[1].activations, moe_rerun);
+  // Stage 1: one micro-batch in flight, 31 checkpoints and one per MTP module, the MoE rerun, and the
+  // output heads' inputs and fp32 logits once each (4sbh + 4sbV at tp 1, Korthikanti §4.3).
+  const double mtp = double(m.mtp_num_layers), sb = 4096.0, V = double(m.vocab_size);
+  EXPECT_NEAR(stages[1].activations,
+              (31 + mtp) * 2 * sbh + moe_rerun + (1 + mtp) * sb * (4 * double(m.hidden_size) + 4 * V), 1);
   EXPECT_DOUBLE_EQ(model::memory_per_rank(m, p).total(), std::max(stages[0].total(), stages[1].total()));
 }
 
