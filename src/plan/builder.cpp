@@ -30,6 +30,11 @@ constexpr int64_t kParamBytes = 2;
 // Adam step bytes per parameter: read fp32 param, grad, m, v (16 B), write param, m, v (12 B) and
 // the bf16 model copy (2 B) — a bandwidth-bound elementwise pass.
 constexpr int64_t kAdamBytesPerParam = 30;
+/// Transformer Engine casts each FP8 linear layer's weight once per step, in the first
+/// micro-batch's forward (is_first_microbatch; later micro-batches reuse the cached FP8 copy): it
+/// reads the bf16 weight and writes the FP8 weight and its FP8 transpose, which the dgrad GEMM
+/// takes: 2 + 1 + 1 bytes per weight.
+constexpr int64_t kFp8WeightCastBytes = 4;
 
 /// A stage's ops as the builder sees them: every op by its index in issue order, whether stored
 /// or (in a compact stage) standing in a copied range, where its source op stands for it — the
@@ -885,10 +890,23 @@ void StageBuilder::optimizer() {
   const int64_t shard = p_.zero ? p_.dp * p_.cp : 1, expert_shard = p_.zero ? p_.edp() : 1;
   const int64_t opt_params = (st_.params + shard - 1) / shard + (st_.expert_params + expert_shard - 1) / expert_shard;
   // Adam on this rank's shard, plus the memset of the whole (unsharded) gradient buffer that
-  // Megatron's zero_grad_buffer issues once per step.
-  elementwise(OpName::kOptimizerStep, Phase::kOptimizer, -1,
-              checked_add(checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"),
-                          checked_mul(st_.params + st_.expert_params, p_.grad_bytes(), "grad buffer bytes"), "optimizer bytes"));
+  // Megatron's zero_grad_buffer issues once per step, plus under FP8 the once-per-step cast of the
+  // layers' weights (kFp8WeightCastBytes; the embedding and the output layer stay bf16). The
+  // cast belongs to the next step's first forward; on the compute stream between two steps its
+  // place does not change the step.
+  int64_t cast_params = 0;
+  if (p_.precision == config::Precision::kFp8) {
+    for (const auto& chunk : st_.chunk_layers)
+      for (int64_t layer : chunk)
+        cast_params = checked_add(cast_params,
+                                  checked_add(model::layer_params_per_rank(m_, layer, p_.tp),
+                                              model::expert_params_per_rank(m_, layer, p_.ep, p_.etp), "cast params"),
+                                  "cast params");
+  }
+  int64_t bytes = checked_add(checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"),
+                              checked_mul(st_.params + st_.expert_params, p_.grad_bytes(), "grad buffer bytes"), "optimizer bytes");
+  bytes = checked_add(bytes, checked_mul(cast_params, kFp8WeightCastBytes, "weight cast bytes"), "optimizer bytes");
+  elementwise(OpName::kOptimizerStep, Phase::kOptimizer, -1, bytes);
   ops_.back().phase = Phase::kOptimizer;
 }
 

@@ -142,8 +142,9 @@ double CostModel::elementwise_time(int64_t bytes) const {
 double CostModel::fp8_cast_time(const plan::Op& op) const {
   // Each FP8 GEMM quantises its activation-side input once: X (m×k) before the forward GEMM and
   // dY (m×k in the dgrad's shape) before the dgrad; the wgrad reuses both transposes. Weights are
-  // cast once per step (cached across micro-batches), which is negligible. Delayed scaling's amax
-  // is fused into the same kernel.
+  // cast once per step, not per GEMM (cached across micro-batches): the plan charges that pass to
+  // the step (plan/builder.cpp, kFp8WeightCastBytes). Delayed scaling's amax is fused into the
+  // same kernel.
   if (!fp8_ || op.kind != OpKind::kGemm || op.wgrad || op.name == plan::OpName::kLogits) return 0;
   return elementwise_time(static_cast<int64_t>(kFp8CastBytesPerElement * double(op.batch) * double(op.m) * double(op.k)));
 }

@@ -189,6 +189,29 @@ TEST(Plan, GradientBytesFollowTheReductionPrecision) {
     }
 }
 
+TEST(Plan, Fp8CastsTheLayersWeightsOncePerStep) {
+  // Transformer Engine casts each FP8 linear layer's weight once per step (the first micro-batch;
+  // later ones reuse the cached FP8 weight and its transpose): read 2 B, write 1 + 1 B per weight.
+  // Llama 3.1 8B at tp 1 by hand: per layer QKV 4096·(4096 + 2·8·128), projection 4096², FC1
+  // 2·14336·4096, FC2 14336·4096 and the two RMSNorms' 2·4096, 32 layers; the embedding and the
+  // output layer stay bf16. The cast is per step, not per micro-batch.
+  const auto m = config::load_model("llama3.1-8b");
+  const int64_t layer = 4096LL * (4096 + 2 * 8 * 128) + 4096LL * 4096 + 2LL * 14336 * 4096 + 14336LL * 4096 + 2 * 4096;
+  for (int64_t gbs : {2, 8}) {
+    std::map<config::Precision, int64_t> optimizer_bytes;
+    for (auto precision : {config::Precision::kBf16, config::Precision::kFp8}) {
+      config::ParallelConfig p;
+      p.global_batch_size = gbs, p.zero = 1, p.seq_length = 1024, p.precision = precision;
+      p = config::resolve(p, m, 2, "test");
+      const auto plan = plan::build_plan(m, p);
+      for (const auto& op : plan.stages[0].ops)
+        if (op.name == plan::OpName::kOptimizerStep) optimizer_bytes[precision] = op.bytes;
+    }
+    EXPECT_EQ(optimizer_bytes[config::Precision::kFp8] - optimizer_bytes[config::Precision::kBf16], 4 * 32 * layer)
+        << "global batch " << gbs;
+  }
+}
+
 TEST(Plan, GradAllReduceIsDeepSpeedsBf16Optimizer) {
   // DeepSpeed's BF16_Optimizer (BLOOM): the whole fp32 gradient all-reduced over dp, the optimizer
   // on the 1/dp shard, then the bf16 parameters all-gathered; on a ring that is 2(n − 1)/n · 4 + (n −
