@@ -323,6 +323,9 @@ class StageBuilder {
   StagePlan& st_;
   OpList ops_;
   int32_t amax_ = -1;  ///< the unit's amax reduction, which its send waits for; −1: none
+  /// Parameters of this stage's layers (dense and routed experts), without the embedding, the
+  /// output head and the MTP modules: the weights FP8 casts once per step (build, optimizer).
+  int64_t layer_params_ = 0;
   int32_t blocking_send_ = -1;  ///< the send the next p2p_wait waits for (p2p_blocking); −1: none
   bool split_msg_ = false;      ///< pipeline messages go in 1/tp pieces, all-gathered on receipt
   const std::vector<int64_t>& layers_per_chunk_;
@@ -894,15 +897,7 @@ void StageBuilder::optimizer() {
   // layers' weights (kFp8WeightCastBytes; the embedding and the output layer stay bf16). The
   // cast belongs to the next step's first forward; on the compute stream between two steps its
   // place does not change the step.
-  int64_t cast_params = 0;
-  if (p_.precision == config::Precision::kFp8) {
-    for (const auto& chunk : st_.chunk_layers)
-      for (int64_t layer : chunk)
-        cast_params = checked_add(cast_params,
-                                  checked_add(model::layer_params_per_rank(m_, layer, p_.tp),
-                                              model::expert_params_per_rank(m_, layer, p_.ep, p_.etp), "cast params"),
-                                  "cast params");
-  }
+  const int64_t cast_params = p_.precision == config::Precision::kFp8 ? layer_params_ : 0;
   int64_t bytes = checked_add(checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"),
                               checked_mul(st_.params + st_.expert_params, p_.grad_bytes(), "grad buffer bytes"), "optimizer bytes");
   bytes = checked_add(bytes, checked_mul(cast_params, kFp8WeightCastBytes, "weight cast bytes"), "optimizer bytes");
@@ -922,10 +917,14 @@ void StageBuilder::build() {
   }
   st_.params = 0;
   st_.expert_params = 0;
+  layer_params_ = 0;
   for (int64_t c = 0; c < p_.vpp; ++c) {
     for (int64_t layer : st_.chunk_layers[c]) {
-      st_.params = checked_add(st_.params, model::layer_params_per_rank(m_, layer, p_.tp), "stage parameters");
-      st_.expert_params = checked_add(st_.expert_params, model::expert_params_per_rank(m_, layer, p_.ep, p_.etp), "stage parameters");
+      const int64_t dense = model::layer_params_per_rank(m_, layer, p_.tp);
+      const int64_t experts = model::expert_params_per_rank(m_, layer, p_.ep, p_.etp);
+      st_.params = checked_add(st_.params, dense, "stage parameters");
+      st_.expert_params = checked_add(st_.expert_params, experts, "stage parameters");
+      layer_params_ = checked_add(layer_params_, checked_add(dense, experts, "stage parameters"), "stage parameters");
     }
     if (first_chunk(c)) st_.params += model::embedding_params_per_rank(m_, p_.tp);
     if (last_chunk(c)) {

@@ -128,10 +128,7 @@ double log_error(const ValidationRow& v) {
   return v.run.metric == "step_time_s" ? -r : r;
 }
 
-}  // namespace
-
-ValidationSummary validate(const std::vector<PublishedRun>& runs, const SustainedByArch& sustained) {
-  Chips chips;
+ValidationSummary validate(const std::vector<PublishedRun>& runs, const SustainedByArch& sustained, Chips& chips) {
   ValidationSummary s;
   std::vector<double> all, holdout;
   for (const auto& run : runs) {
@@ -145,6 +142,12 @@ ValidationSummary validate(const std::vector<PublishedRun>& runs, const Sustaine
   s.in_budget = a.rows, s.median_abs_error = a.median_abs, s.max_abs_error = a.max_abs;
   s.holdout = stats(holdout);
   return s;
+}
+}  // namespace
+
+ValidationSummary validate(const std::vector<PublishedRun>& runs, const SustainedByArch& sustained) {
+  Chips chips;
+  return validate(runs, sustained, chips);
 }
 
 namespace {
@@ -208,7 +211,7 @@ std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs) {
 CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
   Chips chips;
   CrossValidation cv;
-  cv.in_sample = validate(runs);
+  cv.in_sample = validate(runs, {}, chips);
   // Sources in first-seen order, and the architecture whose constant each row takes (loaded once;
   // ChipProfile::sustained_arch: a B200 row takes Hopper's, as the shipped b200 profile does).
   std::vector<std::string> sources;

@@ -182,14 +182,15 @@ TEST(Validation, ScalingSeriesRecoverTheNodeJitterThatMadeThem) {
   EXPECT_EQ(out[0].nodes_last, 256);
   EXPECT_EQ(out[0].ids, (std::vector<std::string>{"H14-128", "H14-2048"}));
   EXPECT_NEAR(out[0].sigma, 0.03, 1e-9);
-  // Its resolution: 1 % of throughput per GPU is worth 0.01 / (ΔE · the compute-bound share) of σ.
-  const double share = 0.01 / (predict::expected_max_of_normals(256) - predict::expected_max_of_normals(16));
+  // Its resolution: 1 % of throughput per GPU is worth 0.01 / (ΔE · the compute-bound share) of σ,
+  // ΔE = E[max of 256] − E[max of 16].
+  const double dE = predict::expected_max_of_normals(256) - predict::expected_max_of_normals(16);
+  const double share = 0.01 / dE;
   EXPECT_GT(out[0].sigma_per_percent, share);
   EXPECT_LT(out[0].sigma_per_percent, share / 0.8);
   EXPECT_LT(out[0].published_change, out[0].predicted_change);  // the jitter's loss, beyond the shipped model's
-  // The extra loss is σ·(E[max of 256] − E[max of 16]) of the compute-bound time, a share of the step
-  // (the rest is exposed communication): between 0.8 and 1 of σ·ΔE.
-  const double dE = predict::expected_max_of_normals(256) - predict::expected_max_of_normals(16);
+  // The extra loss is σ·ΔE of the compute-bound time, a share of the step (the rest is exposed
+  // communication): between 0.8 and 1 of σ·ΔE.
   const double extra = out[0].predicted_change - out[0].published_change;
   EXPECT_GT(extra, 0.8 * 0.03 * dE);
   EXPECT_LT(extra, 1.0 * 0.03 * dE);
