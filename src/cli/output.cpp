@@ -73,7 +73,7 @@ nlohmann::json to_json(const config::ChipProfile& c) {
           {"hbm_gb", c.hbm_gb}, {"hbm_tbps", c.hbm_tbps}, {"nvlink_gbyte_s", c.nvlink_gbyte_s},
           {"nvlink_domain", c.nvlink_domain}, {"nic_gbit_s", c.nic_gbit_s},
           {"full_mesh", c.full_mesh}, {"nvls", c.nvls}, {"sm_count", c.sm_count}, {"comm_ctas", c.comm_ctas},
-          {"node_jitter", c.node_jitter},
+          {"nccl_channel_gbyte_s", c.nccl_channel_gbyte_s}, {"node_jitter", c.node_jitter},
           {"efficiency", {{"gemm", c.efficiency.gemm}, {"gemm_fp8", c.efficiency.gemm_fp8}, {"attention", c.efficiency.attention},
                           {"hbm", c.efficiency.hbm}, {"nvlink", c.efficiency.nvlink}, {"nic", c.efficiency.nic},
                           {"sustained", c.efficiency.sustained}, {"nvls", c.efficiency.nvls}}},

@@ -187,6 +187,7 @@ ChipProfile load_chip_yaml(const std::string& path) {
   c.comm_ctas = f.get_int("comm_ctas", 0, 1 << 20, 0);
   if (c.comm_ctas > 0 && c.comm_ctas >= c.sm_count)
     throw InputError(path, "comm_ctas", "must be below sm_count (" + std::to_string(c.sm_count) + "): the SMs a running collective holds");
+  c.nccl_channel_gbyte_s = f.get_double("nccl_channel_gbyte_s", 0, 1e5, 0);
   if (f.has("efficiency_ranges")) {
     const Fields r = f.get_map("efficiency_ranges");
     for (const auto& key : r.keys()) {
@@ -212,7 +213,7 @@ ChipProfile load_chip_yaml(const std::string& path) {
   c.sources = f.get_string_map("sources");
   f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
             "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
-            "full_mesh", "nvls", "node_jitter", "sm_count", "comm_ctas", "efficiency_ranges", "sources"});
+            "full_mesh", "nvls", "node_jitter", "sm_count", "comm_ctas", "nccl_channel_gbyte_s", "efficiency_ranges", "sources"});
   return c;
 }
 

@@ -75,6 +75,11 @@ struct ChipProfile {
   /// free.
   int64_t sm_count = 0;
   int64_t comm_ctas = 0;
+  /// Bus bandwidth one NCCL channel (one thread block) carries, GB/s per direction: the most a
+  /// collective or transfer limited to k channels reaches is k times this (a communicator's
+  /// maxCTAs; ParallelConfig::dp_max_ctas, cp_max_ctas, pp_max_ctas). 0: not given, such limits
+  /// are ignored on this chip.
+  double nccl_channel_gbyte_s = 0;
   /// Relative standard deviation of a node's speed, persistent through a step (clock and thermal
   /// spread between nodes, a slow host): every synchronising collective waits for the slowest of
   /// the job's nodes (predict::apply_node_jitter). 0 (the default): nodes run alike.
@@ -95,6 +100,7 @@ struct ChipProfile {
   double hbm_Bps() const { return hbm_tbps * 1e12; }
   double nvlink_Bps_per_direction() const { return nvlink_gbyte_s * 1e9 / 2; }
   double nic_Bps() const { return nic_gbit_s * 1e9 / 8; }
+  double nccl_channel_Bps() const { return nccl_channel_gbyte_s * 1e9; }
   /// HBM capacity usable by the training process. HBM is sold in binary units: an "80 GB" H100
   /// holds five 16 GiB stacks (nvidia-smi: 81,559 MiB of 81,920 after the driver's share), so
   /// hbm_gb and reserved_gb are GiB (2^30 bytes); every other byte figure in capscale is 10^9.

@@ -104,6 +104,17 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                          "BF16_Optimizer, BLOOM; it overlaps neither: add --no-overlap-grad-reduce --no-overlap-param-gather); off: "
                          "reduce-scatter (Megatron's distributed optimizer). Needs zero 1"),
                   "grad-all-reduce", "gar");
+    for (auto [name, field, flag, tag, group] :
+         {std::tuple{"dp_max_ctas", &P::dp_max_ctas, "dp-max-ctas", "dpcta", "data parallel's (dp and dp·cp groups)"},
+          std::tuple{"cp_max_ctas", &P::cp_max_ctas, "cp-max-ctas", "cpcta", "context parallel's K/V exchange"},
+          std::tuple{"pp_max_ctas", &P::pp_max_ctas, "pp-max-ctas", "ppcta", "the pipeline transfers'"}}) {
+      range(add(member(name, field,
+                       std::string("NCCL thread blocks (channels) ") + group +
+                           " communicator may use (ncclConfig_t maxCTAs, NeMo's nccl_communicator_config_path); 0: NCCL's choice"),
+                flag, tag, TextWhen::kNonDefault, true),
+            0, 1024);
+      t.back().key_omits_default = true;
+    }
     auto& prec = add(member("precision", &P::precision, "training precision of the GEMMs"), "precision", "", TextWhen::kNever, false);
     prec.allowed = {"bf16", "fp16", "fp8"};
     t.push_back(derived<P>("schedule", FieldType::kEnum, "pipeline schedule (from pp and vpp)",

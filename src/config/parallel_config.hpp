@@ -95,6 +95,15 @@ struct ParallelConfig {
   /// sends 8 + 2 bytes per parameter in fp32 + bf16 where Megatron's distributed optimizer sends
   /// 4 + 2 (reduce-scatter + all-gather). Needs zero 1.
   bool grad_all_reduce = false;
+  /// NCCL's per-communicator limit on thread blocks (ncclConfig_t::maxCTAs), which NeMo sets from
+  /// a YAML (nccl_communicator_config_path; NVIDIA's MLPerf Training configs since v4.0 give the
+  /// dp and dp_cp communicators 8, pp 2, cp 1): a collective on the group moves at most that many
+  /// channels' bus bandwidth (ChipProfile::nccl_channel_gbyte_s each). 0: NCCL's own choice.
+  /// dp_max_ctas covers data parallel's reductions and gathers (dp and dp·cp groups),
+  /// cp_max_ctas context parallel's K/V exchange, pp_max_ctas the pipeline transfers.
+  int64_t dp_max_ctas = 0;
+  int64_t cp_max_ctas = 0;
+  int64_t pp_max_ctas = 0;
   /// Fused (flash) attention: the s×s scores are never stored, so the 5as/h activation term of
   /// Korthikanti et al. is absent, as it is for Megatron-Core with Transformer Engine's fused
   /// attention. Off for runs that predate it (SC21 used full recompute, where it does not matter).

@@ -98,7 +98,8 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
   const bool same_arch = host.arch == target.arch && host.supports(p.precision);
   // Dilation keeps the host's own measurements, so a calibration only serves targets of another
   // architecture than the host's (the dilation ratio stays the roofline's).
-  const predict::CostModel target_cost(target, p.precision, layout, same_arch ? nullptr : calibration, p.grad_bytes());
+  const predict::CostModel target_cost(target, p.precision, layout, same_arch ? nullptr : calibration, p.grad_bytes(),
+                                       predict::CommCtas::of(p));
   std::unique_ptr<predict::CostModel> host_cost;
   if (same_arch) host_cost = std::make_unique<predict::CostModel>(host, p.precision, layout, nullptr, p.grad_bytes());
   TargetResult r;

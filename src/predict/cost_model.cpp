@@ -10,7 +10,7 @@ using plan::CollKind;
 using plan::OpKind;
 
 CostModel::CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout,
-                     const Calibration* calibration, int64_t main_grad_bytes)
+                     const Calibration* calibration, int64_t main_grad_bytes, CommCtas ctas)
     : chip_(chip),
       peak_flops_(chip.peak_flops(precision)),
       bf16_peak_flops_(chip.supports(config::Precision::kBf16) ? chip.peak_flops(config::Precision::kBf16) : peak_flops_),
@@ -54,6 +54,17 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
     group_links_[static_cast<int>(g)] = l;
   }
   pp_crosses_domain_ = spans_[static_cast<int>(parallel::Group::kPp)].domains > 1;
+  // A communicator limited to k thread blocks runs k channels, each moving at most
+  // nccl_channel_gbyte_s of bus bandwidth: data parallel's (its dp and dp·cp groups), context
+  // parallel's and the pipeline's. On a chip that does not give the per-channel figure the limits
+  // are not applied.
+  if (const double channel = chip.nccl_channel_Bps(); channel > 0) {
+    auto cap = [&](int64_t k) { return k > 0 ? double(k) * channel : 0.0; };
+    bus_cap_Bps_[static_cast<int>(parallel::Group::kDp)] = cap(ctas.dp);
+    bus_cap_Bps_[static_cast<int>(parallel::Group::kDpCp)] = cap(ctas.dp);
+    bus_cap_Bps_[static_cast<int>(parallel::Group::kCp)] = cap(ctas.cp);
+    pp_cap_Bps_ = cap(ctas.pp);
+  }
   // A pipeline transfer inside a full-mesh domain is one link's worth of it.
   pp_intra_Bps_ = chip.full_mesh && chip.nvlink_domain > 1 ? link_.intra_Bps / double(chip.nvlink_domain - 1) : link_.intra_Bps;
 }
@@ -167,25 +178,35 @@ double CostModel::duration(const plan::Op& op) const {
       return gemm_time(op.m, op.n, op.k, op.flops, op.batch, c_bytes(op)) + fp8_cast_time(op);
     case OpKind::kAttention: return attention_time(op);
     case OpKind::kElementwise: return elementwise_time(op.bytes);
-    case OpKind::kCollective:
-      if (calibrated(op)) {
-        // nccl-tests: busbw = S/t · factor, so t = S · factor / busbw (measured inside one domain).
-        // Measured on the calibrating chip's NVLink B_c; on this chip's (capped) link B the wire
-        // time S·factor/B replaces S·factor/B_c and the rest of the measured time stays (as for
-        // GEMMs above): an H800 (200 GB/s each way) calibrated on an H100 (450) is slower.
-        const GroupSpan& sp = span(op.group);
-        const double bus_bytes = double(op.bytes) * collectives::bus_factor(op.coll, sp.size);
-        const double measured = bus_bytes / calibrated_busbw(op.coll, op.bytes, sp.size);
-        // Never faster than the target's line rate (a calibration on a slower link moved to a faster one).
-        return std::max(measured + bus_bytes * cal_link_extra_s_per_byte_, bus_bytes / chip_.nvlink_Bps_per_direction());
-      }
-      return collectives::time_s(op.coll, op.bytes, span(op.group), link(op.group), {op.route_topk, op.route_node_limit});
-    case OpKind::kSendRecv:
+    case OpKind::kCollective: {
+      const double t = collective_time(op);
+      const double cap = bus_cap_Bps_[static_cast<int>(op.group)];
+      if (cap <= 0 || span(op.group).size < 2) return t;
+      return std::max(t, double(op.bytes) * collectives::bus_factor(op.coll, span(op.group).size) / cap);
+    }
+    case OpKind::kSendRecv: {
       if (!op.is_send) return 0;  // a receive completes when its matching send does
-      return pp_crosses_domain_ ? double(op.bytes) / link_.inter_Bps + link_.inter_alpha_s
-                                : double(op.bytes) / pp_intra_Bps_ + link_.intra_alpha_s;
+      double rate = pp_crosses_domain_ ? link_.inter_Bps : pp_intra_Bps_;
+      if (pp_cap_Bps_ > 0) rate = std::min(rate, pp_cap_Bps_);
+      return double(op.bytes) / rate + (pp_crosses_domain_ ? link_.inter_alpha_s : link_.intra_alpha_s);
+    }
   }
   return 0;
+}
+
+double CostModel::collective_time(const plan::Op& op) const {
+  if (calibrated(op)) {
+    // nccl-tests: busbw = S/t · factor, so t = S · factor / busbw (measured inside one domain).
+    // Measured on the calibrating chip's NVLink B_c; on this chip's (capped) link B the wire time
+    // S·factor/B replaces S·factor/B_c and the rest of the measured time stays (as for GEMMs
+    // above): an H800 (200 GB/s each way) calibrated on an H100 (450) is slower.
+    const GroupSpan& sp = span(op.group);
+    const double bus_bytes = double(op.bytes) * collectives::bus_factor(op.coll, sp.size);
+    const double measured = bus_bytes / calibrated_busbw(op.coll, op.bytes, sp.size);
+    // Never faster than the target's line rate (a calibration on a slower link moved to a faster one).
+    return std::max(measured + bus_bytes * cal_link_extra_s_per_byte_, bus_bytes / chip_.nvlink_Bps_per_direction());
+  }
+  return collectives::time_s(op.coll, op.bytes, span(op.group), link(op.group), {op.route_topk, op.route_node_limit});
 }
 
 }  // namespace capscale::predict

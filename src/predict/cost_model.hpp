@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config/chip.hpp"
+#include "config/parallel_config.hpp"
 #include "parallel/layout.hpp"
 #include "collectives/collectives.hpp"
 #include "plan/plan.hpp"
@@ -27,13 +28,23 @@ namespace capscale::predict {
 using collectives::GroupSpan;
 using collectives::LinkParams;
 
+/// NCCL's per-communicator channel limits (ParallelConfig::dp_max_ctas, cp_max_ctas, pp_max_ctas;
+/// 0: none). A collective NCCL runs over k channels moves at most k · nccl_channel_gbyte_s of bus
+/// bandwidth (NCCL src/graph/tuning.cc: busBw = nChannels · per-channel bandwidth).
+struct CommCtas {
+  int64_t dp = 0, cp = 0, pp = 0;
+  static CommCtas of(const config::ParallelConfig& p) { return {p.dp_max_ctas, p.cp_max_ctas, p.pp_max_ctas}; }
+};
+
 class CostModel {
  public:
   /// `calibration` (may be null, must outlive the model) is used only when its arch equals the chip's.
   /// `main_grad_bytes`: bytes per element of the gradient buffer that weight-gradient GEMMs
   /// accumulate into (ParallelConfig::grad_bytes(): fp32 in Megatron unless --grad-reduce-in-bf16).
+  /// `ctas`: the run's channel limits per communicator (ignored on a chip without
+  /// nccl_channel_gbyte_s).
   CostModel(const config::ChipProfile& chip, config::Precision precision, const parallel::Layout& layout,
-            const Calibration* calibration = nullptr, int64_t main_grad_bytes = 4);
+            const Calibration* calibration = nullptr, int64_t main_grad_bytes = 4, CommCtas ctas = {});
 
   /// Duration of one op on this chip.
   double duration(const plan::Op& op) const;
@@ -65,6 +76,9 @@ class CostModel {
   double fp8_cast_time(const plan::Op& op) const;
 
  private:
+  /// A collective's time from the calibration or the α–β model, before the channel limit.
+  double collective_time(const plan::Op& op) const;
+
   config::ChipProfile chip_;
   double peak_flops_;            ///< dense peak of the plan's precision (FP8 GEMMs under fp8)
   double bf16_peak_flops_;       ///< attention and the output layer (bf16 under Transformer Engine's FP8)
@@ -78,6 +92,10 @@ class CostModel {
   /// link_ as each group sees it: on a full-mesh domain (ChipProfile::full_mesh) a group with fewer
   /// members per domain than the domain holds drives fewer links.
   std::array<LinkParams, parallel::kNumGroups> group_links_{};
+  /// Bus bandwidth a collective over each group may reach under the run's channel limits (CommCtas);
+  /// 0: no limit. pp_cap_Bps_: the same for a pipeline transfer.
+  std::array<double, parallel::kNumGroups> bus_cap_Bps_{};
+  double pp_cap_Bps_ = 0;
   bool pp_crosses_domain_ = true;
   double pp_intra_Bps_ = 0;  ///< a pipeline send inside one domain (one link on a full mesh)
   const Calibration* calibration_ = nullptr;  ///< null unless its arch matches the chip's

@@ -264,7 +264,7 @@ Simulated simulate_config(const config::ModelConfig& model, const config::ChipPr
   build.compact = compact;  // only the engine reads the plan
   plan::build_plan(model, p, w.plan, build);
   const parallel::Layout layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp);
-  const CostModel cost(chip, p.precision, layout, calibration, p.grad_bytes());
+  const CostModel cost(chip, p.precision, layout, calibration, p.grad_bytes(), CommCtas::of(p));
   // As executed_flops(w.plan): one pipeline's FLOPs times its tp·cp·dp ranks.
   const double executed = durations_and_flops(w.plan, cost, w.durations) * double(p.tp * p.cp * p.dp);
   return {simulate_on(w.plan, w.durations, chip, topt), executed};

@@ -98,7 +98,8 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // attention's backward (plan/builder.cpp) are blocking: each starts after the compute op before
   // it and the next compute op waits for it, so they add to each stage's chain (full recompute
   // gathers once more). Per stage: layers/pp layers (at least, on the busiest) × micro-batches.
-  const CostModel cost(chip, p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), calibration, p.grad_bytes());
+  const CostModel cost(chip, p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), calibration, p.grad_bytes(),
+                       CommCtas::of(p));
   plan::Op op;
   op.kind = plan::OpKind::kCollective;
   auto time_of = [&](plan::CollKind kind, parallel::Group g, int64_t bytes) {

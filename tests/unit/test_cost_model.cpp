@@ -264,3 +264,48 @@ TEST(CostModel, UnfusedAttentionMovesItsScoresThroughHbmAsMegatronsKernelsDo) {
               1e-9);
   EXPECT_GT(cost.duration(fwd), 6.5 * 2.0 * scores / bw);
 }
+
+TEST(CostModel, ChannelLimitedCommunicatorsMoveAtMostTheirChannelsBandwidth) {
+  // NVIDIA's MLPerf configs give NCCL's cp communicator one thread block (maxCTAs 1), dp 8, pp 2. A
+  // collective over k channels reaches at most k × the per-channel rate, NCCL's own tuner cap
+  // (src/graph/tuning.cc, perChMaxRingLL128Bws): 36.7 GB/s on Hopper, 40.0 on Blackwell, 20.0 on Ampere.
+  const auto h200 = config::load_chip("h200"), b200 = config::load_chip("b200"), a100 = config::load_chip("a100");
+  EXPECT_DOUBLE_EQ(h200.nccl_channel_gbyte_s, 36.7);
+  EXPECT_DOUBLE_EQ(b200.nccl_channel_gbyte_s, 40.0);
+  EXPECT_DOUBLE_EQ(a100.nccl_channel_gbyte_s, 20.0);
+  // Llama 3.1 8B at 4,096 tokens per rank, cp 2 inside one HGX H200: each rank's K and V (8 groups ×
+  // 128 × 2 tensors × 2 bytes per token) is 16.78 MB, the all-gather's S twice that. One channel:
+  // (n−1)/n · S / 36.7 GB/s = 0.457 ms, where NVLink alone (450 × 0.82 = 369 GB/s) takes 0.045 ms.
+  const parallel::Layout layout(1, 2, 4, 1);
+  plan::Op kv;
+  kv.kind = plan::OpKind::kCollective, kv.coll = plan::CollKind::kAllGather, kv.group = parallel::Group::kCp;
+  kv.bytes = int64_t(4096) * 1024 * 2 * 2 * 2;
+  const double S = double(kv.bytes);
+  const predict::CostModel free(h200, config::Precision::kBf16, layout);
+  EXPECT_NEAR(free.duration(kv), 0.5 * S / 369e9 + 3.4e-6, 1e-9);
+  const predict::CostModel one(h200, config::Precision::kBf16, layout, nullptr, 4, {0, 1, 0});
+  EXPECT_NEAR(one.duration(kv), 0.5 * S / 36.7e9, 1e-12);
+  EXPECT_NEAR(one.duration(kv) * 1e3, 0.457, 0.001);
+  // Other groups keep their rate: a dp reduce-scatter under a cp-only limit, and a limit wide enough
+  // (16 channels, 587 GB/s) not to bind.
+  plan::Op rs = kv;
+  rs.coll = plan::CollKind::kReduceScatter, rs.group = parallel::Group::kDpCp;
+  const double rs_free = free.duration(rs);
+  EXPECT_DOUBLE_EQ(one.duration(rs), rs_free);
+  EXPECT_DOUBLE_EQ(predict::CostModel(h200, config::Precision::kBf16, layout, nullptr, 4, {16, 0, 0}).duration(rs), rs_free);
+  // Two channels on the dp·cp group (8 ranks): 7/8 · S / 73.4 GB/s.
+  EXPECT_NEAR(predict::CostModel(h200, config::Precision::kBf16, layout, nullptr, 4, {2, 0, 0}).duration(rs), 7.0 / 8.0 * S / 73.4e9,
+              1e-12);
+  // A pipeline transfer inside the domain through 2 channels: S / 73.4 GB/s + one NVLink hop.
+  plan::Op send;
+  send.kind = plan::OpKind::kSendRecv, send.is_send = true, send.group = parallel::Group::kPp, send.bytes = kv.bytes;
+  const parallel::Layout pipe(1, 1, 1, 8);
+  EXPECT_NEAR(predict::CostModel(h200, config::Precision::kBf16, pipe).duration(send), S / 369e9 + 3.4e-6, 1e-12);
+  EXPECT_NEAR(predict::CostModel(h200, config::Precision::kBf16, pipe, nullptr, 4, {0, 0, 2}).duration(send), S / 73.4e9 + 3.4e-6,
+              1e-12);
+  // A chip that does not give the per-channel rate (Ascend: HCCL, not NCCL) ignores the limits.
+  const auto npu = config::load_chip("ascend-910c");
+  EXPECT_EQ(npu.nccl_channel_gbyte_s, 0);
+  EXPECT_DOUBLE_EQ(predict::CostModel(npu, config::Precision::kBf16, layout, nullptr, 4, {1, 1, 1}).duration(kv),
+                   predict::CostModel(npu, config::Precision::kBf16, layout).duration(kv));
+}

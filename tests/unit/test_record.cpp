@@ -32,6 +32,7 @@ config::ParallelConfig unusual_plan() {
   p.overlap_param_gather = false, p.overlap_p2p_comm = false, p.p2p_scatter_gather = true, p.async_tp_comm = false;
   p.ep = 4, p.etp = 2, p.moe_imbalance = 1.25, p.moe_token_dispatcher = config::Dispatcher::kFlex;
   p.account_for_embedding_in_pipeline_split = true, p.account_for_loss_in_pipeline_split = true;
+  p.dp_max_ctas = 8, p.cp_max_ctas = 1, p.pp_max_ctas = 2;
   return p;
 }
 
@@ -145,7 +146,7 @@ TEST(Record, SummaryRowRoundTripsThroughJsonAndHdf5) {
 
 TEST(Record, TextFormsComeFromTheTable) {
   const auto p = unusual_plan();
-  EXPECT_EQ(config::parallel_text(p), "tp4 pp3 dp5 cp2 ep4 etp2 imb1.25 ae al vpp2 mbs3 sel z1 sp tpo nofa gbf16 noogr noopg noop2p p2psg noatp");
+  EXPECT_EQ(config::parallel_text(p), "tp4 pp3 dp5 cp2 ep4 etp2 imb1.25 ae al vpp2 mbs3 sel z1 sp tpo nofa gbf16 noogr noopg noop2p p2psg noatp dpcta8 cpcta1 ppcta2");
   config::ParallelConfig d;
   EXPECT_EQ(config::parallel_text(d), "tp1 pp1 dp1 cp1 mbs1 non");
   // The `#` table: a header cell and a row cell for every field with a header, same widths for a
