@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
 #include <utility>
 #include <filesystem>
@@ -35,7 +36,8 @@ void check_cap_value(const Cap& cap, const std::string& where, const std::string
   if (cap.key == "node_jitter") {
     // A relative standard deviation, not a figure of the chip: 0 is allowed, percentages are not.
     if (cap.percent || cap.value < 0 || cap.value > ChipProfile::kMaxNodeJitter)
-      throw InputError(where, cap.key, "must be a fraction in [0, 0.5] (e.g. node_jitter=0.02) in '" + text + "'");
+      throw InputError(where, cap.key, "must be a fraction in [0, " + (std::ostringstream() << ChipProfile::kMaxNodeJitter).str() +
+                                           "] (e.g. node_jitter=0.02) in '" + text + "'");
     return;
   }
   if (cap.value <= 0) throw InputError(where, cap.key, "must be > 0 in '" + text + "'");
