@@ -10,7 +10,8 @@ Keywords are the CLI's flags with '-' as '_' (model, chip, gpus, num_layers, cal
 for the plan, the ParallelConfig field names (tp, pp, cp, vpp, micro_batch_size, global_batch_size,
 seq_length, recompute, zero, sequence_parallel, tp_comm_overlap, flash_attention,
 grad_reduce_in_bf16, overlap_grad_reduce, overlap_param_gather, overlap_p2p_comm,
-p2p_scatter_gather, async_tp_comm, grad_all_reduce, precision); capscale.keywords() lists them. As with
+p2p_scatter_gather, async_tp_comm, grad_all_reduce, dp_max_ctas, cp_max_ctas, pp_max_ctas, precision);
+capscale.keywords() lists them. As with
 `capscale predict`, the plan keywords not given are searched (no_search=True takes defaults).
 Bad input raises capscale.InputError, a ValueError carrying the CLI's one-line message.
 """

@@ -50,7 +50,7 @@ config::ChipProfile share_of(const config::ChipProfile& host, const std::string&
 }  // namespace
 
 HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& l, const std::string& backend,
-                           config::Precision precision, bool concurrent_streams)
+                           config::Precision precision, bool concurrent_streams, const config::ParallelConfig* plan)
     : layout(l),
       comms(layout, session.rank()),
       ctx{.session = &session,
@@ -58,12 +58,15 @@ HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& 
           .comms = &comms,
           .world_rank = session.rank(),
           .precision = precision,
-          .concurrent_streams = concurrent_streams},
+          .concurrent_streams = concurrent_streams,
+          .dp_max_ctas = plan ? plan->dp_max_ctas : 0,
+          .cp_max_ctas = plan ? plan->cp_max_ctas : 0,
+          .pp_max_ctas = plan ? plan->pp_max_ctas : 0},
       ex(make_executor(backend, ctx)) {}
 
 HostRun::HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& p,
                  const std::string& backend, const std::string& command, bool concurrent_streams)
-    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), backend, p.precision, concurrent_streams),
+    : HostExecutor(session, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), backend, p.precision, concurrent_streams, &p),
       profile(host_profile(backend, *ex)),
       host(profile.chip),
       host_share(share_of(host, backend, session)),

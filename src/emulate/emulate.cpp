@@ -101,7 +101,10 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
   const predict::CostModel target_cost(target, p.precision, layout, same_arch ? nullptr : calibration, p.grad_bytes(),
                                        predict::CommCtas::of(p));
   std::unique_ptr<predict::CostModel> host_cost;
-  if (same_arch) host_cost = std::make_unique<predict::CostModel>(host, p.precision, layout, nullptr, p.grad_bytes());
+  // The host ran the plan's NCCL thread-block limits too (the CUDA executor sets them; the CPU
+  // host's profile gives no per-channel rate, so its MPI collectives stay unlimited here).
+  if (same_arch)
+    host_cost = std::make_unique<predict::CostModel>(host, p.precision, layout, nullptr, p.grad_bytes(), predict::CommCtas::of(p));
   TargetResult r;
   r.durations.resize(plan.stages.size());
   r.sources.resize(plan.stages.size());

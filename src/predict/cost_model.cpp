@@ -56,8 +56,11 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
   pp_crosses_domain_ = spans_[static_cast<int>(parallel::Group::kPp)].domains > 1;
   // A communicator limited to k thread blocks runs k channels, each moving at most
   // nccl_channel_gbyte_s of bus bandwidth: data parallel's (its dp and dp·cp groups), context
-  // parallel's and the pipeline's. On a chip that does not give the per-channel figure the limits
-  // are not applied.
+  // parallel's and the pipeline's, the communicators NeMo's per-communicator file limits. The
+  // others keep NCCL's choice: tp's traffic runs through Transformer Engine's userbuffers under TP
+  // overlap, and the expert, embedding and amax groups are separate communicators the file leaves
+  // alone (MLPerf's sets tp_exp and tp_dp_cp to 1 block, but they carry only small messages). On a
+  // chip that does not give the per-channel figure the limits are not applied.
   if (const double channel = chip.nccl_channel_Bps(); channel > 0) {
     auto cap = [&](int64_t k) { return k > 0 ? double(k) * channel : 0.0; };
     bus_cap_Bps_[static_cast<int>(parallel::Group::kDp)] = cap(ctas.dp);

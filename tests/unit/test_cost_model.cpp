@@ -275,7 +275,7 @@ TEST(CostModel, ChannelLimitedCommunicatorsMoveAtMostTheirChannelsBandwidth) {
   EXPECT_DOUBLE_EQ(a100.nccl_channel_gbyte_s, 20.0);
   // Llama 3.1 8B at 4,096 tokens per rank, cp 2 inside one HGX H200: each rank's K and V (8 groups ×
   // 128 × 2 tensors × 2 bytes per token) is 16.78 MB, the all-gather's S twice that. One channel:
-  // (n−1)/n · S / 36.7 GB/s = 0.457 ms, where NVLink alone (450 × 0.82 = 369 GB/s) takes 0.045 ms.
+  // (n−1)/n · S / 36.7 GB/s = 0.457 ms, where NVLink (450 × 0.82 = 369 GB/s) takes 0.045 ms + one 3.4 µs hop.
   const parallel::Layout layout(1, 2, 4, 1);
   plan::Op kv;
   kv.kind = plan::OpKind::kCollective, kv.coll = plan::CollKind::kAllGather, kv.group = parallel::Group::kCp;
@@ -303,6 +303,16 @@ TEST(CostModel, ChannelLimitedCommunicatorsMoveAtMostTheirChannelsBandwidth) {
   EXPECT_NEAR(predict::CostModel(h200, config::Precision::kBf16, pipe).duration(send), S / 369e9 + 3.4e-6, 1e-12);
   EXPECT_NEAR(predict::CostModel(h200, config::Precision::kBf16, pipe, nullptr, 4, {0, 0, 2}).duration(send), S / 73.4e9 + 3.4e-6,
               1e-12);
+  // A receive completes with its send; across nodes (pp 16 over two HGX nodes) the NIC (400 Gb/s ×
+  // efficiency.nic, 46 GB/s) is slower than 2 channels, so the limit does not bind.
+  plan::Op recv = send;
+  recv.is_send = false;
+  EXPECT_EQ(predict::CostModel(h200, config::Precision::kBf16, pipe, nullptr, 4, {0, 0, 2}).duration(recv), 0.0);
+  const parallel::Layout two_nodes(1, 1, 1, 16);
+  const double nic = h200.nic_Bps() * h200.efficiency.nic;
+  ASSERT_LT(nic, 73.4e9);
+  EXPECT_NEAR(predict::CostModel(h200, config::Precision::kBf16, two_nodes, nullptr, 4, {0, 0, 2}).duration(send),
+              S / nic + h200.nic_latency_us * 1e-6, 1e-12);
   // A chip that does not give the per-channel rate (Ascend: HCCL, not NCCL) ignores the limits.
   const auto npu = config::load_chip("ascend-910c");
   EXPECT_EQ(npu.nccl_channel_gbyte_s, 0);

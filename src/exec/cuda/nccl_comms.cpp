@@ -66,7 +66,7 @@ NcclComms::~NcclComms() {
   }
 }
 
-Comm& NcclComms::create(const ncclUniqueId& id, int size, int rank, const std::string& name) {
+Comm& NcclComms::create(const ncclUniqueId& id, int size, int rank, const std::string& name, int64_t max_ctas) {
   comms_.push_back(std::make_unique<Comm>());
   Comm& c = *comms_.back();
   c.size = size, c.rank = rank, c.name = name;
@@ -75,6 +75,14 @@ Comm& NcclComms::create(const ncclUniqueId& id, int size, int rank, const std::s
   cfg.blocking = 0;
 #if NCCL_VERSION_CODE >= NCCL_VERSION(2, 19, 0)
   cfg.commName = c.name.c_str();
+#endif
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 17, 0)
+  if (max_ctas > 0) cfg.maxCTAs = static_cast<int>(max_ctas);
+#else
+  if (max_ctas > 0)
+    throw InputError("plan", "dp_max_ctas / cp_max_ctas / pp_max_ctas",
+                     "limit a communicator's thread blocks through ncclConfig_t.maxCTAs, which needs NCCL >= 2.17; this build has "
+                     "NCCL_VERSION_CODE " + std::to_string(NCCL_VERSION_CODE) + ". Leave them 0");
 #endif
   check(ncclCommInitRankConfig(&c.comm, size, id, rank, &cfg), c, "ncclCommInitRankConfig");
 #else
@@ -199,7 +207,12 @@ void GroupComms::connect(const ExecContext& ctx, const plan::StagePlan& stage, N
     ncclUniqueId id{};
     if (rank == 0) CAPSCALE_NCCL_CHECK(ncclGetUniqueId(&id));
     CAPSCALE_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, mc));
-    Comm& c = nccl.create(id, size, rank, parallel::to_string(g));
+    // The plan's thread-block limit for the communicators NeMo's per-communicator file names
+    // (dp and dp_cp share the dp limit; tp is left to NCCL, as the cost model leaves it).
+    const int64_t max_ctas = g == parallel::Group::kDp || g == parallel::Group::kDpCp ? ctx.dp_max_ctas
+                             : g == parallel::Group::kCp                              ? ctx.cp_max_ctas
+                                                                                      : 0;
+    Comm& c = nccl.create(id, size, rank, parallel::to_string(g), max_ctas);
     // Warm-up: a one-element all-reduce connects the ring/tree channels the step will use.
     nccl.check(ncclAllReduce(scratch, scratch, 1, ncclBfloat16, ncclSum, c.comm, s), c, "ncclAllReduce (warm-up)");
     nccl.wait_stream(s, "the warm-up all-reduce on the " + c.name + " communicator");
@@ -224,7 +237,7 @@ void GroupComms::connect_edges(const ExecContext& ctx, MPI_Comm ppc, NcclComms& 
     } else {
       CAPSCALE_MPI_CHECK(MPI_Recv(&id, sizeof id, MPI_BYTE, static_cast<int>(from), 0, ppc, MPI_STATUS_IGNORE));
     }
-    Comm& c = nccl.create(id, 2, sender ? 0 : 1, "pp " + std::to_string(from) + "->" + std::to_string(to));
+    Comm& c = nccl.create(id, 2, sender ? 0 : 1, "pp " + std::to_string(from) + "->" + std::to_string(to), ctx.pp_max_ctas);
     // Warm-up: one byte in the direction the communicator carries.
     if (sender) nccl.check(ncclSend(scratch, 1, ncclUint8, 1, c.comm, s), c, "ncclSend (warm-up)");
     else nccl.check(ncclRecv(scratch, 1, ncclUint8, 0, c.comm, s), c, "ncclRecv (warm-up)");

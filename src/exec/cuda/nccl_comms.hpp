@@ -47,7 +47,8 @@ class NcclComms {
 
   /// A non-blocking communicator (NCCL ≥ 2.14) of `size` ranks from `id`, polled to completion
   /// under the watchdog instead of blocking forever when a peer never arrives.
-  Comm& create(const ncclUniqueId& id, int size, int rank, const std::string& name);
+  /// `max_ctas` > 0 limits the communicator's thread blocks (ncclConfig_t.maxCTAs, NCCL >= 2.17).
+  Comm& create(const ncclUniqueId& id, int size, int rank, const std::string& name, int64_t max_ctas = 0);
 
   /// Checks what an NCCL call on `c` returned: ncclInProgress (non-blocking communicators) is
   /// waited out; any error aborts every communicator and throws RuntimeError naming `call`.
