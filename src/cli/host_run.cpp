@@ -50,7 +50,7 @@ config::ChipProfile share_of(const config::ChipProfile& host, const std::string&
 }  // namespace
 
 HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& l, const std::string& backend,
-                           config::Precision precision, bool concurrent_streams, const config::ParallelConfig* plan)
+                           config::Precision precision, bool concurrent_streams, const config::ParallelConfig* parallel_plan)
     : layout(l),
       comms(layout, session.rank()),
       ctx{.session = &session,
@@ -59,9 +59,7 @@ HostExecutor::HostExecutor(const mpi::Session& session, const parallel::Layout& 
           .world_rank = session.rank(),
           .precision = precision,
           .concurrent_streams = concurrent_streams,
-          .dp_max_ctas = plan ? plan->dp_max_ctas : 0,
-          .cp_max_ctas = plan ? plan->cp_max_ctas : 0,
-          .pp_max_ctas = plan ? plan->pp_max_ctas : 0},
+          .max_ctas = parallel_plan ? plan::CommCtas::of(*parallel_plan) : plan::CommCtas{}},
       ex(make_executor(backend, ctx)) {}
 
 HostRun::HostRun(const mpi::Session& session, const config::ModelConfig& model, const config::ParallelConfig& p,

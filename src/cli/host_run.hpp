@@ -29,10 +29,10 @@ class HostExecutor {
  public:
   /// `precision` is the GEMM type the executor runs (--precision); bench and calibrate use bf16.
   /// `concurrent_streams`: ExecContext::concurrent_streams (the CPU executor's stream mode).
-  /// `plan` (may be null: bench, calibrate) gives the NCCL thread-block limits (ExecContext).
+  /// `parallel_plan` (may be null: bench, calibrate) gives the NCCL thread-block limits (ExecContext).
   HostExecutor(const mpi::Session& session, const parallel::Layout& layout, const std::string& backend,
                config::Precision precision = config::Precision::kBf16, bool concurrent_streams = false,
-               const config::ParallelConfig* plan = nullptr);
+               const config::ParallelConfig* parallel_plan = nullptr);
   HostExecutor(const HostExecutor&) = delete;
   HostExecutor& operator=(const HostExecutor&) = delete;
 

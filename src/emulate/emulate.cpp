@@ -98,13 +98,13 @@ TargetResult emulate_target(const plan::Plan& plan, const std::vector<std::vecto
   const bool same_arch = host.arch == target.arch && host.supports(p.precision);
   // Dilation keeps the host's own measurements, so a calibration only serves targets of another
   // architecture than the host's (the dilation ratio stays the roofline's).
-  const predict::CostModel target_cost(target, p.precision, layout, same_arch ? nullptr : calibration, p.grad_bytes(),
-                                       predict::CommCtas::of(p));
+  const auto ctas = predict::CommCtas::of(p);
+  const predict::CostModel target_cost(target, p.precision, layout, same_arch ? nullptr : calibration, p.grad_bytes(), ctas);
   std::unique_ptr<predict::CostModel> host_cost;
   // The host ran the plan's NCCL thread-block limits too (the CUDA executor sets them; the CPU
   // host's profile gives no per-channel rate, so its MPI collectives stay unlimited here).
   if (same_arch)
-    host_cost = std::make_unique<predict::CostModel>(host, p.precision, layout, nullptr, p.grad_bytes(), predict::CommCtas::of(p));
+    host_cost = std::make_unique<predict::CostModel>(host, p.precision, layout, nullptr, p.grad_bytes(), ctas);
   TargetResult r;
   r.durations.resize(plan.stages.size());
   r.sources.resize(plan.stages.size());

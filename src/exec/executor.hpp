@@ -41,11 +41,10 @@ struct ExecContext {
   /// dependencies are done. Off: one queue, ops in plan order. The CUDA executor always runs its
   /// streams concurrently.
   bool concurrent_streams = false;
-  /// NCCL's per-communicator thread-block limits from the plan (ParallelConfig::dp_max_ctas,
-  /// cp_max_ctas, pp_max_ctas; 0: NCCL's own choice). The CUDA executor creates its dp, dp·cp, cp
-  /// and pipeline communicators with ncclConfig_t.maxCTAs set to them, as NeMo does from its
+  /// NCCL's per-communicator thread-block limits from the plan: the CUDA executor creates each
+  /// group's communicator with ncclConfig_t.maxCTAs set to its limit, as NeMo does from its
   /// nccl_communicator_config_path, so a measured step runs what the cost model times.
-  int64_t dp_max_ctas = 0, cp_max_ctas = 0, pp_max_ctas = 0;
+  plan::CommCtas max_ctas;
 };
 
 class Executor {

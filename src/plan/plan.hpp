@@ -53,6 +53,28 @@ std::string to_string(OpName n);
 /// stream — a reduce-scatter behind the GEMM that produces it, a GEMM behind the all-gather that
 /// feeds it. It starts once the partner's first chunk is done and ends one of its own chunks after
 /// the slower of the two; the timeline engine applies this in one place (predict/timeline.cpp).
+/// NCCL's per-communicator thread-block limits of a run (ParallelConfig::dp_max_ctas, cp_max_ctas,
+/// pp_max_ctas; 0: NCCL's own choice), by the group whose communicator they limit: the cost model
+/// bounds those groups' bus bandwidth by them and the CUDA executor creates those communicators
+/// with them (ncclConfig_t.maxCTAs).
+struct CommCtas {
+  int64_t dp = 0, cp = 0, pp = 0;
+  static CommCtas of(const config::ParallelConfig& p) { return {p.dp_max_ctas, p.cp_max_ctas, p.pp_max_ctas}; }
+  /// The limit of group g's communicator: dp for the dp and dp·cp groups, cp, pp for the pipeline
+  /// transfers; the others (tp, expert, embedding, amax groups) keep NCCL's choice, 0. NeMo's
+  /// per-communicator file names dp, dp_cp, cp, pp and tp; tp's traffic runs through Transformer
+  /// Engine's userbuffers under TP overlap, so its limit is left out.
+  int64_t for_group(parallel::Group g) const {
+    switch (g) {
+      case parallel::Group::kDp:
+      case parallel::Group::kDpCp: return dp;
+      case parallel::Group::kCp: return cp;
+      case parallel::Group::kPp: return pp;
+      default: return 0;
+    }
+  }
+};
+
 struct Overlap {
   int32_t partner = -1;  ///< index in the same stage's op list, < this op's; −1: not overlapped
   int32_t chunks = 1;

@@ -55,18 +55,11 @@ CostModel::CostModel(const config::ChipProfile& chip, config::Precision precisio
   }
   pp_crosses_domain_ = spans_[static_cast<int>(parallel::Group::kPp)].domains > 1;
   // A communicator limited to k thread blocks runs k channels, each moving at most
-  // nccl_channel_gbyte_s of bus bandwidth: data parallel's (its dp and dp·cp groups), context
-  // parallel's and the pipeline's, the communicators NeMo's per-communicator file limits. The
-  // others keep NCCL's choice: tp's traffic runs through Transformer Engine's userbuffers under TP
-  // overlap, and the expert, embedding and amax groups are separate communicators the file leaves
-  // alone (MLPerf's sets tp_exp and tp_dp_cp to 1 block, but they carry only small messages). On a
-  // chip that does not give the per-channel figure the limits are not applied.
+  // nccl_channel_gbyte_s of bus bandwidth (which groups: CommCtas::for_group; MLPerf's file also
+  // gives tp_exp and tp_dp_cp 1 block, but they carry only small messages). On a chip that does
+  // not give the per-channel figure the limits are not applied.
   if (const double channel = chip.nccl_channel_Bps(); channel > 0) {
-    auto cap = [&](int64_t k) { return k > 0 ? double(k) * channel : 0.0; };
-    bus_cap_Bps_[static_cast<int>(parallel::Group::kDp)] = cap(ctas.dp);
-    bus_cap_Bps_[static_cast<int>(parallel::Group::kDpCp)] = cap(ctas.dp);
-    bus_cap_Bps_[static_cast<int>(parallel::Group::kCp)] = cap(ctas.cp);
-    pp_cap_Bps_ = cap(ctas.pp);
+    for (auto g : parallel::kAllGroups) bus_cap_Bps_[static_cast<int>(g)] = double(ctas.for_group(g)) * channel;
   }
   // A pipeline transfer inside a full-mesh domain is one link's worth of it.
   pp_intra_Bps_ = chip.full_mesh && chip.nvlink_domain > 1 ? link_.intra_Bps / double(chip.nvlink_domain - 1) : link_.intra_Bps;
@@ -190,7 +183,7 @@ double CostModel::duration(const plan::Op& op) const {
     case OpKind::kSendRecv: {
       if (!op.is_send) return 0;  // a receive completes when its matching send does
       double rate = pp_crosses_domain_ ? link_.inter_Bps : pp_intra_Bps_;
-      if (pp_cap_Bps_ > 0) rate = std::min(rate, pp_cap_Bps_);
+      if (const double cap = bus_cap_Bps_[static_cast<int>(parallel::Group::kPp)]; cap > 0) rate = std::min(rate, cap);
       return double(op.bytes) / rate + (pp_crosses_domain_ ? link_.inter_alpha_s : link_.intra_alpha_s);
     }
   }

@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "config/chip.hpp"
-#include "config/parallel_config.hpp"
 #include "parallel/layout.hpp"
 #include "collectives/collectives.hpp"
 #include "plan/plan.hpp"
@@ -28,13 +27,9 @@ namespace capscale::predict {
 using collectives::GroupSpan;
 using collectives::LinkParams;
 
-/// NCCL's per-communicator channel limits (ParallelConfig::dp_max_ctas, cp_max_ctas, pp_max_ctas;
-/// 0: none). A collective NCCL runs over k channels moves at most k · nccl_channel_gbyte_s of bus
-/// bandwidth (NCCL src/graph/tuning.cc: busBw = nChannels · per-channel bandwidth).
-struct CommCtas {
-  int64_t dp = 0, cp = 0, pp = 0;
-  static CommCtas of(const config::ParallelConfig& p) { return {p.dp_max_ctas, p.cp_max_ctas, p.pp_max_ctas}; }
-};
+/// A collective NCCL runs over k channels moves at most k · nccl_channel_gbyte_s of bus bandwidth
+/// (NCCL src/graph/tuning.cc: busBw = nChannels · per-channel bandwidth).
+using plan::CommCtas;
 
 class CostModel {
  public:
@@ -92,10 +87,9 @@ class CostModel {
   /// link_ as each group sees it: on a full-mesh domain (ChipProfile::full_mesh) a group with fewer
   /// members per domain than the domain holds drives fewer links.
   std::array<LinkParams, parallel::kNumGroups> group_links_{};
-  /// Bus bandwidth a collective over each group may reach under the run's channel limits (CommCtas);
-  /// 0: no limit. pp_cap_Bps_: the same for a pipeline transfer.
+  /// Bus bandwidth a collective over each group (and a pipeline transfer, kPp) may reach under the
+  /// run's channel limits (CommCtas); 0: no limit.
   std::array<double, parallel::kNumGroups> bus_cap_Bps_{};
-  double pp_cap_Bps_ = 0;
   bool pp_crosses_domain_ = true;
   double pp_intra_Bps_ = 0;  ///< a pipeline send inside one domain (one link on a full mesh)
   const Calibration* calibration_ = nullptr;  ///< null unless its arch matches the chip's

@@ -207,12 +207,7 @@ void GroupComms::connect(const ExecContext& ctx, const plan::StagePlan& stage, N
     ncclUniqueId id{};
     if (rank == 0) CAPSCALE_NCCL_CHECK(ncclGetUniqueId(&id));
     CAPSCALE_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, mc));
-    // The plan's thread-block limit for the communicators NeMo's per-communicator file names
-    // (dp and dp_cp share the dp limit; tp is left to NCCL, as the cost model leaves it).
-    const int64_t max_ctas = g == parallel::Group::kDp || g == parallel::Group::kDpCp ? ctx.dp_max_ctas
-                             : g == parallel::Group::kCp                              ? ctx.cp_max_ctas
-                                                                                      : 0;
-    Comm& c = nccl.create(id, size, rank, parallel::to_string(g), max_ctas);
+    Comm& c = nccl.create(id, size, rank, parallel::to_string(g), ctx.max_ctas.for_group(g));
     // Warm-up: a one-element all-reduce connects the ring/tree channels the step will use.
     nccl.check(ncclAllReduce(scratch, scratch, 1, ncclBfloat16, ncclSum, c.comm, s), c, "ncclAllReduce (warm-up)");
     nccl.wait_stream(s, "the warm-up all-reduce on the " + c.name + " communicator");
@@ -237,7 +232,7 @@ void GroupComms::connect_edges(const ExecContext& ctx, MPI_Comm ppc, NcclComms& 
     } else {
       CAPSCALE_MPI_CHECK(MPI_Recv(&id, sizeof id, MPI_BYTE, static_cast<int>(from), 0, ppc, MPI_STATUS_IGNORE));
     }
-    Comm& c = nccl.create(id, 2, sender ? 0 : 1, "pp " + std::to_string(from) + "->" + std::to_string(to), ctx.pp_max_ctas);
+    Comm& c = nccl.create(id, 2, sender ? 0 : 1, "pp " + std::to_string(from) + "->" + std::to_string(to), ctx.max_ctas.for_group(parallel::Group::kPp));
     // Warm-up: one byte in the direction the communicator carries.
     if (sender) nccl.check(ncclSend(scratch, 1, ncclUint8, 1, c.comm, s), c, "ncclSend (warm-up)");
     else nccl.check(ncclRecv(scratch, 1, ncclUint8, 0, c.comm, s), c, "ncclRecv (warm-up)");
