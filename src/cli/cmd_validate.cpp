@@ -44,17 +44,22 @@ int print_cross_validation(const predict::CrossValidation& cv, bool json) {
   nlohmann::json folds = nlohmann::json::array();
   for (const auto& f : cv.folds) {
     std::string constants;
+    nlohmann::json sustained = nlohmann::json::object(), jitter = nlohmann::json::object();
     for (const auto& [arch, value] : f.constants) {
-      std::snprintf(line, sizeof line, "%s%s %.3f", constants.empty() ? "" : ", ", arch.c_str(), value);
+      std::snprintf(line, sizeof line, "%s%s %.3f/%.3f", constants.empty() ? "" : ", ", arch.c_str(), value.sustained,
+                    value.node_jitter);
       constants += line;
+      sustained[arch] = value.sustained;
+      jitter[arch] = value.node_jitter;
     }
     for (const auto& a : f.pooled_archs) constants += " (" + a + " pooled: no fit row of it elsewhere)";
-    std::snprintf(line, sizeof line, "# cv %-60.60s %3lld rows: median %5.1f %%, max %5.1f %% (sustained %s)\n", f.source.c_str(),
+    std::snprintf(line, sizeof line, "# cv %-60.60s %3lld rows: median %5.1f %%, max %5.1f %% (sustained/node_jitter %s)\n", f.source.c_str(),
                   (long long)f.errors.rows, 100 * f.errors.median_abs, 100 * f.errors.max_abs, constants.c_str());
     log << line;
     nlohmann::json j = stats_json(f.errors);
     j["source"] = f.source;
-    j["sustained"] = f.constants;
+    j["sustained"] = sustained;
+    j["node_jitter"] = jitter;
     j["pooled_archs"] = f.pooled_archs;
     folds.push_back(j);
   }
@@ -121,7 +126,7 @@ Action add_validate(CLI::App& app) {
   auto slopes = std::make_shared<bool>(false);
   cmd->add_option("--runs", *file, "published runs YAML");
   cmd->add_flag("--json", *json, "print JSON on stdout");
-  cmd->add_flag("--fit", *fit, "refit efficiency.sustained per architecture on the rows marked fit, and print it");
+  cmd->add_flag("--fit", *fit, "refit efficiency.sustained and node_jitter per architecture on the rows marked fit, and print them");
   cmd->add_flag("--cv", *cv,
                 "leave-one-source-out cross-validation: refit the constants without each source, predict it; per source and overall");
   cmd->add_flag("--slopes", *slopes,
@@ -134,13 +139,16 @@ Action add_validate(CLI::App& app) {
     char line[400];
     if (*fit) {
       nlohmann::json arr = nlohmann::json::array();
-      for (const auto& f : predict::fit_sustained(runs)) {
+      for (const auto& f : predict::fit_constants(runs)) {
         std::snprintf(line, sizeof line,
-                      "# fit %-8s efficiency.sustained = %.4f over %lld rows (rms log error %.4f; shipped %.3f gives %.4f)\n",
-                      f.arch.c_str(), f.value, (long long)f.rows, f.rms_log_error_fit, f.shipped, f.rms_log_error_shipped);
+                      "# fit %-8s efficiency.sustained = %.4f, node_jitter = %.4f over %lld rows (rms log error %.4f; shipped %.3f, "
+                      "%.4f gives %.4f)\n",
+                      f.arch.c_str(), f.value.sustained, f.value.node_jitter, (long long)f.rows, f.rms_log_error_fit,
+                      f.shipped.sustained, f.shipped.node_jitter, f.rms_log_error_shipped);
         log << line;
-        arr.push_back({{"arch", f.arch}, {"rows", f.rows}, {"sustained", f.value}, {"rms_log_error", f.rms_log_error_fit},
-                       {"shipped", f.shipped}, {"rms_log_error_shipped", f.rms_log_error_shipped}});
+        arr.push_back({{"arch", f.arch}, {"rows", f.rows}, {"sustained", f.value.sustained}, {"node_jitter", f.value.node_jitter},
+                       {"rms_log_error", f.rms_log_error_fit}, {"shipped", f.shipped.sustained},
+                       {"shipped_node_jitter", f.shipped.node_jitter}, {"rms_log_error_shipped", f.rms_log_error_shipped}});
       }
       if (*json) std::cout << arr.dump(2) << std::endl;
       return 0;

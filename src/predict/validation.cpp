@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "common/error.hpp"
@@ -98,9 +99,12 @@ const config::ChipProfile& chip_of(Chips& chips, const PublishedRun& run) {
   return it->second;
 }
 
-ValidationRow predict_row(const PublishedRun& run, const SustainedByArch& sustained, Chips& chips) {
+ValidationRow predict_row(const PublishedRun& run, const ConstantsByArch& constants, Chips& chips) {
   config::ChipProfile chip = chip_of(chips, run);
-  if (auto it = sustained.find(chip.sustained_arch()); it != sustained.end()) chip.efficiency.sustained = it->second;
+  if (auto it = constants.find(chip.sustained_arch()); it != constants.end()) {
+    chip.efficiency.sustained = it->second.sustained;
+    chip.node_jitter = it->second.node_jitter;
+  }
   ValidationRow v;
   v.run = run;
   v.predicted = predict(run.model, chip, run.parallel).row;
@@ -128,11 +132,11 @@ double log_error(const ValidationRow& v) {
   return v.run.metric == "step_time_s" ? -r : r;
 }
 
-ValidationSummary validate(const std::vector<PublishedRun>& runs, const SustainedByArch& sustained, Chips& chips) {
+ValidationSummary validate(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants, Chips& chips) {
   ValidationSummary s;
   std::vector<double> all, holdout;
   for (const auto& run : runs) {
-    s.rows.push_back(predict_row(run, sustained, chips));
+    s.rows.push_back(predict_row(run, constants, chips));
     const double e = std::abs(s.rows.back().error);
     if (!run.in_budget) continue;
     all.push_back(e);
@@ -145,9 +149,9 @@ ValidationSummary validate(const std::vector<PublishedRun>& runs, const Sustaine
 }
 }  // namespace
 
-ValidationSummary validate(const std::vector<PublishedRun>& runs, const SustainedByArch& sustained) {
+ValidationSummary validate(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants) {
   Chips chips;
-  return validate(runs, sustained, chips);
+  return validate(runs, constants, chips);
 }
 
 namespace {
@@ -158,51 +162,152 @@ std::map<std::string, std::vector<const PublishedRun*>> fit_rows_by_arch(const s
   return by_arch;
 }
 
-double rms_log_error(const std::vector<const PublishedRun*>& rows, const SustainedByArch& constants, Chips& chips) {
+/// Every row with `c` for its architecture (a pooled fit gives rows of several the same constants).
+ValidationRow predict_with(const PublishedRun& run, FittedConstants c, Chips& chips) {
+  return predict_row(run, ConstantsByArch{{chip_of(chips, run).sustained_arch(), c}}, chips);
+}
+
+double rms_log_error(const std::vector<const PublishedRun*>& rows, FittedConstants c, Chips& chips) {
   double sum = 0;
   for (const auto* r : rows) {
-    const double e = log_error(predict_row(*r, constants, chips));
+    const double e = log_error(predict_with(*r, c, chips));
     sum += e * e;
   }
   return rows.empty() ? 0.0 : std::sqrt(sum / double(rows.size()));
 }
 
-double rms_log_error(const std::vector<const PublishedRun*>& rows, const std::string& arch, double value, Chips& chips) {
-  return rms_log_error(rows, SustainedByArch{{arch, value}}, chips);
-}
-
-/// Golden-section search of the unimodal rms(value) on [0.5, 1]; 22 steps shrink it to ~1e-5.
-template <typename Rms>
-double golden_section(Rms rms) {
+/// Golden-section search of a unimodal f on [a, b]; 22 steps shrink it to ~1e-5 of its width.
+template <typename F>
+double golden_section(F f, double a, double b) {
   const double g = 0.5 * (std::sqrt(5.0) - 1.0);
-  double a = 0.5, b = 1.0, x1 = b - g * (b - a), x2 = a + g * (b - a), f1 = rms(x1), f2 = rms(x2);
+  double x1 = b - g * (b - a), x2 = a + g * (b - a), f1 = f(x1), f2 = f(x2);
   for (int i = 0; i < 22; ++i) {
-    if (f1 < f2) b = x2, x2 = x1, f2 = f1, x1 = b - g * (b - a), f1 = rms(x1);
-    else a = x1, x1 = x2, f1 = f2, x2 = a + g * (b - a), f2 = rms(x2);
+    if (f1 < f2) b = x2, x2 = x1, f2 = f1, x1 = b - g * (b - a), f1 = f(x1);
+    else a = x1, x1 = x2, f1 = f2, x2 = a + g * (b - a), f2 = f(x2);
   }
   return 0.5 * (a + b);
 }
+
+/// Each fit row's log error e0 at σ = 0 and its relative wait per unit σ, w (the jitter wait at
+/// σ = 1 over the step; node_jitter_wait; 0 on one node), on a grid of efficiency.sustained. A step
+/// at σ is the step at 0 times (1 + σ w) in every metric's terms (throughput metrics are inverse in
+/// the step), so the log error at (sustained, σ) is e0(sustained) − log(1 + σ w(sustained)): one
+/// prediction per row and grid point serves every σ and every fold. Between grid points both are
+/// interpolated linearly (the step is close to affine in 1 / sustained; on a 0.01 grid the
+/// interpolation moves a log error by ~1e-5; the fit moves by ~1e-4 against a 0.004 grid).
+class FitCurves {
+ public:
+  static constexpr double kLo = 0.7, kHi = 1.0;
+  static constexpr int kPoints = 31;
+
+  FitCurves(const std::vector<const PublishedRun*>& rows, Chips& chips) {
+    for (const auto* r : rows) {
+      Curve& c = curves_[r];
+      c.arch = chip_of(chips, *r).sustained_arch();
+      const int64_t nodes = node_count(chip_of(chips, *r), r->gpus);
+      for (int i = 0; i < kPoints; ++i) {
+        const ValidationRow v = predict_with(*r, {at(i), 0.0}, chips);
+        c.e0.push_back(log_error(v));
+        c.w.push_back(node_jitter_wait(v.predicted.breakdown, 1.0, nodes) / v.predicted.step_time_s);
+      }
+    }
+  }
+  double log_error_at(const PublishedRun* r, double sustained, double sigma) const {
+    const Curve& c = curves_.at(r);
+    const double x = std::clamp((sustained - kLo) / (kHi - kLo) * (kPoints - 1), 0.0, double(kPoints - 1));
+    const int i = std::min(int(x), kPoints - 2);
+    const double f = x - i;
+    return (1 - f) * c.e0[i] + f * c.e0[i + 1] - std::log1p(sigma * ((1 - f) * c.w[i] + f * c.w[i + 1]));
+  }
+  const std::string& arch(const PublishedRun* r) const { return curves_.at(r).arch; }
+
+ private:
+  struct Curve {
+    std::string arch;
+    std::vector<double> e0, w;
+  };
+  static double at(int i) { return kLo + (kHi - kLo) * i / (kPoints - 1); }
+  std::map<const PublishedRun*, Curve> curves_;
+};
+
+/// The joint least-squares fit over `rows`: one efficiency.sustained per architecture and one
+/// node_jitter σ for all (a straggler spread is the cluster's and its software's, not a chip's;
+/// the Hopper rows resolve it and the Ampere ones barely do). For each trial σ (golden-section on
+/// [0, kMaxFittedNodeJitter]), each architecture's sustained is its own least squares at that σ
+/// (golden-section on the curves' range); σ minimises the total. With `pooled`, every row shares
+/// one sustained (an architecture with no fit row of its own is predicted with the others' one).
+ConstantsByArch fit_rows(const std::vector<const PublishedRun*>& rows, const FitCurves& curves, bool pooled = false) {
+  std::map<std::string, std::vector<const PublishedRun*>> groups;
+  for (const auto* r : rows) groups[pooled ? std::string() : curves.arch(r)].push_back(r);
+  auto sse = [&](const std::vector<const PublishedRun*>& g, double sustained, double sigma) {
+    double sum = 0;
+    for (const auto* r : g) sum += std::pow(curves.log_error_at(r, sustained, sigma), 2);
+    return sum;
+  };
+  auto best_sustained = [&](const std::vector<const PublishedRun*>& g, double sigma) {
+    return golden_section([&](double v) { return sse(g, v, sigma); }, FitCurves::kLo, FitCurves::kHi);
+  };
+  auto total = [&](double sigma) {
+    double sum = 0;
+    for (const auto& [arch, g] : groups) sum += sse(g, best_sustained(g, sigma), sigma);
+    return sum;
+  };
+  double sigma = golden_section(total, 0.0, kMaxFittedNodeJitter);
+  if (total(0.0) <= total(sigma)) sigma = 0;  // the boundary: best without any wait
+  ConstantsByArch out;
+  for (const auto& [arch, g] : groups) {
+    const FittedConstants c{best_sustained(g, sigma), sigma};
+    if (pooled) {
+      for (const auto* r : g) out[curves.arch(r)] = c;
+    } else {
+      out[arch] = c;
+    }
+  }
+  return out;
+}
+
+std::vector<const PublishedRun*> all_fit_rows(const std::vector<PublishedRun>& runs) {
+  std::vector<const PublishedRun*> rows;
+  for (const auto& r : runs)
+    if (r.fit) rows.push_back(&r);
+  return rows;
+}
 }  // namespace
 
-double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, double value) {
+double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, FittedConstants value) {
   Chips chips;
   const auto by_arch = fit_rows_by_arch(runs, chips);
   const auto it = by_arch.find(arch);
-  return it == by_arch.end() ? 0.0 : rms_log_error(it->second, arch, value, chips);
+  return it == by_arch.end() ? 0.0 : rms_log_error(it->second, value, chips);
 }
 
-std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs) {
+double fit_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants) {
   Chips chips;
-  std::vector<SustainedFit> out;
-  for (const auto& [arch, rows] : fit_rows_by_arch(runs, chips)) {
-    auto rms = [&rows = rows, &arch = arch, &chips](double value) { return rms_log_error(rows, arch, value, chips); };
-    SustainedFit f;
+  double sum = 0;
+  int64_t n = 0;
+  for (const auto& r : runs) {
+    if (!r.fit) continue;
+    const double e = log_error(predict_row(r, constants, chips));
+    sum += e * e, ++n;
+  }
+  return n ? std::sqrt(sum / double(n)) : 0.0;
+}
+
+std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs) {
+  Chips chips;
+  const auto rows = all_fit_rows(runs);
+  const FitCurves curves(rows, chips);
+  const ConstantsByArch fitted = fit_rows(rows, curves);
+  std::vector<ConstantsFit> out;
+  for (const auto& [arch, group] : fit_rows_by_arch(runs, chips)) {
+    ConstantsFit f;
     f.arch = arch;
-    f.rows = int64_t(rows.size());
-    f.value = golden_section(rms);
-    f.shipped = chip_of(chips, *rows.front()).efficiency.sustained;
-    f.rms_log_error_shipped = rms(f.shipped);
-    f.rms_log_error_fit = rms(f.value);
+    f.rows = int64_t(group.size());
+    f.value = fitted.at(arch);
+    f.rms_log_error_fit = rms_log_error(group, f.value, chips);
+    const config::ChipProfile& chip = chip_of(chips, *group.front());
+    f.shipped = {chip.efficiency.sustained, chip.node_jitter};
+    f.rms_log_error_shipped = rms_log_error(group, f.shipped, chips);
     out.push_back(f);
   }
   return out;
@@ -221,49 +326,48 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
     if (runs[i].in_budget && std::find(sources.begin(), sources.end(), runs[i].source) == sources.end())
       sources.push_back(runs[i].source);
   }
-  // A fold whose source holds no fit row of an architecture leaves that architecture's fit as it
-  // is: the shipped constant, which Validation.ShippedSustainedIsTheLeastSquaresFit holds to the fit.
-  std::map<std::string, double> shipped;
+  // A source with no fit row leaves the fit as it is: the shipped constants, which
+  // Validation.ShippedConstantsAreTheLeastSquaresFit holds to the fit. Otherwise the fold refits
+  // every constant on the other sources' fit rows (σ is shared, so leaving out a Hopper source moves
+  // the Ampere fit too).
+  ConstantsByArch shipped;
   for (size_t i = 0; i < runs.size(); ++i)
-    if (!shipped.count(arch[i])) shipped[arch[i]] = chip_of(chips, runs[i]).efficiency.sustained;
+    if (!shipped.count(arch[i])) {
+      const config::ChipProfile& chip = chip_of(chips, runs[i]);
+      shipped[arch[i]] = {chip.efficiency.sustained, chip.node_jitter};
+    }
+  const FitCurves curves(all_fit_rows(runs), chips);
   cv.rows.resize(runs.size());
   std::vector<bool> predicted(runs.size(), false);
   std::vector<double> all;
   for (const auto& source : sources) {
     SourceFold fold;
     fold.source = source;
-    std::map<std::string, std::vector<const PublishedRun*>> train;  // fit rows of the other sources, by arch
-    std::vector<const PublishedRun*> pooled;
-    std::map<std::string, bool> source_fits;                        // arch → this source has a fit row of it
+    std::vector<const PublishedRun*> train;  // fit rows of the other sources
+    bool source_fits = false;
+    std::set<std::string> train_archs;
     for (size_t i = 0; i < runs.size(); ++i) {
       if (!runs[i].fit) continue;
-      if (runs[i].source == source) source_fits[arch[i]] = true;
-      else train[arch[i]].push_back(&runs[i]), pooled.push_back(&runs[i]);
+      if (runs[i].source == source) source_fits = true;
+      else train.push_back(&runs[i]), train_archs.insert(arch[i]);
     }
-    double pooled_value = -1;
-    for (size_t i = 0; i < runs.size(); ++i) {
-      if (runs[i].source != source || fold.constants.count(arch[i])) continue;
-      const std::string& a = arch[i];
-      if (!source_fits.count(a) && train.count(a)) {
-        fold.constants[a] = shipped[a];
-      } else if (const auto it = train.find(a); it != train.end()) {
-        const auto& rows = it->second;
-        fold.constants[a] = golden_section([&](double v) { return rms_log_error(rows, a, v, chips); });
-      } else if (!pooled.empty()) {
-        if (pooled_value < 0) {
-          std::vector<std::string> archs;
-          for (const auto& [t, rows] : train) archs.push_back(t);
-          pooled_value = golden_section([&](double v) {
-            SustainedByArch all_archs;
-            for (const auto& t : archs) all_archs[t] = v;
-            return rms_log_error(pooled, all_archs, chips);
-          });
-        }
-        fold.constants[a] = pooled_value;
+    if (!source_fits) {
+      fold.constants = shipped;
+    } else if (!train.empty()) {
+      fold.constants = fit_rows(train, curves);
+      // An architecture of this source with no fit row left elsewhere takes the pooled fit.
+      std::optional<FittedConstants> pooled;
+      for (size_t i = 0; i < runs.size(); ++i) {
+        const std::string& a = arch[i];
+        if (runs[i].source != source || train_archs.count(a) ||
+            std::find(fold.pooled_archs.begin(), fold.pooled_archs.end(), a) != fold.pooled_archs.end())
+          continue;
+        if (!pooled) pooled = fit_rows(train, curves, true).begin()->second;
+        fold.constants[a] = *pooled;
         fold.pooled_archs.push_back(a);
       }
-      // else: no fit row anywhere else; the chip YAML's constant stands.
     }
+    // else: no fit row anywhere else; the chip YAMLs' constants stand.
     std::vector<double> errs;
     for (size_t i = 0; i < runs.size(); ++i) {
       if (runs[i].source != source) continue;
@@ -378,7 +482,7 @@ SustainedRanges sustained_ranges(const CrossValidation& cv, const std::vector<Pu
     widen(r.by_arch[chip.sustained_arch()], chip.efficiency.sustained);
   }
   for (const auto& f : cv.folds)
-    for (const auto& [arch, v] : f.constants) widen(r.by_arch[arch], v);
+    for (const auto& [arch, v] : f.constants) widen(r.by_arch[arch], v.sustained);
   for (const auto& [arch, p] : r.by_arch) widen(r.unfitted, p.first), widen(r.unfitted, p.second);
   return r;
 }

