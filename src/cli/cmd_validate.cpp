@@ -126,7 +126,7 @@ Action add_validate(CLI::App& app) {
   auto slopes = std::make_shared<bool>(false);
   cmd->add_option("--runs", *file, "published runs YAML");
   cmd->add_flag("--json", *json, "print JSON on stdout");
-  cmd->add_flag("--fit", *fit, "refit efficiency.sustained and node_jitter per architecture on the rows marked fit, and print them");
+  cmd->add_flag("--fit", *fit, "refit efficiency.sustained per architecture and the one node_jitter for all, jointly, on the rows marked fit, and print them");
   cmd->add_flag("--cv", *cv,
                 "leave-one-source-out cross-validation: refit the constants without each source, predict it; per source and overall");
   cmd->add_flag("--slopes", *slopes,
