@@ -48,11 +48,6 @@ std::string to_string(CollKind c);
 std::string to_string(Phase p);
 std::string to_string(OpName n);
 
-/// An overlap edge (Megatron-Core --tp-comm-overlap, Transformer Engine userbuffers): the op runs
-/// pipelined in `chunks` pieces (tp) behind `partner`, an earlier op of the same stage on another
-/// stream — a reduce-scatter behind the GEMM that produces it, a GEMM behind the all-gather that
-/// feeds it. It starts once the partner's first chunk is done and ends one of its own chunks after
-/// the slower of the two; the timeline engine applies this in one place (predict/timeline.cpp).
 /// NCCL's per-communicator thread-block limits of a run (ParallelConfig::dp_max_ctas, cp_max_ctas,
 /// pp_max_ctas; 0: NCCL's own choice), by the group whose communicator they limit: the cost model
 /// bounds those groups' bus bandwidth by them and the CUDA executor creates those communicators
@@ -75,6 +70,11 @@ struct CommCtas {
   }
 };
 
+/// An overlap edge (Megatron-Core --tp-comm-overlap, Transformer Engine userbuffers): the op runs
+/// pipelined in `chunks` pieces (tp) behind `partner`, an earlier op of the same stage on another
+/// stream — a reduce-scatter behind the GEMM that produces it, a GEMM behind the all-gather that
+/// feeds it. It starts once the partner's first chunk is done and ends one of its own chunks after
+/// the slower of the two; the timeline engine applies this in one place (predict/timeline.cpp).
 struct Overlap {
   int32_t partner = -1;  ///< index in the same stage's op list, < this op's; −1: not overlapped
   int32_t chunks = 1;
