@@ -162,15 +162,10 @@ std::map<std::string, std::vector<const PublishedRun*>> fit_rows_by_arch(const s
   return by_arch;
 }
 
-/// Every row with `c` for its architecture (a pooled fit gives rows of several the same constants).
-ValidationRow predict_with(const PublishedRun& run, FittedConstants c, Chips& chips) {
-  return predict_row(run, ConstantsByArch{{chip_of(chips, run).sustained_arch(), c}}, chips);
-}
-
-double rms_log_error(const std::vector<const PublishedRun*>& rows, FittedConstants c, Chips& chips) {
+double rms_log_error(const std::vector<const PublishedRun*>& rows, const ConstantsByArch& constants, Chips& chips) {
   double sum = 0;
   for (const auto* r : rows) {
-    const double e = log_error(predict_with(*r, c, chips));
+    const double e = log_error(predict_row(*r, constants, chips));
     sum += e * e;
   }
   return rows.empty() ? 0.0 : std::sqrt(sum / double(rows.size()));
@@ -206,7 +201,7 @@ class FitCurves {
       c.arch = chip_of(chips, *r).sustained_arch();
       const int64_t nodes = node_count(chip_of(chips, *r), r->gpus);
       for (int i = 0; i < kPoints; ++i) {
-        const ValidationRow v = predict_with(*r, {at(i), 0.0}, chips);
+        const ValidationRow v = predict_row(*r, {{c.arch, {at(i), 0.0}}}, chips);
         c.e0.push_back(log_error(v));
         c.w.push_back(node_jitter_wait(v.predicted.breakdown, 1.0, nodes) / v.predicted.step_time_s);
       }
@@ -278,19 +273,12 @@ double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::strin
   Chips chips;
   const auto by_arch = fit_rows_by_arch(runs, chips);
   const auto it = by_arch.find(arch);
-  return it == by_arch.end() ? 0.0 : rms_log_error(it->second, value, chips);
+  return it == by_arch.end() ? 0.0 : rms_log_error(it->second, {{arch, value}}, chips);
 }
 
 double fit_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants) {
   Chips chips;
-  double sum = 0;
-  int64_t n = 0;
-  for (const auto& r : runs) {
-    if (!r.fit) continue;
-    const double e = log_error(predict_row(r, constants, chips));
-    sum += e * e, ++n;
-  }
-  return n ? std::sqrt(sum / double(n)) : 0.0;
+  return rms_log_error(all_fit_rows(runs), constants, chips);
 }
 
 std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs) {
@@ -304,10 +292,10 @@ std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs) {
     f.arch = arch;
     f.rows = int64_t(group.size());
     f.value = fitted.at(arch);
-    f.rms_log_error_fit = rms_log_error(group, f.value, chips);
+    f.rms_log_error_fit = rms_log_error(group, {{arch, f.value}}, chips);
     const config::ChipProfile& chip = chip_of(chips, *group.front());
     f.shipped = {chip.efficiency.sustained, chip.node_jitter};
-    f.rms_log_error_shipped = rms_log_error(group, f.shipped, chips);
+    f.rms_log_error_shipped = rms_log_error(group, {{arch, f.shipped}}, chips);
     out.push_back(f);
   }
   return out;
