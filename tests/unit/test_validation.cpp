@@ -85,25 +85,18 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   chip.node_jitter = truth.node_jitter;
   const std::string path = ::testing::TempDir() + "/synthetic_fit_runs.yaml";
   std::string yaml = "runs:\n";
-  for (int64_t gpus : {8, 32, 128, 512}) {
-    const std::string row = "- {id: S" + std::to_string(gpus) + ", source: s, chip: h100, gpus: " + std::to_string(gpus) +
-                            ", model: llama3.1-8b, seq_length: 2048, global_batch_size: " + std::to_string(gpus * 2) +
-                            ", micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s,"
-                            " flop_convention: model, fit: true, value: ";
-    const std::string probe = row + "1}\n";
-    FILE* f = std::fopen(path.c_str(), "w");
-    std::fputs(("runs:\n" + probe).c_str(), f);
-    std::fclose(f);
-    const auto run = predict::load_published_runs(path).at(0);
-    const double step = predict::predict(run.model, chip, run.parallel).row.step_time_s;
-    char value[64];
-    std::snprintf(value, sizeof value, "%.12g}\n", step);
-    yaml += row + value;
-  }
+  for (int64_t gpus : {8, 32, 128, 512})
+    yaml += "- {id: S" + std::to_string(gpus) + ", source: s, chip: h100, gpus: " + std::to_string(gpus) +
+            ", model: llama3.1-8b, seq_length: 2048, global_batch_size: " + std::to_string(gpus * 2) +
+            ", micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s,"
+            " flop_convention: model, fit: true, value: 1}\n";
   FILE* f = std::fopen(path.c_str(), "w");
   std::fputs(yaml.c_str(), f);
   std::fclose(f);
-  const auto fits = predict::fit_constants(predict::load_published_runs(path));
+  auto runs = predict::load_published_runs(path);
+  ASSERT_EQ(runs.size(), 4u);
+  for (auto& r : runs) r.value = predict::predict(r.model, chip, r.parallel).row.step_time_s;  // "published" at the truth
+  const auto fits = predict::fit_constants(runs);
   ASSERT_EQ(fits.size(), 1u);
   // Within the fit's grid interpolation (~1e-4).
   EXPECT_NEAR(fits[0].value.sustained, truth.sustained, 5e-4);
