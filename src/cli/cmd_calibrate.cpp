@@ -12,10 +12,10 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <regex>
 #include <set>
 
 #include "cli/commands.hpp"
+#include "cli/host_profile.hpp"
 #include "cli/host_run.hpp"
 #include "cli/output.hpp"
 #include "collectives/collectives.hpp"
@@ -244,19 +244,6 @@ int calibrate(const CalibrateOptions& o, const Invocation& inv) {
 }
 
 }  // namespace
-
-// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 ..." (proprietary) or
-// "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ..." (open).
-std::string nvidia_driver_from_proc(const std::string& first_line) {
-  static const std::regex version(R"((\d+\.\d+(\.\d+)?))");
-  const auto at = first_line.find("Kernel Module");
-  std::smatch m;
-  if (at != std::string::npos) {
-    const std::string rest = first_line.substr(at);
-    if (std::regex_search(rest, m, version)) return "nvidia " + m.str(1);
-  }
-  return "nvidia (" + first_line.substr(0, 80) + ")";
-}
 
 Action add_calibrate(CLI::App& app) {
   auto* cmd = app.add_subcommand("calibrate",

@@ -40,10 +40,6 @@ std::vector<std::string> parallel_flag_names();
 /// call it before any work.
 void check_run_names_fit(const config::ModelConfig& model, const std::vector<config::TargetSpec>& targets);
 
-/// The driver version in the first line of /proc/driver/nvidia/version, "nvidia 580.159.04" (the
-/// first dotted number after "Kernel Module", proprietary or open), else "nvidia (<the line>)".
-std::string nvidia_driver_from_proc(const std::string& first_line);
-
 /// One error, one line: control characters quoted from user input (a newline inside a YAML value)
 /// escaped, so that logs, tests and the Python module's ValueError rely on a single line (output.cpp).
 std::string one_line(const std::string& s);

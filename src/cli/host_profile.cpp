@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cctype>
+#include <regex>
 #include <string_view>
 #include <utility>
 
@@ -81,6 +82,19 @@ HostProfile gpu_host_profile(const std::string& device, double memory_bytes) {
 config::ChipProfile known_gpu_host_profile(const std::string& device) {
   if (const auto chip = chip_for_device(device)) return config::load_chip(*chip);
   throw InputError("--backend", "cuda", no_profile(device) + "; add one (docs/configs.md)");
+}
+
+// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 ..." (proprietary) or
+// "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ..." (open).
+std::string nvidia_driver_from_proc(const std::string& first_line) {
+  static const std::regex version(R"((\d+\.\d+(\.\d+)?))");
+  const auto at = first_line.find("Kernel Module");
+  std::smatch m;
+  if (at != std::string::npos) {
+    const std::string rest = first_line.substr(at);
+    if (std::regex_search(rest, m, version)) return "nvidia " + m.str(1);
+  }
+  return "nvidia (" + first_line.substr(0, 80) + ")";
 }
 
 }  // namespace capscale::cli

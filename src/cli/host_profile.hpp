@@ -41,4 +41,8 @@ HostProfile gpu_host_profile(const std::string& device, double memory_bytes);
 /// --backend and the device when no profile matches it (capscale never guesses a host's peaks).
 config::ChipProfile known_gpu_host_profile(const std::string& device);
 
+/// The driver version in the first line of /proc/driver/nvidia/version, "nvidia 580.159.04" (the
+/// first dotted number after "Kernel Module", proprietary or open), else "nvidia (<the line>)".
+std::string nvidia_driver_from_proc(const std::string& first_line);
+
 }  // namespace capscale::cli
