@@ -4,8 +4,9 @@
 #   CAPSCALE_PRESET=asan launch/test.sh ASan/UBSan build in build/asan
 # After the release suite it also builds the unit and MPI test binaries with ASan + UBSan and runs
 # them (labels unit and mpi): any sanitizer report fails the run. CAPSCALE_SANITIZE=0 skips that.
-# ctest runs serially on purpose: MPI tests start 2-4 ranks each with --oversubscribe, and running
-# several at once on a small CI box makes them time out rather than fail usefully.
+# ctest runs one job per core: the unit tests side by side; tests that start MPI ranks (2-4 each,
+# --oversubscribe), time a kill or build in the tree are RUN_SERIAL (tests/CMakeLists.txt), since
+# several at once on a small CI box make them time out rather than fail usefully.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,9 +30,9 @@ else
 fi
 
 if has_preset test "$preset"; then
-  ctest --preset "$preset" --output-on-failure
+  ctest --preset "$preset" --output-on-failure -j"$(nproc)"
 else
-  ctest --test-dir "build/$preset" --output-on-failure
+  ctest --test-dir "build/$preset" --output-on-failure -j"$(nproc)"
 fi
 
 if [[ "$preset" != asan && "${CAPSCALE_SANITIZE:-1}" != 0 ]]; then
@@ -42,7 +43,7 @@ if [[ "$preset" != asan && "${CAPSCALE_SANITIZE:-1}" != 0 ]]; then
   export ASAN_OPTIONS="detect_odr_violation=0"
   cmake --preset asan
   cmake --build --preset asan -j"$(nproc)" --target capscale_unit_tests capscale_mpi_tests
-  ctest --test-dir build/asan --output-on-failure -L unit -E 'plot_py|shellcheck|python_|docker_drift|hadolint'
+  ctest --test-dir build/asan --output-on-failure -j"$(nproc)" -L unit -E 'plot_py|shellcheck|python_|docker_drift|hadolint'
   # Under mpiexec, LeakSanitizer reports Open MPI's plugin allocations from modules already unloaded
   # at MPI_Finalize ("<unknown module>"), which no suppression can name; the MPI tests therefore run
   # with every ASan and UBSan check except leak detection (the unit tests above keep it).

@@ -20,6 +20,7 @@
 #include "results/calibration_io.hpp"
 #include "results/h5.hpp"
 #include "results/writer.hpp"
+#include "unit/temp_path.hpp"
 
 using namespace capscale;
 namespace fs = std::filesystem;
@@ -40,7 +41,7 @@ predict::Calibration hand_made() {
 }
 
 std::string tmp(const std::string& name) {
-  const auto p = fs::path(::testing::TempDir()) / (std::to_string(::getpid()) + "_" + name);
+  const auto p = fs::path(capscale::test_util::temp_path(name));
   fs::remove(p);
   return p.string();
 }

@@ -13,13 +13,14 @@
 #include "config/model_config.hpp"
 #include "config/parallel_config.hpp"
 #include "config/paths.hpp"
+#include "unit/temp_path.hpp"
 
 using namespace capscale;
 using namespace capscale::config;
 
 namespace {
 std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + name;
+  const std::string path = capscale::test_util::temp_path(name);
   std::ofstream(path) << text;
   return path;
 }

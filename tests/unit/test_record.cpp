@@ -17,6 +17,7 @@
 #include "results/record_io.hpp"
 #include "results/writer.hpp"
 #include "sweep/sweep_config.hpp"
+#include "unit/temp_path.hpp"
 
 using namespace capscale;
 namespace fs = std::filesystem;
@@ -130,7 +131,7 @@ TEST(Record, SummaryRowRoundTripsThroughJsonAndHdf5) {
   expect_same(r, config::record_from_json(j, fields, "test"), fields, "JSON");
 
   // HDF5: a sweep file with this row, read back by the reader.
-  const auto path = (fs::path(::testing::TempDir()) / "record.h5").string();
+  const auto path = capscale::test_util::temp_path("record.h5");
   fs::remove(path);
   fs::remove(path + ".partial");
   {

@@ -18,6 +18,7 @@
 #include "results/h5.hpp"
 #include "results/reader.hpp"
 #include "results/writer.hpp"
+#include "unit/temp_path.hpp"
 
 using namespace capscale;
 namespace fs = std::filesystem;
@@ -32,7 +33,7 @@ predict::SummaryRow row(const std::string& target, double tps) {
   return r;
 }
 std::string tmp(const std::string& name) {
-  const auto p = fs::path(::testing::TempDir()) / name;
+  const auto p = fs::path(capscale::test_util::temp_path(name));
   fs::remove(p);
   fs::remove(p.string() + ".partial");
   return p.string();

@@ -7,12 +7,13 @@
 #include "common/error.hpp"
 #include "config/paths.hpp"
 #include "sweep/sweep_config.hpp"
+#include "unit/temp_path.hpp"
 
 using namespace capscale;
 
 namespace {
 std::string write(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + name;
+  const std::string path = capscale::test_util::temp_path(name);
   std::ofstream(path) << text;
   return path;
 }

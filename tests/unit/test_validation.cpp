@@ -10,6 +10,7 @@
 #include "config/chip.hpp"
 #include "config/paths.hpp"
 #include "predict/validation.hpp"
+#include "unit/temp_path.hpp"
 
 using namespace capscale;
 
@@ -83,7 +84,7 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   config::ChipProfile chip = config::load_chip("h100");
   chip.efficiency.sustained = truth.sustained;
   chip.node_jitter = truth.node_jitter;
-  const std::string path = ::testing::TempDir() + "/synthetic_fit_runs.yaml";
+  const std::string path = capscale::test_util::temp_path("synthetic_fit_runs.yaml");
   std::string yaml = "runs:\n";
   for (int64_t gpus : {8, 32, 128, 512})
     yaml += "- {id: S" + std::to_string(gpus) + ", source: s, chip: h100, gpus: " + std::to_string(gpus) +
@@ -126,7 +127,7 @@ TEST(Validation, FitRowsMustBeInBudget) {
 TEST(Validation, RunsNameTheirChipWithCapsAsTheCommandLineDoes) {
   // BLOOM ran on A100s with 50 Gb/s per GPU: `chip: a100@nic=50` is the a100 profile with its NIC
   // capped, and a data-parallel all-reduce over it takes four times as long on the wire.
-  const std::string path = ::testing::TempDir() + "/capped_runs.yaml";
+  const std::string path = capscale::test_util::temp_path("capped_runs.yaml");
   auto write = [&](const std::string& chip) {
     FILE* f = std::fopen(path.c_str(), "w");
     std::fputs(("runs:\n"

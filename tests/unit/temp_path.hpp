@@ -1,0 +1,20 @@
+// Scratch files for unit tests. launch/test.sh runs ctest with one job per core, so several test
+// processes (one per test) write scratch files at once: each process gets a folder of its own.
+#pragma once
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace capscale::test_util {
+
+/// `name` (a leading '/' ignored) in this process's folder under GoogleTest's TempDir().
+inline std::string temp_path(const std::string& name) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / ("capscale-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / std::filesystem::path(name).relative_path()).string();
+}
+
+}  // namespace capscale::test_util
