@@ -45,12 +45,15 @@ int print_cross_validation(const predict::CrossValidation& cv, bool json) {
   for (const auto& f : cv.folds) {
     std::string constants;
     nlohmann::json sustained = nlohmann::json::object(), jitter = nlohmann::json::object();
+    nlohmann::json at_bound = nlohmann::json::array();  // architectures whose fold fit ran into its search bound
     for (const auto& [arch, value] : f.constants) {
-      std::snprintf(line, sizeof line, "%s%s %.3f/%.3f", constants.empty() ? "" : ", ", arch.c_str(), value.sustained,
-                    value.node_jitter);
+      const bool bound = predict::at_fit_bound(value);
+      std::snprintf(line, sizeof line, "%s%s %.3f/%.3f%s", constants.empty() ? "" : ", ", arch.c_str(), value.sustained,
+                    value.node_jitter, bound ? " AT THE FIT'S SEARCH BOUND" : "");
       constants += line;
       sustained[arch] = value.sustained;
       jitter[arch] = value.node_jitter;
+      if (bound) at_bound.push_back(arch);
     }
     for (const auto& a : f.pooled_archs) constants += " (" + a + " pooled: no fit row of it elsewhere)";
     std::snprintf(line, sizeof line, "# cv %-60.60s %3lld rows: median %5.1f %%, max %5.1f %% (sustained/node_jitter %s)\n", f.source.c_str(),
@@ -61,6 +64,7 @@ int print_cross_validation(const predict::CrossValidation& cv, bool json) {
     j["sustained"] = sustained;
     j["node_jitter"] = jitter;
     j["pooled_archs"] = f.pooled_archs;
+    j["at_bound"] = at_bound;
     folds.push_back(j);
   }
   const auto& in = cv.in_sample;
@@ -146,9 +150,17 @@ Action add_validate(CLI::App& app) {
                       f.arch.c_str(), f.value.sustained, f.value.node_jitter, (long long)f.rows, f.rms_log_error_fit,
                       f.shipped.sustained, f.shipped.node_jitter, f.rms_log_error_shipped);
         log << line;
+        if (f.at_bound) {
+          std::snprintf(line, sizeof line,
+                        "# fit %-8s AT THE SEARCH BOUND (sustained %.2f-%.2f, node_jitter at most %.2f): the rows want a value "
+                        "outside it; the model, not the constant, needs attention\n",
+                        f.arch.c_str(), predict::kFittedSustainedMin, predict::kFittedSustainedMax, predict::kMaxFittedNodeJitter);
+          log << line;
+        }
         arr.push_back({{"arch", f.arch}, {"rows", f.rows}, {"sustained", f.value.sustained}, {"node_jitter", f.value.node_jitter},
                        {"rms_log_error", f.rms_log_error_fit}, {"shipped", f.shipped.sustained},
-                       {"shipped_node_jitter", f.shipped.node_jitter}, {"rms_log_error_shipped", f.rms_log_error_shipped}});
+                       {"shipped_node_jitter", f.shipped.node_jitter}, {"rms_log_error_shipped", f.rms_log_error_shipped},
+                       {"at_bound", f.at_bound}});
       }
       if (*json) std::cout << arr.dump(2) << std::endl;
       return 0;

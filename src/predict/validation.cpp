@@ -192,7 +192,7 @@ double golden_section(F f, double a, double b) {
 /// interpolation moves a log error by ~1e-5; the fit moves by ~1e-4 against a 0.004 grid).
 class FitCurves {
  public:
-  static constexpr double kLo = 0.7, kHi = 1.0;
+  static constexpr double kLo = kFittedSustainedMin, kHi = kFittedSustainedMax;
   static constexpr int kPoints = 31;
 
   FitCurves(const std::vector<const PublishedRun*>& rows, Chips& chips) {
@@ -269,6 +269,13 @@ std::vector<const PublishedRun*> all_fit_rows(const std::vector<PublishedRun>& r
 }
 }  // namespace
 
+bool at_fit_bound(const FittedConstants& c) {
+  // The golden-section search ends within ~1e-5 of its range's width of an edge it runs into.
+  constexpr double kTol = 1e-4;
+  return c.sustained <= kFittedSustainedMin + kTol || c.sustained >= kFittedSustainedMax - kTol ||
+         c.node_jitter >= kMaxFittedNodeJitter - kTol;
+}
+
 double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, FittedConstants value) {
   Chips chips;
   const auto by_arch = fit_rows_by_arch(runs, chips);
@@ -292,6 +299,7 @@ std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs) {
     f.arch = arch;
     f.rows = int64_t(group.size());
     f.value = fitted.at(arch);
+    f.at_bound = at_fit_bound(f.value);
     f.rms_log_error_fit = rms_log_error(group, {{arch, f.value}}, chips);
     const config::ChipProfile& chip = chip_of(chips, *group.front());
     f.shipped = {chip.efficiency.sustained, chip.node_jitter};

@@ -70,11 +70,21 @@ struct ConstantsFit {
   FittedConstants shipped;           ///< the values in the chip YAML of the first fit row
   double rms_log_error_shipped = 0;  ///< over the fit rows, with the shipped values
   double rms_log_error_fit = 0;      ///< with the fitted values
+  bool at_bound = false;             ///< at_fit_bound(value)
 };
 
 /// The largest σ the fit considers: 0.1, five times the spread NVIDIA's own weak-scaling series
 /// resolve (docs/validation.md, "Scale effects").
 inline constexpr double kMaxFittedNodeJitter = 0.1;
+/// The range the fit searches efficiency.sustained in (the grid every fit row is predicted on):
+/// below 0.7 the chip's kernel fractions would be a third too high, above 1 too low.
+inline constexpr double kFittedSustainedMin = 0.7, kFittedSustainedMax = 1.0;
+
+/// True when a fitted constant sits on an edge of its search range that is not a physical limit
+/// (efficiency.sustained at either end, σ at kMaxFittedNodeJitter; σ = 0 is a real lower bound):
+/// least squares would have gone further, so the rows want a value the fit does not consider. That
+/// is a finding about the model to report, not a constant to ship.
+bool at_fit_bound(const FittedConstants& c);
 
 /// Least squares on log(predicted / published) over every `fit` row: efficiency.sustained per
 /// architecture and one node_jitter σ shared by all (a straggler spread belongs to a cluster and
