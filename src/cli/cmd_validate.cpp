@@ -150,7 +150,8 @@ Action add_validate(CLI::App& app) {
                       f.arch.c_str(), f.value.sustained, f.value.node_jitter, (long long)f.rows, f.rms_log_error_fit,
                       f.shipped.sustained, f.shipped.node_jitter, f.rms_log_error_shipped);
         log << line;
-        if (f.at_bound) {
+        const bool at_bound = predict::at_fit_bound(f.value);
+        if (at_bound) {
           std::snprintf(line, sizeof line,
                         "# fit %-8s AT THE SEARCH BOUND (sustained %.2f-%.2f, node_jitter at most %.2f): the rows want a value "
                         "outside it; the model, not the constant, needs attention\n",
@@ -160,7 +161,7 @@ Action add_validate(CLI::App& app) {
         arr.push_back({{"arch", f.arch}, {"rows", f.rows}, {"sustained", f.value.sustained}, {"node_jitter", f.value.node_jitter},
                        {"rms_log_error", f.rms_log_error_fit}, {"shipped", f.shipped.sustained},
                        {"shipped_node_jitter", f.shipped.node_jitter}, {"rms_log_error_shipped", f.rms_log_error_shipped},
-                       {"at_bound", f.at_bound}});
+                       {"at_bound", at_bound}});
       }
       if (*json) std::cout << arr.dump(2) << std::endl;
       return 0;

@@ -299,7 +299,6 @@ std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs) {
     f.arch = arch;
     f.rows = int64_t(group.size());
     f.value = fitted.at(arch);
-    f.at_bound = at_fit_bound(f.value);
     f.rms_log_error_fit = rms_log_error(group, {{arch, f.value}}, chips);
     const config::ChipProfile& chip = chip_of(chips, *group.front());
     f.shipped = {chip.efficiency.sustained, chip.node_jitter};

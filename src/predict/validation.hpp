@@ -70,7 +70,6 @@ struct ConstantsFit {
   FittedConstants shipped;           ///< the values in the chip YAML of the first fit row
   double rms_log_error_shipped = 0;  ///< over the fit rows, with the shipped values
   double rms_log_error_fit = 0;      ///< with the fitted values
-  bool at_bound = false;             ///< at_fit_bound(value)
 };
 
 /// The largest σ the fit considers: 0.1, five times the spread NVIDIA's own weak-scaling series

@@ -103,7 +103,7 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   EXPECT_NEAR(fits[0].value.sustained, truth.sustained, 5e-4);
   EXPECT_NEAR(fits[0].value.node_jitter, truth.node_jitter, 5e-4);
   EXPECT_LT(fits[0].rms_log_error_fit, 5e-4);
-  EXPECT_FALSE(fits[0].at_bound);
+  EXPECT_FALSE(predict::at_fit_bound(fits[0].value));
 
   // Rows made at sustained 0.62, below the range the fit searches (0.70-1.00): the fit stops at the
   // edge and must say so rather than pass 0.70 off as a least-squares value.
@@ -112,7 +112,7 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   const auto low = predict::fit_constants(runs);
   ASSERT_EQ(low.size(), 1u);
   EXPECT_LT(low[0].value.sustained, predict::kFittedSustainedMin + 0.02);
-  EXPECT_TRUE(low[0].at_bound);
+  EXPECT_TRUE(predict::at_fit_bound(low[0].value));
   EXPECT_TRUE(predict::at_fit_bound({predict::kFittedSustainedMax, 0.01}));
   EXPECT_TRUE(predict::at_fit_bound({0.8, predict::kMaxFittedNodeJitter}));
   EXPECT_FALSE(predict::at_fit_bound({0.8, 0.0}));  // σ = 0 is a physical bound, not the search's
