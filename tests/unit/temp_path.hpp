@@ -17,4 +17,13 @@ inline std::string temp_path(const std::string& name) {
   return (dir / std::filesystem::path(name).relative_path()).string();
 }
 
+/// temp_path(name) with no file there yet, nor the `.partial` the results writer keeps beside it
+/// (a folder left by an earlier process of the same pid must not hand a test its files).
+inline std::string fresh_temp_path(const std::string& name) {
+  const std::string path = temp_path(name);
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + ".partial");
+  return path;
+}
+
 }  // namespace capscale::test_util

@@ -40,11 +40,7 @@ predict::Calibration hand_made() {
   return c;
 }
 
-std::string tmp(const std::string& name) {
-  const auto p = fs::path(capscale::test_util::temp_path(name));
-  fs::remove(p);
-  return p.string();
-}
+std::string tmp(const std::string& name) { return capscale::test_util::fresh_temp_path(name); }
 
 plan::Op gemm(int64_t m, int64_t n, int64_t k) { return plan::gemm_op(m, n, k); }
 

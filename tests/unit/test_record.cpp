@@ -131,9 +131,7 @@ TEST(Record, SummaryRowRoundTripsThroughJsonAndHdf5) {
   expect_same(r, config::record_from_json(j, fields, "test"), fields, "JSON");
 
   // HDF5: a sweep file with this row, read back by the reader.
-  const auto path = capscale::test_util::temp_path("record.h5");
-  fs::remove(path);
-  fs::remove(path + ".partial");
+  const auto path = capscale::test_util::fresh_temp_path("record.h5");
   {
     results::SweepFile f(path, {"sweep", "test", "0", "sha"}, "name: t\n", false, true);
     f.append(r, 0, "k", "ok");

@@ -32,12 +32,7 @@ predict::SummaryRow row(const std::string& target, double tps) {
   r.breakdown.compute_s = 1.0, r.breakdown.bubble_s = 0.5;
   return r;
 }
-std::string tmp(const std::string& name) {
-  const auto p = fs::path(capscale::test_util::temp_path(name));
-  fs::remove(p);
-  fs::remove(p.string() + ".partial");
-  return p.string();
-}
+std::string tmp(const std::string& name) { return capscale::test_util::fresh_temp_path(name); }
 }  // namespace
 
 TEST(Results, RunFileRoundTrip) {
