@@ -139,6 +139,9 @@ struct SearchOptions {
   int top = 5;         ///< how many ranked candidates to return
   const Calibration* calibration = nullptr;  ///< as PredictOptions::calibration
   bool overlap_grad_reduce = true;           ///< as ParallelConfig, for every candidate
+  /// Branch and bound (search.cpp, top): stop timing candidates once their lower bound passes the
+  /// top-th best step. false times every fitting candidate (tests hold the bound to that).
+  bool branch_and_bound = true;
   /// Plan knobs the user fixed, by field name (a subset of kPlanFields); their values come from
   /// `given`, and the search varies only the others ("with some plan flags, search the rest").
   /// Every candidate starts from `given`: fields outside kPlanFields keep its values.

@@ -29,10 +29,14 @@
 //   so a shorter step is more tokens/s per chip). The chain's work: GEMMs at the chip's best
 //   sustained rate, core attention and the blocking CP collectives; for plain dense models also the
 //   cost model's thin-GEMM derating, the elementwise kernels, the blocking TP collectives and the
-//   optimizer step. Those terms mirror plan/builder.cpp; a change there must keep them a bound
-//   (SearchBeatsEveryRandomlyDrawnValidPlan checks the search against sampled plans). With the
-//   old bound (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s);
-//   with these ~450 (1.4 s). What is left is mostly the pipeline's send/receive time, which grows
+//   optimizer step; on more than one node, the slowest node's wait (apply_node_jitter) on the
+//   GEMMs, core attention and (plain models) elementwise kernels of the fewest layers any stage
+//   holds. Those terms mirror plan/builder.cpp; a change there must keep them a bound
+//   (BranchAndBoundFindsTheBestOfEveryCandidate holds the pruned search to the unpruned one;
+//   SearchBeatsEveryRandomlyDrawnValidPlan checks it against sampled plans). With the old bound
+//   (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s); with these
+//   ~450 (1.4 s); once the straggler wait was shipped in every step, ~1,000 (1.7 s) until the bound
+//   had it too: ~500 (0.9 s). What is left is mostly the pipeline's send/receive time, which grows
 //   with vpp while the fill term shrinks, and exposed DP traffic: no term bounds those yet.
 #include <algorithm>
 #include <cstdlib>
@@ -51,7 +55,7 @@ struct Candidate {
 };
 
 double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& chip, const config::ParallelConfig& p,
-                     double gemm_efficiency, bool calibrated, const Calibration* calibration) {
+                     double gemm_efficiency, bool calibrated, const Calibration* calibration, double jitter_factor) {
   // Matmul FLOPs per token (6 per weight; full recompute re-runs the layers' forward: +2).
   const double h = double(m.hidden_size);
   double weights = 0;  // per token, over the layers (MoE: the active experts)
@@ -94,6 +98,33 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   const double attn_rate = p.flash_attention ? 2.0 * attn_peak * chip.efficiency.attention * chip.efficiency.sustained
                                              : attn_peak * chip.efficiency.gemm * chip.efficiency.sustained;
   compute += attn * double(p.global_batch_size) / double(p.world()) / attn_rate;
+  // The slowest node's wait (apply_node_jitter) is jitter_factor = σ·E[max of the nodes' normals]
+  // times the critical stage's compute, elementwise and bubble time; its compute is at least the
+  // GEMMs and core attention of the decoder layers it holds, each at least its FLOPs at the best
+  // rate (no thin-GEMM derating). Whichever stage is critical holds at least the fewest layers of
+  // any stage (model::split_layers, uneven chunks included), each at least the cheapest layer.
+  double jitter = 0;
+  if (jitter_factor > 0) {
+    const auto chunks = model::split_layers(m.num_layers, p.pp, p.vpp, p.account_for_embedding_in_pipeline_split,
+                                            p.account_for_loss_in_pipeline_split);
+    int64_t fewest = m.num_layers;
+    for (int64_t s = 0; s < p.pp; ++s) {
+      int64_t held = 0;
+      for (int64_t c = 0; c < p.vpp; ++c) held += chunks[size_t(c * p.pp + s)];
+      fewest = std::min(fewest, held);
+    }
+    double cheapest = std::numeric_limits<double>::infinity();
+    const double core = p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
+    for (int64_t l = 0; l < m.num_layers; ++l) {
+      const double gemm = model::matmul_weights_per_layer(m, l) * per_weight * tokens / rate;
+      const double attention = core * 2.0 * double(m.num_attention_heads) * double(p.seq_length) *
+                               double(m.attended_keys(l, p.seq_length)) * double(m.qk_dim() + m.v_dim()) *
+                               double(p.global_batch_size) / attn_rate;
+      cheapest = std::min(cheapest, gemm + attention);
+    }
+    // Per rank: a layer's work is split over its stage's tp·cp·dp ranks (world / pp of them).
+    jitter = jitter_factor * double(fewest) * cheapest * double(p.pp) / double(p.world());
+  }
   // Context parallelism's K/V all-gather before each layer's attention and its reduce-scatter after
   // attention's backward (plan/builder.cpp) are blocking: each starts after the compute op before
   // it and the next compute op waits for it, so they add to each stage's chain (full recompute
@@ -164,7 +195,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     const double shard = p.zero ? double(p.dp * p.cp) : 1.0;
     optimizer = cost.elementwise_time(int64_t(params / shard * 30.0 + params * double(p.grad_bytes())));
   }
-  return compute * fill_pipe + optimizer;
+  return compute * fill_pipe + optimizer + jitter;
 }
 
 bool is_fixed(const SearchOptions& o, const char* name) {
@@ -312,6 +343,12 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
   if (calibrated) best_gemm = std::max(best_gemm, o.calibration->max_gemm_efficiency());
   PredictOptions popt;
   popt.calibration = o.calibration;
+  // The slowest node's wait per unit of the critical stage's compute: the same for every
+  // candidate (the chip count is fixed). Under contention compute time splits into compute and
+  // stalls, so the bound leaves it out there.
+  const int64_t nodes = node_count(chip, o.gpus);
+  const double jitter_factor =
+      chip.node_jitter > 0 && nodes > 1 && chip.comm_contention() <= 0 ? chip.node_jitter * expected_max_of_normals(nodes) : 0.0;
   std::vector<Candidate> cands;
   const bool mp_fixed = is_fixed(o, "tp") || is_fixed(o, "cp") || is_fixed(o, "pp");
   for_each_shape(model, chip, o, seq, [&](int64_t tp, int64_t cp, int64_t pp, int64_t vpp, int64_t mbs, int64_t ep) {
@@ -334,7 +371,7 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
         ++result.candidates;
         if (!fits_memory(model, chip, v)) continue;
         ++result.fitting;
-        cands.push_back({v, lower_bound_s(model, chip, v, best_gemm, calibrated, o.calibration)});
+        cands.push_back({v, lower_bound_s(model, chip, v, best_gemm, calibrated, o.calibration, jitter_factor)});
         if (found || rc == config::Recompute::kNone) break;
         found = true;
       }
@@ -345,7 +382,7 @@ SearchResult search(const config::ModelConfig& model, const config::ChipProfile&
   std::vector<SummaryRow> rows;  // kept sorted, best (shortest step) first, at most o.top
   const size_t top = size_t(std::max(1, o.top));
   for (const auto& c : cands) {
-    if (rows.size() == top && c.lower_bound_s >= rows.back().step_time_s) break;  // nothing left can enter
+    if (o.branch_and_bound && rows.size() == top && c.lower_bound_s >= rows.back().step_time_s) break;  // nothing left can enter
     ++result.evaluated;
     SummaryRow r = predict(model, chip, c.p, popt).row;
     auto pos = std::upper_bound(rows.begin(), rows.end(), r,
