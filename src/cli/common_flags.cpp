@@ -41,10 +41,12 @@ void add_parallel_flags(CLI::App* cmd, ParallelFlags& flags) {
                                help_of(f));
         break;
       case config::FieldType::kEnum:
-      case config::FieldType::kText:
-        cmd->add_option_function<std::string>(name, [rec, set](const std::string& v) { set(*rec, v); }, help_of(f))
-            ->check(CLI::IsMember(f.allowed));
+      case config::FieldType::kText: {
+        auto* opt = cmd->add_option_function<std::string>(name, [rec, set](const std::string& v) { set(*rec, v); }, help_of(f));
+        // Free text (a pipeline layout) is checked with the plan (config::violations); names are checked here.
+        if (f.type == config::FieldType::kEnum || !f.allowed.empty()) opt->check(CLI::IsMember(f.allowed));
         break;
+      }
       case config::FieldType::kReal:
         cmd->add_option_function<double>(name, [rec, set](double v) { set(*rec, v); }, help_of(f))
             ->check(CLI::Range(double(f.min), double(f.max)));

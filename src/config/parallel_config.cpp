@@ -54,6 +54,13 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                          "the output head and loss count as a layer in the pipeline split (last stage: one decoder layer fewer)"),
                   "account-for-loss-in-pipeline-split", "al");
     t.back().key_omits_default = true;
+    auto& layout = add(member("pipeline_layout", &P::pipeline_layout,
+                              "Megatron-Core --pipeline-model-parallel-layout: the layers of each model chunk in global "
+                              "chunk order, '|' between chunks, E embedding, t decoder layer, m MTP layer, L loss, x*n and "
+                              "(...)*n repeat (e.g. Et*4|(t*4|)*14tmL on pp 8 x vpp 2); replaces the even split"),
+                       "pipeline-layout", "layout:", TextWhen::kNonDefault, true);
+    layout.key_omits_default = true;
+    layout.max_chars = 256;
     range(add(member("vpp", &P::vpp, "virtual_pipeline_model_parallel_size (model chunks per pipeline rank)"), "vpp", "vpp",
               TextWhen::kNonDefault, true), 1, 1 << 10);
     range(add(member("micro_batch_size", &P::micro_batch_size, "sequences per micro-batch"), "micro-batch-size", "mbs",
@@ -125,6 +132,103 @@ const FieldTable<ParallelConfig>& parallel_fields() {
   return table;
 }
 
+std::vector<LayoutChunk> parse_pipeline_layout(const std::string& text, std::string* error) {
+  // Bounds on the unrolled text, so that a typo such as t*99999999 is an error, not a hang.
+  constexpr size_t kMaxUnrolled = size_t(1) << 20;
+  auto fail = [&](const std::string& why) {
+    *error = why;
+    return std::vector<LayoutChunk>{};
+  };
+  // The repeat count after a '*' at `i` (i points at the '*'); advances i past the digits.
+  auto count_at = [&](const std::string& s, size_t& i, int64_t* n) {
+    size_t j = i + 1;
+    int64_t v = 0;
+    while (j < s.size() && s[j] >= '0' && s[j] <= '9' && v <= int64_t(kMaxUnrolled)) v = v * 10 + (s[j++] - '0');
+    if (j == i + 1) return false;
+    i = j, *n = v;
+    return true;
+  };
+  std::string s;
+  for (char ch : text)
+    if (ch != ',') s += ch;  // commas are cosmetic
+  // (group)*n first, as Megatron's first pattern, then x*n.
+  std::string grouped;
+  for (size_t i = 0; i < s.size();) {
+    if (s[i] == ')') return fail("has a ')' without its '('");
+    if (s[i] != '(') {
+      grouped += s[i++];
+      continue;
+    }
+    const size_t close = s.find(')', i + 1);
+    if (close == std::string::npos) return fail("has a '(' without its ')'");
+    const std::string group = s.substr(i + 1, close - i - 1);
+    if (group.empty() || group.find('(') != std::string::npos) return fail("has an empty or nested group; groups are (...)*n, not nested");
+    size_t at = close + 1;
+    int64_t n = 0;
+    if (at >= s.size() || s[at] != '*' || !count_at(s, at, &n)) return fail("has a group (" + group + ") without *n after it");
+    if (group.size() * size_t(n) + grouped.size() > kMaxUnrolled) return fail("unrolls to more than 2^20 layers");
+    for (int64_t k = 0; k < n; ++k) grouped += group;
+    i = at;
+  }
+  std::string flat;
+  for (size_t i = 0; i < grouped.size();) {
+    if (grouped[i] == '*') return fail("has a '*' with nothing to repeat before it");
+    const char ch = grouped[i];
+    size_t at = i + 1;
+    int64_t n = 1;
+    if (at < grouped.size() && grouped[at] == '*' && !count_at(grouped, at, &n)) return fail(std::string("has ") + ch + "* without a count");
+    if (size_t(n) + flat.size() > kMaxUnrolled) return fail("unrolls to more than 2^20 layers");
+    flat.append(size_t(n), ch);
+    i = at;
+  }
+  std::vector<LayoutChunk> chunks(1);
+  for (char ch : flat) {
+    LayoutChunk& c = chunks.back();
+    switch (ch) {
+      case '|': chunks.emplace_back(); break;
+      case 't': ++c.decoder; break;
+      case 'm': ++c.mtp; break;
+      case 'E':
+        if (c.embedding) return fail("names the embedding (E) twice");
+        c.embedding = true;
+        break;
+      case 'L':
+        if (c.loss) return fail("names the loss (L) twice");
+        c.loss = true;
+        break;
+      default: return fail(std::string("has '") + ch + "', not a layer: E (embedding), t (decoder layer), m (MTP layer), L (loss), | between chunks");
+    }
+  }
+  return chunks;
+}
+
+namespace {
+
+/// The problems of p.pipeline_layout for this model and pp × vpp (Megatron's
+/// validate_layer_layout, plus capscale's placement of the MTP modules with the loss).
+void layout_violations(const ParallelConfig& p, const ModelConfig& m, std::vector<std::string>& v) {
+  auto add = [&](const std::string& problem) { v.push_back("pipeline-layout '" + p.pipeline_layout + "' " + problem); };
+  auto s = [](int64_t x) { return std::to_string(x); };
+  std::string error;
+  const auto chunks = parse_pipeline_layout(p.pipeline_layout, &error);
+  if (chunks.empty()) return add(error);
+  if (int64_t(chunks.size()) != p.pp * p.vpp) {
+    return add("has " + s(int64_t(chunks.size())) + " chunks; it needs pp x vpp = " + s(p.pp * p.vpp) + " (Megatron derives vpp from it)");
+  }
+  int64_t decoder = 0, mtp = 0, embeddings = 0, losses = 0;
+  for (const auto& c : chunks) decoder += c.decoder, mtp += c.mtp, embeddings += c.embedding, losses += c.loss;
+  if (embeddings != 1 || !chunks.front().embedding) add("must name the embedding (E) once, in the first chunk");
+  if (losses != 1 || !chunks.back().loss) add("must name the loss (L) once, in the last chunk");
+  if (decoder != m.num_layers) add("has " + s(decoder) + " decoder layers (t); " + m.name + " has num_layers " + s(m.num_layers));
+  if (mtp != m.mtp_num_layers) add("has " + s(mtp) + " MTP layers (m); " + m.name + " has mtp_num_layers " + s(m.mtp_num_layers));
+  else if (mtp > 0 && chunks.back().mtp != mtp) add("places MTP layers outside the last chunk; capscale keeps them with the loss (Megatron's standalone MTP stages are not modelled)");
+  if (p.account_for_embedding_in_pipeline_split || p.account_for_loss_in_pipeline_split) {
+    add("replaces account-for-embedding/loss-in-pipeline-split; give one or the other (Megatron refuses both)");
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& m, int64_t world) {
   std::vector<std::string> v;
   auto add = [&](const std::string& field, const std::string& problem) { v.push_back(field + " " + problem); };
@@ -161,7 +265,8 @@ std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& 
   if (m.num_attention_heads % p.tp != 0) add("tp", "must divide num_attention_heads (" + s(m.num_attention_heads) + "), got " + s(p.tp));
   if (m.num_query_groups % p.tp != 0) add("tp", "must divide num_query_groups (" + s(m.num_query_groups) + "), got " + s(p.tp));
   if (m.ffn_hidden_size % p.tp != 0) add("tp", "must divide ffn_hidden_size (" + s(m.ffn_hidden_size) + "), got " + s(p.tp));
-  if (m.num_layers < p.pp * p.vpp) add("pp", "x vpp (" + s(p.pp * p.vpp) + ") must not exceed num_layers (" + s(m.num_layers) + ")");
+  if (!p.pipeline_layout.empty()) layout_violations(p, m, v);
+  else if (m.num_layers < p.pp * p.vpp) add("pp", "x vpp (" + s(p.pp * p.vpp) + ") must not exceed num_layers (" + s(m.num_layers) + ")");
   if ((p.account_for_embedding_in_pipeline_split || p.account_for_loss_in_pipeline_split) && p.pp == 1) {
     add("account-for-embedding/loss-in-pipeline-split", "needs pp > 1");
   }

@@ -56,6 +56,11 @@ struct ParallelConfig {
   /// the embedding / the output head and loss count as a layer when layers are split over stages.
   bool account_for_embedding_in_pipeline_split = false;
   bool account_for_loss_in_pipeline_split = false;
+  /// Megatron-Core --pipeline-model-parallel-layout: the layers of each model chunk, in global chunk
+  /// order (chunk v·pp + p is virtual stage v of pipeline rank p), e.g. "Et*4|(t*4|)*14tmL" for
+  /// DeepSeek-V3 on pp 8 × vpp 2 (parse_pipeline_layout). "" (the default): layers split evenly
+  /// (model::split_layers, with the two account-for flags above).
+  std::string pipeline_layout;
   bool sequence_parallel = false;
   int64_t micro_batch_size = 1;
   int64_t global_batch_size = 0;  ///< sequences per step; 0 → micro_batch_size·dp
@@ -148,6 +153,19 @@ inline std::string parallel_text(const ParallelConfig& p) { return to_text(p, pa
 /// Fills dp from world size, seq_length and global batch defaults, then validates against the
 /// model. Throws one InputError listing every violation; `where` names the flag source.
 ParallelConfig resolve(ParallelConfig p, const ModelConfig& model, int64_t world, const std::string& where);
+
+/// One model chunk of a pipeline layout: its decoder layers and MTP layers, and whether it holds
+/// the embedding (E) or the output layer and loss (L).
+struct LayoutChunk {
+  int64_t decoder = 0, mtp = 0;
+  bool embedding = false, loss = false;
+};
+
+/// Megatron-Core's layout syntax (PipelineParallelLayerLayout.parse_str_to_list): chunks separated
+/// by '|', one character per layer (E embedding, t decoder layer, m MTP layer, L loss), "x*n"
+/// repeats a character and "(…)*n" a group (not nested), commas are ignored. Returns the chunks in
+/// global order, or sets `error` (and returns nothing) for text Megatron would not parse.
+std::vector<LayoutChunk> parse_pipeline_layout(const std::string& text, std::string* error);
 
 /// Violations as "field: problem" strings (empty when valid); used by resolve() and by --search to
 /// skip invalid candidates without exceptions.

@@ -301,8 +301,7 @@ std::vector<MemoryEstimate> memory_per_stage(const ModelConfig& m, const config:
   // the activations of the micro-batches its schedule has in flight at its peak
   // (peak_stage_activations). Expert weights are ÷ ep·etp (in their per-rank counts); under ZeRO-1
   // dense optimizer state is ÷ dp·cp and expert optimizer state ÷ edp.
-  const auto layers = split_layers(m.num_layers, p.pp, p.vpp, p.account_for_embedding_in_pipeline_split,
-                                   p.account_for_loss_in_pipeline_split);
+  const auto layers = chunk_layers(m, p);
   std::vector<int64_t> first(layers.size(), 0);
   for (size_t g = 1; g < layers.size(); ++g) first[g] = first[g - 1] + layers[g - 1];
   // A layer's parameters and activations depend only on its kind (dense or MoE): one of each.
@@ -379,6 +378,18 @@ MemoryEstimate memory_per_rank(const ModelConfig& m, const config::ParallelConfi
   if (stages.empty()) throw RuntimeError("memory_per_rank: a plan without pipeline stages (pp < 1); this is a bug");
   return *std::max_element(stages.begin(), stages.end(),
                            [](const MemoryEstimate& a, const MemoryEstimate& b) { return a.total() < b.total(); });
+}
+
+std::vector<int64_t> chunk_layers(const config::ModelConfig& m, const config::ParallelConfig& p) {
+  if (p.pipeline_layout.empty()) {
+    return split_layers(m.num_layers, p.pp, p.vpp, p.account_for_embedding_in_pipeline_split, p.account_for_loss_in_pipeline_split);
+  }
+  std::string error;
+  const auto chunks = config::parse_pipeline_layout(p.pipeline_layout, &error);
+  if (chunks.empty()) throw InputError("parallel config", "pipeline_layout", "'" + p.pipeline_layout + "' " + error);
+  std::vector<int64_t> out;
+  for (const auto& c : chunks) out.push_back(c.decoder);
+  return out;
 }
 
 std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp, bool embedding_as_layer, bool loss_as_layer) {

@@ -87,4 +87,9 @@ double peak_stage_activations(const std::vector<double>& chunk, int64_t pp, int6
 std::vector<int64_t> split_layers(int64_t num_layers, int64_t pp, int64_t vpp, bool embedding_as_layer = false,
                                   bool loss_as_layer = false);
 
+/// Decoder layers per global model chunk (index v·pp + p) of a plan: its pipeline layout's
+/// (config::parse_pipeline_layout) when it has one, else split_layers with its account-for flags.
+/// The layout must be valid (config::violations); an invalid one is an InputError.
+std::vector<int64_t> chunk_layers(const config::ModelConfig& m, const config::ParallelConfig& p);
+
 }  // namespace capscale::model

@@ -1049,8 +1049,7 @@ std::vector<ScheduleItem> schedule_order(const ParallelConfig& p, int64_t rank) 
 void build_plan(const ModelConfig& model, const ParallelConfig& parallel, Plan& plan, const BuildOptions& options) {
   plan.model = model;
   plan.parallel = parallel;
-  plan.layers_per_chunk = split_layers(model.num_layers, parallel.pp, parallel.vpp, parallel.account_for_embedding_in_pipeline_split,
-                                       parallel.account_for_loss_in_pipeline_split);
+  plan.layers_per_chunk = model::chunk_layers(model, parallel);
   plan.stages.resize(parallel.pp);
   for (int64_t s = 0; s < parallel.pp; ++s) {
     plan.stages[s].pp_rank = s;

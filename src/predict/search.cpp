@@ -102,11 +102,10 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // times the critical stage's compute, elementwise and bubble time; its compute is at least the
   // GEMMs and core attention of the decoder layers it holds, each at least its FLOPs at the best
   // rate (no thin-GEMM derating). Whichever stage is critical holds at least the fewest layers of
-  // any stage (model::split_layers, uneven chunks included), each at least the cheapest layer.
+  // any stage (model::chunk_layers: uneven chunks and pipeline layouts included), each at least the cheapest layer.
   double jitter = 0;
   if (jitter_factor > 0) {
-    const auto chunks = model::split_layers(m.num_layers, p.pp, p.vpp, p.account_for_embedding_in_pipeline_split,
-                                            p.account_for_loss_in_pipeline_split);
+    const auto chunks = model::chunk_layers(m, p);
     int64_t fewest = m.num_layers;
     for (int64_t s = 0; s < p.pp; ++s) {
       int64_t held = 0;

@@ -125,6 +125,24 @@ TEST(Cli, RunWithConcurrentStreams) {
   EXPECT_NE(bad.err.find("--streams"), std::string::npos) << bad.err;
 }
 
+TEST(Cli, PredictWithAPipelineLayout) {
+  // Megatron-Core's --pipeline-model-parallel-layout, as NVIDIA's DeepSeek-V3 B200 recipe gives it:
+  // the plan follows it and says so; a layout that does not fit the plan is exit 2 naming the flag.
+  const std::string plan = " predict --model deepseek-v3 --chip b200 --gpus 256 --tp 1 --pp 8 --vpp 2 --ep 32 --cp 1"
+                           " --micro-batch-size 1 --global-batch-size 4096 --recompute full --zero 1 --precision fp8"
+                           " --moe-token-dispatcher flex --json";
+  auto r = run(test::bin() + plan + " --pipeline-layout 'Et*4|(t*4|)*14tmL'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["parallel"]["pipeline_layout"], "Et*4|(t*4|)*14tmL");
+  const auto even = run(test::bin() + plan);
+  ASSERT_EQ(even.exit_code, 0) << even.err;
+  EXPECT_LT(j["step_time_s"].get<double>(), nlohmann::json::parse(even.out)["step_time_s"].get<double>());
+  const auto bad = run(test::bin() + plan + " --pipeline-layout 'Et*4|(t*4|)*13tmL'");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("pipeline-layout 'Et*4|(t*4|)*13tmL' has 15 chunks; it needs pp x vpp = 16"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, PredictAndSearch) {
   auto r = run(test::bin() + " predict --model llama3.1-70b --chip h100@nic=200 --gpus 64 --tp 8 --pp 2 --global-batch-size 128 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -695,3 +695,94 @@ TEST(Plan, MlaAndMtpProjectionsRunTheirTpCommunicationBesideTheirGemms) {
   EXPECT_EQ(mla, m.num_layers + m.mtp_num_layers);  // the MTP module's layer has MLA attention too
   EXPECT_EQ(mtp, m.mtp_num_layers);
 }
+
+// Megatron-Core's --pipeline-model-parallel-layout (config::parse_pipeline_layout): the syntax as
+// Megatron parses it, its rules (chunks = pp × vpp, E first, L last, every layer once, MTP with
+// the loss), and a plan that follows it.
+TEST(Plan, PipelineLayoutParsesAsMegatronDoes) {
+  std::string error;
+  // NVIDIA's DeepSeek-V3 B200 recipe (Megatron-Bridge v0.4.2): 1 + 14 + 1 chunks of 4, 4, 1 layers.
+  const auto ds = config::parse_pipeline_layout("Et*4|(t*4|)*14tmL", &error);
+  ASSERT_EQ(ds.size(), 16u) << error;
+  EXPECT_TRUE(ds.front().embedding);
+  EXPECT_EQ(ds.front().decoder, 4);
+  for (size_t c = 1; c + 1 < ds.size(); ++c) {
+    EXPECT_EQ(ds[c].decoder, 4);
+    EXPECT_FALSE(ds[c].embedding || ds[c].loss || ds[c].mtp);
+  }
+  EXPECT_EQ(ds.back().decoder, 1);
+  EXPECT_EQ(ds.back().mtp, 1);
+  EXPECT_TRUE(ds.back().loss);
+  // Megatron's own docstring example, commas ignored: [E t t t] + [t t] x 29 + [m] + [L].
+  const auto doc = config::parse_pipeline_layout("Ettt|(tt|)*29,m|L", &error);
+  ASSERT_EQ(doc.size(), 32u);
+  EXPECT_EQ(doc[0].decoder, 3);
+  EXPECT_EQ(doc[29].decoder, 2);
+  EXPECT_EQ(doc[30].mtp, 1);
+  EXPECT_EQ(doc[30].decoder, 0);
+  EXPECT_TRUE(doc[31].loss);
+  // What Megatron would not parse is an error saying why, never a partial layout.
+  for (const char* bad : {"Etx|L", "E(tt|L", "Ett)|L", "E((t)*2)*2|L", "Et*|L", "*t|L", "E(tt)|L", "Et*99999999|L", "EEt|L"}) {
+    error.clear();
+    EXPECT_TRUE(config::parse_pipeline_layout(bad, &error).empty()) << bad;
+    EXPECT_FALSE(error.empty()) << bad;
+  }
+}
+
+TEST(Plan, PipelineLayoutRulesAndThePlanThatFollowsIt) {
+  const auto m = config::load_model("llama3.1-8b");  // 32 layers
+  config::ParallelConfig p;
+  p.pp = 4, p.vpp = 2, p.global_batch_size = 8;
+  auto problems = [&](const std::string& layout) {
+    auto q = p;
+    q.pipeline_layout = layout;
+    return config::join(config::violations(q, m, 4));
+  };
+  EXPECT_EQ(problems("Et*4|(t*4|)*6t*4L"), "");
+  EXPECT_NE(problems("Et*4|(t*4|)*5t*4L").find("has 7 chunks; it needs pp x vpp = 8"), std::string::npos);
+  EXPECT_NE(problems("Et*4|(t*4|)*6t*3L").find("has 31 decoder layers (t); llama3.1-8b has num_layers 32"), std::string::npos);
+  EXPECT_NE(problems("t*4|(t*4|)*6Et*4L").find("embedding (E) once, in the first chunk"), std::string::npos);
+  EXPECT_NE(problems("Et*4|(t*4|)*6t*4mL").find("has 1 MTP layers (m); llama3.1-8b has mtp_num_layers 0"), std::string::npos);
+  EXPECT_NE(problems("Et*4|(t*4|)*6t*4x").find("pipeline-layout 'Et*4|(t*4|)*6t*4x' has 'x', not a layer"), std::string::npos);
+  {
+    auto q = p;
+    q.pipeline_layout = "Et*4|(t*4|)*6t*4L";
+    q.account_for_loss_in_pipeline_split = true;
+    EXPECT_NE(config::join(config::violations(q, m, 4)).find("replaces account-for-embedding/loss"), std::string::npos);
+  }
+  const auto ds = config::load_model("deepseek-v3");  // one MTP layer: it must sit with the loss
+  config::ParallelConfig d;
+  d.pp = 16, d.ep = 8, d.global_batch_size = 16, d.pipeline_layout = "Et*3|(t*4|)*13,t*6m|L";  // 16 chunks, m in the 15th
+  EXPECT_NE(config::join(config::violations(d, ds, 128)).find("places MTP layers outside the last chunk"), std::string::npos);
+
+  // The even split written out as a layout is the same plan, op for op.
+  const auto even = plan::build_plan(m, config::resolve(p, m, 4, "test"));
+  auto q = p;
+  q.pipeline_layout = "Et*4|(t*4|)*6t*4L";
+  const auto written = plan::build_plan(m, config::resolve(q, m, 4, "test"));
+  EXPECT_EQ(written.layers_per_chunk, even.layers_per_chunk);
+  for (size_t s = 0; s < even.stages.size(); ++s) {
+    ASSERT_EQ(written.stages[s].ops.size(), even.stages[s].ops.size());
+    for (size_t i = 0; i < even.stages[s].ops.size(); ++i) {
+      const auto &a = written.stages[s].ops[i], &b = even.stages[s].ops[i];
+      ASSERT_TRUE(a.name == b.name && a.layer == b.layer && a.microbatch == b.microbatch && a.chunk == b.chunk &&
+                  a.bytes == b.bytes && a.flops == b.flops && a.ndeps == b.ndeps && a.deps == b.deps)
+          << "stage " << s << " op " << i;
+    }
+  }
+  // Another layout moves the layers: stage 0 (chunks 0 and 4) holds 2 + 2, stage 3 (3 and 7) 6 + 6,
+  // and the stages' weights follow.
+  q.pipeline_layout = "Et*2|t*4|t*4|t*6|t*2|t*4|t*4|t*6L";
+  const auto moved = plan::build_plan(m, config::resolve(q, m, 4, "test"));
+  EXPECT_EQ(moved.layers_per_chunk, (std::vector<int64_t>{2, 4, 4, 6, 2, 4, 4, 6}));
+  EXPECT_EQ(moved.stages[0].chunk_layers, (std::vector<std::vector<int64_t>>{{0, 1}, {16, 17}}));
+  EXPECT_EQ(moved.stages[3].chunk_layers, (std::vector<std::vector<int64_t>>{{10, 11, 12, 13, 14, 15}, {26, 27, 28, 29, 30, 31}}));
+  const int64_t layer = model::layer_params_per_rank(m, 0, 1);
+  EXPECT_EQ(moved.stages[0].params - even.stages[0].params, -4 * layer);
+  EXPECT_EQ(moved.stages[1].params, even.stages[1].params);
+  EXPECT_EQ(moved.stages[3].params - even.stages[3].params, 4 * layer);
+  const auto mem_moved = model::memory_per_stage(m, config::resolve(q, m, 4, "test"));
+  const auto mem_even = model::memory_per_stage(m, config::resolve(p, m, 4, "test"));
+  EXPECT_GT(mem_moved[3].total(), mem_even[3].total());
+  EXPECT_LT(mem_moved[0].total(), mem_even[0].total());
+}
