@@ -36,8 +36,9 @@
 //   SearchBeatsEveryRandomlyDrawnValidPlan checks it against sampled plans). With the old bound
 //   (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s); with these
 //   ~450 (1.4 s); once the straggler wait was shipped in every step, ~1,000 (1.7 s) until the bound
-//   had it too: ~500 (0.9 s). What is left is mostly the pipeline's send/receive time, which grows
-//   with vpp while the fill term shrinks, and exposed DP traffic: no term bounds those yet.
+//   had it too: ~500 (0.9 s); with the last stage's own chain (its layers and the whole output
+//   layer, for plain models) as a second bound, 165 (0.25 s). What is left is mostly the pipeline's
+//   send/receive time, which grows with vpp while the fill term shrinks, and exposed DP traffic.
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -74,6 +75,8 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   const double eff = std::max(gemm_efficiency, chip.gemm_efficiency(p.precision)) * chip.efficiency.sustained;
   const double rate = chip.peak_flops(p.precision) * eff;
   double compute = flops_per_token * tokens / double(p.world()) / rate;
+  // The output layer's share of `compute` (the average stage's 1/pp of it; the last stage runs it all).
+  double head = 6.0 * double(m.vocab_size) * h * tokens / double(p.world()) / rate;
   if (plain && !calibrated) {
     const double d = double(m.kv_channels), tp = double(p.tp), mats = double(m.mlp_matrices());
     const double heads = double(m.num_attention_heads / p.tp), groups = double(m.num_query_groups / p.tp);
@@ -82,6 +85,8 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
                          H * h / fill(heads * d) + h * f * tp * (mats - 1.0) / fill(f * (mats - 1.0)) + h * f * tp / fill(f);
     const double derated = layer * double(m.num_layers) * per_weight + 6.0 * double(m.vocab_size) * h / fill(double(m.vocab_size / p.tp));
     compute = derated * tokens / double(p.world()) / (rate * fill(double(T)) * fill(h));
+    head = 6.0 * double(m.vocab_size) * h / fill(double(m.vocab_size / p.tp)) * tokens / double(p.world()) /
+           (rate * fill(double(T)) * fill(h));
   }
   // Core attention (cost_model.cpp, attention_time), never calibrated: per sequence and layer
   // 2·heads·s·keys·(d_qk + d_v) forward, twice that backward, once more under any recompute; flash
@@ -103,15 +108,16 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // GEMMs and core attention of the decoder layers it holds, each at least its FLOPs at the best
   // rate (no thin-GEMM derating). Whichever stage is critical holds at least the fewest layers of
   // any stage (model::chunk_layers: uneven chunks and pipeline layouts included), each at least the cheapest layer.
+  const auto chunks = model::chunk_layers(m, p);
+  auto layers_of = [&](int64_t stage) {
+    int64_t held = 0;
+    for (int64_t c = 0; c < p.vpp; ++c) held += chunks[size_t(c * p.pp + stage)];
+    return held;
+  };
+  int64_t fewest_layers = m.num_layers;
+  for (int64_t s = 0; s < p.pp; ++s) fewest_layers = std::min(fewest_layers, layers_of(s));
   double jitter = 0;
   if (jitter_factor > 0) {
-    const auto chunks = model::chunk_layers(m, p);
-    int64_t fewest = m.num_layers;
-    for (int64_t s = 0; s < p.pp; ++s) {
-      int64_t held = 0;
-      for (int64_t c = 0; c < p.vpp; ++c) held += chunks[size_t(c * p.pp + s)];
-      fewest = std::min(fewest, held);
-    }
     double cheapest = std::numeric_limits<double>::infinity();
     const double core = p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
     for (int64_t l = 0; l < m.num_layers; ++l) {
@@ -122,7 +128,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
       cheapest = std::min(cheapest, gemm + attention);
     }
     // Per rank: a layer's work is split over its stage's tp·cp·dp ranks (world / pp of them).
-    jitter = jitter_factor * double(fewest) * cheapest * double(p.pp) / double(p.world());
+    jitter = jitter_factor * double(fewest_layers) * cheapest * double(p.pp) / double(p.world());
   }
   // Context parallelism's K/V all-gather before each layer's attention and its reduce-scatter after
   // attention's backward (plan/builder.cpp) are blocking: each starts after the compute op before
@@ -181,6 +187,18 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     const double per_layer = forward * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + backward;
     const int64_t logits = T * (m.vocab_size / p.tp);
     compute += (per_layer * layers_per_stage + (ew(logits * 38) + ew(logits * 14)) / double(p.pp)) * micro;
+    head += (ew(logits * 38) + ew(logits * 14)) / double(p.pp) * micro;
+    // The critical stage's elementwise time (other_s) counts in the slowest node's wait too.
+    jitter += jitter_factor * double(fewest_layers) * per_layer * micro;
+  }
+  // Any one stage's compute stream runs all of its compute ops one after another, so the step is at
+  // least the last stage's: its layers (a plain model's are all alike: the average stage's layer
+  // work per layer) and the whole output layer with its cross entropy. Where the output layer
+  // outweighs the pipeline fill this is the tighter bound (pp 8 with 10 layers a stage: ~10 %).
+  double last_stage = 0;
+  if (plain) {
+    const double per_layer = (compute - head) / (double(m.num_layers) / double(p.pp));
+    last_stage = per_layer * double(layers_of(p.pp - 1)) + head * double(p.pp);
   }
   const double fill_pipe = 1.0 + double(p.pp - 1) / double(p.vpp * p.num_microbatches());
   // After its last backward each stage runs the optimizer step on the compute stream (Adam, 30
@@ -194,7 +212,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     const double shard = p.zero ? double(p.dp * p.cp) : 1.0;
     optimizer = cost.elementwise_time(int64_t(params / shard * 30.0 + params * double(p.grad_bytes())));
   }
-  return compute * fill_pipe + optimizer + jitter;
+  return std::max(compute * fill_pipe + optimizer, last_stage) + jitter;
 }
 
 bool is_fixed(const SearchOptions& o, const char* name) {
