@@ -27,7 +27,8 @@
 //   1F1B schedule, Narayanan et al. SC21 §2.2); candidates are timed in order of that bound and
 //   the search stops once the bound exceeds the k-th best step found (the global batch is fixed,
 //   so a shorter step is more tokens/s per chip). The chain's work: GEMMs at the chip's best
-//   sustained rate, core attention and the blocking CP collectives; for plain dense models also the
+//   sustained rate, core attention, the blocking CP collectives and MoE token combines (and
+//   dispatches where no shared expert runs beside them); for plain dense models also the
 //   cost model's thin-GEMM derating, the elementwise kernels, the blocking TP collectives and the
 //   optimizer step; on more than one node, the slowest node's wait (apply_node_jitter) on the
 //   GEMMs, core attention and (plain models) elementwise kernels of the fewest layers any stage
@@ -40,6 +41,7 @@
 //   layer, for plain models) as a second bound, 165 (0.25 s). What is left is mostly the pipeline's
 //   send/receive time, which grows with vpp while the fill term shrinks, and exposed DP traffic.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <map>
@@ -150,6 +152,27 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     const double scatter = time_of(plan::CollKind::kReduceScatter, parallel::Group::kCp, T * kv * 2 * p.cp);
     const double per_layer = gather * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + scatter;
     compute += per_layer * layers_per_stage * micro;
+  }
+  // An MoE layer's token combine is blocking too (builder.cpp, moe_forward / moe_backward): the
+  // un-permute after it in the forward and the expert fc2 after it in the backward wait for it,
+  // with nothing of theirs beside it. The dispatch is as well, unless shared experts run beside it
+  // (then it is left out). Sizes as moe_sizes(): this rank's tokens × top-k copies of h bf16 values,
+  // × the imbalance; under the flex dispatcher with its routing.
+  if (m.is_moe() && p.ep > 1) {
+    const int64_t sp_tokens = T / (p.sequence_parallel ? p.tp : 1);
+    plan::Op a2a;
+    a2a.kind = plan::OpKind::kCollective;
+    a2a.coll = plan::CollKind::kAllToAll;
+    a2a.group = parallel::Group::kEp;
+    a2a.bytes = int64_t(std::ceil(double(sp_tokens * m.moe_router_topk) * h * 2.0 * p.moe_imbalance));
+    if (p.moe_token_dispatcher == config::Dispatcher::kFlex) {
+      a2a.route_topk = uint8_t(std::min<int64_t>(255, m.moe_router_topk));
+      a2a.route_node_limit = uint8_t(std::min<int64_t>(255, m.moe_router_num_groups > 0 ? m.moe_router_group_topk : 0));
+    }
+    const double blocking = m.moe_shared_expert_intermediate_size > 0 ? 2.0 : 4.0;  // combine ×2 (+ dispatch ×2)
+    int64_t moe_layers = 0;
+    for (int64_t l = 0; l < m.num_layers; ++l) moe_layers += m.is_moe_layer(l) ? 1 : 0;
+    compute += cost.duration(a2a) * blocking * double(moe_layers) / double(p.pp) * micro;
   }
   // Tensor parallelism's collectives of a plain layer are blocking in the same way: without SP an
   // all-reduce after each row-parallel linear forward and each column-parallel one's backward

@@ -204,7 +204,8 @@ TEST(Predict, BranchAndBoundFindsTheBestOfEveryCandidate) {
     const char* chip;
     int64_t gpus, gbs, seq;
   };
-  const Case cases[] = {{"llama3.1-8b", "h100", 32, 64, 8192}, {"llama3.1-70b", "a100", 32, 64, 4096}, {"mixtral-8x7b", "h800", 16, 32, 4096}};
+  const Case cases[] = {{"llama3.1-8b", "h100", 32, 64, 8192}, {"llama3.1-70b", "a100", 32, 64, 4096}, {"mixtral-8x7b", "h800", 16, 32, 4096},
+                        {"tiny-moe", "h100", 16, 64, 2048}};  // MoE without and with a shared expert
   for (const auto& c : cases) {
     SCOPED_TRACE(c.model);
     const auto m = config::load_model(c.model);
