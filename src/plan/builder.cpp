@@ -90,6 +90,7 @@ class StageBuilder {
       : m_(m), p_(p), st_(stage), ops_(stage), layers_per_chunk_(layers_per_chunk), copy_layers_(copy_layers) {
     tokens_ = checked_mul(p.micro_batch_size, p.seq_length / p.cp, "tokens per micro-batch");
     sp_tokens_ = p.sequence_parallel ? tokens_ / p.tp : tokens_;
+    if (m.is_moe()) a2a_ = moe_all_to_all(m, p);
     heads_ = m.num_attention_heads / p.tp;
     groups_ = m.num_query_groups / p.tp;
     d_ = m.kv_channels;
@@ -330,6 +331,7 @@ class StageBuilder {
   bool split_msg_ = false;      ///< pipeline messages go in 1/tp pieces, all-gathered on receipt
   const std::vector<int64_t>& layers_per_chunk_;
   int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_;
+  Op a2a_;  ///< an MoE layer's dispatch / combine all-to-all (moe_all_to_all): its bytes and routing
   int64_t mb_ = 0, chunk_ = 0;
   int32_t last_compute_ = -1;
   int32_t overlap_ag_ = -1;
@@ -567,10 +569,7 @@ void StageBuilder::expert_comm(OpName name, Phase ph, int64_t layer, CollKind ki
   op.coll = kind;
   op.group = g;
   op.bytes = bytes;
-  if (kind == CollKind::kAllToAll && p_.moe_token_dispatcher == config::Dispatcher::kFlex) {
-    op.route_topk = uint8_t(std::min<int64_t>(255, m_.moe_router_topk));
-    op.route_node_limit = uint8_t(std::min<int64_t>(255, m_.moe_router_num_groups > 0 ? m_.moe_router_group_topk : 0));
-  }
+  if (kind == CollKind::kAllToAll) op.route_topk = a2a_.route_topk, op.route_node_limit = a2a_.route_node_limit;
   comm(op, Stream::kEp);
 }
 
@@ -607,7 +606,7 @@ StageBuilder::MoeSizes StageBuilder::moe_sizes() const {
   const int64_t copies = checked_mul(sp_tokens_, m_.moe_router_topk, "moe tokens");  // routed copies leaving this rank
   const int64_t arriving = int64_t(std::ceil(double(copies) * double(p_.etp) * imb));  // at the hottest rank's experts
   z.per_expert = (arriving + z.local - 1) / z.local;
-  z.a2a = int64_t(std::ceil(double(checked_mul(copies * h_, kActBytes, "dispatch bytes")) * imb));
+  z.a2a = a2a_.bytes;
   z.permute = sp_tokens_ * h_ * kActBytes * (1 + m_.moe_router_topk);
   return z;
 }
@@ -1044,6 +1043,23 @@ std::vector<ScheduleItem> schedule_order(const ParallelConfig& p, int64_t rank) 
     }
   }
   return out;
+}
+
+Op moe_all_to_all(const ModelConfig& model, const ParallelConfig& parallel) {
+  const int64_t tokens = checked_mul(parallel.micro_batch_size, parallel.seq_length / parallel.cp, "tokens per micro-batch");
+  const int64_t sp_tokens = parallel.sequence_parallel ? tokens / parallel.tp : tokens;
+  const int64_t copies = checked_mul(sp_tokens, model.moe_router_topk, "moe tokens");  // routed copies leaving this rank
+  Op op;
+  op.kind = OpKind::kCollective;
+  op.coll = CollKind::kAllToAll;
+  op.group = Group::kEp;
+  op.bytes = int64_t(std::ceil(double(checked_mul(checked_mul(copies, model.hidden_size, "dispatch bytes"), kActBytes, "dispatch bytes")) *
+                               parallel.moe_imbalance));
+  if (parallel.moe_token_dispatcher == config::Dispatcher::kFlex) {
+    op.route_topk = uint8_t(std::min<int64_t>(255, model.moe_router_topk));
+    op.route_node_limit = uint8_t(std::min<int64_t>(255, model.moe_router_num_groups > 0 ? model.moe_router_group_topk : 0));
+  }
+  return op;
 }
 
 void build_plan(const ModelConfig& model, const ParallelConfig& parallel, Plan& plan, const BuildOptions& options) {

@@ -228,6 +228,12 @@ struct ScheduleItem {
 };
 std::vector<ScheduleItem> schedule_order(const config::ParallelConfig& p, int64_t pp_rank);
 
+/// An MoE layer's token dispatch (or combine) all-to-all over ep on one rank, as the builder emits
+/// it: this rank's sequence-parallel tokens × top-k copies of h bf16 activations, × the imbalance
+/// (the hottest rank's share), and under the flex dispatcher each token's top-k and node limit.
+/// The search's lower bound times the same op.
+Op moe_all_to_all(const config::ModelConfig& model, const config::ParallelConfig& parallel);
+
 /// A stand-alone GEMM op [m×k]·[k×n] with 2mnk FLOPs (benchmarks and calibration).
 Op gemm_op(int64_t m, int64_t n, int64_t k);
 

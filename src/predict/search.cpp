@@ -41,7 +41,6 @@
 //   layer, for plain models) as a second bound, 165 (0.25 s). What is left is mostly the pipeline's
 //   send/receive time, which grows with vpp while the fill term shrinks, and exposed DP traffic.
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <map>
@@ -85,10 +84,10 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     const double f = double(m.ffn_hidden_size / p.tp), H = double(m.num_attention_heads) * d;
     const double layer = h * (H + 2.0 * double(m.num_query_groups) * d) / fill((heads + 2.0 * groups) * d) +
                          H * h / fill(heads * d) + h * f * tp * (mats - 1.0) / fill(f * (mats - 1.0)) + h * f * tp / fill(f);
-    const double derated = layer * double(m.num_layers) * per_weight + 6.0 * double(m.vocab_size) * h / fill(double(m.vocab_size / p.tp));
-    compute = derated * tokens / double(p.world()) / (rate * fill(double(T)) * fill(h));
-    head = 6.0 * double(m.vocab_size) * h / fill(double(m.vocab_size / p.tp)) * tokens / double(p.world()) /
-           (rate * fill(double(T)) * fill(h));
+    const double head_flops = 6.0 * double(m.vocab_size) * h / fill(double(m.vocab_size / p.tp));
+    const double per_flop = tokens / double(p.world()) / (rate * fill(double(T)) * fill(h));
+    compute = (layer * double(m.num_layers) * per_weight + head_flops) * per_flop;
+    head = head_flops * per_flop;
   }
   // Core attention (cost_model.cpp, attention_time), never calibrated: per sequence and layer
   // 2·heads·s·keys·(d_qk + d_v) forward, twice that backward, once more under any recompute; flash
@@ -156,23 +155,10 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // An MoE layer's token combine is blocking too (builder.cpp, moe_forward / moe_backward): the
   // un-permute after it in the forward and the expert fc2 after it in the backward wait for it,
   // with nothing of theirs beside it. The dispatch is as well, unless shared experts run beside it
-  // (then it is left out). Sizes as moe_sizes(): this rank's tokens × top-k copies of h bf16 values,
-  // × the imbalance; under the flex dispatcher with its routing.
+  // (then it is left out). The op is the builder's own (plan::moe_all_to_all).
   if (m.is_moe() && p.ep > 1) {
-    const int64_t sp_tokens = T / (p.sequence_parallel ? p.tp : 1);
-    plan::Op a2a;
-    a2a.kind = plan::OpKind::kCollective;
-    a2a.coll = plan::CollKind::kAllToAll;
-    a2a.group = parallel::Group::kEp;
-    a2a.bytes = int64_t(std::ceil(double(sp_tokens * m.moe_router_topk) * h * 2.0 * p.moe_imbalance));
-    if (p.moe_token_dispatcher == config::Dispatcher::kFlex) {
-      a2a.route_topk = uint8_t(std::min<int64_t>(255, m.moe_router_topk));
-      a2a.route_node_limit = uint8_t(std::min<int64_t>(255, m.moe_router_num_groups > 0 ? m.moe_router_group_topk : 0));
-    }
     const double blocking = m.moe_shared_expert_intermediate_size > 0 ? 2.0 : 4.0;  // combine ×2 (+ dispatch ×2)
-    int64_t moe_layers = 0;
-    for (int64_t l = 0; l < m.num_layers; ++l) moe_layers += m.is_moe_layer(l) ? 1 : 0;
-    compute += cost.duration(a2a) * blocking * double(moe_layers) / double(p.pp) * micro;
+    compute += cost.duration(plan::moe_all_to_all(m, p)) * blocking * double(m.num_moe_layers()) / double(p.pp) * micro;
   }
   // Tensor parallelism's collectives of a plain layer are blocking in the same way: without SP an
   // all-reduce after each row-parallel linear forward and each column-parallel one's backward
