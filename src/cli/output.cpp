@@ -75,6 +75,7 @@ nlohmann::json to_json(const config::ChipProfile& c) {
           {"full_mesh", c.full_mesh}, {"nvls", c.nvls}, {"sm_count", c.sm_count}, {"comm_ctas", c.comm_ctas},
           {"nccl_channel_gbyte_s", c.nccl_channel_gbyte_s}, {"node_jitter", c.node_jitter},
           {"efficiency", {{"gemm", c.efficiency.gemm}, {"gemm_fp8", c.efficiency.gemm_fp8}, {"attention", c.efficiency.attention},
+                          {"attention_fa1", c.efficiency.attention_fa1}, {"attention_dropout", c.efficiency.attention_dropout},
                           {"hbm", c.efficiency.hbm}, {"nvlink", c.efficiency.nvlink}, {"nic", c.efficiency.nic},
                           {"sustained", c.efficiency.sustained}, {"nvls", c.efficiency.nvls}}},
           {"reserved_gb", c.reserved_gb}, {"origin", c.origin}};

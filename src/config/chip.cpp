@@ -129,6 +129,8 @@ double& efficiency_field(Efficiency& e, const std::string& name) {
   if (name == "gemm") return e.gemm;
   if (name == "gemm_fp8") return e.gemm_fp8;
   if (name == "attention") return e.attention;
+  if (name == "attention_fa1") return e.attention_fa1;
+  if (name == "attention_dropout") return e.attention_dropout;
   if (name == "hbm") return e.hbm;
   if (name == "nvlink") return e.nvlink;
   if (name == "nic") return e.nic;
@@ -165,6 +167,8 @@ ChipProfile load_chip_yaml(const std::string& path) {
     c.efficiency.gemm = e.get_double("gemm", 1e-3, 1, c.efficiency.gemm);
     c.efficiency.gemm_fp8 = e.get_double("gemm_fp8", 0, 1, c.efficiency.gemm_fp8);
     c.efficiency.attention = e.get_double("attention", 1e-3, 1, c.efficiency.attention);
+    c.efficiency.attention_fa1 = e.get_double("attention_fa1", 0, 1, c.efficiency.attention_fa1);
+    c.efficiency.attention_dropout = e.get_double("attention_dropout", 1e-3, 1, c.efficiency.attention_dropout);
     c.efficiency.hbm = e.get_double("hbm", 1e-3, 1, c.efficiency.hbm);
     c.efficiency.nvlink = e.get_double("nvlink", 1e-3, 1, c.efficiency.nvlink);
     c.efficiency.nic = e.get_double("nic", 1e-3, 1, c.efficiency.nic);
@@ -175,7 +179,8 @@ ChipProfile load_chip_yaml(const std::string& path) {
       if (c.sustained_from == c.arch)
         throw InputError(path, "efficiency.sustained_from", "names the chip's own architecture (" + c.arch + "); leave it out");
     }
-    e.finish({"gemm", "gemm_fp8", "attention", "hbm", "nvlink", "nic", "sustained", "sustained_from", "nvls"});
+    e.finish({"gemm", "gemm_fp8", "attention", "attention_fa1", "attention_dropout", "hbm", "nvlink", "nic", "sustained",
+              "sustained_from", "nvls"});
   }
   c.reserved_gb = f.get_double("reserved_gb", 0, c.hbm_gb, 0);
   c.chips_per_package = f.get_int("chips_per_package", 1, 64, 1);
@@ -254,7 +259,9 @@ ChipProfile apply_caps(ChipProfile chip, const TargetSpec& target) {
       // e' = 1 / (1 + r·(1/e − 1)). For an H100 (e = 0.78) capped to 148 TFLOP/s this gives 0.96;
       // the measured H20 reaches 0.94 (configs/chips/h20.yaml).
       auto rescale = [scale](double e) { return 1.0 / (1.0 + scale * (1.0 / e - 1.0)); };
-      for (const char* key : {"gemm", "gemm_fp8", "attention"}) {  // and their ranges' ends alike
+      // Dropout's random numbers are CUDA-core work beside the tensor cores: the same split holds
+      // for the fraction of the attention rate it keeps (an H20 loses less of it than an H100).
+      for (const char* key : {"gemm", "gemm_fp8", "attention", "attention_fa1", "attention_dropout"}) {  // and their ranges' ends alike
         double& e = efficiency_field(chip.efficiency, key);
         if (e > 0) e = rescale(e);  // gemm_fp8 0: the chip gives no FP8 fraction
         if (auto it = chip.efficiency_ranges.find(key); it != chip.efficiency_ranges.end())

@@ -27,6 +27,13 @@ struct Efficiency {
   /// peak than of the 16-bit one (each chip YAML cites its figure).
   double gemm_fp8 = 0;
   double attention = 0.6;
+  /// Achieved fraction of the 16-bit peak of FlashAttention-1 (forward + backward, causal, on the
+  /// executed FLOPs), for runs that predate FlashAttention-2 (ParallelConfig::flash_attention_v1);
+  /// 0: no figure for this chip (such a run is refused).
+  double attention_fa1 = 0;
+  /// Fraction of the attention kernel's rate it keeps with dropout on the scores (Philox random
+  /// numbers drawn in the kernel, forward and again in the backward); 1 = no cost.
+  double attention_dropout = 1.0;
   double hbm = 0.85;
   double nvlink = 0.8;
   double nic = 0.85;

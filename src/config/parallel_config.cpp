@@ -81,6 +81,10 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                   "tp-comm-overlap", "tpo");
     add_switch_off(member("flash_attention", &P::flash_attention, "fused (flash) attention; off: scores stored in HBM"),
                    "no-flash-attention", "nofa");
+    add_switch_on(member("flash_attention_v1", &P::flash_attention_v1,
+                         "flash attention runs FlashAttention-1 (Megatron-LM --use-flash-attn before FlashAttention-2, mid-2023) "
+                         "at the chip's efficiency.attention_fa1; needs flash attention"),
+                  "flash-attention-v1", "fa1");
     add_switch_on(member("grad_reduce_in_bf16", &P::grad_reduce_in_bf16,
                          "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32, fp16 under --precision fp16)"),
                   "grad-reduce-in-bf16", "gbf16");
@@ -273,6 +277,7 @@ std::vector<std::string> violations(const ParallelConfig& p, const ModelConfig& 
   if (p.vpp > 1 && p.pp == 1) add("vpp", "needs pp > 1");
   if (p.sequence_parallel && p.tp == 1) add("sequence-parallel", "needs tp > 1");
   if (p.tp_comm_overlap && !p.sequence_parallel) add("tp-comm-overlap", "needs sequence-parallel");
+  if (p.flash_attention_v1 && !p.flash_attention) add("flash-attention-v1", "needs flash attention (drop --no-flash-attention)");
   if (p.grad_all_reduce && p.zero != 1) add("grad-all-reduce", "needs zero 1 (without ZeRO-1 gradients are all-reduced anyway)");
   const int64_t seq = p.seq_length ? p.seq_length : m.seq_length;
   if (seq % (2 * p.cp) != 0 && p.cp > 1) add("cp", "needs seq-length divisible by 2·cp (" + s(2 * p.cp) + "), seq-length is " + s(seq));

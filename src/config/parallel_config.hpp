@@ -113,6 +113,10 @@ struct ParallelConfig {
   /// Korthikanti et al. is absent, as it is for Megatron-Core with Transformer Engine's fused
   /// attention. Off for runs that predate it (SC21 used full recompute, where it does not matter).
   bool flash_attention = true;
+  /// The flash attention kernel is FlashAttention-1 (Dao et al. 2022; Megatron-LM's --use-flash-attn
+  /// before FlashAttention-2, mid-2023), at the chip's efficiency.attention_fa1 instead of
+  /// efficiency.attention (FlashAttention-2 and later, cuDNN). Needs flash_attention.
+  bool flash_attention_v1 = false;
   /// Tensor-parallel communication overlapped with the adjacent GEMM in chunks (Megatron-Core
   /// --tp-comm-overlap, Transformer Engine userbuffers); needs sequence parallelism.
   bool tp_comm_overlap = false;

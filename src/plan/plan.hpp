@@ -91,6 +91,8 @@ struct Op {
   bool is_send = false;  ///< send/recv
   bool wgrad = false;    ///< GEMM computing a weight gradient
   bool fused = true;     ///< attention: flash (scores never stored) vs unfused (scores in HBM)
+  bool dropout = false;  ///< attention: dropout on the scores (ModelConfig::attention_dropout > 0)
+  bool fa1 = false;      ///< attention: flash by FlashAttention-1 (ParallelConfig::flash_attention_v1)
   /// All-to-all under the flex dispatcher (DeepEP / HybridEP): each token's top-k and the node
   /// limit of its routing (0: none); route_topk 0 is a plain all-to-all where every copy travels.
   uint8_t route_topk = 0, route_node_limit = 0;

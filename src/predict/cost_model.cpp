@@ -126,6 +126,7 @@ double CostModel::attention_time(const plan::Op& op) const {
     // P, writes P_d and a 1-byte mask; PV reads P_d. Backward, 9.5: dP_d = dO·Vᵀ writes, dV reads
     // P_d; dropout's backward reads dP_d and the mask and writes dP; the fused softmax backward
     // reads P and dP and writes dS; dQ and dK each read dS. Four GEMMs backward, two forward.
+    // Without dropout its passes go (2.5 each way): 4 forward, 7 backward.
     const double scores = double(op.batch) * double(op.m) * double(op.n);
     const bool backward = op.phase == plan::Phase::kBackward;
     // One batched kernel per GEMM: the per-matrix time times the batch, one launch. Always the
@@ -133,13 +134,25 @@ double CostModel::attention_time(const plan::Op& op) const {
     const double one = roofline_gemm_time(op.m, op.n, op.k, 2.0 * double(op.m) * double(op.n) * double(op.k), bf16_peak_flops_,
                                           chip_.efficiency.gemm, 1) - kKernelOverheadS;
     const double gemms = (backward ? 4.0 : 2.0) * (double(op.batch) * one + kKernelOverheadS);
-    return gemms + elementwise_time(static_cast<int64_t>((backward ? 9.5 : 6.5) * 2.0 * scores));
+    const double passes = (backward ? 9.5 : 6.5) - (op.dropout ? 0.0 : 2.5);
+    return gemms + elementwise_time(static_cast<int64_t>(passes * 2.0 * scores));
   }
   // Flash attention skips the masked half of a causal score matrix, so it executes half the
   // accounted FLOPs; bytes are Q, K, V, O (and their grads) once.
   const double exec_flops = op.causal ? 0.5 * op.flops : op.flops;
-  return std::max(exec_flops / (bf16_peak_flops_ * chip_.efficiency.attention * chip_.efficiency.sustained),
-                  double(op.bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm)) + kKernelOverheadS;
+  return std::max(exec_flops / (bf16_peak_flops_ * flash_efficiency(op)), double(op.bytes) / (chip_.hbm_Bps() * chip_.efficiency.hbm)) +
+         kKernelOverheadS;
+}
+
+double CostModel::flash_efficiency(const plan::Op& op) const {
+  // The kernel's achieved fraction (FlashAttention-1 for runs before FlashAttention-2), what it
+  // keeps with dropout's in-kernel random numbers, and the whole-step derate.
+  if (op.fa1 && chip_.efficiency.attention_fa1 <= 0)
+    throw InputError(chip_.origin.empty() ? chip_.name : chip_.origin, "efficiency.attention_fa1",
+                     "is not given for this chip, so a FlashAttention-1 run (flash_attention_v1) cannot be timed on it; "
+                     "give the kernel's fraction of the 16-bit peak (forward + backward) or leave flash_attention_v1 off");
+  const double kernel = op.fa1 ? chip_.efficiency.attention_fa1 : chip_.efficiency.attention;
+  return kernel * (op.dropout ? chip_.efficiency.attention_dropout : 1.0) * chip_.efficiency.sustained;
 }
 
 double CostModel::elementwise_time(int64_t bytes) const {

@@ -48,6 +48,11 @@ class CostModel {
   /// fusion, β = 1), 2 · main_grad_bytes.
   double gemm_time(int64_t m, int64_t n, int64_t k, double flops, int64_t batch = 1, double c_bytes = 2) const;
   double attention_time(const plan::Op& op) const;
+  /// A flash attention op's achieved fraction of the 16-bit peak over a whole step: the chip's
+  /// kernel fraction (efficiency.attention, or attention_fa1 for FlashAttention-1), times
+  /// efficiency.attention_dropout when the op drops out scores, times efficiency.sustained.
+  /// Throws InputError for FlashAttention-1 on a chip without attention_fa1.
+  double flash_efficiency(const plan::Op& op) const;
   double elementwise_time(int64_t bytes) const;
   const LinkParams& link() const { return link_; }
   /// The link parameters a collective over group g sees (link() but on a full mesh).

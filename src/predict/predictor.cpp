@@ -108,11 +108,12 @@ struct DurationKey {
   plan::Phase phase;
   plan::CollKind coll;
   parallel::Group group;
-  bool causal, is_send, fused;
+  bool causal, is_send, fused, dropout, fa1;
   uint8_t route_topk, route_node_limit;
   explicit DurationKey(const plan::Op& op)
       : m(op.m), n(op.n), k(op.k), batch(op.batch), bytes(op.bytes), flops(op.flops), kind(op.kind), phase(op.phase),
-        coll(op.coll), group(op.group), causal(op.causal), is_send(op.is_send), fused(op.fused), route_topk(op.route_topk), route_node_limit(op.route_node_limit) {}
+        coll(op.coll), group(op.group), causal(op.causal), is_send(op.is_send), fused(op.fused), dropout(op.dropout),
+        fa1(op.fa1), route_topk(op.route_topk), route_node_limit(op.route_node_limit) {}
   bool operator==(const DurationKey&) const = default;
 };
 

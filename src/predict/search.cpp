@@ -101,7 +101,13 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   const double attn_peak = p.precision == config::Precision::kFp8 && chip.supports(config::Precision::kBf16)
                                ? chip.peak_flops(config::Precision::kBf16)
                                : chip.peak_flops(p.precision);
-  const double attn_rate = p.flash_attention ? 2.0 * attn_peak * chip.efficiency.attention * chip.efficiency.sustained
+  const CostModel cost(chip, p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), calibration, p.grad_bytes(),
+                       CommCtas::of(p));
+  // The rate CostModel::flash_efficiency gives a flash attention op of this plan (exact, so the
+  // bound stays tight); doubled for the causal half it skips.
+  plan::Op flash;
+  flash.dropout = m.attention_dropout > 0, flash.fa1 = p.flash_attention_v1;
+  const double attn_rate = p.flash_attention ? 2.0 * attn_peak * cost.flash_efficiency(flash)
                                              : attn_peak * chip.efficiency.gemm * chip.efficiency.sustained;
   compute += attn * double(p.global_batch_size) / double(p.world()) / attn_rate;
   // The slowest node's wait (apply_node_jitter) is jitter_factor = σ·E[max of the nodes' normals]
@@ -135,8 +141,6 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // attention's backward (plan/builder.cpp) are blocking: each starts after the compute op before
   // it and the next compute op waits for it, so they add to each stage's chain (full recompute
   // gathers once more). Per stage: layers/pp layers (at least, on the busiest) × micro-batches.
-  const CostModel cost(chip, p.precision, parallel::Layout(p.tp, p.cp, p.dp, p.pp, p.ep, p.etp), calibration, p.grad_bytes(),
-                       CommCtas::of(p));
   plan::Op op;
   op.kind = plan::OpKind::kCollective;
   auto time_of = [&](plan::CollKind kind, parallel::Group g, int64_t bytes) {

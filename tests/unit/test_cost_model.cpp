@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "common/error.hpp"
 #include "parallel/layout.hpp"
 #include "predict/cost_model.hpp"
 
@@ -247,12 +248,15 @@ TEST(CostModel, UnfusedAttentionMovesItsScoresThroughHbmAsMegatronsKernelsDo) {
   // writes P_d and a 1-byte mask; PV reads P_d. Backward 9.5: dO·Vᵀ writes dP_d; dV reads P_d;
   // dropout's backward reads dP_d and the mask, writes dP; the softmax backward reads P and dP,
   // writes dS; dQ and dK read dS once each. The backward has twice the forward's GEMMs, so
-  // backward − 2 × forward leaves (9.5 − 13) passes and one launch fewer.
+  // backward − 2 × forward leaves (9.5 − 13) passes and one launch fewer. Without dropout the
+  // forward loses dropout's read of P, its writes of P_d and the mask (2.5 passes), and so does the
+  // backward (dropout's backward reads dP_d and the mask and writes dP): 4 and 7 passes.
   const parallel::Layout layout(1, 1, 1, 1);
   const auto a100 = config::load_chip("a100");
   const predict::CostModel cost(a100, config::Precision::kFp16, layout);
   plan::Op fwd;
   fwd.kind = plan::OpKind::kAttention, fwd.name = plan::OpName::kCoreAttention, fwd.fused = false, fwd.causal = true;
+  fwd.dropout = true;
   fwd.batch = 16 * 24, fwd.m = 2048, fwd.n = 2048, fwd.k = 96;  // A1: micro-batch 16, 24 heads of 96, s 2048
   fwd.flops = 4.0 * double(fwd.batch) * 2048.0 * 2048.0 * 96.0;
   plan::Op bwd = fwd;
@@ -263,6 +267,10 @@ TEST(CostModel, UnfusedAttentionMovesItsScoresThroughHbmAsMegatronsKernelsDo) {
   EXPECT_NEAR(cost.duration(bwd) - 2 * cost.duration(fwd), -3.5 * 2.0 * scores / bw - predict::CostModel::kKernelOverheadS,
               1e-9);
   EXPECT_GT(cost.duration(fwd), 6.5 * 2.0 * scores / bw);
+  plan::Op fwd_nd = fwd, bwd_nd = bwd;
+  fwd_nd.dropout = bwd_nd.dropout = false;
+  EXPECT_NEAR(cost.duration(fwd) - cost.duration(fwd_nd), 2.5 * 2.0 * scores / bw, 1e-9);
+  EXPECT_NEAR(cost.duration(bwd) - cost.duration(bwd_nd), 2.5 * 2.0 * scores / bw, 1e-9);
 }
 
 TEST(CostModel, ChannelLimitedCommunicatorsMoveAtMostTheirChannelsBandwidth) {
@@ -318,4 +326,46 @@ TEST(CostModel, ChannelLimitedCommunicatorsMoveAtMostTheirChannelsBandwidth) {
   EXPECT_EQ(npu.nccl_channel_gbyte_s, 0);
   EXPECT_DOUBLE_EQ(predict::CostModel(npu, config::Precision::kBf16, layout, nullptr, 4, {1, 1, 1}).duration(kv),
                    predict::CostModel(npu, config::Precision::kBf16, layout).duration(kv));
+}
+
+TEST(CostModel, FlashAttentionPaysForDropoutAndForItsKernelGeneration) {
+  // The chip fractions against the published measurements they come from.
+  const auto a100 = config::load_chip("a100"), h100 = config::load_chip("h100"), b200 = config::load_chip("b200");
+  // FlashAttention-1 paper, App. E.6 (A100, dropout 0.1, fwd + bwd): 9.16 / 7.64, 36.70 / 30.09, 146.13 / 118.50 ms.
+  EXPECT_NEAR(a100.efficiency.attention_dropout, 3.0 / (9.16 / 7.64 + 36.70 / 30.09 + 146.13 / 118.50), 0.01);
+  // TransformerEngine issue #3312 (H200, cuDNN, fwd + bwd): 0.594 ms without dropout, 0.614 ms with 0.1.
+  EXPECT_NEAR(h100.efficiency.attention_dropout, 0.594 / 0.614, 0.005);
+  // flash-attention PR #2597 (GB200): forward at 0.75-0.85, backward at 0.60-0.70 of the no-dropout rate,
+  // the backward doing 2.5x the forward's FLOPs.
+  EXPECT_NEAR(b200.efficiency.attention_dropout, 3.5 / (1 / 0.80 + 2.5 / 0.65), 0.01);
+  // FlashAttention-2 paper, A100 fwd + bwd, causal, sequence 2k: FA1 69 vs FA2 155 TFLOP/s at head
+  // dim 128, 77 vs 140 at 64; their mean ratio applied to the FA2-class efficiency.attention.
+  EXPECT_NEAR(a100.efficiency.attention_fa1, a100.efficiency.attention * (69.0 / 155 + 77.0 / 140) / 2, 0.005);
+
+  // A compute-bound causal flash attention op takes its executed FLOPs (half the accounted ones)
+  // at the peak times the kernel fraction, times the dropout fraction when it drops out scores,
+  // times the sustained derate, plus one launch.
+  const parallel::Layout layout(1, 1, 1, 1);
+  const predict::CostModel cost(a100, config::Precision::kBf16, layout);
+  plan::Op op;
+  op.kind = plan::OpKind::kAttention, op.name = plan::OpName::kCoreAttention, op.fused = true, op.causal = true;
+  op.batch = 96, op.m = 2048, op.n = 2048, op.k = 128;
+  op.flops = 4.0 * 96 * 2048.0 * 2048.0 * 128.0;
+  op.bytes = int64_t(96) * 4 * 2048 * 128 * 2;
+  const double peak = a100.peak_flops(config::Precision::kBf16), sus = a100.efficiency.sustained;
+  auto expect = [&](double kernel, double keep) { return 0.5 * op.flops / (peak * kernel * keep * sus) + predict::CostModel::kKernelOverheadS; };
+  EXPECT_NEAR(cost.duration(op), expect(a100.efficiency.attention, 1.0), 1e-12);
+  op.dropout = true;
+  EXPECT_NEAR(cost.duration(op), expect(a100.efficiency.attention, a100.efficiency.attention_dropout), 1e-12);
+  op.fa1 = true;
+  EXPECT_NEAR(cost.duration(op), expect(a100.efficiency.attention_fa1, a100.efficiency.attention_dropout), 1e-12);
+
+  // A chip with no FlashAttention-1 figure refuses such a run, naming the field.
+  const predict::CostModel hopper(h100, config::Precision::kBf16, layout);
+  try {
+    hopper.duration(op);
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.field(), "efficiency.attention_fa1");
+  }
 }

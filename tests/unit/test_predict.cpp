@@ -203,9 +203,11 @@ TEST(Predict, BranchAndBoundFindsTheBestOfEveryCandidate) {
     const char* model;
     const char* chip;
     int64_t gpus, gbs, seq;
+    bool fa1 = false;  // FlashAttention-1 (flash_attention_v1)
   };
   const Case cases[] = {{"llama3.1-8b", "h100", 32, 64, 8192}, {"llama3.1-70b", "a100", 32, 64, 4096}, {"mixtral-8x7b", "h800", 16, 32, 4096},
-                        {"tiny-moe", "h100", 16, 64, 2048}};  // MoE without and with a shared expert
+                        {"tiny-moe", "h100", 16, 64, 2048},  // MoE without and with a shared expert
+                        {"gpt-7.5b", "a100", 16, 64, 2048, true}};  // attention dropout 0.1 under FlashAttention-1
   for (const auto& c : cases) {
     SCOPED_TRACE(c.model);
     const auto m = config::load_model(c.model);
@@ -213,6 +215,7 @@ TEST(Predict, BranchAndBoundFindsTheBestOfEveryCandidate) {
     ASSERT_GT(chip.node_jitter, 0.0);
     predict::SearchOptions o;
     o.gpus = c.gpus, o.global_batch_size = c.gbs, o.seq_length = c.seq, o.top = 1;
+    o.given.flash_attention_v1 = c.fa1;
     const auto pruned = predict::search(m, chip, o);
     o.branch_and_bound = false;
     const auto all = predict::search(m, chip, o);
@@ -737,7 +740,9 @@ TEST(Predict, OneLayerTakesTheTimeKorthikantiMeasuredOnEightA100s) {
     normalization: layernorm
     add_bias_linear: true
     position_embedding: learned
-    tie_embeddings: true)"), "test");
+    tie_embeddings: true
+    hidden_dropout: 0.1
+    attention_dropout: 0.1)"), "test");
   const auto chip = config::load_chip("a100");
   struct Row { config::Recompute recompute; bool sp; double fwd_ms, bwd_ms; };
   const Row rows[] = {{config::Recompute::kNone, false, 7.7, 11.9},       // baseline, no recompute
