@@ -96,7 +96,8 @@ class PointRunner {
     } else {
       config::ParallelConfig p = pt.plan.parallel;
       p.global_batch_size = pt.global_batch_size, p.seq_length = s_.seq_length, p.precision = s_.precision;
-      const auto v = config::violations(p, model, pt.gpus);
+      auto v = config::violations(p, model, pt.gpus);
+      for (auto& t : predict::target_violations(p, chip)) v.push_back(std::move(t));
       if (!v.empty()) {
         status = "invalid: " + config::join(v);
         // The status column holds 511 characters: past that, the first reason and a count.

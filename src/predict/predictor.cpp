@@ -179,6 +179,13 @@ void check_chip_count(int64_t gpus, const std::string& flag) {
     throw InputError(flag, "", "must be between 1 and 2^40 = " + std::to_string(kMaxChips) + " chips, got " + std::to_string(gpus));
 }
 
+std::vector<std::string> target_violations(const config::ParallelConfig& p, const config::ChipProfile& chip) {
+  std::vector<std::string> v;
+  if (p.flash_attention && p.flash_attention_v1 && chip.efficiency.attention_fa1 <= 0)
+    v.push_back("flash-attention-v1: " + chip.name + " gives no efficiency.attention_fa1 (FlashAttention-1's fraction of its peak)");
+  return v;
+}
+
 bool fits_memory(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
                  double* need_gb) {
   const double need = model::memory_per_rank(model, p).total();

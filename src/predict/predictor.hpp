@@ -124,6 +124,11 @@ struct Prediction {
 Prediction predict(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
                    const PredictOptions& options = {});
 
+/// Plan settings `chip` cannot time, as "field: problem" (empty when it can time them all):
+/// FlashAttention-1 (flash_attention_v1) on a chip with no efficiency.attention_fa1. predict()
+/// throws InputError for them; a sweep records them as the point's status, as config::violations.
+std::vector<std::string> target_violations(const config::ParallelConfig& p, const config::ChipProfile& chip);
+
 /// Memory check only (cheap): bytes per chip and whether they fit the chip.
 bool fits_memory(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
                  double* need_gb = nullptr);

@@ -156,6 +156,40 @@ TEST(Cli, PredictAndSearch) {
   EXPECT_TRUE(s[0]["fits"].get<bool>());
 }
 
+TEST(Cli, FlashAttention1IsTimedWhereTheChipGivesItsFigure) {
+  // FlashAttention-1 has a measured fraction on Ampere (the a100 profile's efficiency.attention_fa1)
+  // and none on Hopper. predict refuses it there, naming the file and the field; a sweep records
+  // the point as invalid, as it does a plan the model cannot take, and times the rest.
+  const std::string plan = " predict --model gpt-1.7b --gpus 8 --tp 1 --pp 1 --no-search --flash-attention-v1 --json";
+  auto r = run(test::bin() + plan + " --chip a100");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const double fa1 = nlohmann::json::parse(r.out)["step_time_s"].get<double>();
+  r = run(test::bin() + " predict --model gpt-1.7b --gpus 8 --tp 1 --pp 1 --no-search --json --chip a100");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(fa1, nlohmann::json::parse(r.out)["step_time_s"].get<double>());
+  r = run(test::bin() + plan + " --chip h100");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("h100.yaml: 'efficiency.attention_fa1'"), std::string::npos) << r.err;
+  const auto yaml = test::fresh_path("fa1.yaml"), out = test::fresh_path("fa1.h5");
+  {
+    std::ofstream y(yaml);
+    y << "name: fa1\ndescription: FlashAttention-1 on Ampere and Hopper\nmodels: [gpt-1.7b]\ntargets: [a100, h100]\n"
+         "gpus: [8]\nglobal_batch_size_per_gpu: 1\nplans:\n  - {tp: 1, pp: 1, micro_batch_size: 1, flash_attention_v1: true}\n";
+  }
+  r = run(test::bin() + " sweep " + yaml + " --out " + out, 120);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto f = results::read_result(out);
+  ASSERT_EQ(f.rows.size(), 2u);
+  for (size_t i = 0; i < f.rows.size(); ++i) {
+    if (f.rows[i].target == "a100") {
+      EXPECT_EQ(f.statuses[i], "ok");
+    } else {
+      EXPECT_NE(f.statuses[i].find("invalid: flash-attention-v1: h100 gives no efficiency.attention_fa1"), std::string::npos)
+          << f.statuses[i];
+    }
+  }
+}
+
 TEST(Cli, SweepReportAndEquivalence) {
   const auto out = test::fresh_path("small.h5");
   auto r = run(test::bin() + " sweep " + std::string(CAPSCALE_TEST_DATA) + "/sweeps/small.yaml --out " + out, 300);
