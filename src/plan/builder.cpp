@@ -208,7 +208,7 @@ class StageBuilder {
     op.causal = true;
     op.fused = p_.flash_attention;
     op.dropout = m_.attention_dropout > 0;
-    op.fa1 = p_.flash_attention && p_.flash_attention_v1;
+    op.fa1 = p_.flash_attention_v1;  // read only on the flash path (CostModel::flash_efficiency)
     // QKᵀ and PV: 2·b·heads·s_q·s_k·(d_qk + d_v) forward (Narayanan SC21's 4Bs²h per layer at
     // cp=tp=1); backward twice that. Not halved for the causal mask, as in the papers' accounting.
     const double fwd = 2.0 * double(op.batch) * double(op.m) * double(op.n) * double(m_.qk_dim() + m_.v_dim());
