@@ -22,7 +22,7 @@ import textwrap
 import warnings
 
 PROG = "plot.py"
-SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)  # docs/hdf5_schema.md: versions 2 to 10 added columns plot.py does not use
+SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)  # docs/hdf5_schema.md: versions 2 to 11 added columns plot.py does not use
 NVLINK_NOTE = "NVLink figures: datasheet bidirectional GB/s"
 BREAKDOWN = [("compute_s", "compute", "#4C72B0"), ("exposed_comm_s", "exposed comm", "#DD8452"),
              ("bubble_s", "pipeline bubble", "#55A868"), ("other_s", "other", "#8C8C8C")]

@@ -45,6 +45,7 @@ int print_cross_validation(const predict::CrossValidation& cv, bool json) {
   for (const auto& f : cv.folds) {
     std::string constants;
     nlohmann::json sustained = nlohmann::json::object(), jitter = nlohmann::json::object();
+    double gap = 0;
     nlohmann::json at_bound = nlohmann::json::array();  // architectures whose fold fit ran into its search bound
     for (const auto& [arch, value] : f.constants) {
       const bool bound = predict::at_fit_bound(value);
@@ -53,16 +54,18 @@ int print_cross_validation(const predict::CrossValidation& cv, bool json) {
       constants += line;
       sustained[arch] = value.sustained;
       jitter[arch] = value.node_jitter;
+      gap = value.host_step_gap_s;
       if (bound) at_bound.push_back(arch);
     }
     for (const auto& a : f.pooled_archs) constants += " (" + a + " pooled: no fit row of it elsewhere)";
-    std::snprintf(line, sizeof line, "# cv %-60.60s %3lld rows: median %5.1f %%, max %5.1f %% (sustained/node_jitter %s)\n", f.source.c_str(),
-                  (long long)f.errors.rows, 100 * f.errors.median_abs, 100 * f.errors.max_abs, constants.c_str());
+    std::snprintf(line, sizeof line, "# cv %-60.60s %3lld rows: median %5.1f %%, max %5.1f %% (sustained/node_jitter %s; host gap %.3f s)\n",
+                  f.source.c_str(), (long long)f.errors.rows, 100 * f.errors.median_abs, 100 * f.errors.max_abs, constants.c_str(), gap);
     log << line;
     nlohmann::json j = stats_json(f.errors);
     j["source"] = f.source;
     j["sustained"] = sustained;
     j["node_jitter"] = jitter;
+    j["host_step_gap_s"] = gap;
     j["pooled_archs"] = f.pooled_archs;
     j["at_bound"] = at_bound;
     folds.push_back(j);
@@ -130,7 +133,9 @@ Action add_validate(CLI::App& app) {
   auto slopes = std::make_shared<bool>(false);
   cmd->add_option("--runs", *file, "published runs YAML");
   cmd->add_flag("--json", *json, "print JSON on stdout");
-  cmd->add_flag("--fit", *fit, "refit efficiency.sustained per architecture and the one node_jitter for all, jointly, on the rows marked fit, and print them");
+  cmd->add_flag("--fit", *fit,
+                "refit efficiency.sustained per architecture and the one node_jitter for all, jointly, on the rows marked fit, and "
+                "the one host_step_gap_s on every in-budget row, and print them");
   cmd->add_flag("--cv", *cv,
                 "leave-one-source-out cross-validation: refit the constants without each source, predict it; per source and overall");
   cmd->add_flag("--slopes", *slopes,
@@ -140,27 +145,30 @@ Action add_validate(CLI::App& app) {
     const auto runs = predict::load_published_runs(*file);
     if (*slopes) return print_scaling_series(predict::scaling_series(runs), *json);
     std::ostream& log = *json ? std::cerr : std::cout;
-    char line[400];
+    char line[512];
     if (*fit) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& f : predict::fit_constants(runs)) {
         std::snprintf(line, sizeof line,
                       "# fit %-8s efficiency.sustained = %.4f, node_jitter = %.4f over %lld rows (rms log error %.4f; shipped %.3f, "
-                      "%.4f gives %.4f)\n",
+                      "%.4f gives %.4f); host_step_gap_s = %.4f over the in-budget rows (shipped %.3f)\n",
                       f.arch.c_str(), f.value.sustained, f.value.node_jitter, (long long)f.rows, f.rms_log_error_fit,
-                      f.shipped.sustained, f.shipped.node_jitter, f.rms_log_error_shipped);
+                      f.shipped.sustained, f.shipped.node_jitter, f.rms_log_error_shipped, f.value.host_step_gap_s,
+                      f.shipped.host_step_gap_s);
         log << line;
         const bool at_bound = predict::at_fit_bound(f.value);
         if (at_bound) {
           std::snprintf(line, sizeof line,
-                        "# fit %-8s AT THE SEARCH BOUND (sustained %.2f-%.2f, node_jitter at most %.2f): the rows want a value "
-                        "outside it; the model, not the constant, needs attention\n",
-                        f.arch.c_str(), predict::kFittedSustainedMin, predict::kFittedSustainedMax, predict::kMaxFittedNodeJitter);
+                        "# fit %-8s AT THE SEARCH BOUND (sustained %.2f-%.2f, node_jitter at most %.2f, host_step_gap_s at most "
+                        "%.2f): the rows want a value outside it; the model, not the constant, needs attention\n",
+                        f.arch.c_str(), predict::kFittedSustainedMin, predict::kFittedSustainedMax, predict::kMaxFittedNodeJitter,
+                        predict::kMaxFittedHostStepGapS);
           log << line;
         }
         arr.push_back({{"arch", f.arch}, {"rows", f.rows}, {"sustained", f.value.sustained}, {"node_jitter", f.value.node_jitter},
                        {"rms_log_error", f.rms_log_error_fit}, {"shipped", f.shipped.sustained},
                        {"shipped_node_jitter", f.shipped.node_jitter}, {"rms_log_error_shipped", f.rms_log_error_shipped},
+                       {"host_step_gap_s", f.value.host_step_gap_s}, {"shipped_host_step_gap_s", f.shipped.host_step_gap_s},
                        {"at_bound", at_bound}});
       }
       if (*json) std::cout << arr.dump(2) << std::endl;

@@ -74,6 +74,7 @@ nlohmann::json to_json(const config::ChipProfile& c) {
           {"nvlink_domain", c.nvlink_domain}, {"nic_gbit_s", c.nic_gbit_s},
           {"full_mesh", c.full_mesh}, {"nvls", c.nvls}, {"sm_count", c.sm_count}, {"comm_ctas", c.comm_ctas},
           {"nccl_channel_gbyte_s", c.nccl_channel_gbyte_s}, {"node_jitter", c.node_jitter},
+          {"host_step_gap_s", c.host_step_gap_s},
           {"efficiency", {{"gemm", c.efficiency.gemm}, {"gemm_fp8", c.efficiency.gemm_fp8}, {"attention", c.efficiency.attention},
                           {"attention_fa1", c.efficiency.attention_fa1}, {"attention_dropout", c.efficiency.attention_dropout},
                           {"hbm", c.efficiency.hbm}, {"nvlink", c.efficiency.nvlink}, {"nic", c.efficiency.nic},

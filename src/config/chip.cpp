@@ -190,6 +190,7 @@ ChipProfile load_chip_yaml(const std::string& path) {
   if (c.nvls && c.efficiency.nvls <= 0)
     throw InputError(path, "efficiency.nvls", "must be given (> 0) when nvls is true: NVLS's rate as a fraction of the ring's");
   c.node_jitter = f.get_double("node_jitter", 0, ChipProfile::kMaxNodeJitter, 0);
+  c.host_step_gap_s = f.get_double("host_step_gap_s", 0, ChipProfile::kMaxHostStepGapS, 0);
   c.sm_count = f.get_int("sm_count", 0, 1 << 20, 0);
   c.comm_ctas = f.get_int("comm_ctas", 0, 1 << 20, 0);
   if (c.comm_ctas > 0 && c.comm_ctas >= c.sm_count)
@@ -220,7 +221,7 @@ ChipProfile load_chip_yaml(const std::string& path) {
   c.sources = f.get_string_map("sources");
   f.finish({"name", "description", "arch", "peak_tflops", "hbm_gb", "hbm_tbps", "nvlink_gbyte_s", "nvlink_domain",
             "nic_gbit_s", "nvlink_latency_us", "nic_latency_us", "efficiency", "reserved_gb", "chips_per_package",
-            "full_mesh", "nvls", "node_jitter", "sm_count", "comm_ctas", "nccl_channel_gbyte_s", "efficiency_ranges", "sources"});
+            "full_mesh", "nvls", "node_jitter", "host_step_gap_s", "sm_count", "comm_ctas", "nccl_channel_gbyte_s", "efficiency_ranges", "sources"});
   return c;
 }
 

@@ -93,6 +93,15 @@ struct ChipProfile {
   double node_jitter = 0;
   /// The largest node_jitter a chip YAML or cap may give.
   static constexpr double kMaxNodeJitter = 0.5;
+  /// Seconds the GPU idles at each step boundary while the host finishes one step and starts the
+  /// next (eager PyTorch: from the optimizer's synchronising read of the gradient norm to the next
+  /// step's first kernel: step bookkeeping, logging, the next batch). Added once per step
+  /// (predict::apply_host_step_gap) unless the plan replays whole iterations as a CUDA graph
+  /// (ParallelConfig::full_iteration_cuda_graph). Fitted with sustained and node_jitter, one value
+  /// for every chip (`capscale validate --fit`); 0 (the default): none.
+  double host_step_gap_s = 0;
+  /// The largest host_step_gap_s a chip YAML may give.
+  static constexpr double kMaxHostStepGapS = 1.0;
   /// [low, high] of the kernel fractions whose value is least certain (an assumption, or a forward
   /// measurement stretched to forward + backward), by efficiency field name (gemm, gemm_fp8,
   /// attention, hbm, nvlink, nic); each holds the shipped value. `predict --vs` re-predicts at

@@ -85,6 +85,10 @@ const FieldTable<ParallelConfig>& parallel_fields() {
                          "flash attention runs FlashAttention-1 (Megatron-LM --use-flash-attn before FlashAttention-2, mid-2023) "
                          "at the chip's efficiency.attention_fa1; needs flash attention"),
                   "flash-attention-v1", "fa1");
+    add_switch_on(member("full_iteration_cuda_graph", &P::full_iteration_cuda_graph,
+                         "each step's forward and backward replay as one CUDA graph (Megatron-Core --cuda-graph-scope "
+                         "full_iteration): no host gap at the step boundary (the chip's host_step_gap_s)"),
+                  "full-iteration-cuda-graph", "fcg");
     add_switch_on(member("grad_reduce_in_bf16", &P::grad_reduce_in_bf16,
                          "reduce DP gradients in bf16 (Megatron --grad-reduce-in-bf16; default fp32, fp16 under --precision fp16)"),
                   "grad-reduce-in-bf16", "gbf16");

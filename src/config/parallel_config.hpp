@@ -117,6 +117,11 @@ struct ParallelConfig {
   /// before FlashAttention-2, mid-2023), at the chip's efficiency.attention_fa1 instead of
   /// efficiency.attention (FlashAttention-2 and later, cuDNN). Needs flash_attention.
   bool flash_attention_v1 = false;
+  /// Each step's forward and backward replay as one captured CUDA graph (Megatron-Core
+  /// --cuda-graph-scope full_iteration, Megatron-Bridge cuda_graph_impl local with that scope,
+  /// MLPerf's config_common_cg.sh): the host's step-boundary work no longer leaves the GPU idle, so
+  /// the chip's host_step_gap_s is not charged (predict::apply_host_step_gap).
+  bool full_iteration_cuda_graph = false;
   /// Tensor-parallel communication overlapped with the adjacent GEMM in chunks (Megatron-Core
   /// --tp-comm-overlap, Transformer Engine userbuffers); needs sequence parallelism.
   bool tp_comm_overlap = false;

@@ -250,11 +250,22 @@ void apply_node_jitter(TimelineResult& timeline, const config::ChipProfile& chip
   timeline.step_time_s += wait;
 }
 
+double host_step_gap(const config::ChipProfile& chip, const config::ParallelConfig& p) {
+  return p.full_iteration_cuda_graph ? 0.0 : chip.host_step_gap_s;
+}
+
+void apply_host_step_gap(TimelineResult& timeline, const config::ChipProfile& chip, const config::ParallelConfig& p) {
+  const double gap = host_step_gap(chip, p);
+  timeline.breakdown.other_s += gap;
+  timeline.step_time_s += gap;
+}
+
 TimelineResult simulate_on(const plan::Plan& plan, const std::vector<std::vector<double>>& durations,
                            const config::ChipProfile& chip, TimelineOptions options) {
   options.comm_contention = chip.comm_contention();
   TimelineResult tl = simulate(plan, durations, options);
   apply_node_jitter(tl, chip, plan.parallel.world());
+  apply_host_step_gap(tl, chip, plan.parallel);
   return tl;
 }
 

@@ -108,9 +108,21 @@ void apply_node_jitter(TimelineResult& timeline, const config::ChipProfile& chip
 /// the wait) is `b`: (compute + other + bubble)·σ·E[max of nodes]; 0 on one node.
 double node_jitter_wait(const Breakdown& b, double sigma, int64_t nodes);
 
+/// The host's step-boundary gap (ChipProfile::host_step_gap_s): in eager PyTorch the optimizer
+/// reads the gradient norm back to the host (Megatron's clip_grad_norm: a device synchronisation),
+/// so the GPU's queue is empty while the host finishes the step (scheduler, logging, the loss
+/// reduction) and fetches and starts the next one; its first kernel arrives that much later. Added
+/// once per step as host time (`other`), after the straggler wait (the gap is idle time, which node
+/// speed does not stretch). None when the plan replays whole iterations as a CUDA graph
+/// (ParallelConfig::full_iteration_cuda_graph).
+void apply_host_step_gap(TimelineResult& timeline, const config::ChipProfile& chip, const config::ParallelConfig& p);
+/// The gap apply_host_step_gap adds to a step of plan `p` on `chip` (0 under a full-iteration CUDA graph).
+double host_step_gap(const config::ChipProfile& chip, const config::ParallelConfig& p);
+
 /// The step of `plan` on `chip` from its op durations, as every prediction times it: collectives
 /// beside the compute stream take the chip's SM share (ChipProfile::comm_contention), then the
-/// slowest node paces the step (apply_node_jitter). `predict` and `run --emulate` both use it.
+/// slowest node paces the step (apply_node_jitter), then the host's step-boundary gap
+/// (apply_host_step_gap). `predict` and `run --emulate` both use it.
 TimelineResult simulate_on(const plan::Plan& plan, const std::vector<std::vector<double>>& durations,
                            const config::ChipProfile& chip, TimelineOptions options = {});
 

@@ -32,10 +32,10 @@
 //   cost model's thin-GEMM derating, the elementwise kernels, the blocking TP collectives and the
 //   optimizer step; on more than one node, the slowest node's wait (apply_node_jitter) on the
 //   GEMMs, core attention and (plain models) elementwise kernels of the fewest layers any stage
-//   holds. Those terms mirror plan/builder.cpp; a change there must keep them a bound
-//   (BranchAndBoundFindsTheBestOfEveryCandidate holds the pruned search to the unpruned one;
-//   SearchBeatsEveryRandomlyDrawnValidPlan checks it against sampled plans). With the old bound
-//   (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s); with these
+//   holds; and the host's step-boundary gap (apply_host_step_gap). Those terms mirror
+//   plan/builder.cpp; a change there must keep them a bound (BranchAndBoundFindsTheBestOfEveryCandidate
+//   holds the pruned search to the unpruned one; SearchBeatsEveryRandomlyDrawnValidPlan checks it
+//   against sampled plans). With the old bound (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s); with these
 //   ~450 (1.4 s); once the straggler wait was shipped in every step, ~1,000 (1.7 s) until the bound
 //   had it too: ~500 (0.9 s); with the last stage's own chain (its layers and the whole output
 //   layer, for plain models) as a second bound, 165 (0.25 s). What is left is mostly the pipeline's
@@ -225,7 +225,8 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     const double shard = p.zero ? double(p.dp * p.cp) : 1.0;
     optimizer = cost.elementwise_time(int64_t(params / shard * 30.0 + params * double(p.grad_bytes())));
   }
-  return std::max(compute * fill_pipe + optimizer, last_stage) + jitter;
+  // The host's step-boundary gap (apply_host_step_gap) follows every step whole.
+  return std::max(compute * fill_pipe + optimizer, last_stage) + jitter + host_step_gap(chip, p);
 }
 
 bool is_fixed(const SearchOptions& o, const char* name) {

@@ -104,6 +104,7 @@ ValidationRow predict_row(const PublishedRun& run, const ConstantsByArch& consta
   if (auto it = constants.find(chip.sustained_arch()); it != constants.end()) {
     chip.efficiency.sustained = it->second.sustained;
     chip.node_jitter = it->second.node_jitter;
+    chip.host_step_gap_s = it->second.host_step_gap_s;
   }
   ValidationRow v;
   v.run = run;
@@ -183,11 +184,13 @@ double golden_section(F f, double a, double b) {
   return 0.5 * (a + b);
 }
 
-/// Each fit row's log error e0 at σ = 0 and its relative wait per unit σ, w (the jitter wait at
-/// σ = 1 over the step; node_jitter_wait; 0 on one node), on a grid of efficiency.sustained. A step
-/// at σ is the step at 0 times (1 + σ w) in every metric's terms (throughput metrics are inverse in
-/// the step), so the log error at (sustained, σ) is e0(sustained) − log(1 + σ w(sustained)): one
-/// prediction per row and grid point serves every σ and every fold. Between grid points both are
+/// Each row's log error e0 at σ = 0 and no host gap, its relative wait per unit σ, w (the jitter
+/// wait at σ = 1 over the step; node_jitter_wait; 0 on one node), and its relative gap per second
+/// of host_step_gap_s, g (1 / the step; 0 under a full-iteration CUDA graph), on a grid of
+/// efficiency.sustained. A step at (σ, gap) is the step at 0 times (1 + σ w + gap g) in every
+/// metric's terms (throughput metrics are inverse in the step), so the log error at (sustained, σ,
+/// gap) is e0(sustained) − log(1 + σ w(sustained) + gap g(sustained)): one prediction per row and
+/// grid point serves every σ, every gap and every fold. Between grid points both are
 /// interpolated linearly (the step is close to affine in 1 / sustained; on a 0.01 grid the
 /// interpolation moves a log error by ~1e-5; the fit moves by ~1e-4 against a 0.004 grid).
 class FitCurves {
@@ -199,44 +202,57 @@ class FitCurves {
     for (const auto* r : rows) {
       Curve& c = curves_[r];
       c.arch = chip_of(chips, *r).sustained_arch();
+      c.shipped_sustained = chip_of(chips, *r).efficiency.sustained;
       const int64_t nodes = node_count(chip_of(chips, *r), r->gpus);
+      const bool gap = !r->parallel.full_iteration_cuda_graph;
       for (int i = 0; i < kPoints; ++i) {
-        const ValidationRow v = predict_row(*r, {{c.arch, {at(i), 0.0}}}, chips);
+        const ValidationRow v = predict_row(*r, {{c.arch, {at(i), 0.0, 0.0}}}, chips);
         c.e0.push_back(log_error(v));
         c.w.push_back(node_jitter_wait(v.predicted.breakdown, 1.0, nodes) / v.predicted.step_time_s);
+        c.g.push_back(gap ? 1.0 / v.predicted.step_time_s : 0.0);
       }
     }
   }
-  double log_error_at(const PublishedRun* r, double sustained, double sigma) const {
+  double log_error_at(const PublishedRun* r, double sustained, double sigma, double gap) const {
     const Curve& c = curves_.at(r);
     const double x = std::clamp((sustained - kLo) / (kHi - kLo) * (kPoints - 1), 0.0, double(kPoints - 1));
     const int i = std::min(int(x), kPoints - 2);
     const double f = x - i;
-    return (1 - f) * c.e0[i] + f * c.e0[i + 1] - std::log1p(sigma * ((1 - f) * c.w[i] + f * c.w[i + 1]));
+    return (1 - f) * c.e0[i] + f * c.e0[i + 1] -
+           std::log1p(sigma * ((1 - f) * c.w[i] + f * c.w[i + 1]) + gap * ((1 - f) * c.g[i] + f * c.g[i + 1]));
   }
   const std::string& arch(const PublishedRun* r) const { return curves_.at(r).arch; }
+  double shipped_sustained(const PublishedRun* r) const { return curves_.at(r).shipped_sustained; }
 
  private:
   struct Curve {
     std::string arch;
-    std::vector<double> e0, w;
+    double shipped_sustained = 0;
+    std::vector<double> e0, w, g;
   };
   static double at(int i) { return kLo + (kHi - kLo) * i / (kPoints - 1); }
   std::map<const PublishedRun*, Curve> curves_;
 };
 
-/// The joint least-squares fit over `rows`: one efficiency.sustained per architecture and one
-/// node_jitter σ for all (a straggler spread is the cluster's and its software's, not a chip's;
-/// the Hopper rows resolve it and the Ampere ones barely do). For each trial σ (golden-section on
-/// [0, kMaxFittedNodeJitter]), each architecture's sustained is its own least squares at that σ
-/// (golden-section on the curves' range); σ minimises the total. With `pooled`, every row shares
-/// one sustained (an architecture with no fit row of its own is predicted with the others' one).
-ConstantsByArch fit_rows(const std::vector<const PublishedRun*>& rows, const FitCurves& curves, bool pooled = false) {
+/// The joint least-squares fit: one efficiency.sustained per architecture and one node_jitter σ for
+/// all over `rows` (the fit rows; a straggler spread is the cluster's and its software's, not a
+/// chip's; the Hopper rows resolve it and the Ampere ones barely do), and one host_step_gap_s for
+/// all over `gap_rows` (every in-budget row). For each trial σ (golden-section on [0,
+/// kMaxFittedNodeJitter]), each architecture's sustained is its own least squares at that σ and the
+/// current gap (golden-section on the curves' range); σ minimises the total. Then the gap is the
+/// least squares over `gap_rows` with those constants (golden-section on [0,
+/// kMaxFittedHostStepGapS]), and the two alternate until the gap settles (to 1e-6 s; a few
+/// rounds: the fit rows' steps are seconds long, so the gap hardly moves them). With `pooled`,
+/// every row shares one sustained (an architecture with no fit row of its own is predicted with
+/// the others' one). A gap row of an architecture the fit does not cover keeps its chip's sustained.
+ConstantsByArch fit_rows(const std::vector<const PublishedRun*>& rows, const std::vector<const PublishedRun*>& gap_rows,
+                         const FitCurves& curves, bool pooled = false) {
   std::map<std::string, std::vector<const PublishedRun*>> groups;
   for (const auto* r : rows) groups[pooled ? std::string() : curves.arch(r)].push_back(r);
+  double gap = 0;
   auto sse = [&](const std::vector<const PublishedRun*>& g, double sustained, double sigma) {
     double sum = 0;
-    for (const auto* r : g) sum += std::pow(curves.log_error_at(r, sustained, sigma), 2);
+    for (const auto* r : g) sum += std::pow(curves.log_error_at(r, sustained, sigma, gap), 2);
     return sum;
   };
   auto best_sustained = [&](const std::vector<const PublishedRun*>& g, double sigma) {
@@ -247,16 +263,35 @@ ConstantsByArch fit_rows(const std::vector<const PublishedRun*>& rows, const Fit
     for (const auto& [arch, g] : groups) sum += sse(g, best_sustained(g, sigma), sigma);
     return sum;
   };
-  double sigma = golden_section(total, 0.0, kMaxFittedNodeJitter);
-  if (total(0.0) <= total(sigma)) sigma = 0;  // the boundary: best without any wait
   ConstantsByArch out;
-  for (const auto& [arch, g] : groups) {
-    const FittedConstants c{best_sustained(g, sigma), sigma};
-    if (pooled) {
-      for (const auto* r : g) out[curves.arch(r)] = c;
-    } else {
-      out[arch] = c;
+  for (int round = 0; round < 50; ++round) {
+    double sigma = golden_section(total, 0.0, kMaxFittedNodeJitter);
+    if (total(0.0) <= total(sigma)) sigma = 0;  // the boundary: best without any wait
+    out.clear();
+    for (const auto& [arch, g] : groups) {
+      const FittedConstants c{best_sustained(g, sigma), sigma, gap};
+      if (pooled) {
+        for (const auto* r : g) out[curves.arch(r)] = c;
+      } else {
+        out[arch] = c;
+      }
     }
+    if (gap_rows.empty()) break;
+    auto gap_sse = [&](double x) {
+      double sum = 0;
+      for (const auto* r : gap_rows) {
+        const auto it = out.find(curves.arch(r));
+        const double sustained = it != out.end() ? it->second.sustained : curves.shipped_sustained(r);
+        sum += std::pow(curves.log_error_at(r, sustained, sigma, x), 2);
+      }
+      return sum;
+    };
+    double next = golden_section(gap_sse, 0.0, kMaxFittedHostStepGapS);
+    if (gap_sse(0.0) <= gap_sse(next)) next = 0;  // the boundary: best without a gap
+    const bool settled = std::abs(next - gap) < 1e-6;
+    gap = next;
+    for (auto& [arch, c] : out) c.host_step_gap_s = gap;
+    if (settled) break;
   }
   return out;
 }
@@ -267,13 +302,20 @@ std::vector<const PublishedRun*> all_fit_rows(const std::vector<PublishedRun>& r
     if (r.fit) rows.push_back(&r);
   return rows;
 }
+
+std::vector<const PublishedRun*> all_budget_rows(const std::vector<PublishedRun>& runs) {
+  std::vector<const PublishedRun*> rows;
+  for (const auto& r : runs)
+    if (r.in_budget) rows.push_back(&r);
+  return rows;
+}
 }  // namespace
 
 bool at_fit_bound(const FittedConstants& c) {
   // The golden-section search ends within ~1e-5 of its range's width of an edge it runs into.
   constexpr double kTol = 1e-4;
   return c.sustained <= kFittedSustainedMin + kTol || c.sustained >= kFittedSustainedMax - kTol ||
-         c.node_jitter >= kMaxFittedNodeJitter - kTol;
+         c.node_jitter >= kMaxFittedNodeJitter - kTol || c.host_step_gap_s >= kMaxFittedHostStepGapS - kTol;
 }
 
 double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::string& arch, FittedConstants value) {
@@ -288,11 +330,16 @@ double fit_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsB
   return rms_log_error(all_fit_rows(runs), constants, chips);
 }
 
+double gap_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants) {
+  Chips chips;
+  return rms_log_error(all_budget_rows(runs), constants, chips);
+}
+
 std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs) {
   Chips chips;
-  const auto rows = all_fit_rows(runs);
-  const FitCurves curves(rows, chips);
-  const ConstantsByArch fitted = fit_rows(rows, curves);
+  const auto rows = all_fit_rows(runs), gap_rows = all_budget_rows(runs);
+  const FitCurves curves(gap_rows, chips);
+  const ConstantsByArch fitted = fit_rows(rows, gap_rows, curves);
   std::vector<ConstantsFit> out;
   for (const auto& [arch, group] : fit_rows_by_arch(runs, chips)) {
     ConstantsFit f;
@@ -301,7 +348,7 @@ std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs) {
     f.value = fitted.at(arch);
     f.rms_log_error_fit = rms_log_error(group, {{arch, f.value}}, chips);
     const config::ChipProfile& chip = chip_of(chips, *group.front());
-    f.shipped = {chip.efficiency.sustained, chip.node_jitter};
+    f.shipped = {chip.efficiency.sustained, chip.node_jitter, chip.host_step_gap_s};
     f.rms_log_error_shipped = rms_log_error(group, {{arch, f.shipped}}, chips);
     out.push_back(f);
   }
@@ -321,35 +368,25 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
     if (runs[i].in_budget && std::find(sources.begin(), sources.end(), runs[i].source) == sources.end())
       sources.push_back(runs[i].source);
   }
-  // A source with no fit row leaves the fit as it is: the shipped constants, which
-  // Validation.ShippedConstantsAreTheLeastSquaresFit holds to the fit. Otherwise the fold refits
-  // every constant on the other sources' fit rows (σ is shared, so leaving out a Hopper source moves
-  // the Ampere fit too).
-  ConstantsByArch shipped;
-  for (size_t i = 0; i < runs.size(); ++i)
-    if (!shipped.count(arch[i])) {
-      const config::ChipProfile& chip = chip_of(chips, runs[i]);
-      shipped[arch[i]] = {chip.efficiency.sustained, chip.node_jitter};
-    }
-  const FitCurves curves(all_fit_rows(runs), chips);
+  // Every fold refits every constant without the source: sustained and σ on the other sources' fit
+  // rows, the host gap on their in-budget rows (σ and the gap are shared, so leaving out a Hopper
+  // source moves the Ampere fit too; a source that fits no sustained still moves the gap).
+  const FitCurves curves(all_budget_rows(runs), chips);
   cv.rows.resize(runs.size());
   std::vector<bool> predicted(runs.size(), false);
   std::vector<double> all;
   for (const auto& source : sources) {
     SourceFold fold;
     fold.source = source;
-    std::vector<const PublishedRun*> train;  // fit rows of the other sources
-    bool source_fits = false;
+    std::vector<const PublishedRun*> train, train_gap;  // fit rows and in-budget rows of the other sources
     std::set<std::string> train_archs;
     for (size_t i = 0; i < runs.size(); ++i) {
-      if (!runs[i].fit) continue;
-      if (runs[i].source == source) source_fits = true;
-      else train.push_back(&runs[i]), train_archs.insert(arch[i]);
+      if (runs[i].source == source || !runs[i].in_budget) continue;
+      train_gap.push_back(&runs[i]);
+      if (runs[i].fit) train.push_back(&runs[i]), train_archs.insert(arch[i]);
     }
-    if (!source_fits) {
-      fold.constants = shipped;
-    } else if (!train.empty()) {
-      fold.constants = fit_rows(train, curves);
+    if (!train.empty()) {
+      fold.constants = fit_rows(train, train_gap, curves);
       // An architecture of this source with no fit row left elsewhere takes the pooled fit.
       std::optional<FittedConstants> pooled;
       for (size_t i = 0; i < runs.size(); ++i) {
@@ -357,7 +394,7 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
         if (runs[i].source != source || train_archs.count(a) ||
             std::find(fold.pooled_archs.begin(), fold.pooled_archs.end(), a) != fold.pooled_archs.end())
           continue;
-        if (!pooled) pooled = fit_rows(train, curves, true).begin()->second;
+        if (!pooled) pooled = fit_rows(train, train_gap, curves, true).begin()->second;
         fold.constants[a] = *pooled;
         fold.pooled_archs.push_back(a);
       }
@@ -445,7 +482,9 @@ std::vector<ScalingSeries> scaling_series(const std::vector<PublishedRun>& runs)
     // (node_jitter_wait); per-GPU throughput is 1/step, so σ solves
     // base_f + σ·slope_f = R·(base_l + σ·slope_l) for the published ratio R.
     auto parts = [&](const ValidationRow& v, int64_t nodes, double* base, double* slope) {
-      *slope = node_jitter_wait(v.predicted.breakdown, 1.0, nodes);
+      Breakdown b = v.predicted.breakdown;  // the jitter stretches no host gap
+      b.other_s -= host_step_gap(chip, v.run.parallel);
+      *slope = node_jitter_wait(b, 1.0, nodes);
       *base = v.predicted.step_time_s - chip.node_jitter * *slope;
     };
     double base_f, slope_f, base_l, slope_l;

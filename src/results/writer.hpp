@@ -18,7 +18,7 @@ namespace capscale::results {
 /// Version 2: /summary states the whole plan (every ParallelConfig field, the plan text), columns
 /// generated from the field tables; sweep keys name every plan field. Version 1 files still read
 /// (missing columns take their defaults).
-constexpr int64_t kSchemaVersion = 10;
+constexpr int64_t kSchemaVersion = 11;
 constexpr int64_t kOldestReadableSchemaVersion = 1;
 
 struct FileMeta {

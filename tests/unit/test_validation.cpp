@@ -49,6 +49,18 @@ std::vector<predict::ConstantsByArch> moves(const predict::ConstantsByArch& at, 
   }
   return out;
 }
+
+// The shared host_step_gap_s of `at` moved by ±d (kept ≥ 0).
+std::vector<predict::ConstantsByArch> gap_moves(const predict::ConstantsByArch& at, double d) {
+  std::vector<predict::ConstantsByArch> out;
+  for (double delta : {-d, d}) {
+    auto m = at;
+    bool ok = true;
+    for (auto& [arch, c] : m) ok = ok && (c.host_step_gap_s += delta) >= 0;
+    if (ok) out.push_back(m);
+  }
+  return out;
+}
 }  // namespace
 
 TEST(Validation, ShippedConstantsAreTheLeastSquaresFit) {
@@ -56,12 +68,14 @@ TEST(Validation, ShippedConstantsAreTheLeastSquaresFit) {
   // (`capscale validate --fit`), so the shipped constants never drift from their derivation.
   // The objective is unimodal in each constant near its minimum, so if moving any shipped value
   // by ±d makes it no better, the minimiser lies within d of it (d: half the 3-decimal rounding,
-  // plus slack). node_jitter is one σ for every chip, fitted with both architectures' rows.
+  // plus slack). node_jitter is one σ for every chip, fitted with both architectures' rows;
+  // host_step_gap_s one gap for every chip, fitted on every in-budget row at those constants (and
+  // they at it: the fit alternates the two to a fixed point, which both checks hold).
   const auto runs = predict::load_published_runs(shipped_runs());
   predict::ConstantsByArch shipped;
   for (const char* chip : {"h100", "a100"}) {
     const auto c = config::load_chip(chip);
-    shipped[c.arch] = {c.efficiency.sustained, c.node_jitter};
+    shipped[c.arch] = {c.efficiency.sustained, c.node_jitter, c.host_step_gap_s};
     EXPECT_GT(predict::fit_rms_log_error(runs, c.arch, shipped[c.arch]), 0) << chip << ": no fit rows";
   }
   const double at = predict::fit_rms_log_error(runs, shipped);
@@ -69,45 +83,61 @@ TEST(Validation, ShippedConstantsAreTheLeastSquaresFit) {
     EXPECT_LE(at, predict::fit_rms_log_error(runs, m) + 1e-12)
         << "hopper " << m.at("hopper").sustained << " ampere " << m.at("ampere").sustained << " sigma " << m.at("hopper").node_jitter
         << ": refit with capscale validate --fit";
-  // Chips of one architecture share sustained; every chip the one σ.
+  const double gap_at = predict::gap_rms_log_error(runs, shipped);
+  for (const auto& m : gap_moves(shipped, 0.001))
+    EXPECT_LE(gap_at, predict::gap_rms_log_error(runs, m) + 1e-12)
+        << "host_step_gap_s " << m.at("hopper").host_step_gap_s << ": refit with capscale validate --fit";
+  EXPECT_GT(shipped.at("hopper").host_step_gap_s, 0);
+  // Chips of one architecture share sustained; every chip the one σ and the one gap.
   EXPECT_EQ(config::load_chip("h200").efficiency.sustained, config::load_chip("h100").efficiency.sustained);
   EXPECT_EQ(config::load_chip("a800").efficiency.sustained, config::load_chip("a100").efficiency.sustained);
-  for (const char* chip : {"h200", "h800", "h20", "a100", "a800", "b200", "ascend-910b2", "ascend-910c"})
+  for (const char* chip : {"h200", "h800", "h20", "a100", "a800", "b200", "ascend-910b2", "ascend-910c"}) {
     EXPECT_EQ(config::load_chip(chip).node_jitter, config::load_chip("h100").node_jitter) << chip;
+    EXPECT_EQ(config::load_chip(chip).host_step_gap_s, config::load_chip("h100").host_step_gap_s) << chip;
+  }
 }
 
 TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
-  // Rows at 1, 4, 16 and 64 nodes whose published steps are capscale's own at sustained 0.80 and
-  // σ 0.03: the joint fit must give both back (the single-node row pins sustained, the spread of
-  // the others' waits pins σ).
-  const predict::FittedConstants truth{0.80, 0.03};
+  // Rows at 1, 4, 16 and 64 nodes, each with 1 and 4 micro-batches per GPU, whose published steps
+  // are capscale's own at sustained 0.80, σ 0.03 and a host gap of 50 ms per step: the fit must give
+  // all three back (the step grows with the micro-batches by the compute, which pins sustained; what
+  // it has at none left is the gap; the spread of the waits across node counts pins σ).
+  const predict::FittedConstants truth{0.80, 0.03, 0.05};
   config::ChipProfile chip = config::load_chip("h100");
   chip.efficiency.sustained = truth.sustained;
   chip.node_jitter = truth.node_jitter;
+  chip.host_step_gap_s = truth.host_step_gap_s;
   const std::string path = capscale::test_util::temp_path("synthetic_fit_runs.yaml");
   std::string yaml = "runs:\n";
   for (int64_t gpus : {8, 32, 128, 512})
-    yaml += "- {id: S" + std::to_string(gpus) + ", source: s, chip: h100, gpus: " + std::to_string(gpus) +
-            ", model: llama3.1-8b, seq_length: 2048, global_batch_size: " + std::to_string(gpus * 2) +
-            ", micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s,"
-            " flop_convention: model, fit: true, value: 1}\n";
+    for (int64_t m : {1, 4})
+      yaml += "- {id: S" + std::to_string(gpus) + "x" + std::to_string(m) + ", source: s, chip: h100, gpus: " +
+              std::to_string(gpus) + ", model: llama3.1-8b, seq_length: 2048, global_batch_size: " + std::to_string(gpus * m) +
+              ", micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s,"
+              " flop_convention: model, fit: true, value: 1}\n";
   FILE* f = std::fopen(path.c_str(), "w");
   std::fputs(yaml.c_str(), f);
   std::fclose(f);
   auto runs = predict::load_published_runs(path);
-  ASSERT_EQ(runs.size(), 4u);
+  ASSERT_EQ(runs.size(), 8u);
   for (auto& r : runs) r.value = predict::predict(r.model, chip, r.parallel).row.step_time_s;  // "published" at the truth
   const auto fits = predict::fit_constants(runs);
   ASSERT_EQ(fits.size(), 1u);
   // Within the fit's grid interpolation (~1e-4).
   EXPECT_NEAR(fits[0].value.sustained, truth.sustained, 5e-4);
   EXPECT_NEAR(fits[0].value.node_jitter, truth.node_jitter, 5e-4);
+  EXPECT_NEAR(fits[0].value.host_step_gap_s, truth.host_step_gap_s, 5e-4);
   EXPECT_LT(fits[0].rms_log_error_fit, 5e-4);
   EXPECT_FALSE(predict::at_fit_bound(fits[0].value));
+  // A plan that replays whole iterations as a CUDA graph has no gap: its step is the rest alone.
+  auto graphed = runs[0].parallel;
+  graphed.full_iteration_cuda_graph = true;
+  EXPECT_NEAR(predict::predict(runs[0].model, chip, graphed).row.step_time_s, runs[0].value - truth.host_step_gap_s, 1e-12);
 
-  // Rows made at sustained 0.62, below the range the fit searches (0.70-1.00): the fit stops at the
-  // edge and must say so rather than pass 0.70 off as a least-squares value.
+  // Rows made at sustained 0.62, below the range the fit searches (0.70-1.00), without a gap: the
+  // fit stops at the edge and must say so rather than pass 0.70 off as a least-squares value.
   chip.efficiency.sustained = 0.62;
+  chip.host_step_gap_s = 0;
   for (auto& r : runs) r.value = predict::predict(r.model, chip, r.parallel).row.step_time_s;
   const auto low = predict::fit_constants(runs);
   ASSERT_EQ(low.size(), 1u);
@@ -116,6 +146,8 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   EXPECT_TRUE(predict::at_fit_bound({predict::kFittedSustainedMax, 0.01}));
   EXPECT_TRUE(predict::at_fit_bound({0.8, predict::kMaxFittedNodeJitter}));
   EXPECT_FALSE(predict::at_fit_bound({0.8, 0.0}));  // σ = 0 is a physical bound, not the search's
+  EXPECT_TRUE(predict::at_fit_bound({0.8, 0.01, predict::kMaxFittedHostStepGapS}));
+  EXPECT_FALSE(predict::at_fit_bound({0.8, 0.01, 0.0}));  // and so is a gap of 0
 }
 
 TEST(Validation, FitRowsMustBeInBudget) {
@@ -174,29 +206,32 @@ TEST(Validation, CrossValidationHoldsEachSourceOut) {
   const auto cv = predict::cross_validate(runs);
   ASSERT_EQ(cv.rows.size(), runs.size());
   ASSERT_GE(cv.folds.size(), 5u);
-  int64_t rows = 0;
+  int64_t rows = 0, gap_folds = 0;
   for (const auto& f : cv.folds) {
     rows += f.errors.rows;
     bool has_fit_row = false;
     for (const auto& r : runs) has_fit_row = has_fit_row || (r.source == f.source && r.fit);
-    // A source that fits nothing (the Megatron-Core README rows) is predicted exactly as in sample.
-    if (!has_fit_row) {
-      for (size_t i = 0; i < runs.size(); ++i)
-        if (runs[i].source == f.source) {
-          EXPECT_DOUBLE_EQ(cv.rows[i].error, cv.in_sample.rows[i].error) << runs[i].id;
-        }
-      continue;
-    }
-    // Otherwise its constants are the least-squares fit of the other sources' fit rows
+    // Its constants are the fit of the other sources: every architecture's sustained and the shared
+    // σ over their fit rows, the shared gap over their in-budget rows (each objective is no better
+    // a step either side of its constants). Checked where leaving the source out moves sustained
+    // and σ (a source with fit rows) and, for the gap, on one source of each kind: the Megatron-Core
+    // README rows fit nothing but have the shortest steps; SC21's fit Ampere's sustained.
     std::vector<predict::PublishedRun> rest;
     for (const auto& r : runs)
       if (r.source != f.source) rest.push_back(r);
-    // (every architecture's sustained and the shared σ: the joint fit's objective over the other
-    // sources' fit rows is no better a step either side of any of them).
     if (!f.pooled_archs.empty()) continue;
-    const double at = predict::fit_rms_log_error(rest, f.constants);
-    for (const auto& m : moves(f.constants, 1e-3)) EXPECT_LE(at, predict::fit_rms_log_error(rest, m) + 1e-9) << f.source;
+    if (has_fit_row) {
+      const double at = predict::fit_rms_log_error(rest, f.constants);
+      for (const auto& m : moves(f.constants, 1e-3)) EXPECT_LE(at, predict::fit_rms_log_error(rest, m) + 1e-9) << f.source;
+    }
+    if (f.source.rfind("NVIDIA/Megatron-LM README", 0) == 0 || f.source.rfind("Narayanan et al., SC21", 0) == 0) {
+      ++gap_folds;
+      EXPECT_GT(f.constants.begin()->second.host_step_gap_s, 0) << f.source;
+      const double at = predict::gap_rms_log_error(rest, f.constants);
+      for (const auto& m : gap_moves(f.constants, 1e-3)) EXPECT_LE(at, predict::gap_rms_log_error(rest, m) + 1e-9) << f.source;
+    }
   }
+  EXPECT_EQ(gap_folds, 2);
   // Every in-budget row is held out exactly once.
   EXPECT_EQ(rows, cv.overall.rows);
   EXPECT_EQ(cv.overall.rows, cv.in_sample.in_budget);
@@ -315,8 +350,9 @@ TEST(Validation, ABorrowedConstantIsTheLendersAndMovesWithIt) {
   ASSERT_FALSE(b200.empty());
   const double shipped = predict::validate(b200).rows[0].predicted_value;
   const double jitter = config::load_chip("h100").node_jitter;
-  const double moved = predict::validate(b200, {{"hopper", {0.7, jitter}}}).rows[0].predicted_value;
-  const double other = predict::validate(b200, {{"blackwell", {0.7, jitter}}}).rows[0].predicted_value;
+  const double gap = config::load_chip("h100").host_step_gap_s;
+  const double moved = predict::validate(b200, {{"hopper", {0.7, jitter, gap}}}).rows[0].predicted_value;
+  const double other = predict::validate(b200, {{"blackwell", {0.7, jitter, gap}}}).rows[0].predicted_value;
   EXPECT_GT(moved, shipped);  // a slower Hopper constant, a longer B200 step
   EXPECT_DOUBLE_EQ(other, shipped);
 }

@@ -412,6 +412,7 @@ def files():
         "efficiency:\n  gemm: 0.78\n  attention: 0.6\n  hbm: 0.87\n  nvlink: 0.82\n  nic: 0.92\n", "efficiency: 0.8\n")
     yield "chips/efficiency_unknown_key.yaml", c.replace("  nic: 0.92\n", "  nic: 0.92\n  pcie: 0.5\n")
     yield "chips/attention_dropout_zero.yaml", c.replace("  attention: 0.6\n", "  attention: 0.6\n  attention_dropout: 0\n")
+    yield "chips/host_step_gap_negative.yaml", c.replace("reserved_gb: 4\n", "reserved_gb: 4\nhost_step_gap_s: -0.05\n")
     yield "chips/bad_arch.yaml", sub(c, "arch", "volta")
     yield "chips/arch_empty.yaml", sub(c, "arch", "''")
     yield "chips/arch_case.yaml", sub(c, "arch", "Hopper")
