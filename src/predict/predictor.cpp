@@ -53,7 +53,7 @@ const config::FieldTable<SummaryRow>& summary_fields() {
     part("compute_s", &Breakdown::compute_s, "compute", "GEMMs and attention on the critical stage", "comp [s]");
     part("exposed_comm_s", &Breakdown::exposed_comm_s, "exposed_comm", "communication not hidden behind compute", "comm [s]");
     part("bubble_s", &Breakdown::bubble_s, "bubble", "pipeline bubble", "bubble[s]");
-    part("other_s", &Breakdown::other_s, "other", "elementwise kernels and the optimizer step", "other[s]");
+    part("other_s", &Breakdown::other_s, "other", "elementwise kernels, the optimizer step and the host's step-boundary gap", "other[s]");
     config::append_nested(t, &R::breakdown, b, "breakdown_s");
     add(member("memory_gb_per_chip", &R::memory_gb_per_chip, "memory needed per chip"), "GB", "mem [GB]", 8, "%.1f");
     add(member("memory_capacity_gb", &R::memory_capacity_gb, "usable HBM of the target (after reserved)"), "GB");

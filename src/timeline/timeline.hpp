@@ -15,7 +15,7 @@ struct Breakdown {
   double compute_s = 0;       ///< GEMMs and attention on the compute stream
   double exposed_comm_s = 0;  ///< compute stream idle waiting for TP/CP/DP communication
   double bubble_s = 0;        ///< compute stream idle waiting for pipeline receives
-  double other_s = 0;         ///< elementwise kernels and the optimizer step
+  double other_s = 0;         ///< elementwise kernels, the optimizer step, the host's step-boundary gap
   double total() const { return compute_s + exposed_comm_s + bubble_s + other_s; }
 };
 
