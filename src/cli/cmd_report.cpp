@@ -44,8 +44,9 @@ void write_trace(const results::ResultFile& f, const std::string& path) {
     bool ok = true;
     for (size_t s = 0; s < plan.stages.size(); ++s) ok = ok && t.durations[s].size() == plan.stages[s].ops.size();
     if (!ok) continue;
-    // As emulate timed it: with the target's contention share (node_jitter adds a step-level wait
-    // for the slowest node, not an op's time, so the trace shows the ops without it).
+    // As emulate timed it: with the target's contention share (node_jitter's wait for the slowest
+    // node and the host's step-boundary gap are step-level, not an op's time, so the trace shows
+    // the ops without them).
     timeline::TimelineOptions opt;
     opt.keep_timings = true;
     opt.comm_contention = t.comm_contention;

@@ -237,37 +237,38 @@ class FitCurves {
 /// The joint least-squares fit: one efficiency.sustained per architecture and one node_jitter σ for
 /// all over `rows` (the fit rows; a straggler spread is the cluster's and its software's, not a
 /// chip's; the Hopper rows resolve it and the Ampere ones barely do), and one host_step_gap_s for
-/// all over `gap_rows` (every in-budget row). For each trial σ (golden-section on [0,
-/// kMaxFittedNodeJitter]), each architecture's sustained is its own least squares at that σ and the
-/// current gap (golden-section on the curves' range); σ minimises the total. Then the gap is the
-/// least squares over `gap_rows` with those constants (golden-section on [0,
-/// kMaxFittedHostStepGapS]), and the two alternate until the gap settles (to 1e-6 s; a few
-/// rounds: the fit rows' steps are seconds long, so the gap hardly moves them). With `pooled`,
-/// every row shares one sustained (an architecture with no fit row of its own is predicted with
-/// the others' one). A gap row of an architecture the fit does not cover keeps its chip's sustained.
+/// all over `gap_rows` (every in-budget row). At any trial gap, σ is a golden-section search on [0,
+/// kMaxFittedNodeJitter] in which each architecture's sustained is its own least squares (a
+/// golden-section search on the curves' range). The gap minimises the squared error over
+/// `gap_rows` with sustained and σ so refitted at it (a scan of [0, kMaxFittedHostStepGapS] in 25
+/// steps, then golden-section around the best): a bilevel fit, in which the fit rows alone decide
+/// sustained and σ at any gap and the gap is what every in-budget row then prefers. (Alternating the
+/// two instead can stop where neither moves but neither is right: fit rows that cannot tell
+/// sustained from the gap put both elsewhere.) With `pooled`, every row shares one sustained (an
+/// architecture with no fit row of its own is predicted with the others' one). A gap row of an
+/// architecture the fit does not cover keeps its chip's sustained.
 ConstantsByArch fit_rows(const std::vector<const PublishedRun*>& rows, const std::vector<const PublishedRun*>& gap_rows,
-                         const FitCurves& curves, bool pooled = false) {
+                         const FitCurves& curves, bool pooled = false, std::optional<double> fixed_gap = std::nullopt) {
   std::map<std::string, std::vector<const PublishedRun*>> groups;
   for (const auto* r : rows) groups[pooled ? std::string() : curves.arch(r)].push_back(r);
-  double gap = 0;
-  auto sse = [&](const std::vector<const PublishedRun*>& g, double sustained, double sigma) {
-    double sum = 0;
-    for (const auto* r : g) sum += std::pow(curves.log_error_at(r, sustained, sigma, gap), 2);
-    return sum;
-  };
-  auto best_sustained = [&](const std::vector<const PublishedRun*>& g, double sigma) {
-    return golden_section([&](double v) { return sse(g, v, sigma); }, FitCurves::kLo, FitCurves::kHi);
-  };
-  auto total = [&](double sigma) {
-    double sum = 0;
-    for (const auto& [arch, g] : groups) sum += sse(g, best_sustained(g, sigma), sigma);
-    return sum;
-  };
-  ConstantsByArch out;
-  for (int round = 0; round < 50; ++round) {
+  // The fit rows' least squares at a given gap: σ, and each architecture's sustained at that σ.
+  auto fit_at = [&](double gap) {
+    auto sse = [&](const std::vector<const PublishedRun*>& g, double sustained, double sigma) {
+      double sum = 0;
+      for (const auto* r : g) sum += std::pow(curves.log_error_at(r, sustained, sigma, gap), 2);
+      return sum;
+    };
+    auto best_sustained = [&](const std::vector<const PublishedRun*>& g, double sigma) {
+      return golden_section([&](double v) { return sse(g, v, sigma); }, FitCurves::kLo, FitCurves::kHi);
+    };
+    auto total = [&](double sigma) {
+      double sum = 0;
+      for (const auto& [arch, g] : groups) sum += sse(g, best_sustained(g, sigma), sigma);
+      return sum;
+    };
     double sigma = golden_section(total, 0.0, kMaxFittedNodeJitter);
     if (total(0.0) <= total(sigma)) sigma = 0;  // the boundary: best without any wait
-    out.clear();
+    ConstantsByArch out;
     for (const auto& [arch, g] : groups) {
       const FittedConstants c{best_sustained(g, sigma), sigma, gap};
       if (pooled) {
@@ -276,24 +277,35 @@ ConstantsByArch fit_rows(const std::vector<const PublishedRun*>& rows, const std
         out[arch] = c;
       }
     }
-    if (gap_rows.empty()) break;
-    auto gap_sse = [&](double x) {
-      double sum = 0;
-      for (const auto* r : gap_rows) {
-        const auto it = out.find(curves.arch(r));
-        const double sustained = it != out.end() ? it->second.sustained : curves.shipped_sustained(r);
-        sum += std::pow(curves.log_error_at(r, sustained, sigma, x), 2);
-      }
-      return sum;
-    };
-    double next = golden_section(gap_sse, 0.0, kMaxFittedHostStepGapS);
-    if (gap_sse(0.0) <= gap_sse(next)) next = 0;  // the boundary: best without a gap
-    const bool settled = std::abs(next - gap) < 1e-6;
-    gap = next;
-    for (auto& [arch, c] : out) c.host_step_gap_s = gap;
-    if (settled) break;
-  }
-  return out;
+    // A gap row of an architecture the fit does not cover keeps its chip's sustained, with the
+    // shared σ and gap (and is predicted so).
+    for (const auto* r : gap_rows)
+      if (!out.count(curves.arch(r))) out[curves.arch(r)] = {curves.shipped_sustained(r), sigma, gap};
+    return out;
+  };
+  if (fixed_gap) return fit_at(*fixed_gap);
+  if (gap_rows.empty()) return fit_at(0.0);
+  // The gap's objective: the in-budget rows at that gap, with sustained and σ refitted to it.
+  auto gap_sse = [&](double gap) {
+    const ConstantsByArch c = fit_at(gap);
+    double sum = 0;
+    for (const auto* r : gap_rows) {
+      const FittedConstants& k = c.at(curves.arch(r));
+      sum += std::pow(curves.log_error_at(r, k.sustained, k.node_jitter, gap), 2);
+    }
+    return sum;
+  };
+  // A coarse scan (the objective need not be unimodal over the whole range), then golden-section
+  // around its best point.
+  constexpr int kScan = 25;
+  const double step = kMaxFittedHostStepGapS / kScan;
+  int best = 0;
+  double best_sse = gap_sse(0.0);
+  for (int i = 1; i <= kScan; ++i)
+    if (const double v = gap_sse(step * i); v < best_sse) best = i, best_sse = v;
+  double gap = golden_section(gap_sse, std::max(0.0, step * (best - 1)), std::min(kMaxFittedHostStepGapS, step * (best + 1)));
+  if (best_sse <= gap_sse(gap)) gap = step * best;
+  return fit_at(gap);
 }
 
 std::vector<const PublishedRun*> all_fit_rows(const std::vector<PublishedRun>& runs) {
@@ -330,9 +342,21 @@ double fit_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsB
   return rms_log_error(all_fit_rows(runs), constants, chips);
 }
 
-double gap_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants) {
+std::vector<double> gap_rms_log_errors(const std::vector<PublishedRun>& runs, const std::vector<double>& gaps) {
   Chips chips;
-  return rms_log_error(all_budget_rows(runs), constants, chips);
+  const auto rows = all_fit_rows(runs), budget = all_budget_rows(runs);
+  const FitCurves curves(rows, chips);
+  std::vector<double> out;
+  for (const double gap : gaps) {
+    ConstantsByArch constants = fit_rows(rows, {}, curves, false, gap);
+    const FittedConstants shared = constants.begin()->second;
+    for (const auto* r : budget) {  // an architecture no fit row covers: its chip's sustained, the shared σ and gap
+      const config::ChipProfile& chip = chip_of(chips, *r);
+      constants.emplace(chip.sustained_arch(), FittedConstants{chip.efficiency.sustained, shared.node_jitter, gap});
+    }
+    out.push_back(rms_log_error(budget, constants, chips));
+  }
+  return out;
 }
 
 std::vector<ConstantsFit> fit_constants(const std::vector<PublishedRun>& runs) {
@@ -385,8 +409,15 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
       train_gap.push_back(&runs[i]);
       if (runs[i].fit) train.push_back(&runs[i]), train_archs.insert(arch[i]);
     }
-    if (!train.empty()) {
+    if (train.empty()) {
+      // No fit row anywhere else: the chip YAMLs' constants stand (fitted with this source's rows).
+      for (size_t i = 0; i < runs.size(); ++i) {
+        const config::ChipProfile& chip = chip_of(chips, runs[i]);
+        fold.constants.emplace(arch[i], FittedConstants{chip.efficiency.sustained, chip.node_jitter, chip.host_step_gap_s});
+      }
+    } else {
       fold.constants = fit_rows(train, train_gap, curves);
+      const FittedConstants shared = fold.constants.begin()->second;  // σ and the gap are every architecture's
       // An architecture of this source with no fit row left elsewhere takes the pooled fit.
       std::optional<FittedConstants> pooled;
       for (size_t i = 0; i < runs.size(); ++i) {
@@ -395,11 +426,11 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
             std::find(fold.pooled_archs.begin(), fold.pooled_archs.end(), a) != fold.pooled_archs.end())
           continue;
         if (!pooled) pooled = fit_rows(train, train_gap, curves, true).begin()->second;
-        fold.constants[a] = *pooled;
+        // The pooled sustained, with the fold's shared σ and gap.
+        fold.constants[a] = {pooled->sustained, shared.node_jitter, shared.host_step_gap_s};
         fold.pooled_archs.push_back(a);
       }
     }
-    // else: no fit row anywhere else; the chip YAMLs' constants stand.
     std::vector<double> errs;
     for (size_t i = 0; i < runs.size(); ++i) {
       if (runs[i].source != source) continue;

@@ -59,7 +59,8 @@ struct FittedConstants {
   double node_jitter = 0;
   /// ChipProfile::host_step_gap_s: one value for every chip, fitted on every in-budget row (the
   /// fit rows' multi-second steps cannot resolve a gap of tens of milliseconds; the short steps of
-  /// the holdout sources can), alternating with the fit of sustained and σ (fit_constants).
+  /// the holdout sources can), with sustained and σ refitted on the fit rows at each trial gap
+  /// (fit_constants).
   double host_step_gap_s = 0;
 };
 using ConstantsByArch = std::map<std::string, FittedConstants>;
@@ -95,8 +96,9 @@ bool at_fit_bound(const FittedConstants& c);
 
 /// Least squares on log(predicted / published): efficiency.sustained per architecture and one
 /// node_jitter σ shared by all (a straggler spread belongs to a cluster and its software, not to a
-/// chip) over every `fit` row, and one host_step_gap_s over every in-budget row, alternately until
-/// neither moves (the gap's rows need sustained; the fit rows hardly feel the gap). Each row is
+/// chip) over every `fit` row at a given host_step_gap_s, and the one gap that minimises the error
+/// over every in-budget row with sustained and σ so refitted (a bilevel fit: the fit rows decide
+/// sustained and σ, every in-budget row the gap). Each row is
 /// predicted once per point of a sustained grid without jitter or gap; the wait is linear in σ
 /// (node_jitter_wait) and the gap adds to the step, so every (sustained, σ, gap) is evaluated from
 /// those predictions alone. One entry per architecture (each with the shared σ and gap).
@@ -108,9 +110,10 @@ double fit_rms_log_error(const std::vector<PublishedRun>& runs, const std::strin
 /// The fit's objective: the same over every `fit` row, each architecture with its entry of
 /// `constants` (an architecture missing from it keeps its chip YAML's).
 double fit_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants);
-/// The host gap's objective: the rms of log(predicted / published) over every in-budget row, each
-/// architecture with its entry of `constants` (predicted directly).
-double gap_rms_log_error(const std::vector<PublishedRun>& runs, const ConstantsByArch& constants);
+/// The host gap's objective at each of `gaps`: efficiency.sustained and σ refitted on the `fit`
+/// rows at that gap (as fit_constants does), then the rms of log(predicted / published) over every
+/// in-budget row with those constants (predicted directly). fit_constants' gap minimises it.
+std::vector<double> gap_rms_log_errors(const std::vector<PublishedRun>& runs, const std::vector<double>& gaps);
 
 /// One held-out source of a leave-one-source-out cross-validation.
 struct SourceFold {

@@ -50,17 +50,6 @@ std::vector<predict::ConstantsByArch> moves(const predict::ConstantsByArch& at, 
   return out;
 }
 
-// The shared host_step_gap_s of `at` moved by ±d (kept ≥ 0).
-std::vector<predict::ConstantsByArch> gap_moves(const predict::ConstantsByArch& at, double d) {
-  std::vector<predict::ConstantsByArch> out;
-  for (double delta : {-d, d}) {
-    auto m = at;
-    bool ok = true;
-    for (auto& [arch, c] : m) ok = ok && (c.host_step_gap_s += delta) >= 0;
-    if (ok) out.push_back(m);
-  }
-  return out;
-}
 }  // namespace
 
 TEST(Validation, ShippedConstantsAreTheLeastSquaresFit) {
@@ -70,7 +59,7 @@ TEST(Validation, ShippedConstantsAreTheLeastSquaresFit) {
   // by ±d makes it no better, the minimiser lies within d of it (d: half the 3-decimal rounding,
   // plus slack). node_jitter is one σ for every chip, fitted with both architectures' rows;
   // host_step_gap_s one gap for every chip, fitted on every in-budget row at those constants (and
-  // they at it: the fit alternates the two to a fixed point, which both checks hold).
+  // sustained and σ refitted at each trial gap, which the second check repeats).
   const auto runs = predict::load_published_runs(shipped_runs());
   predict::ConstantsByArch shipped;
   for (const char* chip : {"h100", "a100"}) {
@@ -83,10 +72,14 @@ TEST(Validation, ShippedConstantsAreTheLeastSquaresFit) {
     EXPECT_LE(at, predict::fit_rms_log_error(runs, m) + 1e-12)
         << "hopper " << m.at("hopper").sustained << " ampere " << m.at("ampere").sustained << " sigma " << m.at("hopper").node_jitter
         << ": refit with capscale validate --fit";
-  const double gap_at = predict::gap_rms_log_error(runs, shipped);
-  for (const auto& m : gap_moves(shipped, 0.001))
-    EXPECT_LE(gap_at, predict::gap_rms_log_error(runs, m) + 1e-12)
-        << "host_step_gap_s " << m.at("hopper").host_step_gap_s << ": refit with capscale validate --fit";
+  // The gap: the in-budget rows' error, with sustained and σ refitted at each trial gap, is no
+  // better 5 ms either side of the shipped one. (Finer steps see the refit's own jitter, ~3e-6 on
+  // an rms of 0.071: each trial gap refits sustained on interpolated curves and the rows are then
+  // predicted directly; the objective rises by ~2e-5 over 5 ms.)
+  const double gap = shipped.at("hopper").host_step_gap_s;
+  const auto at_gaps = predict::gap_rms_log_errors(runs, {gap, gap - 0.005, gap + 0.005});
+  for (size_t i = 1; i < 3; ++i)
+    EXPECT_LE(at_gaps[0], at_gaps[i] + 1e-12) << "host_step_gap_s " << gap << " ± 0.005: refit with capscale validate --fit";
   EXPECT_GT(shipped.at("hopper").host_step_gap_s, 0);
   // Chips of one architecture share sustained; every chip the one σ and the one gap.
   EXPECT_EQ(config::load_chip("h200").efficiency.sustained, config::load_chip("h100").efficiency.sustained);
@@ -101,7 +94,10 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   // Rows at 1, 4, 16 and 64 nodes, each with 1 and 4 micro-batches per GPU, whose published steps
   // are capscale's own at sustained 0.80, σ 0.03 and a host gap of 50 ms per step: the fit must give
   // all three back (the step grows with the micro-batches by the compute, which pins sustained; what
-  // it has at none left is the gap; the spread of the waits across node counts pins σ).
+  // it has at none left is the gap; the spread of the waits across node counts pins σ). Only the
+  // one-micro-batch rows are fit rows, where sustained and the gap cannot be told apart: the gap
+  // must come from the in-budget rows beside them. One more row replays whole iterations as a CUDA
+  // graph (no gap in its published step): fitted as if it had one, it would pull the gap down.
   const predict::FittedConstants truth{0.80, 0.03, 0.05};
   config::ChipProfile chip = config::load_chip("h100");
   chip.efficiency.sustained = truth.sustained;
@@ -114,13 +110,18 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
       yaml += "- {id: S" + std::to_string(gpus) + "x" + std::to_string(m) + ", source: s, chip: h100, gpus: " +
               std::to_string(gpus) + ", model: llama3.1-8b, seq_length: 2048, global_batch_size: " + std::to_string(gpus * m) +
               ", micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s,"
-              " flop_convention: model, fit: true, value: 1}\n";
+              " flop_convention: model, fit: " + (m == 1 ? "true" : "false") + ", value: 1}\n";
+  yaml += "- {id: G, source: s, chip: h100, gpus: 32, model: llama3.1-8b, seq_length: 2048, global_batch_size: 64,"
+          " micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s,"
+          " flop_convention: model, full_iteration_cuda_graph: true, value: 1}\n";
   FILE* f = std::fopen(path.c_str(), "w");
   std::fputs(yaml.c_str(), f);
   std::fclose(f);
   auto runs = predict::load_published_runs(path);
-  ASSERT_EQ(runs.size(), 8u);
+  ASSERT_EQ(runs.size(), 9u);
   for (auto& r : runs) r.value = predict::predict(r.model, chip, r.parallel).row.step_time_s;  // "published" at the truth
+  const auto& graphed_row = runs.back();
+  EXPECT_TRUE(graphed_row.parallel.full_iteration_cuda_graph);
   const auto fits = predict::fit_constants(runs);
   ASSERT_EQ(fits.size(), 1u);
   // Within the fit's grid interpolation (~1e-4).
@@ -129,10 +130,10 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   EXPECT_NEAR(fits[0].value.host_step_gap_s, truth.host_step_gap_s, 5e-4);
   EXPECT_LT(fits[0].rms_log_error_fit, 5e-4);
   EXPECT_FALSE(predict::at_fit_bound(fits[0].value));
-  // A plan that replays whole iterations as a CUDA graph has no gap: its step is the rest alone.
-  auto graphed = runs[0].parallel;
-  graphed.full_iteration_cuda_graph = true;
-  EXPECT_NEAR(predict::predict(runs[0].model, chip, graphed).row.step_time_s, runs[0].value - truth.host_step_gap_s, 1e-12);
+  // The graphed row's step has no gap: the same plan without the graph takes the gap longer.
+  auto eager = graphed_row.parallel;
+  eager.full_iteration_cuda_graph = false;
+  EXPECT_NEAR(predict::predict(graphed_row.model, chip, eager).row.step_time_s, graphed_row.value + truth.host_step_gap_s, 1e-12);
 
   // Rows made at sustained 0.62, below the range the fit searches (0.70-1.00), without a gap: the
   // fit stops at the edge and must say so rather than pass 0.70 off as a least-squares value.
@@ -209,6 +210,11 @@ TEST(Validation, CrossValidationHoldsEachSourceOut) {
   int64_t rows = 0, gap_folds = 0;
   for (const auto& f : cv.folds) {
     rows += f.errors.rows;
+    // σ and the gap are one value for every architecture of a fold.
+    for (const auto& [arch, c] : f.constants) {
+      EXPECT_EQ(c.node_jitter, f.constants.begin()->second.node_jitter) << f.source << " " << arch;
+      EXPECT_EQ(c.host_step_gap_s, f.constants.begin()->second.host_step_gap_s) << f.source << " " << arch;
+    }
     bool has_fit_row = false;
     for (const auto& r : runs) has_fit_row = has_fit_row || (r.source == f.source && r.fit);
     // Its constants are the fit of the other sources: every architecture's sustained and the shared
@@ -226,17 +232,22 @@ TEST(Validation, CrossValidationHoldsEachSourceOut) {
     }
     if (f.source.rfind("NVIDIA/Megatron-LM README", 0) == 0 || f.source.rfind("Narayanan et al., SC21", 0) == 0) {
       ++gap_folds;
-      EXPECT_GT(f.constants.begin()->second.host_step_gap_s, 0) << f.source;
-      const double at = predict::gap_rms_log_error(rest, f.constants);
-      for (const auto& m : gap_moves(f.constants, 1e-3)) EXPECT_LE(at, predict::gap_rms_log_error(rest, m) + 1e-9) << f.source;
+      const double gap = f.constants.begin()->second.host_step_gap_s;
+      EXPECT_GT(gap, 0.01) << f.source;
+      // Without the README's short steps the objective is flat to ~1e-5 over ±10 ms and jagged at
+      // a few 1e-6 (each trial gap refits sustained on the interpolated curves): the fold's gap is
+      // checked against ±10 ms to within that jitter; a gap 30 ms off would miss by ~1e-4.
+      const auto at = predict::gap_rms_log_errors(rest, {gap, gap - 0.01, gap + 0.01});
+      EXPECT_LE(at[0], std::min(at[1], at[2]) + 1e-5) << f.source;
     }
   }
   EXPECT_EQ(gap_folds, 2);
   // Every in-budget row is held out exactly once.
   EXPECT_EQ(rows, cv.overall.rows);
   EXPECT_EQ(cv.overall.rows, cv.in_sample.in_budget);
-  // Out of fold can only be worse than the in-sample least-squares fit on the whole.
-  EXPECT_GE(cv.overall.max_abs, cv.in_sample.max_abs_error - 1e-12);
+  // Out of fold is no better than in sample, up to the shipped constants' 3-decimal rounding (a
+  // fold's unrounded fit can beat the rounded shipped one on a row by a few hundredths of a point).
+  EXPECT_GE(cv.overall.max_abs, cv.in_sample.max_abs_error - 0.001);
 }
 
 TEST(Validation, PublishedRunsFitTheChipsTheyRanOn) {
