@@ -33,9 +33,10 @@
 //   optimizer step; on more than one node, the slowest node's wait (apply_node_jitter) on the
 //   GEMMs, core attention and (plain models) elementwise kernels of the fewest layers any stage
 //   holds; and the host's step-boundary gap (apply_host_step_gap). Those terms mirror
-//   plan/builder.cpp; a change there must keep them a bound (BranchAndBoundFindsTheBestOfEveryCandidate
-//   holds the pruned search to the unpruned one; SearchBeatsEveryRandomlyDrawnValidPlan checks it
-//   against sampled plans). With the old bound (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s); with these
+//   plan/builder.cpp; a change there must keep them a bound
+//   (BranchAndBoundFindsTheBestOfEveryCandidate holds the pruned search to the unpruned one;
+//   SearchBeatsEveryRandomlyDrawnValidPlan checks it against sampled plans). With the old bound
+//   (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s); with these
 //   ~450 (1.4 s); once the straggler wait was shipped in every step, ~1,000 (1.7 s) until the bound
 //   had it too: ~500 (0.9 s); with the last stage's own chain (its layers and the whole output
 //   layer, for plain models) as a second bound, 165 (0.25 s). What is left is mostly the pipeline's
