@@ -425,8 +425,9 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
         if (runs[i].source != source || train_archs.count(a) ||
             std::find(fold.pooled_archs.begin(), fold.pooled_archs.end(), a) != fold.pooled_archs.end())
           continue;
-        if (!pooled) pooled = fit_rows(train, train_gap, curves, true).begin()->second;
-        // The pooled sustained, with the fold's shared σ and gap.
+        // The pooled sustained, fitted at the fold's gap (no second search of the gap), with the
+        // fold's shared σ and gap.
+        if (!pooled) pooled = fit_rows(train, {}, curves, true, shared.host_step_gap_s).begin()->second;
         fold.constants[a] = {pooled->sustained, shared.node_jitter, shared.host_step_gap_s};
         fold.pooled_archs.push_back(a);
       }
