@@ -56,6 +56,9 @@ struct ChipProfile {
   std::string sustained_from;
   /// The architecture that fits this chip's efficiency.sustained: sustained_from, else arch.
   const std::string& sustained_arch() const { return sustained_from.empty() ? arch : sustained_from; }
+  /// Whether a FlashAttention-1 plan (flash_attention_v1) can be timed here: only with the kernel's
+  /// own fraction, efficiency.attention_fa1 (no default: FA1 ran at half FA2's rate or less).
+  bool times_flash_attention_v1() const { return efficiency.attention_fa1 > 0; }
   std::map<std::string, double> peak_tflops;  ///< dense, by dtype name
   double hbm_gb = 0;
   double hbm_tbps = 0;

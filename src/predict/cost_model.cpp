@@ -147,7 +147,7 @@ double CostModel::attention_time(const plan::Op& op) const {
 double CostModel::flash_efficiency(const plan::Op& op) const {
   // The kernel's achieved fraction (FlashAttention-1 for runs before FlashAttention-2), what it
   // keeps with dropout's in-kernel random numbers, and the whole-step derate.
-  if (op.fa1 && chip_.efficiency.attention_fa1 <= 0)
+  if (op.fa1 && !chip_.times_flash_attention_v1())
     throw InputError(chip_.origin.empty() ? chip_.name : chip_.origin, "efficiency.attention_fa1",
                      "is not given for this chip, so a FlashAttention-1 run (flash_attention_v1) cannot be timed on it; "
                      "give the kernel's fraction of the 16-bit peak (forward + backward) or leave flash_attention_v1 off");

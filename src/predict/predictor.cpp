@@ -181,7 +181,7 @@ void check_chip_count(int64_t gpus, const std::string& flag) {
 
 std::vector<std::string> target_violations(const config::ParallelConfig& p, const config::ChipProfile& chip) {
   std::vector<std::string> v;
-  if (p.flash_attention && p.flash_attention_v1 && chip.efficiency.attention_fa1 <= 0)
+  if (p.flash_attention && p.flash_attention_v1 && !chip.times_flash_attention_v1())
     v.push_back("flash-attention-v1: " + chip.name + " gives no efficiency.attention_fa1 (FlashAttention-1's fraction of its peak)");
   return v;
 }

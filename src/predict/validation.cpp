@@ -245,10 +245,12 @@ class FitCurves {
 /// sustained and σ at any gap and the gap is what every in-budget row then prefers. (Alternating the
 /// two instead can stop where neither moves but neither is right: fit rows that cannot tell
 /// sustained from the gap put both elsewhere.) With `pooled`, every row shares one sustained (an
-/// architecture with no fit row of its own is predicted with the others' one). A gap row of an
-/// architecture the fit does not cover keeps its chip's sustained.
+/// architecture with no fit row of its own is predicted with the others' one). `fixed_gap` holds the
+/// gap (σ and sustained are fitted at it); `fixed_sigma` holds σ as well (only sustained is fitted). A gap row of an architecture the fit does not
+/// cover keeps its chip's sustained.
 ConstantsByArch fit_rows(const std::vector<const PublishedRun*>& rows, const std::vector<const PublishedRun*>& gap_rows,
-                         const FitCurves& curves, bool pooled = false, std::optional<double> fixed_gap = std::nullopt) {
+                         const FitCurves& curves, bool pooled = false, std::optional<double> fixed_gap = std::nullopt,
+                         std::optional<double> fixed_sigma = std::nullopt) {
   std::map<std::string, std::vector<const PublishedRun*>> groups;
   for (const auto* r : rows) groups[pooled ? std::string() : curves.arch(r)].push_back(r);
   // The fit rows' least squares at a given gap: σ, and each architecture's sustained at that σ.
@@ -266,8 +268,8 @@ ConstantsByArch fit_rows(const std::vector<const PublishedRun*>& rows, const std
       for (const auto& [arch, g] : groups) sum += sse(g, best_sustained(g, sigma), sigma);
       return sum;
     };
-    double sigma = golden_section(total, 0.0, kMaxFittedNodeJitter);
-    if (total(0.0) <= total(sigma)) sigma = 0;  // the boundary: best without any wait
+    double sigma = fixed_sigma ? *fixed_sigma : golden_section(total, 0.0, kMaxFittedNodeJitter);
+    if (!fixed_sigma && total(0.0) <= total(sigma)) sigma = 0;  // the boundary: best without any wait
     ConstantsByArch out;
     for (const auto& [arch, g] : groups) {
       const FittedConstants c{best_sustained(g, sigma), sigma, gap};
@@ -425,10 +427,9 @@ CrossValidation cross_validate(const std::vector<PublishedRun>& runs) {
         if (runs[i].source != source || train_archs.count(a) ||
             std::find(fold.pooled_archs.begin(), fold.pooled_archs.end(), a) != fold.pooled_archs.end())
           continue;
-        // The pooled sustained, fitted at the fold's gap (no second search of the gap), with the
-        // fold's shared σ and gap.
-        if (!pooled) pooled = fit_rows(train, {}, curves, true, shared.host_step_gap_s).begin()->second;
-        fold.constants[a] = {pooled->sustained, shared.node_jitter, shared.host_step_gap_s};
+        // The pooled sustained, fitted at the fold's own σ and gap (which it is predicted with).
+        if (!pooled) pooled = fit_rows(train, {}, curves, true, shared.host_step_gap_s, shared.node_jitter).begin()->second;
+        fold.constants[a] = *pooled;
         fold.pooled_archs.push_back(a);
       }
     }

@@ -250,6 +250,68 @@ TEST(Validation, CrossValidationHoldsEachSourceOut) {
   EXPECT_GE(cv.overall.max_abs, cv.in_sample.max_abs_error - 0.001);
 }
 
+TEST(Validation, CrossValidationPoolsAnArchitectureNoOtherSourceFits) {
+  // Three sources, one architecture each, their rows made by capscale at the architecture's own
+  // sustained (Hopper 0.85, the CPU host 0.75, Ampere 0.95) with σ 0.02 and a 50 ms gap. Holding out
+  // the Ampere source leaves no Ampere fit row: its rows take one sustained pooled over the Hopper
+  // and CPU rows, fitted at the fold's own σ and gap, which must then be the least-squares single
+  // sustained of those rows (no better a step either side), strictly between the two it pools.
+  const std::map<std::string, double> truth = {{"h100", 0.85}, {"cpu-host", 0.75}, {"a100", 0.95}};
+  std::map<std::string, config::ChipProfile> chips;
+  for (const auto& [name, sustained] : truth) {
+    auto c = config::load_chip(name);
+    c.efficiency.sustained = sustained, c.node_jitter = 0.02, c.host_step_gap_s = 0.05;
+    chips.emplace(name, c);
+  }
+  const std::string path = capscale::test_util::temp_path("synthetic_pooled_runs.yaml");
+  std::string yaml = "runs:\n";
+  for (const auto& [name, sustained] : truth)
+    for (int64_t gpus : {8, 64})
+      for (int64_t m : {1, 4})
+        yaml += "- {id: " + name + "x" + std::to_string(gpus) + "x" + std::to_string(m) + ", source: " + name + ", chip: " + name +
+                ", gpus: " + std::to_string(gpus) + ", model: gpt-1.7b, seq_length: 2048, global_batch_size: " +
+                std::to_string(gpus * m) + ", micro_batch_size: 1, tp: 1, pp: 1, recompute: none, zero: 1, precision: bf16,"
+                " metric: step_time_s, flop_convention: model, fit: true, value: 1}\n";
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs(yaml.c_str(), f);
+  std::fclose(f);
+  auto runs = predict::load_published_runs(path);
+  ASSERT_EQ(runs.size(), 12u);
+  for (auto& r : runs) r.value = predict::predict(r.model, chips.at(r.chip), r.parallel).row.step_time_s;
+
+  const auto cv = predict::cross_validate(runs);
+  ASSERT_EQ(cv.folds.size(), 3u);
+  for (const auto& fold : cv.folds) {
+    // Each source is the only one of its architecture: every fold pools exactly that one.
+    ASSERT_EQ(fold.pooled_archs.size(), 1u) << fold.source;
+    EXPECT_EQ(fold.pooled_archs[0], config::load_chip(fold.source).sustained_arch());
+    if (fold.source != "a100") continue;
+    const auto& pooled = fold.constants.at("ampere");
+    const auto& hopper = fold.constants.at("hopper");
+    EXPECT_NEAR(hopper.sustained, 0.85, 2e-3);
+    EXPECT_NEAR(fold.constants.at("cpu").sustained, 0.75, 2e-3);
+    EXPECT_GT(pooled.sustained, 0.76);
+    EXPECT_LT(pooled.sustained, 0.84);
+    EXPECT_EQ(pooled.node_jitter, hopper.node_jitter);  // the fold's σ and gap, not a second search's
+    EXPECT_EQ(pooled.host_step_gap_s, hopper.host_step_gap_s);
+    std::vector<predict::PublishedRun> rest;
+    for (const auto& r : runs)
+      if (r.source != "a100") rest.push_back(r);
+    const predict::ConstantsByArch one = {{"hopper", pooled}, {"cpu", pooled}};
+    const double at = predict::fit_rms_log_error(rest, one);
+    for (double d : {-2e-3, 2e-3}) {
+      auto moved = one;
+      for (auto& [arch, c] : moved) c.sustained += d;
+      EXPECT_LE(at, predict::fit_rms_log_error(rest, moved) + 1e-9) << d;
+    }
+    // And the held-out Ampere rows are predicted with it: slower than they ran at 0.95.
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (runs[i].source != "a100") continue;
+      EXPECT_GT(cv.rows[i].error, 0.05) << runs[i].id;
+    }
+  }
+}
+
 TEST(Validation, PublishedRunsFitTheChipsTheyRanOn) {
   // Issue 13, mechanism 5: every published run ran, so its plan must fit the chip it ran on. The DGXC
   // Llama 3.1 8B and 70B rows were refused before HBM was counted in GiB and FP8 activations in FP8;
