@@ -2,6 +2,7 @@
 // stdout, stderr and how it ended. Shared by the CLI test files.
 #pragma once
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -40,6 +41,46 @@ inline RunResult run(const std::string& args, int timeout_s = 120, const std::st
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.timed_out = r.exit_code == 137 && r.seconds >= timeout_s - 1;
+  r.out = slurp(base + ".out");
+  r.err = slurp(base + ".err");
+  std::remove((base + ".out").c_str());
+  std::remove((base + ".err").c_str());
+  return r;
+}
+
+/// Runs `args` (one command, exec'd by sh so the signal reaches it) and sends it SIGINT as soon as
+/// its stdout (or stderr, `in_stderr`) contains `ready`: an interruption at a point of progress
+/// rather than after a fixed time, which a loaded machine may not have reached. Killed after
+/// `timeout_s` whether or not it got there.
+inline RunResult run_then_sigint(const std::string& args, const std::string& ready, bool in_stderr, int timeout_s = 120) {
+  static int counter = 0;
+  const std::string base = std::string(::testing::TempDir()) + "capscale_sigint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  const std::string cmd = "exec " + args + " >" + base + ".out 2>" + base + ".err";
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  RunResult r;
+  int status = 0;
+  bool signalled = false;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (!signalled && slurp(base + (in_stderr ? ".err" : ".out")).find(ready) != std::string::npos) {
+      ::kill(pid, SIGINT);
+      signalled = true;
+    }
+    if (elapsed() > timeout_s) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      r.timed_out = true;
+      break;
+    }
+    ::usleep(20000);
+  }
+  r.seconds = elapsed();
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = slurp(base + ".out");
   r.err = slurp(base + ".err");
   std::remove((base + ".out").c_str());

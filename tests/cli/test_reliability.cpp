@@ -87,21 +87,24 @@ TEST(Reliability, SweepSplitsOverMpiRanks) {
 }
 
 TEST(Reliability, RealSigintDuringRunAndSweepKeepsFinishedWork) {
-  // A run of many steps interrupted by SIGINT writes the steps it finished and exits 130.
+  // A run of many steps interrupted by SIGINT once it has printed its first step writes the steps
+  // it finished and exits 130.
   const auto out = test::fresh_path("sigint_run.h5");
-  auto r = run("timeout -s INT --preserve-status 8 " + test::bin() +
-                   " run --model tiny-demo --backend cpu --global-batch-size 8 --steps 1000 --warmup 0 --out " + out,
-               60);
+  auto r = test::run_then_sigint(test::bin() + " run --model tiny-demo --backend cpu --global-batch-size 8 --steps 1000 --warmup 0 --out " + out,
+                                 "# step 1/1000", false, 120);
+  ASSERT_FALSE(r.timed_out) << r.out << r.err;
   EXPECT_EQ(r.exit_code, 130) << r.err;
   EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
   const auto f = results::read_result(out);
   EXPECT_EQ(f.kind, "run");
   EXPECT_GT(f.measured_step_s, 0);
-  // A sweep interrupted by SIGINT keeps its finished points in .partial, readable, and says how to resume.
+  // A sweep interrupted by SIGINT once it has written a point keeps its finished points in
+  // .partial, readable, and says how to resume.
   const auto sweep_out = test::fresh_path("sigint_sweep.h5");
-  r = run("timeout -s INT --preserve-status 6 " + test::bin() + " sweep " + std::string(CAPSCALE_SOURCE_DIR) +
-              "/configs/sweeps/scaling.yaml --out " + sweep_out,
-          60);
+  r = test::run_then_sigint(test::bin() + " sweep " + std::string(CAPSCALE_SOURCE_DIR) + "/configs/sweeps/scaling.yaml --progress-every 1 --out " +
+                                sweep_out,
+                            "# progress: ", true, 120);
+  ASSERT_FALSE(r.timed_out) << r.err;
   EXPECT_EQ(r.exit_code, 130) << r.err;
   EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
   const auto partial = results::read_result(sweep_out + ".partial");
