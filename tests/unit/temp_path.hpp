@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -23,6 +24,16 @@ inline std::string fresh_temp_path(const std::string& name) {
   const std::string path = temp_path(name);
   std::filesystem::remove(path);
   std::filesystem::remove(path + ".partial");
+  return path;
+}
+
+/// Writes `text` to temp_path(name) (replacing any file there) and returns the path.
+inline std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = temp_path(name);
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  out.close();
+  EXPECT_TRUE(out.good()) << "cannot write " << path;
   return path;
 }
 

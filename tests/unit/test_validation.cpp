@@ -103,7 +103,6 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   chip.efficiency.sustained = truth.sustained;
   chip.node_jitter = truth.node_jitter;
   chip.host_step_gap_s = truth.host_step_gap_s;
-  const std::string path = capscale::test_util::temp_path("synthetic_fit_runs.yaml");
   std::string yaml = "runs:\n";
   for (int64_t gpus : {8, 32, 128, 512})
     for (int64_t m : {1, 4})
@@ -114,10 +113,7 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
   yaml += "- {id: G, source: s, chip: h100, gpus: 32, model: llama3.1-8b, seq_length: 2048, global_batch_size: 64,"
           " micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s,"
           " flop_convention: model, full_iteration_cuda_graph: true, value: 1}\n";
-  FILE* f = std::fopen(path.c_str(), "w");
-  std::fputs(yaml.c_str(), f);
-  std::fclose(f);
-  auto runs = predict::load_published_runs(path);
+  auto runs = predict::load_published_runs(capscale::test_util::write_temp("synthetic_fit_runs.yaml", yaml));
   ASSERT_EQ(runs.size(), 9u);
   for (auto& r : runs) r.value = predict::predict(r.model, chip, r.parallel).row.step_time_s;  // "published" at the truth
   const auto& graphed_row = runs.back();
@@ -152,16 +148,12 @@ TEST(Validation, TheFitRecoversTheConstantsThatMadeTheRows) {
 }
 
 TEST(Validation, FitRowsMustBeInBudget) {
-  const std::string path = capscale::test_util::temp_path("bad_fit_runs.yaml");
-  FILE* f = std::fopen(path.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  std::fputs(
+  const std::string path = capscale::test_util::write_temp(
+      "bad_fit_runs.yaml",
       "runs:\n"
       "- {id: X, source: s, chip: h100, gpus: 8, model: tiny-gpt, seq_length: 128, global_batch_size: 8,\n"
       "   micro_batch_size: 1, tp: 1, pp: 1, metric: mfu, value: 0.5, flop_convention: model,\n"
-      "   in_budget: false, fit: true}\n",
-      f);
-  std::fclose(f);
+      "   in_budget: false, fit: true}\n");
   try {
     predict::load_published_runs(path);
     FAIL() << "expected an InputError";
@@ -173,16 +165,13 @@ TEST(Validation, FitRowsMustBeInBudget) {
 TEST(Validation, RunsNameTheirChipWithCapsAsTheCommandLineDoes) {
   // BLOOM ran on A100s with 50 Gb/s per GPU: `chip: a100@nic=50` is the a100 profile with its NIC
   // capped, and a data-parallel all-reduce over it takes four times as long on the wire.
-  const std::string path = capscale::test_util::temp_path("capped_runs.yaml");
+  std::string path;
   auto write = [&](const std::string& chip) {
-    FILE* f = std::fopen(path.c_str(), "w");
-    std::fputs(("runs:\n"
-                "- {id: X, source: s, chip: '" + chip + "', gpus: 16, model: tiny-gpt, seq_length: 128, global_batch_size: 16,\n"
-                "   micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s, value: 0.5,\n"
-                "   flop_convention: model}\n")
-                   .c_str(),
-               f);
-    std::fclose(f);
+    path = capscale::test_util::write_temp(
+        "capped_runs.yaml", "runs:\n"
+                            "- {id: X, source: s, chip: '" + chip + "', gpus: 16, model: tiny-gpt, seq_length: 128, global_batch_size: 16,\n"
+                            "   micro_batch_size: 1, tp: 1, pp: 1, recompute: none, precision: bf16, metric: step_time_s, value: 0.5,\n"
+                            "   flop_convention: model}\n");
   };
   write("a100@nic=50");
   const auto runs = predict::load_published_runs(path);
@@ -263,7 +252,6 @@ TEST(Validation, CrossValidationPoolsAnArchitectureNoOtherSourceFits) {
     c.efficiency.sustained = sustained, c.node_jitter = 0.02, c.host_step_gap_s = 0.05;
     chips.emplace(name, c);
   }
-  const std::string path = capscale::test_util::temp_path("synthetic_pooled_runs.yaml");
   std::string yaml = "runs:\n";
   for (const auto& [name, sustained] : truth)
     for (int64_t gpus : {8, 64})
@@ -272,10 +260,7 @@ TEST(Validation, CrossValidationPoolsAnArchitectureNoOtherSourceFits) {
                 ", gpus: " + std::to_string(gpus) + ", model: gpt-1.7b, seq_length: 2048, global_batch_size: " +
                 std::to_string(gpus * m) + ", micro_batch_size: 1, tp: 1, pp: 1, recompute: none, zero: 1, precision: bf16,"
                 " metric: step_time_s, flop_convention: model, fit: true, value: 1}\n";
-  FILE* f = std::fopen(path.c_str(), "w");
-  std::fputs(yaml.c_str(), f);
-  std::fclose(f);
-  auto runs = predict::load_published_runs(path);
+  auto runs = predict::load_published_runs(capscale::test_util::write_temp("synthetic_pooled_runs.yaml", yaml));
   ASSERT_EQ(runs.size(), 12u);
   for (auto& r : runs) r.value = predict::predict(r.model, chips.at(r.chip), r.parallel).row.step_time_s;
 
