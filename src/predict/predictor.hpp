@@ -192,6 +192,12 @@ struct SearchResult {
   Rejections rejected;             ///< of which ruled out, by reason
 };
 
+/// The lower bound on a resolved plan's step time that search() orders and prunes its candidates
+/// by (search.cpp, lower_bound_s), as it computes it for `p` among p.world() chips: predict()'s
+/// step for the same plan is never shorter.
+double search_lower_bound_s(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                            const Calibration* calibration = nullptr);
+
 /// The best (tp, pp, vpp, cp, micro-batch, ep, sequence parallelism, TP overlap, ZeRO, recompute)
 /// that fits, ranked by tokens/s per chip (search.cpp: the ranges, and which variants are pruned why).
 SearchResult search(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& options);

@@ -139,9 +139,15 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     jitter = jitter_factor * double(fewest_layers) * cheapest * double(p.pp) / double(p.world());
   }
   // Context parallelism's K/V all-gather before each layer's attention and its reduce-scatter after
-  // attention's backward (plan/builder.cpp) are blocking: each starts after the compute op before
-  // it and the next compute op waits for it, so they add to each stage's chain (full recompute
-  // gathers once more). Per stage: layers/pp layers (at least, on the busiest) × micro-batches.
+  // attention's backward (plan/builder.cpp) are pipelined with that attention in n = cp pieces
+  // (ring attention, an overlap edge: timeline.cpp, overlapped). The pair then takes at least
+  // max(a + c/n, c + a/n) of the stage's chain from the op before it, for attention a and
+  // collective c (the attention starts a piece after the gather, the reduce-scatter a piece after
+  // the attention backward, and each ends a piece after the other), which grows with both: at a's
+  // lower bound (the attention term above) it is a bound, and what it adds to that term is
+  // max(c/n, c − a(1 − 1/n)). Full recompute gathers once more. Per stage: its layers ×
+  // micro-batches. (Counted whole, as blocking, until 2026-12-03: above the timed step for plans
+  // whose cp ring crosses nodes, e.g. 70B at tp 4 · cp 16.)
   plan::Op op;
   op.kind = plan::OpKind::kCollective;
   auto time_of = [&](plan::CollKind kind, parallel::Group g, int64_t bytes) {
@@ -149,13 +155,24 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     return cost.duration(op);
   };
   const double layers_per_stage = double(m.num_layers) / double(p.pp), micro = double(p.num_microbatches());
+  double a2a_per_moe_layer = 0;  // per micro-batch, on the compute chain
+  std::vector<double> cp_of_layer(size_t(m.num_layers), 0.0);  // per micro-batch, on the compute chain
   if (p.cp > 1) {
     const int64_t kv = m.multi_latent_attention() ? m.num_attention_heads / p.tp * (m.qk_dim() + m.v_dim())
                                                   : 2 * m.num_query_groups / p.tp * m.kv_channels;
     const double gather = time_of(plan::CollKind::kAllGather, parallel::Group::kCp, T * kv * 2 * p.cp);
     const double scatter = time_of(plan::CollKind::kReduceScatter, parallel::Group::kCp, T * kv * 2 * p.cp);
-    const double per_layer = gather * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + scatter;
-    compute += per_layer * layers_per_stage * micro;
+    const double n = double(p.cp), gathers = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;
+    auto beside = [&](double c, double a) { return std::max(c / n, c - a * (1.0 - 1.0 / n)); };
+    double sum = 0;
+    for (int64_t l = 0; l < m.num_layers; ++l) {
+      // This rank's forward attention per micro-batch: its heads (÷ tp) and queries (÷ cp).
+      const double a = 2.0 * double(m.num_attention_heads) * double(p.seq_length) * double(m.attended_keys(l, p.seq_length)) *
+                       double(m.qk_dim() + m.v_dim()) * double(p.micro_batch_size) / double(p.tp * p.cp) / attn_rate;
+      cp_of_layer[size_t(l)] = gathers * beside(gather, a) + beside(scatter, 2.0 * a);
+      sum += cp_of_layer[size_t(l)];
+    }
+    compute += sum / double(p.pp) * micro;
   }
   // An MoE layer's token combine is blocking too (builder.cpp, moe_forward / moe_backward): the
   // un-permute after it in the forward and the expert fc2 after it in the backward wait for it,
@@ -163,7 +180,8 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // (then it is left out). The op is the builder's own (plan::moe_all_to_all).
   if (m.is_moe() && p.ep > 1) {
     const double blocking = m.moe_shared_expert_intermediate_size > 0 ? 2.0 : 4.0;  // combine ×2 (+ dispatch ×2)
-    compute += cost.duration(plan::moe_all_to_all(m, p)) * blocking * double(m.num_moe_layers()) / double(p.pp) * micro;
+    a2a_per_moe_layer = cost.duration(plan::moe_all_to_all(m, p)) * blocking;
+    compute += a2a_per_moe_layer * double(m.num_moe_layers()) / double(p.pp) * micro;
   }
   // Tensor parallelism's collectives of a plain layer are blocking in the same way: without SP an
   // all-reduce after each row-parallel linear forward and each column-parallel one's backward
@@ -213,6 +231,29 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   if (plain) {
     const double per_layer = (compute - head) / (double(m.num_layers) / double(p.pp));
     last_stage = per_layer * double(layers_of(p.pp - 1)) + head * double(p.pp);
+  } else {
+    // Otherwise (layers of several kinds: dense and MoE, windowed and full) the last stage's own
+    // layers, each with the terms `compute` gives it on the average stage: its GEMMs at the best
+    // rate, its core attention and its blocking CP and MoE collectives; and the whole output layer.
+    // (Its MTP modules would add to it: left out, it stays a bound.) Global chunk c·pp + s holds
+    // the chunks[c·pp + s] layers after those of the chunks before it.
+    const double per_rank = double(p.pp) / double(p.world());  // a layer's work is split over world/pp ranks
+    const double core = p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
+    int64_t first = 0;
+    for (size_t g = 0; g < chunks.size(); ++g) {
+      if (int64_t(g) % p.pp == p.pp - 1) {
+        for (int64_t l = first; l < first + chunks[g] && l < m.num_layers; ++l) {
+          const double gemm = model::matmul_weights_per_layer(m, l) * per_weight * tokens * per_rank / rate;
+          const double attention = core * 2.0 * double(m.num_attention_heads) * double(p.seq_length) *
+                                   double(m.attended_keys(l, p.seq_length)) * double(m.qk_dim() + m.v_dim()) *
+                                   double(p.global_batch_size) * per_rank / attn_rate;
+          const double comm = (cp_of_layer[size_t(l)] + (m.is_moe_layer(l) ? a2a_per_moe_layer : 0.0)) * micro;
+          last_stage += gemm + attention + comm;
+        }
+      }
+      first += chunks[g];
+    }
+    last_stage += head * double(p.pp);
   }
   const double fill_pipe = 1.0 + double(p.pp - 1) / double(p.vpp * p.num_microbatches());
   // After its last backward each stage runs the optimizer step on the compute stream (Adam, 30
@@ -362,25 +403,44 @@ int64_t sequence_of(const config::ModelConfig& model, const SearchOptions& o) {
   return o.seq_length ? o.seq_length : model.seq_length;
 }
 
+/// What lower_bound_s takes that is the same for every candidate of one search.
+struct BoundInputs {
+  double best_gemm = 0;
+  bool calibrated = false;
+  double jitter_factor = 0;
+};
+
+BoundInputs bound_inputs(const config::ChipProfile& chip, int64_t gpus, const Calibration* calibration) {
+  BoundInputs b;
+  // The best GEMM fraction any candidate can get: the profile's, or with a calibration of this
+  // architecture the best calibrated one (keeps the bound a bound).
+  b.best_gemm = chip.efficiency.gemm;
+  b.calibrated = calibration && !calibration->arch.empty() && calibration->arch == chip.arch;
+  if (b.calibrated) b.best_gemm = std::max(b.best_gemm, calibration->max_gemm_efficiency());
+  // The slowest node's wait per unit of the critical stage's compute: the same for every
+  // candidate (the chip count is fixed). Under contention compute time splits into compute and
+  // stalls, so the bound leaves it out there.
+  const int64_t nodes = node_count(chip, gpus);
+  b.jitter_factor =
+      chip.node_jitter > 0 && nodes > 1 && chip.comm_contention() <= 0 ? chip.node_jitter * expected_max_of_normals(nodes) : 0.0;
+  return b;
+}
+
 }  // namespace
+
+double search_lower_bound_s(const config::ModelConfig& model, const config::ChipProfile& chip, const config::ParallelConfig& p,
+                            const Calibration* calibration) {
+  const BoundInputs b = bound_inputs(chip, p.world(), calibration);
+  return lower_bound_s(model, chip, p, b.best_gemm, b.calibrated, calibration, b.jitter_factor);
+}
 
 SearchResult search(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& o) {
   check_chip_count(o.gpus, "gpus");
   SearchResult result;
   const int64_t seq = sequence_of(model, o);
-  // The best GEMM fraction any candidate can get: the profile's, or with a calibration of this
-  // architecture the best calibrated one (keeps the bound a bound).
-  double best_gemm = chip.efficiency.gemm;
-  const bool calibrated = o.calibration && !o.calibration->arch.empty() && o.calibration->arch == chip.arch;
-  if (calibrated) best_gemm = std::max(best_gemm, o.calibration->max_gemm_efficiency());
+  const auto [best_gemm, calibrated, jitter_factor] = bound_inputs(chip, o.gpus, o.calibration);
   PredictOptions popt;
   popt.calibration = o.calibration;
-  // The slowest node's wait per unit of the critical stage's compute: the same for every
-  // candidate (the chip count is fixed). Under contention compute time splits into compute and
-  // stalls, so the bound leaves it out there.
-  const int64_t nodes = node_count(chip, o.gpus);
-  const double jitter_factor =
-      chip.node_jitter > 0 && nodes > 1 && chip.comm_contention() <= 0 ? chip.node_jitter * expected_max_of_normals(nodes) : 0.0;
   std::vector<Candidate> cands;
   const bool mp_fixed = is_fixed(o, "tp") || is_fixed(o, "cp") || is_fixed(o, "pp");
   for_each_shape(model, chip, o, seq, [&](int64_t tp, int64_t cp, int64_t pp, int64_t vpp, int64_t mbs, int64_t ep) {

@@ -296,6 +296,55 @@ TEST(Predict, SearchBeatsEveryRandomlyDrawnValidPlan) {
   }
 }
 
+// The search orders and prunes its candidates by a lower bound on each plan's step (search.cpp,
+// lower_bound_s): over randomly drawn valid plans of dense, windowed, MoE (with and without shared
+// experts) and MLA + MTP models, predict()'s step is never below it. (The branch-and-bound test
+// above only sees the bound where it would change the winner.)
+TEST(Predict, SearchLowerBoundIsNeverAboveThePredictedStep) {
+  struct Case {
+    const char* model;
+    const char* chip;
+    int64_t gpus, gbs, seq;
+  };
+  const Case cases[] = {{"llama3.1-70b", "h100", 256, 256, 8192}, {"gpt-7.5b", "a100", 64, 128, 2048},
+                        {"mixtral-8x7b", "h800", 64, 128, 4096}, {"tiny-moe", "h100", 32, 64, 2048},
+                        {"qwen3-30b-a3b", "h100", 64, 256, 4096}, {"deepseek-v3", "h100", 512, 512, 4096},
+                        {"gpt-oss-120b", "b200", 64, 128, 4096}};
+  std::mt19937_64 rng(20261203);
+  auto pick = [&](const auto& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.model);
+    const auto m = config::load_model(c.model);
+    const auto chip = config::load_chip(c.chip);
+    std::vector<std::array<int64_t, 3>> meshes;
+    for (int64_t tp = 1; tp <= chip.nvlink_domain; tp *= 2)
+      for (int64_t cp = 1; cp == 1 || c.seq % (2 * cp) == 0; cp *= 2)
+        for (int64_t pp = 1; pp <= std::min<int64_t>(128, m.num_layers); ++pp)
+          if (c.gpus % (tp * cp * pp) == 0) meshes.push_back({tp, cp, pp});
+    std::vector<int64_t> eps = {1};
+    for (int64_t ep = 2; m.is_moe() && ep <= m.num_moe_experts; ep *= 2) eps.push_back(ep);
+    const std::vector<config::Recompute> levels = {config::Recompute::kNone, config::Recompute::kSelective, config::Recompute::kFull};
+    int sampled = 0;
+    for (int tries = 0; tries < 200000 && sampled < 60; ++tries) {
+      const auto [tp, cp, pp] = pick(meshes);
+      config::ParallelConfig p;
+      p.tp = tp, p.cp = cp, p.pp = pp, p.global_batch_size = c.gbs, p.seq_length = c.seq;
+      p.vpp = pp == 1 ? 1 : std::uniform_int_distribution<int64_t>(1, m.num_layers / pp)(rng);
+      p.micro_batch_size = m.is_moe() ? 1 : std::uniform_int_distribution<int64_t>(1, 4)(rng);
+      p.ep = pick(eps);
+      p.sequence_parallel = rng() % 2, p.tp_comm_overlap = rng() % 2, p.zero = int64_t(rng() % 2);
+      p.recompute = pick(levels);
+      if (!config::violations(p, m, c.gpus).empty()) continue;
+      p = config::resolve(p, m, c.gpus, "test");
+      ++sampled;
+      const double bound = predict::search_lower_bound_s(m, chip, p);
+      EXPECT_GT(bound, 0.0);
+      EXPECT_LE(bound, predict::predict(m, chip, p).row.step_time_s * (1 + 1e-9)) << config::parallel_text(p);
+    }
+    EXPECT_GE(sampled, 50);
+  }
+}
+
 TEST(Emulate, DilationKeepsTheTimeTheHostSpentBeyondItsModel) {
   // Host H100 measured at its modelled durations × 1.25: an H200 target sees its own modelled
   // durations plus the host's extra 0.25 × (the H100's), tagged "dilated"; a host at 0.8 × its
