@@ -39,13 +39,13 @@
 //   (matmul FLOPs only) this space timed ~7,000 plans for 70B on 1,024 H100 (30 s); with these
 //   ~450 (1.4 s); once the straggler wait was shipped in every step, ~1,000 (1.7 s) until the bound
 //   had it too: ~500 (0.9 s); with the last stage's own chain (its layers and the whole output
-//   layer, for plain models) as a second bound, 165 (0.25 s). What is left is mostly the pipeline's
+//   layer; for every model since 2026-12-03) as a second bound, 165 (0.25 s). What is left is mostly the pipeline's
 //   send/receive time, which grows with vpp while the fill term shrinks, and exposed DP traffic.
 //   The CP term had counted the K/V exchange whole, as if blocking, which put the bound above the
 //   timed step where the cp ring crosses nodes and the exchange outlasts the attention (70B at tp 4
 //   · cp 16; SearchLowerBoundIsNeverAboveThePredictedStep): with the pipelined pair's bound the
-//   same 70B search times 375 (0.5 s). DeepSeek-V3 on 1,024 H100 timed 5,200 plans (13 s) while
-//   the bound left out the dispatches beside its shared expert, 1,700 with them.
+//   same 70B search times 375 (0.5 s). DeepSeek-V3 on 2,048 H100 (docs/moe.md) timed 5,866 plans
+//   (12 s) while the bound left out the dispatches beside its shared expert, 2,394 (8 s) with them.
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -78,7 +78,11 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // Otherwise no derating is assumed (a calibration's measured fractions carry none either).
   auto fill = [](double x) { return x / (x + 64.0); };
   const int64_t T = p.micro_batch_size * (p.seq_length / p.cp);
-  const bool plain = !m.is_moe() && !m.multi_latent_attention() && m.mtp_num_layers == 0;
+  // Plain: every layer alike (no MoE, MLA, MTP or mix of windowed and full attention), so the
+  // last-stage bound below may take the average layer's work per layer.
+  bool uniform = true;
+  for (int64_t l = 1; l < m.num_layers; ++l) uniform = uniform && m.attended_keys(l, p.seq_length) == m.attended_keys(0, p.seq_length);
+  const bool plain = !m.is_moe() && !m.multi_latent_attention() && m.mtp_num_layers == 0 && uniform;
   const double eff = std::max(gemm_efficiency, chip.gemm_efficiency(p.precision)) * chip.efficiency.sustained;
   const double rate = chip.peak_flops(p.precision) * eff;
   double compute = flops_per_token * tokens / double(p.world()) / rate;
@@ -150,8 +154,8 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // collective c (the attention starts a piece after the gather, the reduce-scatter a piece after
   // the attention backward, and each ends a piece after the other), which grows with both: at a's
   // lower bound (the attention term above) it is a bound, and what it adds to that term is
-  // max(c/n, c − a(1 − 1/n)). Full recompute gathers once more. Per stage: its layers ×
-  // micro-batches. (Counted whole, as blocking, until 2026-12-03: above the timed step for plans
+  // max(c/n, c − a(1 − 1/n)). Full recompute gathers once more. Per layer and micro-batch (the
+  // average stage holds 1/pp of the layers). (Counted whole, as blocking, until 2026-12-03: above the timed step for plans
   // whose cp ring crosses nodes, e.g. 70B at tp 4 · cp 16.)
   plan::Op op;
   op.kind = plan::OpKind::kCollective;
@@ -300,7 +304,8 @@ std::vector<int64_t> choices(const SearchOptions& o, const char* name, int64_t g
 /// the same list for search() and for nearest_fitting(), so a suggested size is one search accepts.
 /// MoE models also try ep over the powers of two up to the expert count (etp stays as given, 1 by
 /// default) with one sequence per micro-batch, as the published MoE recipes run: their plans cost
-/// ~10 ms each to time and lower_bound_s has none of its tight terms for them.
+/// a few ms each to time and lower_bound_s has only its model-agnostic terms for them (GEMMs,
+/// attention, the CP and MoE collectives, the last stage's chain), not the dense ones.
 template <typename Fn>
 void for_each_shape(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& o, int64_t seq,
                     Fn&& fn) {

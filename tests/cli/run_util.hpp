@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 #include <cstdlib>
 #include <filesystem>
@@ -51,29 +53,48 @@ inline RunResult run(const std::string& args, int timeout_s = 120, const std::st
 /// Runs `args` (one command, exec'd by sh so the signal reaches it) and sends it SIGINT as soon as
 /// its stdout (or stderr, `in_stderr`) contains `ready`: an interruption at a point of progress
 /// rather than after a fixed time, which a loaded machine may not have reached. Killed after
-/// `timeout_s` whether or not it got there.
-inline RunResult run_then_sigint(const std::string& args, const std::string& ready, bool in_stderr, int timeout_s = 120) {
+/// `timeout_s` whether or not it got there. `signalled` says whether SIGINT was sent.
+struct SigintResult : RunResult {
+  bool signalled = false;
+};
+
+inline SigintResult run_then_sigint(const std::string& args, const std::string& ready, bool in_stderr, int timeout_s = 120) {
   static int counter = 0;
   const std::string base = std::string(::testing::TempDir()) + "capscale_sigint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  // No output of an earlier process may match before this one has written its own.
+  std::remove((base + ".out").c_str());
+  std::remove((base + ".err").c_str());
   const std::string cmd = "exec " + args + " >" + base + ".out 2>" + base + ".err";
   const auto t0 = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  SigintResult r;
   const pid_t pid = ::fork();
+  if (pid < 0) {
+    ADD_FAILURE() << "fork failed: " << std::strerror(errno);
+    return r;
+  }
   if (pid == 0) {
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  RunResult r;
   int status = 0;
-  bool signalled = false;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (!signalled && slurp(base + (in_stderr ? ".err" : ".out")).find(ready) != std::string::npos) {
+  for (;;) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) {  // cannot wait for it: end it, report, and do not leave it behind
+      ADD_FAILURE() << "waitpid failed: " << std::strerror(errno);
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      break;
+    }
+    if (!r.signalled && slurp(base + (in_stderr ? ".err" : ".out")).find(ready) != std::string::npos) {
       ::kill(pid, SIGINT);
-      signalled = true;
+      r.signalled = true;
     }
     if (elapsed() > timeout_s) {
       ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
       r.timed_out = true;
       break;
     }

@@ -93,6 +93,7 @@ TEST(Reliability, RealSigintDuringRunAndSweepKeepsFinishedWork) {
   auto r = test::run_then_sigint(test::bin() + " run --model tiny-demo --backend cpu --global-batch-size 8 --steps 1000 --warmup 0 --out " + out,
                                  "# step 1/1000", false, 120);
   ASSERT_FALSE(r.timed_out) << r.out << r.err;
+  ASSERT_TRUE(r.signalled) << "it ended before printing its first step: " << r.out << r.err;
   EXPECT_EQ(r.exit_code, 130) << r.err;
   EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
   const auto f = results::read_result(out);
@@ -105,6 +106,7 @@ TEST(Reliability, RealSigintDuringRunAndSweepKeepsFinishedWork) {
                                 sweep_out,
                             "# progress: ", true, 120);
   ASSERT_FALSE(r.timed_out) << r.err;
+  ASSERT_TRUE(r.signalled) << "it ended before writing its first point: " << r.err;
   EXPECT_EQ(r.exit_code, 130) << r.err;
   EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
   const auto partial = results::read_result(sweep_out + ".partial");

@@ -343,6 +343,31 @@ TEST(Predict, SearchLowerBoundIsNeverAboveThePredictedStep) {
     }
     EXPECT_GE(sampled, 50);
   }
+  // Fixed cases: the plan the CP term once put above its step (70B, cp ring across nodes, full
+  // recompute), and a dense model whose layers alternate windowed and full attention (its last
+  // stage may hold fewer full layers than the average stage).
+  {
+    const auto m = config::load_model("llama3.1-70b");
+    config::ParallelConfig p;
+    p.tp = 2, p.pp = 4, p.cp = 16, p.vpp = 4, p.micro_batch_size = 4, p.global_batch_size = 256, p.seq_length = 8192;
+    p.recompute = config::Recompute::kFull, p.sequence_parallel = true;
+    p = config::resolve(p, m, 256, "test");
+    const auto chip = config::load_chip("h100");
+    EXPECT_LE(predict::search_lower_bound_s(m, chip, p), predict::predict(m, chip, p).row.step_time_s * (1 + 1e-9));
+  }
+  auto windowed = config::load_model("llama3.1-8b");
+  windowed.window_size = 512, windowed.window_attn_skip_freq = 4;
+  const auto chip = config::load_chip("h100");
+  for (int64_t pp : {2, 4, 8})
+    for (int64_t vpp : {1, 2})
+      for (int64_t cp : {1, 2}) {
+        config::ParallelConfig p;
+        p.tp = 2, p.pp = pp, p.vpp = vpp, p.cp = cp, p.global_batch_size = 64, p.seq_length = 8192, p.sequence_parallel = true;
+        if (!config::violations(p, windowed, 64).empty()) continue;
+        p = config::resolve(p, windowed, 64, "test");
+        EXPECT_LE(predict::search_lower_bound_s(windowed, chip, p), predict::predict(windowed, chip, p).row.step_time_s * (1 + 1e-9))
+            << config::parallel_text(p);
+      }
 }
 
 TEST(Emulate, DilationKeepsTheTimeTheHostSpentBeyondItsModel) {
