@@ -20,6 +20,42 @@ config::ParallelConfig par(const config::ModelConfig& m, int64_t gpus, int64_t t
   p.recompute = config::Recompute::kSelective;
   return config::resolve(p, m, gpus, "test");
 }
+
+/// Up to `count` valid plans drawn at random from the search's space (tp up to the NVLink domain,
+/// cp with seq divisible by 2·cp, tp·cp·pp dividing the chips, vpp up to layers/pp, micro-batch
+/// 1..max_mbs (MoE: 1), ep up to the experts, SP, TP overlap, ZeRO and recompute each drawn),
+/// resolved; only those that fit memory when `fitting`.
+std::vector<config::ParallelConfig> random_plans(const config::ModelConfig& m, const config::ChipProfile& chip, int64_t gpus,
+                                                 int64_t gbs, int64_t seq, int count, int64_t max_mbs, bool fitting,
+                                                 std::mt19937_64& rng) {
+  auto pick = [&](const auto& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
+  std::vector<std::array<int64_t, 3>> meshes;
+  for (int64_t tp = 1; tp <= chip.nvlink_domain; tp *= 2)
+    for (int64_t cp = 1; cp == 1 || seq % (2 * cp) == 0; cp *= 2)
+      for (int64_t pp = 1; pp <= std::min<int64_t>(128, m.num_layers); ++pp)
+        if (gpus % (tp * cp * pp) == 0) meshes.push_back({tp, cp, pp});
+  std::vector<int64_t> eps = {1};
+  for (int64_t ep = 2; m.is_moe() && ep <= m.num_moe_experts; ep *= 2) eps.push_back(ep);
+  const std::vector<config::Recompute> levels = {config::Recompute::kNone, config::Recompute::kSelective, config::Recompute::kFull};
+  std::vector<config::ParallelConfig> out;
+  for (int tries = 0; tries < 200000 && int(out.size()) < count; ++tries) {
+    const auto [tp, cp, pp] = pick(meshes);
+    config::ParallelConfig p;
+    p.tp = tp, p.cp = cp, p.pp = pp, p.global_batch_size = gbs, p.seq_length = seq;
+    p.vpp = pp == 1 ? 1 : std::uniform_int_distribution<int64_t>(1, m.num_layers / pp)(rng);
+    p.micro_batch_size = m.is_moe() ? 1 : std::uniform_int_distribution<int64_t>(1, max_mbs)(rng);
+    p.ep = pick(eps);
+    // TP comm overlap drawn on and off independently: the search tries both under SP, since a
+    // column-parallel backward without it hides its collectives whole (search.cpp, top).
+    p.sequence_parallel = rng() % 2, p.tp_comm_overlap = rng() % 2, p.zero = int64_t(rng() % 2);
+    p.recompute = pick(levels);
+    if (!config::violations(p, m, gpus).empty()) continue;
+    p = config::resolve(p, m, gpus, "test");
+    if (fitting && !predict::fits_memory(m, chip, p)) continue;
+    out.push_back(p);
+  }
+  return out;
+}
 }  // namespace
 
 TEST(Predict, Llama405bOnSixteenThousandChips) {
@@ -246,7 +282,6 @@ TEST(Predict, SearchBeatsEveryRandomlyDrawnValidPlan) {
                         {"llama3.1-8b", "h20", 32, 64, 8192},
                         {"mixtral-8x7b", "h100", 32, 64, 4096}};
   std::mt19937_64 rng(20261130);
-  auto pick = [&](const auto& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.model);
     const auto m = config::load_model(c.model);
@@ -256,32 +291,8 @@ TEST(Predict, SearchBeatsEveryRandomlyDrawnValidPlan) {
     const auto best = predict::search(m, chip, o);
     ASSERT_FALSE(best.ranked.empty());
     const double top = best.ranked[0].tokens_per_s_per_chip;
-    // The search's ranges: tp up to the NVLink domain, cp with seq divisible by 2·cp, tp·cp·pp
-    // dividing the chips, vpp up to layers/pp, micro-batch 1..8 (MoE: 1), ep up to the experts.
-    std::vector<std::array<int64_t, 3>> meshes;
-    for (int64_t tp = 1; tp <= chip.nvlink_domain; tp *= 2)
-      for (int64_t cp = 1; cp == 1 || c.seq % (2 * cp) == 0; cp *= 2)
-        for (int64_t pp = 1; pp <= std::min<int64_t>(128, m.num_layers); ++pp)
-          if (c.gpus % (tp * cp * pp) == 0) meshes.push_back({tp, cp, pp});
-    std::vector<int64_t> eps = {1};
-    for (int64_t ep = 2; m.is_moe() && ep <= m.num_moe_experts; ep *= 2) eps.push_back(ep);
-    const std::vector<config::Recompute> levels = {config::Recompute::kNone, config::Recompute::kSelective, config::Recompute::kFull};
-    int sampled = 0;
-    for (int tries = 0; tries < 200000 && sampled < 40; ++tries) {
-      const auto [tp, cp, pp] = pick(meshes);
-      config::ParallelConfig p;
-      p.tp = tp, p.cp = cp, p.pp = pp, p.global_batch_size = c.gbs, p.seq_length = c.seq;
-      p.vpp = pp == 1 ? 1 : std::uniform_int_distribution<int64_t>(1, m.num_layers / pp)(rng);
-      p.micro_batch_size = m.is_moe() ? 1 : std::uniform_int_distribution<int64_t>(1, 8)(rng);
-      p.ep = pick(eps);
-      // TP comm overlap drawn on and off independently: the search tries both under SP, since a
-      // column-parallel backward without it hides its collectives whole (search.cpp, top).
-      p.sequence_parallel = rng() % 2, p.tp_comm_overlap = rng() % 2, p.zero = int64_t(rng() % 2);
-      p.recompute = pick(levels);
-      if (!config::violations(p, m, c.gpus).empty()) continue;
-      p = config::resolve(p, m, c.gpus, "test");
-      if (!predict::fits_memory(m, chip, p)) continue;
-      ++sampled;
+    const auto plans = random_plans(m, chip, c.gpus, c.gbs, c.seq, 40, 8, true, rng);
+    for (const auto& p : plans) {
       const auto row = predict::predict(m, chip, p).row;
       EXPECT_GE(top, row.tokens_per_s_per_chip * (1 - 1e-9)) << config::parallel_text(p) << " beats the search's "
                                                               << config::parallel_text(best.ranked[0].parallel);
@@ -292,7 +303,7 @@ TEST(Predict, SearchBeatsEveryRandomlyDrawnValidPlan) {
             << "recompute speeds up " << config::parallel_text(p);
       }
     }
-    EXPECT_GE(sampled, 30);
+    EXPECT_GE(plans.size(), 30u);
   }
 }
 
@@ -311,37 +322,17 @@ TEST(Predict, SearchLowerBoundIsNeverAboveThePredictedStep) {
                         {"qwen3-30b-a3b", "h100", 64, 256, 4096}, {"deepseek-v3", "h100", 512, 512, 4096},
                         {"gpt-oss-120b", "b200", 64, 128, 4096}};
   std::mt19937_64 rng(20261203);
-  auto pick = [&](const auto& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.model);
     const auto m = config::load_model(c.model);
     const auto chip = config::load_chip(c.chip);
-    std::vector<std::array<int64_t, 3>> meshes;
-    for (int64_t tp = 1; tp <= chip.nvlink_domain; tp *= 2)
-      for (int64_t cp = 1; cp == 1 || c.seq % (2 * cp) == 0; cp *= 2)
-        for (int64_t pp = 1; pp <= std::min<int64_t>(128, m.num_layers); ++pp)
-          if (c.gpus % (tp * cp * pp) == 0) meshes.push_back({tp, cp, pp});
-    std::vector<int64_t> eps = {1};
-    for (int64_t ep = 2; m.is_moe() && ep <= m.num_moe_experts; ep *= 2) eps.push_back(ep);
-    const std::vector<config::Recompute> levels = {config::Recompute::kNone, config::Recompute::kSelective, config::Recompute::kFull};
-    int sampled = 0;
-    for (int tries = 0; tries < 200000 && sampled < 60; ++tries) {
-      const auto [tp, cp, pp] = pick(meshes);
-      config::ParallelConfig p;
-      p.tp = tp, p.cp = cp, p.pp = pp, p.global_batch_size = c.gbs, p.seq_length = c.seq;
-      p.vpp = pp == 1 ? 1 : std::uniform_int_distribution<int64_t>(1, m.num_layers / pp)(rng);
-      p.micro_batch_size = m.is_moe() ? 1 : std::uniform_int_distribution<int64_t>(1, 4)(rng);
-      p.ep = pick(eps);
-      p.sequence_parallel = rng() % 2, p.tp_comm_overlap = rng() % 2, p.zero = int64_t(rng() % 2);
-      p.recompute = pick(levels);
-      if (!config::violations(p, m, c.gpus).empty()) continue;
-      p = config::resolve(p, m, c.gpus, "test");
-      ++sampled;
+    const auto plans = random_plans(m, chip, c.gpus, c.gbs, c.seq, 60, 4, false, rng);
+    for (const auto& p : plans) {
       const double bound = predict::search_lower_bound_s(m, chip, p);
       EXPECT_GT(bound, 0.0);
       EXPECT_LE(bound, predict::predict(m, chip, p).row.step_time_s * (1 + 1e-9)) << config::parallel_text(p);
     }
-    EXPECT_GE(sampled, 50);
+    EXPECT_GE(plans.size(), 50u);
   }
   // Fixed cases: the plan the CP term once put above its step (70B, cp ring across nodes, full
   // recompute), and a dense model whose layers alternate windowed and full attention (its last
