@@ -28,11 +28,11 @@
 //   the search stops once the bound exceeds the k-th best step found (the global batch is fixed,
 //   so a shorter step is more tokens/s per chip). The chain's work: GEMMs at the chip's best
 //   sustained rate, core attention, what the CP K/V exchange pipelined with it adds, the MoE token
-//   combines and dispatches (a dispatch less the shared experts beside it); for plain dense models also the
-//   cost model's thin-GEMM derating, the elementwise kernels, the blocking TP collectives and the
-//   optimizer step; on more than one node, the slowest node's wait (apply_node_jitter) on the
-//   GEMMs, core attention and (plain models) elementwise kernels of the fewest layers any stage
-//   holds; and the host's step-boundary gap (apply_host_step_gap). Those terms mirror
+//   combines and dispatches (a dispatch less the shared experts beside it), the elementwise kernels
+//   and the blocking TP collectives (for other models, those outside an overlap, by layer kind);
+//   for plain dense models also the cost model's thin-GEMM derating and the optimizer step; on more
+//   than one node, the slowest node's wait (apply_node_jitter) on the GEMMs, core attention and
+//   elementwise kernels of the fewest layers any stage holds; and the host's step-boundary gap (apply_host_step_gap). Those terms mirror
 //   plan/builder.cpp; a change there must keep them a bound
 //   (BranchAndBoundFindsTheBestOfEveryCandidate holds the pruned search to the unpruned one;
 //   SearchBeatsEveryRandomlyDrawnValidPlan checks it against sampled plans). With the old bound
@@ -243,6 +243,55 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     // The critical stage's elementwise time (other_s) counts in the slowest node's wait too.
     jitter += jitter_factor * double(fewest_layers) * per_layer * micro;
   }
+  // Other models (MoE, MLA, MTP, mixed attention): the same kernels per layer, by the layer's kind,
+  // wherever the builder runs them outside an overlap (plan/builder.cpp): every layer's norms and
+  // residuals (forward 2 + 5 + 3, backward 3 + 6 + 4 times Ts·h bf16); the attention block's TP
+  // collectives as above, half of a plain layer's (not under MLA, whose gathers carry latents); a
+  // dense MLP's activation and TP collectives; an MoE block's router scores, permute, un-permute and
+  // expert activation (at least the mean rank's copies), but not its shared experts' kernels, which
+  // run beside the dispatch and are bounded with it above. Per layer and micro-batch.
+  std::vector<double> layer_ew(size_t(m.num_layers), 0.0), layer_tp(size_t(m.num_layers), 0.0);
+  if (!plain) {
+    const int64_t Ts = p.sequence_parallel ? T / p.tp : T, hh = m.hidden_size, u = Ts * hh * 2;
+    auto ew = [&](int64_t bytes) { return cost.elementwise_time(bytes); };
+    const double forwards = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;
+    double block_tp = 0;  // one block's (attention or dense MLP) TP collectives, forward(s) and backward
+    if (p.tp > 1) {
+      const int64_t bytes = T * hh * 2;
+      double forward = 0, backward = 0;
+      if (p.sequence_parallel) {
+        const double ag = time_of(plan::CollKind::kAllGather, parallel::Group::kTp, bytes);
+        const double rs = time_of(plan::CollKind::kReduceScatter, parallel::Group::kTp, bytes);
+        forward = ag + rs, backward = p.async_tp_comm && !p.tp_comm_overlap ? ag : 2 * ag + rs;
+        if (p.tp_comm_overlap) forward /= double(p.tp), backward /= double(p.tp);
+      } else {
+        forward = time_of(plan::CollKind::kAllReduce, parallel::Group::kTp, bytes);
+        backward = p.async_tp_comm ? 0.0 : forward;
+      }
+      block_tp = forward * forwards + backward;
+    }
+    const double common = (ew(2 * u) + ew(5 * u) + ew(3 * u)) * forwards + ew(3 * u) + ew(6 * u) + ew(4 * u);
+    const int64_t fl = m.ffn_hidden_size / p.tp;
+    const double dense_ew = ew(T * fl * m.activation_passes(false) * 2) * forwards + ew(T * fl * m.activation_passes(true) * 2);
+    double moe_ew = 0;
+    if (m.is_moe()) {
+      const int64_t k = m.moe_router_topk, scores = Ts * m.num_moe_experts * 12, permute = u * (1 + k);
+      const int64_t experts = Ts * k * p.etp * (m.moe_ffn_hidden_size / p.etp);  // activation elements, ≥ the mean rank's
+      moe_ew = (ew(scores) + 2 * ew(permute) + ew(experts * m.activation_passes(false) * 2)) * forwards + ew(scores) +
+               2 * ew(permute) + ew(experts * m.activation_passes(true) * 2);
+    }
+    double sum = 0, cheapest = std::numeric_limits<double>::infinity();
+    for (int64_t l = 0; l < m.num_layers; ++l) {
+      const bool moe = m.is_moe_layer(l);
+      layer_ew[size_t(l)] = common + (moe ? moe_ew : dense_ew);
+      layer_tp[size_t(l)] = (m.multi_latent_attention() ? 0.0 : block_tp) + (moe ? 0.0 : block_tp);
+      sum += layer_ew[size_t(l)] + layer_tp[size_t(l)];
+      cheapest = std::min(cheapest, layer_ew[size_t(l)]);
+    }
+    compute += sum / double(p.pp) * micro;
+    // The critical stage's elementwise time (other_s) counts in the slowest node's wait too.
+    jitter += jitter_factor * double(fewest_layers) * cheapest * micro;
+  }
   // Any one stage's compute stream runs all of its compute ops one after another, so the step is at
   // least the last stage's: its layers (a plain model's are all alike: the average stage's layer
   // work per layer) and the whole output layer with its cross entropy. Where the output layer
@@ -268,7 +317,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
                                    double(m.attended_keys(l, p.seq_length)) * double(m.qk_dim() + m.v_dim()) *
                                    double(p.global_batch_size) * per_rank / attn_rate;
           const double comm = (cp_of_layer[size_t(l)] + (m.is_moe_layer(l) ? a2a_per_moe_layer : 0.0)) * micro;
-          last_stage += gemm + attention + comm;
+          last_stage += gemm + attention + comm + (layer_ew[size_t(l)] + layer_tp[size_t(l)]) * micro;
         }
       }
       first += chunks[g];
@@ -304,8 +353,8 @@ std::vector<int64_t> choices(const SearchOptions& o, const char* name, int64_t g
 /// the same list for search() and for nearest_fitting(), so a suggested size is one search accepts.
 /// MoE models also try ep over the powers of two up to the expert count (etp stays as given, 1 by
 /// default) with one sequence per micro-batch, as the published MoE recipes run: their plans cost
-/// a few ms each to time and lower_bound_s has only its model-agnostic terms for them (GEMMs,
-/// attention, the CP and MoE collectives, the last stage's chain), not the dense ones.
+/// a few ms each to time and lower_bound_s lacks two of its dense terms for them (the thin-GEMM
+/// derating and the optimizer step).
 template <typename Fn>
 void for_each_shape(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& o, int64_t seq,
                     Fn&& fn) {
