@@ -246,7 +246,8 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // Other models (MoE, MLA, MTP, mixed attention): the same kernels per layer, by the layer's kind,
   // wherever the builder runs them outside an overlap (plan/builder.cpp): every layer's norms and
   // residuals (forward 2 + 5 + 3, backward 3 + 6 + 4 times Ts·h bf16); the attention block's TP
-  // collectives as above, half of a plain layer's (not under MLA, whose gathers carry latents); a
+  // collectives as above, half of a plain layer's (under MLA, whose gathers before the
+  // up-projections carry latents, only the projection's h-wide reduction and its backward's gather); a
   // dense MLP's activation and TP collectives; an MoE block's router scores, permute, un-permute and
   // expert activation (at least the mean rank's copies), but not its shared experts' kernels, which
   // run beside the dispatch and are bounded with it above. Per layer and micro-batch.
@@ -256,6 +257,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     auto ew = [&](int64_t bytes) { return cost.elementwise_time(bytes); };
     const double forwards = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;
     double block_tp = 0;  // one block's (attention or dense MLP) TP collectives, forward(s) and backward
+    double mla_tp = 0;    // MLA's h-wide ones only: the projection's reduction and its backward's gather
     if (p.tp > 1) {
       const int64_t bytes = T * hh * 2;
       double forward = 0, backward = 0;
@@ -263,10 +265,12 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
         const double ag = time_of(plan::CollKind::kAllGather, parallel::Group::kTp, bytes);
         const double rs = time_of(plan::CollKind::kReduceScatter, parallel::Group::kTp, bytes);
         forward = ag + rs, backward = p.async_tp_comm && !p.tp_comm_overlap ? ag : 2 * ag + rs;
-        if (p.tp_comm_overlap) forward /= double(p.tp), backward /= double(p.tp);
+        mla_tp = rs * forwards + ag;
+        if (p.tp_comm_overlap) forward /= double(p.tp), backward /= double(p.tp), mla_tp /= double(p.tp);
       } else {
         forward = time_of(plan::CollKind::kAllReduce, parallel::Group::kTp, bytes);
         backward = p.async_tp_comm ? 0.0 : forward;
+        mla_tp = forward * forwards;
       }
       block_tp = forward * forwards + backward;
     }
@@ -284,7 +288,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     for (int64_t l = 0; l < m.num_layers; ++l) {
       const bool moe = m.is_moe_layer(l);
       layer_ew[size_t(l)] = common + (moe ? moe_ew : dense_ew);
-      layer_tp[size_t(l)] = (m.multi_latent_attention() ? 0.0 : block_tp) + (moe ? 0.0 : block_tp);
+      layer_tp[size_t(l)] = (m.multi_latent_attention() ? mla_tp : block_tp) + (moe ? 0.0 : block_tp);
       sum += layer_ew[size_t(l)] + layer_tp[size_t(l)];
       cheapest = std::min(cheapest, layer_ew[size_t(l)]);
     }
