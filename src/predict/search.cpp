@@ -100,14 +100,18 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     head = head_flops * per_flop;
   }
   // Core attention (cost_model.cpp, attention_time), never calibrated: per sequence and layer
-  // 2·heads·s·keys·(d_qk + d_v) forward, twice that backward, once more under any recompute; flash
-  // attention executes half of it (the causal mask) at the attention fraction, unfused attention all
-  // of it at the GEMM fraction; in bf16 under FP8.
+  // 2·heads·s·keys·(d_qk + d_v) forward, twice that backward, once more under any recompute (core
+  // passes); flash attention executes half of it (the causal mask) at the attention fraction,
+  // unfused attention all of it at the GEMM fraction; in bf16 under FP8.
+  auto attention_flops = [&](int64_t l) {  // forward, one sequence
+    return 2.0 * double(m.num_attention_heads) * double(p.seq_length) * double(m.attended_keys(l, p.seq_length)) *
+           double(m.qk_dim() + m.v_dim());
+  };
+  const double core = p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
+  const double forwards = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;  // forward passes of a layer
   double attn = 0;
-  for (int64_t l = 0; l < m.num_layers; ++l)
-    attn += 2.0 * double(m.num_attention_heads) * double(p.seq_length) * double(m.attended_keys(l, p.seq_length)) *
-            double(m.qk_dim() + m.v_dim());
-  attn *= p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
+  for (int64_t l = 0; l < m.num_layers; ++l) attn += attention_flops(l);
+  attn *= core;
   const double attn_peak = p.precision == config::Precision::kFp8 && chip.supports(config::Precision::kBf16)
                                ? chip.peak_flops(config::Precision::kBf16)
                                : chip.peak_flops(p.precision);
@@ -133,19 +137,19 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   };
   int64_t fewest_layers = m.num_layers;
   for (int64_t s = 0; s < p.pp; ++s) fewest_layers = std::min(fewest_layers, layers_of(s));
+  // A layer's GEMMs at the best rate and its core attention, per rank of its stage (its work is
+  // split over the stage's tp·cp·dp ranks, world / pp of them), over the step.
+  const double per_rank = double(p.pp) / double(p.world());
+  auto layer_work = [&](int64_t l) {
+    return (model::matmul_weights_per_layer(m, l) * per_weight * tokens / rate +
+            core * attention_flops(l) * double(p.global_batch_size) / attn_rate) *
+           per_rank;
+  };
   double jitter = 0;
   if (jitter_factor > 0) {
     double cheapest = std::numeric_limits<double>::infinity();
-    const double core = p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
-    for (int64_t l = 0; l < m.num_layers; ++l) {
-      const double gemm = model::matmul_weights_per_layer(m, l) * per_weight * tokens / rate;
-      const double attention = core * 2.0 * double(m.num_attention_heads) * double(p.seq_length) *
-                               double(m.attended_keys(l, p.seq_length)) * double(m.qk_dim() + m.v_dim()) *
-                               double(p.global_batch_size) / attn_rate;
-      cheapest = std::min(cheapest, gemm + attention);
-    }
-    // Per rank: a layer's work is split over its stage's tp·cp·dp ranks (world / pp of them).
-    jitter = jitter_factor * double(fewest_layers) * cheapest * double(p.pp) / double(p.world());
+    for (int64_t l = 0; l < m.num_layers; ++l) cheapest = std::min(cheapest, layer_work(l));
+    jitter = jitter_factor * double(fewest_layers) * cheapest;
   }
   // Context parallelism's K/V all-gather before each layer's attention and its reduce-scatter after
   // attention's backward (plan/builder.cpp) are pipelined with that attention in n = cp pieces
@@ -171,14 +175,13 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
                                                   : 2 * m.num_query_groups / p.tp * m.kv_channels;
     const double gather = time_of(plan::CollKind::kAllGather, parallel::Group::kCp, T * kv * 2 * p.cp);
     const double scatter = time_of(plan::CollKind::kReduceScatter, parallel::Group::kCp, T * kv * 2 * p.cp);
-    const double n = double(p.cp), gathers = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;
+    const double n = double(p.cp);
     auto beside = [&](double c, double a) { return std::max(c / n, c - a * (1.0 - 1.0 / n)); };
     double sum = 0;
     for (int64_t l = 0; l < m.num_layers; ++l) {
       // This rank's forward attention per micro-batch: its heads (÷ tp) and queries (÷ cp).
-      const double a = 2.0 * double(m.num_attention_heads) * double(p.seq_length) * double(m.attended_keys(l, p.seq_length)) *
-                       double(m.qk_dim() + m.v_dim()) * double(p.micro_batch_size) / double(p.tp * p.cp) / attn_rate;
-      cp_of_layer[size_t(l)] = gathers * beside(gather, a) + beside(scatter, 2.0 * a);
+      const double a = attention_flops(l) * double(p.micro_batch_size) / double(p.tp * p.cp) / attn_rate;
+      cp_of_layer[size_t(l)] = forwards * beside(gather, a) + beside(scatter, 2.0 * a);
       sum += cp_of_layer[size_t(l)];
     }
     compute += sum / double(p.pp) * micro;
@@ -193,7 +196,6 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // that backward. The op is the builder's own (plan::moe_all_to_all).
   if (m.is_moe() && p.ep > 1) {
     const double a2a = cost.duration(plan::moe_all_to_all(m, p));
-    const double forwards = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;
     const int64_t fs = m.moe_shared_expert_intermediate_size;
     if (fs > 0) {
       const double shared = 2.0 * double(m.mlp_matrices()) * double(T) * h * double(fs / p.tp) / rate;
@@ -203,80 +205,56 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     }
     compute += a2a_per_moe_layer * double(m.num_moe_layers()) / double(p.pp) * micro;
   }
-  // Tensor parallelism's collectives of a plain layer are blocking in the same way: without SP an
-  // all-reduce after each row-parallel linear forward and each column-parallel one's backward
-  // (2 + 2); with SP all-gathers and reduce-scatters (2 + 2 forward, 4 + 2 backward). Under TP comm
-  // overlap an op pipelined with a GEMM in tp chunks still adds at least 1/tp of its time to the
-  // chain (timeline.cpp, overlapped: a reduce-scatter ends a chunk after its GEMM; a GEMM after
-  // an all-gather starts a chunk after it). With async_tp_comm and no overlap a column-parallel
-  // backward's reduction and wgrad all-gather run beside its GEMMs (builder.cpp, column_backward)
-  // and may hide whole: only the all-gathers before the row-parallel backwards stay (2 with SP,
-  // none without).
-  if (p.tp > 1 && plain) {
+  // Tensor parallelism's collectives are blocking in the same way. Per block (the attention block,
+  // or a dense MLP; a plain layer has both): without SP an all-reduce after its row-parallel linear
+  // forward and its column-parallel one's backward (1 + 1); with SP an all-gather and a
+  // reduce-scatter forward, 2 + 1 backward. Under TP comm overlap an op pipelined with a GEMM in tp
+  // chunks still adds at least 1/tp of its time to the chain (timeline.cpp, overlapped: a
+  // reduce-scatter ends a chunk after its GEMM; a GEMM after an all-gather starts a chunk after
+  // it). With async_tp_comm and no overlap a column-parallel backward's reduction and wgrad
+  // all-gather run beside its GEMMs (builder.cpp, column_backward) and may hide whole: only the
+  // all-gather before the row-parallel backward stays (1 with SP, none without). Under MLA, whose
+  // gathers before the up-projections carry latents, only the projection's h-wide reduction and
+  // its backward's gather are counted.
+  double block_tp = 0, mla_tp = 0;  // per block and micro-batch, forward(s) and backward
+  if (p.tp > 1) {
     const int64_t bytes = T * m.hidden_size * 2;
     double forward = 0, backward = 0;
     if (p.sequence_parallel) {
       const double ag = time_of(plan::CollKind::kAllGather, parallel::Group::kTp, bytes);
       const double rs = time_of(plan::CollKind::kReduceScatter, parallel::Group::kTp, bytes);
-      forward = 2 * ag + 2 * rs, backward = p.async_tp_comm && !p.tp_comm_overlap ? 2 * ag : 4 * ag + 2 * rs;
-      if (p.tp_comm_overlap) forward /= double(p.tp), backward /= double(p.tp);
+      forward = ag + rs, backward = p.async_tp_comm && !p.tp_comm_overlap ? ag : 2 * ag + rs;
+      mla_tp = rs * forwards + ag;
+      if (p.tp_comm_overlap) forward /= double(p.tp), backward /= double(p.tp), mla_tp /= double(p.tp);
     } else {
-      forward = 2 * time_of(plan::CollKind::kAllReduce, parallel::Group::kTp, bytes);
+      forward = time_of(plan::CollKind::kAllReduce, parallel::Group::kTp, bytes);
       backward = p.async_tp_comm ? 0.0 : forward;
+      mla_tp = forward * forwards;
     }
-    const double per_layer = forward * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + backward;
-    compute += per_layer * layers_per_stage * micro;
+    block_tp = forward * forwards + backward;
   }
-  // Elementwise kernels of a plain layer (norms, residuals, activation; plan/builder.cpp) run on the
-  // compute stream too, and the output layer's cross entropy (38 + 14 bytes per logit) on the
-  // last stage (its 1/pp share on the average stage).
-  if (plain) {
-    const int64_t Ts = p.sequence_parallel ? T / p.tp : T, hh = m.hidden_size, fl = m.ffn_hidden_size / p.tp;
-    const int64_t act_f = m.mlp_matrices() == 3 ? 3 : 2, act_b = m.mlp_matrices() == 3 ? 5 : 3;
-    auto ew = [&](int64_t bytes) { return cost.elementwise_time(bytes); };
-    const double forward = ew(2 * Ts * hh * 2) + ew(5 * Ts * hh * 2) + ew(T * fl * act_f * 2) + ew(3 * Ts * hh * 2);
-    const double backward = ew(3 * Ts * hh * 2) + ew(T * fl * act_b * 2) + ew(6 * Ts * hh * 2) + ew(4 * Ts * hh * 2);
-    const double per_layer = forward * (p.recompute == config::Recompute::kFull ? 2.0 : 1.0) + backward;
-    const int64_t logits = T * (m.vocab_size / p.tp);
-    compute += (per_layer * layers_per_stage + (ew(logits * 38) + ew(logits * 14)) / double(p.pp)) * micro;
-    head += (ew(logits * 38) + ew(logits * 14)) / double(p.pp) * micro;
-    // The critical stage's elementwise time (other_s) counts in the slowest node's wait too.
-    jitter += jitter_factor * double(fewest_layers) * per_layer * micro;
-  }
-  // Other models (MoE, MLA, MTP, mixed attention): the same kernels per layer, by the layer's kind,
-  // wherever the builder runs them outside an overlap (plan/builder.cpp): every layer's norms and
-  // residuals (forward 2 + 5 + 3, backward 3 + 6 + 4 times Ts·h bf16); the attention block's TP
-  // collectives as above, half of a plain layer's (under MLA, whose gathers before the
-  // up-projections carry latents, only the projection's h-wide reduction and its backward's gather); a
-  // dense MLP's activation and TP collectives; an MoE block's router scores, permute, un-permute and
-  // expert activation (at least the mean rank's copies), but not its shared experts' kernels, which
-  // run beside the dispatch and are bounded with it above. Per layer and micro-batch.
+  // Elementwise kernels (plan/builder.cpp) run on the compute stream too: every layer's norms and
+  // residuals (forward 2 + 5 + 3, backward 3 + 6 + 4 times Ts·h bf16) and a dense MLP's activation.
+  const int64_t Ts = p.sequence_parallel ? T / p.tp : T, u = Ts * m.hidden_size * 2, fl = m.ffn_hidden_size / p.tp;
+  auto ew = [&](int64_t bytes) { return cost.elementwise_time(bytes); };
+  const double common = (ew(2 * u) + ew(5 * u) + ew(3 * u)) * forwards + ew(3 * u) + ew(6 * u) + ew(4 * u);
+  const double dense_ew = ew(T * fl * m.activation_passes(false) * 2) * forwards + ew(T * fl * m.activation_passes(true) * 2);
+  // Other models' kernels and collectives per layer and micro-batch (for the last stage's bound).
   std::vector<double> layer_ew(size_t(m.num_layers), 0.0), layer_tp(size_t(m.num_layers), 0.0);
-  if (!plain) {
-    const int64_t Ts = p.sequence_parallel ? T / p.tp : T, hh = m.hidden_size, u = Ts * hh * 2;
-    auto ew = [&](int64_t bytes) { return cost.elementwise_time(bytes); };
-    const double forwards = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;
-    double block_tp = 0;  // one block's (attention or dense MLP) TP collectives, forward(s) and backward
-    double mla_tp = 0;    // MLA's h-wide ones only: the projection's reduction and its backward's gather
-    if (p.tp > 1) {
-      const int64_t bytes = T * hh * 2;
-      double forward = 0, backward = 0;
-      if (p.sequence_parallel) {
-        const double ag = time_of(plan::CollKind::kAllGather, parallel::Group::kTp, bytes);
-        const double rs = time_of(plan::CollKind::kReduceScatter, parallel::Group::kTp, bytes);
-        forward = ag + rs, backward = p.async_tp_comm && !p.tp_comm_overlap ? ag : 2 * ag + rs;
-        mla_tp = rs * forwards + ag;
-        if (p.tp_comm_overlap) forward /= double(p.tp), backward /= double(p.tp), mla_tp /= double(p.tp);
-      } else {
-        forward = time_of(plan::CollKind::kAllReduce, parallel::Group::kTp, bytes);
-        backward = p.async_tp_comm ? 0.0 : forward;
-        mla_tp = forward * forwards;
-      }
-      block_tp = forward * forwards + backward;
-    }
-    const double common = (ew(2 * u) + ew(5 * u) + ew(3 * u)) * forwards + ew(3 * u) + ew(6 * u) + ew(4 * u);
-    const int64_t fl = m.ffn_hidden_size / p.tp;
-    const double dense_ew = ew(T * fl * m.activation_passes(false) * 2) * forwards + ew(T * fl * m.activation_passes(true) * 2);
+  if (plain) {
+    // A plain layer: both blocks' collectives and kernels; and the output layer's cross entropy (38
+    // + 14 bytes per logit) on the last stage (its 1/pp share on the average stage).
+    const int64_t logits = T * (m.vocab_size / p.tp);
+    const double cross_entropy = (ew(logits * 38) + ew(logits * 14)) / double(p.pp) * micro;
+    compute += (2 * block_tp + common + dense_ew) * layers_per_stage * micro + cross_entropy;
+    head += cross_entropy;
+    // The critical stage's elementwise time (other_s) counts in the slowest node's wait too.
+    jitter += jitter_factor * double(fewest_layers) * (common + dense_ew) * micro;
+  } else {
+    // Other models (MoE, MLA, MTP, mixed attention): the same by the layer's kind, wherever the
+    // builder runs them outside an overlap: an MoE block adds its router scores, permute, un-permute
+    // and expert activation (at least the mean rank's copies), but not its shared experts' kernels
+    // and collectives, which run beside the dispatch and are bounded with it above.
     double moe_ew = 0;
     if (m.is_moe()) {
       const int64_t k = m.moe_router_topk, scores = Ts * m.num_moe_experts * 12, permute = u * (1 + k);
@@ -293,7 +271,6 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
       cheapest = std::min(cheapest, layer_ew[size_t(l)]);
     }
     compute += sum / double(p.pp) * micro;
-    // The critical stage's elementwise time (other_s) counts in the slowest node's wait too.
     jitter += jitter_factor * double(fewest_layers) * cheapest * micro;
   }
   // Any one stage's compute stream runs all of its compute ops one after another, so the step is at
@@ -310,18 +287,12 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     // rate, its core attention and its blocking CP and MoE collectives; and the whole output layer.
     // (Its MTP modules would add to it: left out, it stays a bound.) Global chunk c·pp + s holds
     // the chunks[c·pp + s] layers after those of the chunks before it.
-    const double per_rank = double(p.pp) / double(p.world());  // a layer's work is split over world/pp ranks
-    const double core = p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
     int64_t first = 0;
     for (size_t g = 0; g < chunks.size(); ++g) {
       if (int64_t(g) % p.pp == p.pp - 1) {
         for (int64_t l = first; l < first + chunks[g] && l < m.num_layers; ++l) {
-          const double gemm = model::matmul_weights_per_layer(m, l) * per_weight * tokens * per_rank / rate;
-          const double attention = core * 2.0 * double(m.num_attention_heads) * double(p.seq_length) *
-                                   double(m.attended_keys(l, p.seq_length)) * double(m.qk_dim() + m.v_dim()) *
-                                   double(p.global_batch_size) * per_rank / attn_rate;
-          const double comm = (cp_of_layer[size_t(l)] + (m.is_moe_layer(l) ? a2a_per_moe_layer : 0.0)) * micro;
-          last_stage += gemm + attention + comm + (layer_ew[size_t(l)] + layer_tp[size_t(l)]) * micro;
+          const double comm = cp_of_layer[size_t(l)] + (m.is_moe_layer(l) ? a2a_per_moe_layer : 0.0) + layer_tp[size_t(l)];
+          last_stage += layer_work(l) + (comm + layer_ew[size_t(l)]) * micro;
         }
       }
       first += chunks[g];
