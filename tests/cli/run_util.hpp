@@ -32,21 +32,32 @@ inline std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+/// A fresh path stem for one child's captured stdout (stem.out) and stderr (stem.err).
+inline std::string capture_stem() {
+  static int counter = 0;
+  return std::string(::testing::TempDir()) + "capscale_run_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+}
+
+/// Fills `r`'s exit code (or 128 + signal) from a wait status and its output from the files at
+/// `stem`, which it then removes.
+inline void collect(RunResult& r, int status, const std::string& stem) {
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(stem + ".out");
+  r.err = slurp(stem + ".err");
+  std::remove((stem + ".out").c_str());
+  std::remove((stem + ".err").c_str());
+}
+
 /// Runs `args` (a shell command line) with `env` prefixed, killed after `timeout_s`.
 inline RunResult run(const std::string& args, int timeout_s = 120, const std::string& env = "") {
-  static int counter = 0;
-  const std::string base = std::string(::testing::TempDir()) + "capscale_run_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  const std::string base = capture_stem();
   const std::string cmd = env + " timeout -s KILL " + std::to_string(timeout_s) + " " + args + " >" + base + ".out 2>" + base + ".err";
   const auto t0 = std::chrono::steady_clock::now();
   const int status = std::system(cmd.c_str());
   RunResult r;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  collect(r, status, base);
   r.timed_out = r.exit_code == 137 && r.seconds >= timeout_s - 1;
-  r.out = slurp(base + ".out");
-  r.err = slurp(base + ".err");
-  std::remove((base + ".out").c_str());
-  std::remove((base + ".err").c_str());
   return r;
 }
 
@@ -59,8 +70,7 @@ struct SigintResult : RunResult {
 };
 
 inline SigintResult run_then_sigint(const std::string& args, const std::string& ready, bool in_stderr, int timeout_s = 120) {
-  static int counter = 0;
-  const std::string base = std::string(::testing::TempDir()) + "capscale_sigint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  const std::string base = capture_stem();
   // No output of an earlier process may match before this one has written its own.
   std::remove((base + ".out").c_str());
   std::remove((base + ".err").c_str());
@@ -101,11 +111,7 @@ inline SigintResult run_then_sigint(const std::string& args, const std::string& 
     ::usleep(20000);
   }
   r.seconds = elapsed();
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(base + ".out");
-  r.err = slurp(base + ".err");
-  std::remove((base + ".out").c_str());
-  std::remove((base + ".err").c_str());
+  collect(r, status, base);
   return r;
 }
 
