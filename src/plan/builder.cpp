@@ -27,9 +27,6 @@ using parallel::Group;
 
 constexpr int64_t kActBytes = 2;   // bf16/fp16 activations
 constexpr int64_t kParamBytes = 2;
-// Adam step bytes per parameter: read fp32 param, grad, m, v (16 B), write param, m, v (12 B) and
-// the bf16 model copy (2 B) — a bandwidth-bound elementwise pass.
-constexpr int64_t kAdamBytesPerParam = 30;
 /// Transformer Engine casts each FP8 linear layer's weight once per step, in the first
 /// micro-batch's forward (is_first_microbatch; later micro-batches reuse the cached FP8 copy): it
 /// reads the bf16 weight and writes the FP8 weight and its FP8 transpose, which the dgrad GEMM
@@ -90,7 +87,7 @@ class StageBuilder {
       : m_(m), p_(p), st_(stage), ops_(stage), layers_per_chunk_(layers_per_chunk), copy_layers_(copy_layers) {
     tokens_ = checked_mul(p.micro_batch_size, p.seq_length / p.cp, "tokens per micro-batch");
     sp_tokens_ = p.sequence_parallel ? tokens_ / p.tp : tokens_;
-    if (m.is_moe()) a2a_ = moe_all_to_all(m, p);
+    if (m.is_moe()) a2a_ = moe_all_to_all(m, p), moe_ = moe_sizes(m, p);
     heads_ = m.num_attention_heads / p.tp;
     groups_ = m.num_query_groups / p.tp;
     d_ = m.kv_channels;
@@ -146,25 +143,19 @@ class StageBuilder {
     op.chunk = static_cast<int32_t>(chunk_);
     return op;
   }
-  // batch > 1: a grouped GEMM (one [m×k]·[k×n] per local expert).
-  void gemm(OpName name, Phase ph, int64_t layer, int64_t m, int64_t n, int64_t k, bool wgrad = false, int64_t batch = 1) {
+  // A GEMM of gemm_op's shape (batch > 1: a grouped GEMM, one [m×k]·[k×n] per local expert).
+  void emit_gemm(OpName name, Phase ph, int64_t layer, const Op& shape) {
     Op op = base(name, ph, layer);
     op.kind = OpKind::kGemm;
-    op.m = m, op.n = n, op.k = k, op.batch = batch;
-    op.wgrad = wgrad;
-    op.flops = 2.0 * double(batch) * double(m) * double(n) * double(k);  // 2mnk per group
-    op.bytes = checked_mul(checked_mul(checked_add(checked_add(checked_mul(m, k, "gemm"), checked_mul(k, n, "gemm"), "gemm"),
-                                                   checked_mul(m, n, "gemm"), "gemm"), kActBytes, "gemm bytes"), batch, "gemm bytes");
+    op.m = shape.m, op.n = shape.n, op.k = shape.k, op.batch = shape.batch;
+    op.wgrad = shape.wgrad;
+    op.flops = shape.flops;
+    op.bytes = shape.bytes;
     compute(op);
   }
-  // A linear layer in forward, or its two backward GEMMs.
+  // A linear layer in forward, or its two backward GEMMs (linear_gemms).
   void linear(OpName name, Phase ph, int64_t layer, int64_t m, int64_t n, int64_t k, int64_t batch = 1) {
-    if (ph == Phase::kBackward) {
-      gemm(name, ph, layer, m, k, n, false, batch);  // dgrad: [m×n]·[n×k]
-      gemm(name, ph, layer, k, n, m, true, batch);   // wgrad: [k×m]·[m×n]
-    } else {
-      gemm(name, ph, layer, m, n, k, false, batch);
-    }
+    for (const Op& g : linear_gemms(ph, m, n, k, batch)) emit_gemm(name, ph, layer, g);
   }
   void elementwise(OpName name, Phase ph, int64_t layer, int64_t bytes) {
     Op op = base(name, ph, layer);
@@ -234,12 +225,6 @@ class StageBuilder {
     int64_t m, n, k;
   };
   void column_backward(std::initializer_list<ColumnGemm> gemms, int64_t layer, int64_t width);
-  /// One MoE layer's sizes on this rank (see the comment above moe_sizes): local experts, expert width, the
-  /// hottest expert's tokens, the dispatch bytes and the permutation's traffic.
-  struct MoeSizes {
-    int64_t local = 0, f = 0, per_expert = 0, a2a = 0, permute = 0;
-  };
-  MoeSizes moe_sizes() const;
   void moe_forward(int64_t layer, Phase ph);
   void moe_backward(int64_t layer);
   void shared_experts(int64_t layer, Phase ph);
@@ -334,6 +319,7 @@ class StageBuilder {
   const std::vector<int64_t>& layers_per_chunk_;
   int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_;
   Op a2a_;  ///< an MoE layer's dispatch / combine all-to-all (moe_all_to_all): its bytes and routing
+  MoeSizes moe_;  ///< an MoE layer's sizes on this rank (moe_sizes)
   int64_t mb_ = 0, chunk_ = 0;
   int32_t last_compute_ = -1;
   int32_t overlap_ag_ = -1;
@@ -558,11 +544,11 @@ void StageBuilder::column_backward(std::initializer_list<ColumnGemm> gemms, int6
     gather = tp_comm(OpName::kWgradGather, B, layer, CollKind::kAllGather, width);
     pending_ = std::move(earlier);
   }
-  for (const auto& g : gemms) gemm(g.name, B, layer, g.m, g.k, g.n, false);  // dgrad
+  for (const auto& g : gemms) emit_gemm(g.name, B, layer, linear_gemms(B, g.m, g.n, g.k).op[0]);  // dgrad
   tp_comm(OpName::kTpReduce, B, layer, reduce, width);
   auto reduction = std::exchange(pending_, {});
   if (gather >= 0) pending_.push_back(gather);
-  for (const auto& g : gemms) gemm(g.name, B, layer, g.k, g.n, g.m, true);  // wgrad
+  for (const auto& g : gemms) emit_gemm(g.name, B, layer, linear_gemms(B, g.m, g.n, g.k).op[1]);  // wgrad
   pending_ = std::move(reduction);
 }
 
@@ -600,31 +586,19 @@ void StageBuilder::shared_experts(int64_t layer, Phase ph) {
 // all-to-all and un-permuted (weighted sum of the k outputs). With ep = 1 and etp > 1 this is
 // Megatron's allgather dispatcher. Under balanced routing each rank receives as many copies as it
 // sends; the hottest expert holds moe_imbalance × the mean, and its rank sets the pace.
-StageBuilder::MoeSizes StageBuilder::moe_sizes() const {
-  MoeSizes z;
-  z.local = m_.num_moe_experts / p_.ep;
-  z.f = m_.moe_ffn_hidden_size / p_.etp;
-  const double imb = p_.moe_imbalance;
-  const int64_t copies = checked_mul(sp_tokens_, m_.moe_router_topk, "moe tokens");  // routed copies leaving this rank
-  const int64_t arriving = int64_t(std::ceil(double(copies) * double(p_.etp) * imb));  // at the hottest rank's experts
-  z.per_expert = (arriving + z.local - 1) / z.local;
-  z.a2a = a2a_.bytes;
-  z.permute = sp_tokens_ * h_ * kActBytes * (1 + m_.moe_router_topk);
-  return z;
-}
-
 void StageBuilder::moe_forward(int64_t layer, Phase ph) {
-  const MoeSizes z = moe_sizes();
-  const int64_t E = m_.num_moe_experts, mats = m_.mlp_matrices(), Td = sp_tokens_;
+  const MoeSizes& z = moe_;
+  const int64_t E = m_.num_moe_experts, Td = sp_tokens_;
+  const Gemms experts = expert_gemms(m_, p_, ph);  // fc1, fc2
   linear(OpName::kRouter, ph, layer, Td, E, h_);
   elementwise(OpName::kRouter, ph, layer, Td * E * 12);  // fp32 softmax / top-k over the logits
   elementwise(OpName::kPermute, ph, layer, z.permute);
   if (p_.ep > 1) expert_comm(OpName::kDispatch, ph, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
   shared_experts(layer, ph);
   if (p_.etp > 1) expert_comm(OpName::kExpertGather, ph, layer, CollKind::kAllGather, Group::kEtp, z.a2a * p_.etp);
-  linear(OpName::kExpertFc1, ph, layer, z.per_expert, z.f * (mats - 1), h_, z.local);
+  emit_gemm(OpName::kExpertFc1, ph, layer, experts.op[0]);
   elementwise(OpName::kExpertActivation, ph, layer, z.local * z.per_expert * z.f * m_.activation_passes(false) * kActBytes);
-  linear(OpName::kExpertFc2, ph, layer, z.per_expert, h_, z.f, z.local);
+  emit_gemm(OpName::kExpertFc2, ph, layer, experts.op[1]);
   if (p_.etp > 1) expert_comm(OpName::kExpertScatter, ph, layer, CollKind::kReduceScatter, Group::kEtp, z.a2a * p_.etp);
   if (p_.ep > 1) expert_comm(OpName::kCombine, ph, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
   elementwise(OpName::kUnpermute, ph, layer, z.permute);
@@ -632,14 +606,17 @@ void StageBuilder::moe_forward(int64_t layer, Phase ph) {
 
 void StageBuilder::moe_backward(int64_t layer) {
   const Phase B = Phase::kBackward;
-  const MoeSizes z = moe_sizes();
-  const int64_t E = m_.num_moe_experts, mats = m_.mlp_matrices(), Td = sp_tokens_;
+  const MoeSizes& z = moe_;
+  const int64_t E = m_.num_moe_experts, Td = sp_tokens_;
+  const Gemms experts = expert_gemms(m_, p_, B);  // fc2's dgrad and wgrad, then fc1's
   elementwise(OpName::kUnpermute, B, layer, z.permute);
   if (p_.ep > 1) expert_comm(OpName::kCombine, B, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
   if (p_.etp > 1) expert_comm(OpName::kExpertScatter, B, layer, CollKind::kAllGather, Group::kEtp, z.a2a * p_.etp);
-  linear(OpName::kExpertFc2, B, layer, z.per_expert, h_, z.f, z.local);
+  emit_gemm(OpName::kExpertFc2, B, layer, experts.op[0]);
+  emit_gemm(OpName::kExpertFc2, B, layer, experts.op[1]);
   elementwise(OpName::kExpertActivation, B, layer, z.local * z.per_expert * z.f * m_.activation_passes(true) * kActBytes);
-  linear(OpName::kExpertFc1, B, layer, z.per_expert, z.f * (mats - 1), h_, z.local);
+  emit_gemm(OpName::kExpertFc1, B, layer, experts.op[2]);
+  emit_gemm(OpName::kExpertFc1, B, layer, experts.op[3]);
   if (p_.etp > 1) expert_comm(OpName::kExpertGather, B, layer, CollKind::kReduceScatter, Group::kEtp, z.a2a * p_.etp);
   if (p_.ep > 1) expert_comm(OpName::kDispatch, B, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
   shared_experts(layer, B);
@@ -1045,6 +1022,61 @@ std::vector<ScheduleItem> schedule_order(const ParallelConfig& p, int64_t rank) 
     }
   }
   return out;
+}
+
+Op gemm_op(int64_t m, int64_t n, int64_t k, bool wgrad, int64_t batch) {
+  Op op;
+  op.kind = OpKind::kGemm;
+  op.m = m, op.n = n, op.k = k, op.batch = batch;
+  op.wgrad = wgrad;
+  op.flops = 2.0 * double(batch) * double(m) * double(n) * double(k);  // 2mnk per group
+  op.bytes = checked_mul(checked_mul(checked_add(checked_add(checked_mul(m, k, "gemm"), checked_mul(k, n, "gemm"), "gemm"),
+                                                 checked_mul(m, n, "gemm"), "gemm"),
+                                     kActBytes, "gemm bytes"),
+                         batch, "gemm bytes");
+  return op;
+}
+
+Gemms linear_gemms(Phase ph, int64_t m, int64_t n, int64_t k, int64_t batch) {
+  Gemms g;
+  if (ph == Phase::kBackward) {
+    g.op[0] = gemm_op(m, k, n, false, batch);  // dgrad: [m×n]·[n×k]
+    g.op[1] = gemm_op(k, n, m, true, batch);   // wgrad: [k×m]·[m×n]
+    g.size = 2;
+  } else {
+    g.op[0] = gemm_op(m, n, k, false, batch);
+    g.size = 1;
+  }
+  return g;
+}
+
+MoeSizes moe_sizes(const ModelConfig& model, const ParallelConfig& parallel) {
+  const int64_t tokens = checked_mul(parallel.micro_batch_size, parallel.seq_length / parallel.cp, "tokens per micro-batch");
+  const int64_t sp_tokens = parallel.sequence_parallel ? tokens / parallel.tp : tokens;
+  MoeSizes z;
+  z.local = model.num_moe_experts / parallel.ep;
+  z.f = model.moe_ffn_hidden_size / parallel.etp;
+  const int64_t copies = checked_mul(sp_tokens, model.moe_router_topk, "moe tokens");  // routed copies leaving this rank
+  const int64_t arriving = int64_t(std::ceil(double(copies) * double(parallel.etp) * parallel.moe_imbalance));  // at the hottest rank
+  z.per_expert = (arriving + z.local - 1) / z.local;
+  z.a2a = moe_all_to_all(model, parallel).bytes;
+  z.permute = checked_mul(checked_mul(sp_tokens, model.hidden_size, "permute bytes"), kActBytes * (1 + model.moe_router_topk),
+                          "permute bytes");
+  return z;
+}
+
+Gemms expert_gemms(const ModelConfig& model, const ParallelConfig& parallel, Phase ph) {
+  const MoeSizes z = moe_sizes(model, parallel);
+  const int64_t h = model.hidden_size, fc1 = z.f * (model.mlp_matrices() - 1);
+  Gemms g;
+  if (ph == Phase::kBackward) {
+    g.add(linear_gemms(ph, z.per_expert, h, z.f, z.local));
+    g.add(linear_gemms(ph, z.per_expert, fc1, h, z.local));
+  } else {
+    g.add(linear_gemms(ph, z.per_expert, fc1, h, z.local));
+    g.add(linear_gemms(ph, z.per_expert, h, z.f, z.local));
+  }
+  return g;
 }
 
 Op moe_all_to_all(const ModelConfig& model, const ParallelConfig& parallel) {

@@ -86,14 +86,6 @@ std::string to_string(OpName n) {
   return names[static_cast<int>(n)];
 }
 
-Op gemm_op(int64_t m, int64_t n, int64_t k) {
-  Op op;
-  op.kind = OpKind::kGemm;
-  op.m = m, op.n = n, op.k = k;
-  op.flops = 2.0 * double(m) * double(n) * double(k);
-  return op;
-}
-
 std::string Op::label() const {
   // Plain appends: GCC 12 reports a bogus -Wrestrict on chained `"/" + std::string` temporaries.
   std::string s = to_string(phase);

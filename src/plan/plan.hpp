@@ -236,8 +236,43 @@ std::vector<ScheduleItem> schedule_order(const config::ParallelConfig& p, int64_
 /// The search's lower bound times the same op.
 Op moe_all_to_all(const config::ModelConfig& model, const config::ParallelConfig& parallel);
 
-/// A stand-alone GEMM op [m×k]·[k×n] with 2mnk FLOPs (benchmarks and calibration).
-Op gemm_op(int64_t m, int64_t n, int64_t k);
+/// Adam step bytes per parameter of the rank's shard: read fp32 param, grad, m, v (16 B), write
+/// param, m, v (12 B) and the bf16 model copy (2 B) — a bandwidth-bound elementwise pass.
+inline constexpr int64_t kAdamBytesPerParam = 30;
+
+/// A GEMM op [m×k]·[k×n] with 2mnk FLOPs and its bf16 operands' bytes, `batch` times over (a
+/// grouped GEMM, one group per local expert); `wgrad` marks a weight gradient, whose C is the fp32
+/// main gradient (CostModel::gemm_bytes). Stand-alone for benchmarks and calibration.
+Op gemm_op(int64_t m, int64_t n, int64_t k, bool wgrad = false, int64_t batch = 1);
+
+/// A few GEMM ops by value, in the order they run (what linear_gemms and expert_gemms return).
+struct Gemms {
+  std::array<Op, 4> op{};
+  int size = 0;
+  const Op* begin() const { return op.data(); }
+  const Op* end() const { return op.data() + size; }
+  void add(const Gemms& g) {
+    for (const Op& o : g) op[size_t(size++)] = o;
+  }
+};
+
+/// A linear layer's GEMMs as the builder emits them in phase `ph`: [m×k]·[k×n] forward (and
+/// recompute); backward its dgrad [m×n]·[n×k], then its wgrad [k×m]·[m×n].
+Gemms linear_gemms(Phase ph, int64_t m, int64_t n, int64_t k, int64_t batch = 1);
+
+/// One MoE layer's routed experts on one rank (Megatron-Core's alltoall dispatcher, parallel
+/// folding): its local experts, their width (÷ etp), the tokens each local expert runs (the hottest
+/// rank's: top-k copies of this rank's sequence-parallel tokens, × etp gathered, × the imbalance),
+/// the dispatch's bytes (moe_all_to_all) and the permutation's traffic.
+struct MoeSizes {
+  int64_t local = 0, f = 0, per_expert = 0, a2a = 0, permute = 0;
+};
+MoeSizes moe_sizes(const config::ModelConfig& model, const config::ParallelConfig& parallel);
+
+/// The routed experts' grouped GEMMs of one MoE layer on one rank for one micro-batch, in the order
+/// the builder runs them in phase `ph` (fc1, fc2 forward; fc2's then fc1's dgrad and wgrad
+/// backward). The search's lower bound times the same ops.
+Gemms expert_gemms(const config::ModelConfig& model, const config::ParallelConfig& parallel, Phase ph);
 
 struct BuildOptions {
   /// Emit each repeated layer as a shifted copy of the previous one of its kind (fast); false

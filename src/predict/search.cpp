@@ -27,10 +27,11 @@
 //   1F1B schedule, Narayanan et al. SC21 §2.2); candidates are timed in order of that bound and
 //   the search stops once the bound exceeds the k-th best step found (the global batch is fixed,
 //   so a shorter step is more tokens/s per chip). The chain's work: GEMMs at the chip's best
-//   sustained rate, core attention, what the CP K/V exchange pipelined with it adds, the MoE token
-//   combines and dispatches (a dispatch less the shared experts beside it), the elementwise kernels
-//   and the blocking TP collectives (for other models, those outside an overlap, by layer kind);
-//   for plain dense models also the cost model's thin-GEMM derating and the optimizer step; on more
+//   sustained rate (plain dense models: with the cost model's thin-GEMM derating; MoE: the routed
+//   experts' grouped GEMMs timed exactly), core attention, what the CP K/V exchange pipelined
+//   with it adds, the MoE token combines and dispatches (a dispatch less the shared experts beside
+//   it), the elementwise kernels and the blocking TP collectives (for other models, those outside
+//   an overlap, by layer kind); the optimizer step; on more
 //   than one node, the slowest node's wait (apply_node_jitter) on the GEMMs, core attention and
 //   elementwise kernels of the fewest layers any stage holds; and the host's step-boundary gap (apply_host_step_gap). Those terms mirror
 //   plan/builder.cpp; a change there must keep them a bound
@@ -45,7 +46,9 @@
 //   timed step where the cp ring crosses nodes and the exchange outlasts the attention (70B at tp 4
 //   · cp 16; SearchLowerBoundIsNeverAboveThePredictedStep): with the pipelined pair's bound the
 //   same 70B search times 375 (0.5 s). DeepSeek-V3 on 2,048 H100 (docs/moe.md) timed 5,866 plans
-//   (12 s) while the bound left out the dispatches beside its shared expert, 2,394 (8 s) with them.
+//   (12 s) while the bound left out the dispatches beside its shared expert, 2,394 (8 s) with them,
+//   1,048 (3 s) with its routed experts' GEMMs timed whole (at small ep a rank's expert wgrads
+//   move every local expert's fp32 gradient per micro-batch: steps of 20–60 s bounded at 3–5 s).
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -66,8 +69,13 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
                      double gemm_efficiency, bool calibrated, const Calibration* calibration, double jitter_factor) {
   // Matmul FLOPs per token (6 per weight; full recompute re-runs the layers' forward: +2).
   const double h = double(m.hidden_size);
-  double weights = 0;  // per token, over the layers (MoE: the active experts)
-  for (int64_t l = 0; l < m.num_layers; ++l) weights += model::matmul_weights_per_layer(m, l);
+  // Per token, over the layers; the routed experts' GEMMs are timed whole below (expert_s).
+  auto routed = [&](int64_t l) {
+    return m.is_moe_layer(l) ? h * double(m.mlp_matrices()) * double(m.moe_router_topk) * double(m.moe_ffn_hidden_size) : 0.0;
+  };
+  auto weights_of = [&](int64_t l) { return model::matmul_weights_per_layer(m, l) - routed(l); };
+  double weights = 0;
+  for (int64_t l = 0; l < m.num_layers; ++l) weights += weights_of(l);
   const double per_weight = p.recompute == config::Recompute::kFull ? 8.0 : 6.0;
   const double flops_per_token = weights * per_weight + 6.0 * double(m.vocab_size) * h;
   const double tokens = double(p.global_batch_size) * double(p.seq_length);
@@ -108,7 +116,6 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
            double(m.qk_dim() + m.v_dim());
   };
   const double core = p.recompute == config::Recompute::kNone ? 3.0 : 4.0;
-  const double forwards = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;  // forward passes of a layer
   double attn = 0;
   for (int64_t l = 0; l < m.num_layers; ++l) attn += attention_flops(l);
   attn *= core;
@@ -124,6 +131,20 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   const double attn_rate = p.flash_attention ? 2.0 * attn_peak * cost.flash_efficiency(flash)
                                              : attn_peak * chip.efficiency.gemm * chip.efficiency.sustained;
   compute += attn * double(p.global_batch_size) / double(p.world()) / attn_rate;
+  // An MoE layer's routed experts run as grouped GEMMs over few tokens each (an expert's share of
+  // the micro-batch's routed copies), thin in one dimension, and their wgrads read and write the
+  // fp32 main gradient of every local expert's weights each micro-batch: often HBM-bound (a
+  // rank holding many experts at small ep). So they are timed as the builder's own ops
+  // (plan::expert_gemms) by the plan's cost model, exactly; per MoE layer and micro-batch, the
+  // forward(s) and the backward.
+  const double forwards = p.recompute == config::Recompute::kFull ? 2.0 : 1.0;  // forward passes of a layer
+  const double micro = double(p.num_microbatches());
+  double expert_s = 0;
+  if (m.is_moe()) {
+    for (const plan::Op& g : plan::expert_gemms(m, p, plan::Phase::kForward)) expert_s += forwards * cost.duration(g);
+    for (const plan::Op& g : plan::expert_gemms(m, p, plan::Phase::kBackward)) expert_s += cost.duration(g);
+    compute += expert_s * double(m.num_moe_layers()) / double(p.pp) * micro;
+  }
   // The slowest node's wait (apply_node_jitter) is jitter_factor = σ·E[max of the nodes' normals]
   // times the critical stage's compute, elementwise and bubble time; its compute is at least the
   // GEMMs and core attention of the decoder layers it holds, each at least its FLOPs at the best
@@ -141,9 +162,9 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // split over the stage's tp·cp·dp ranks, world / pp of them), over the step.
   const double per_rank = double(p.pp) / double(p.world());
   auto layer_work = [&](int64_t l) {
-    return (model::matmul_weights_per_layer(m, l) * per_weight * tokens / rate +
-            core * attention_flops(l) * double(p.global_batch_size) / attn_rate) *
-           per_rank;
+    return (weights_of(l) * per_weight * tokens / rate + core * attention_flops(l) * double(p.global_batch_size) / attn_rate) *
+               per_rank +
+           (m.is_moe_layer(l) ? expert_s * micro : 0.0);
   };
   double jitter = 0;
   if (jitter_factor > 0) {
@@ -167,9 +188,11 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     op.coll = kind, op.group = g, op.bytes = bytes;
     return cost.duration(op);
   };
-  const double layers_per_stage = double(m.num_layers) / double(p.pp), micro = double(p.num_microbatches());
+  const double layers_per_stage = double(m.num_layers) / double(p.pp);
   double a2a_per_moe_layer = 0;  // per micro-batch, on the compute chain
-  std::vector<double> cp_of_layer(size_t(m.num_layers), 0.0);  // per micro-batch, on the compute chain
+  // Per layer (the decoder's, then the MTP modules' own layers) and micro-batch, on the compute chain.
+  const int64_t all_layers = m.num_layers + m.mtp_num_layers;
+  std::vector<double> cp_of_layer(size_t(all_layers), 0.0);
   if (p.cp > 1) {
     const int64_t kv = m.multi_latent_attention() ? m.num_attention_heads / p.tp * (m.qk_dim() + m.v_dim())
                                                   : 2 * m.num_query_groups / p.tp * m.kv_channels;
@@ -178,11 +201,11 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     const double n = double(p.cp);
     auto beside = [&](double c, double a) { return std::max(c / n, c - a * (1.0 - 1.0 / n)); };
     double sum = 0;
-    for (int64_t l = 0; l < m.num_layers; ++l) {
+    for (int64_t l = 0; l < all_layers; ++l) {
       // This rank's forward attention per micro-batch: its heads (÷ tp) and queries (÷ cp).
       const double a = attention_flops(l) * double(p.micro_batch_size) / double(p.tp * p.cp) / attn_rate;
       cp_of_layer[size_t(l)] = forwards * beside(gather, a) + beside(scatter, 2.0 * a);
-      sum += cp_of_layer[size_t(l)];
+      if (l < m.num_layers) sum += cp_of_layer[size_t(l)];
     }
     compute += sum / double(p.pp) * micro;
   }
@@ -240,7 +263,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   const double common = (ew(2 * u) + ew(5 * u) + ew(3 * u)) * forwards + ew(3 * u) + ew(6 * u) + ew(4 * u);
   const double dense_ew = ew(T * fl * m.activation_passes(false) * 2) * forwards + ew(T * fl * m.activation_passes(true) * 2);
   // Other models' kernels and collectives per layer and micro-batch (for the last stage's bound).
-  std::vector<double> layer_ew(size_t(m.num_layers), 0.0), layer_tp(size_t(m.num_layers), 0.0);
+  std::vector<double> layer_ew(size_t(all_layers), 0.0), layer_tp(size_t(all_layers), 0.0);
   if (plain) {
     // A plain layer: both blocks' collectives and kernels; and the output layer's cross entropy (38
     // + 14 bytes per logit) on the last stage (its 1/pp share on the average stage).
@@ -263,10 +286,11 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
                2 * ew(permute) + ew(experts * m.activation_passes(true) * 2);
     }
     double sum = 0, cheapest = std::numeric_limits<double>::infinity();
-    for (int64_t l = 0; l < m.num_layers; ++l) {
+    for (int64_t l = 0; l < all_layers; ++l) {
       const bool moe = m.is_moe_layer(l);
       layer_ew[size_t(l)] = common + (moe ? moe_ew : dense_ew);
       layer_tp[size_t(l)] = (m.multi_latent_attention() ? mla_tp : block_tp) + (moe ? 0.0 : block_tp);
+      if (l >= m.num_layers) continue;
       sum += layer_ew[size_t(l)] + layer_tp[size_t(l)];
       cheapest = std::min(cheapest, layer_ew[size_t(l)]);
     }
@@ -285,32 +309,41 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     // Otherwise (layers of several kinds: dense and MoE, windowed and full) the last stage's own
     // layers, each with the terms `compute` gives it on the average stage: its GEMMs at the best
     // rate, its core attention and its blocking CP and MoE collectives; and the whole output layer.
-    // (Its MTP modules would add to it: left out, it stays a bound.) Global chunk c·pp + s holds
-    // the chunks[c·pp + s] layers after those of the chunks before it.
+    // Global chunk c·pp + s holds the chunks[c·pp + s] layers after those of the chunks before it.
+    // The MTP modules run there too (builder.cpp, mtp_forward): each its own layer (of index
+    // num_layers + d, as the builder counts it), its 2h → h projection (12 h² FLOPs per token over
+    // forward and backward, split over the stage's ranks) and the shared output layer once more.
+    auto stage_layer = [&](int64_t l) {
+      const double comm = cp_of_layer[size_t(l)] + (m.is_moe_layer(l) ? a2a_per_moe_layer : 0.0) + layer_tp[size_t(l)];
+      return layer_work(l) + (comm + layer_ew[size_t(l)]) * micro;
+    };
     int64_t first = 0;
     for (size_t g = 0; g < chunks.size(); ++g) {
-      if (int64_t(g) % p.pp == p.pp - 1) {
-        for (int64_t l = first; l < first + chunks[g] && l < m.num_layers; ++l) {
-          const double comm = cp_of_layer[size_t(l)] + (m.is_moe_layer(l) ? a2a_per_moe_layer : 0.0) + layer_tp[size_t(l)];
-          last_stage += layer_work(l) + (comm + layer_ew[size_t(l)]) * micro;
-        }
-      }
+      if (int64_t(g) % p.pp == p.pp - 1)
+        for (int64_t l = first; l < first + chunks[g] && l < m.num_layers; ++l) last_stage += stage_layer(l);
       first += chunks[g];
     }
+    const double projection = 12.0 * h * h * tokens * per_rank / rate;
+    for (int64_t l = m.num_layers; l < all_layers; ++l) last_stage += stage_layer(l) + projection + head * double(p.pp);
     last_stage += head * double(p.pp);
   }
   const double fill_pipe = 1.0 + double(p.pp - 1) / double(p.vpp * p.num_microbatches());
-  // After its last backward each stage runs the optimizer step on the compute stream (Adam, 30
-  // bytes per parameter of its ZeRO shard, and the memset of its gradient buffer; builder.cpp,
+  // After its last backward each stage runs the optimizer step on the compute stream (Adam,
+  // kAdamBytesPerParam per parameter of its ZeRO shard, and the memset of its gradient buffer; builder.cpp,
   // optimizer): the average stage's share of the parameters, once per step, after the pipeline.
-  double optimizer = 0;
-  if (plain) {
-    double params = double(model::embedding_params_per_rank(m, p.tp) + model::head_params_per_rank(m, p.tp));
-    for (int64_t l = 0; l < m.num_layers; ++l) params += double(model::layer_params_per_rank(m, l, p.tp));
-    params /= double(p.pp);
-    const double shard = p.zero ? double(p.dp * p.cp) : 1.0;
-    optimizer = cost.elementwise_time(int64_t(params / shard * 30.0 + params * double(p.grad_bytes())));
+  // Routed experts are sharded over the expert-data-parallel group; MTP's routed experts and
+  // FP8's weight cast are left out (a bound).
+  double params = double(model::embedding_params_per_rank(m, p.tp) + model::head_params_per_rank(m, p.tp) +
+                         model::mtp_params_per_rank(m, p.tp)),
+         expert_params = 0;
+  for (int64_t l = 0; l < m.num_layers; ++l) {
+    params += double(model::layer_params_per_rank(m, l, p.tp));
+    expert_params += double(model::expert_params_per_rank(m, l, p.ep, p.etp));
   }
+  params /= double(p.pp), expert_params /= double(p.pp);
+  const double shard = p.zero ? double(p.dp * p.cp) : 1.0, expert_shard = p.zero ? double(p.edp()) : 1.0;
+  const double optimizer = cost.elementwise_time(
+      int64_t((params / shard + expert_params / expert_shard) * double(plan::kAdamBytesPerParam) + (params + expert_params) * double(p.grad_bytes())));
   // The host's step-boundary gap (apply_host_step_gap) follows every step whole.
   return std::max(compute * fill_pipe + optimizer, last_stage) + jitter + host_step_gap(chip, p);
 }
@@ -328,8 +361,7 @@ std::vector<int64_t> choices(const SearchOptions& o, const char* name, int64_t g
 /// the same list for search() and for nearest_fitting(), so a suggested size is one search accepts.
 /// MoE models also try ep over the powers of two up to the expert count (etp stays as given, 1 by
 /// default) with one sequence per micro-batch, as the published MoE recipes run: their plans cost
-/// a few ms each to time and lower_bound_s lacks two of its dense terms for them (the thin-GEMM
-/// derating and the optimizer step).
+/// a few ms each to time and lower_bound_s is looser for them (the non-expert GEMMs are not derated).
 template <typename Fn>
 void for_each_shape(const config::ModelConfig& model, const config::ChipProfile& chip, const SearchOptions& o, int64_t seq,
                     Fn&& fn) {

@@ -266,6 +266,26 @@ TEST(Predict, BranchAndBoundFindsTheBestOfEveryCandidate) {
   }
 }
 
+// The same for a model with MLA, MTP and a dense first layer (DeepSeek-V3's kinds, cut to 6 layers
+// and 16 experts so that every candidate can be timed): the bound times its routed experts' grouped
+// GEMMs and puts the MTP module on the last stage; the top 5 must be the unpruned search's.
+TEST(Predict, BranchAndBoundKeepsTheBestPlansOfAnMoeModelWithMlaAndMtp) {
+  auto m = config::load_model("deepseek-v3");
+  m.num_layers = 6, m.moe_first_k_dense = 1, m.num_moe_experts = 16;
+  const auto chip = config::load_chip("h100");
+  predict::SearchOptions o;
+  o.gpus = 32, o.global_batch_size = 64, o.seq_length = 4096, o.top = 5;
+  const auto pruned = predict::search(m, chip, o);
+  o.branch_and_bound = false;
+  const auto all = predict::search(m, chip, o);
+  ASSERT_EQ(pruned.ranked.size(), 5u);
+  ASSERT_EQ(all.ranked.size(), 5u);
+  EXPECT_LT(pruned.evaluated * 4, all.evaluated);
+  for (size_t i = 0; i < 5; ++i)
+    EXPECT_EQ(pruned.ranked[i].step_time_s, all.ranked[i].step_time_s)
+        << i << ": " << config::parallel_text(pruned.ranked[i].parallel) << " vs " << config::parallel_text(all.ranked[i].parallel);
+}
+
 // Issue 13 item 7: the search's best plan is at least as fast as every valid, fitting plan of its
 // space (tp, cp, pp, vpp, micro-batch, ep, SP, TP overlap, ZeRO, recompute), checked against a
 // fixed-seed random sample of named plans. Along the way the two dominance rules the search prunes
