@@ -6,7 +6,8 @@
 //   1,024 A100 with vpp 2 and global batch 1,536 (tp 8, pp 8 as in Narayanan et al. SC21 Table 1);
 // - 10,000 predicted points in ≤ 60 s within 200 MB on 2 cores;
 // - one plan search ≤ 1 s: Llama 3.1 70B on 1,024 H100, one sequence per chip (predict's default
-//   batch when searching), every knob free; DeepSeek-V3's search (MoE, MLA, MTP) shown beside it.
+//   batch when searching), every knob free; an MoE search ≤ 2 s: DeepSeek-V3 (MoE, MLA, MTP; every
+//   ep as well) on the same chips at sequence 4,096, whose plans cost ~2 ms each to time.
 // Each figure is printed with its ratio to the budget (≤ 1 meets it) and to the 8-chip baseline.
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -164,17 +165,17 @@ int main() {
               1.0, search_s / 1.0, static_cast<long long>(found.shapes), static_cast<long long>(found.fitting),
               static_cast<long long>(found.evaluated),
               found.ranked.empty() ? "none" : config::parallel_text(found.ranked[0].parallel).c_str());
-  // The same search for an MoE model with MLA and MTP (DeepSeek-V3, every ep as well): shown with
-  // its ratio to the dense search, not budgeted (its bound lacks the dense model's tight terms).
+  // The same search for an MoE model with MLA and MTP (DeepSeek-V3, every ep as well), with its
+  // ratio to the dense search too.
   const auto v3 = config::load_model("deepseek-v3");
   so.seq_length = 4096;
   predict::SearchResult moe;
-  const double moe_s = time_ms([&] { moe = predict::search(v3, chips[0], so); }, 1) / 1e3;
-  std::printf(" %-46s %10.3f %10s %12s   (%.1fx the dense search; %lld shapes, %lld fit, %lld timed; best %s)\n",
-              "search DeepSeek-V3, 1,024 chips [s]", moe_s, "-", "-", moe_s / search_s, static_cast<long long>(moe.shapes),
+  const double moe_s = time_ms([&] { moe = predict::search(v3, chips[0], so); }, 3) / 1e3;
+  std::printf(" %-46s %10.3f %10.0f %12.3f   (%.1fx the dense search; %lld shapes, %lld fit, %lld timed; best %s)\n",
+              "search DeepSeek-V3, 1,024 chips [s]", moe_s, 2.0, moe_s / 2.0, moe_s / search_s, static_cast<long long>(moe.shapes),
               static_cast<long long>(moe.fitting), static_cast<long long>(moe.evaluated),
               moe.ranked.empty() ? "none" : config::parallel_text(moe.ranked[0].parallel).c_str());
-  const bool ok = big_ms <= 2 && gpt_ms <= 2 && flat && sweep_s <= 60 && rss_mb <= 200 && search_s <= 1;
+  const bool ok = big_ms <= 2 && gpt_ms <= 2 && flat && sweep_s <= 60 && rss_mb <= 200 && search_s <= 1 && moe_s <= 2;
   std::printf("# verdict: %s%s\n", ok ? "all within budget" : "OVER BUDGET", flat ? "" : " (not flat in chip count)");
   return 0;
 }

@@ -26,7 +26,6 @@ using config::Recompute;
 using parallel::Group;
 
 constexpr int64_t kActBytes = 2;   // bf16/fp16 activations
-constexpr int64_t kParamBytes = 2;
 /// Transformer Engine casts each FP8 linear layer's weight once per step, in the first
 /// micro-batch's forward (is_first_microbatch; later micro-batches reuse the cached FP8 copy): it
 /// reads the bf16 weight and writes the FP8 weight and its FP8 transpose, which the dgrad GEMM

@@ -236,6 +236,9 @@ std::vector<ScheduleItem> schedule_order(const config::ParallelConfig& p, int64_
 /// The search's lower bound times the same op.
 Op moe_all_to_all(const config::ModelConfig& model, const config::ParallelConfig& parallel);
 
+/// A bf16 parameter, as ZeRO-1 all-gathers it.
+inline constexpr int64_t kParamBytes = 2;
+
 /// Adam step bytes per parameter of the rank's shard: read fp32 param, grad, m, v (16 B), write
 /// param, m, v (12 B) and the bf16 model copy (2 B) — a bandwidth-bound elementwise pass.
 inline constexpr int64_t kAdamBytesPerParam = 30;

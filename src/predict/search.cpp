@@ -31,7 +31,8 @@
 //   experts' grouped GEMMs timed exactly), core attention, what the CP K/V exchange pipelined
 //   with it adds, the MoE token combines and dispatches (a dispatch less the shared experts beside
 //   it), the elementwise kernels and the blocking TP collectives (for other models, those outside
-//   an overlap, by layer kind); the optimizer step; on more
+//   an overlap, by layer kind); the optimizer step; as a bound of its own, each stage's
+//   data-parallel stream with its optimizer step after it; on more
 //   than one node, the slowest node's wait (apply_node_jitter) on the GEMMs, core attention and
 //   elementwise kernels of the fewest layers any stage holds; and the host's step-boundary gap (apply_host_step_gap). Those terms mirror
 //   plan/builder.cpp; a change there must keep them a bound
@@ -48,8 +49,11 @@
 //   same 70B search times 375 (0.5 s). DeepSeek-V3 on 2,048 H100 (docs/moe.md) timed 5,866 plans
 //   (12 s) while the bound left out the dispatches beside its shared expert, 2,394 (8 s) with them,
 //   1,048 (3 s) with its routed experts' GEMMs timed whole (at small ep a rank's expert wgrads
-//   move every local expert's fp32 gradient per micro-batch: steps of 20–60 s bounded at 3–5 s).
+//   move every local expert's fp32 gradient per micro-batch: steps of 20–60 s bounded at 3–5 s),
+//   239 (0.6 s) with its MTP module on the last stage too. A stage's data-parallel stream (below)
+//   takes GPT-OSS-120B on 1,024 H100 from 1,800 to 1,496.
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <limits>
 #include <map>
@@ -328,24 +332,68 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     last_stage += head * double(p.pp);
   }
   const double fill_pipe = 1.0 + double(p.pp - 1) / double(p.vpp * p.num_microbatches());
-  // After its last backward each stage runs the optimizer step on the compute stream (Adam,
-  // kAdamBytesPerParam per parameter of its ZeRO shard, and the memset of its gradient buffer; builder.cpp,
-  // optimizer): the average stage's share of the parameters, once per step, after the pipeline.
-  // Routed experts are sharded over the expert-data-parallel group; MTP's routed experts and
-  // FP8's weight cast are left out (a bound).
-  double params = double(model::embedding_params_per_rank(m, p.tp) + model::head_params_per_rank(m, p.tp) +
-                         model::mtp_params_per_rank(m, p.tp)),
-         expert_params = 0;
-  for (int64_t l = 0; l < m.num_layers; ++l) {
-    params += double(model::layer_params_per_rank(m, l, p.tp));
-    expert_params += double(model::expert_params_per_rank(m, l, p.ep, p.etp));
+  // Each stage's parameters on one rank, dense and routed experts (builder.cpp, build: its layers,
+  // the embedding on the first stage, the output layer and MTP modules on the last). A layer's
+  // count depends only on whether it is an MoE layer, so each kind is counted once.
+  std::array<int64_t, 2> layer_params{}, layer_experts{};  // [dense layer, MoE layer]
+  for (int moe = 0; moe < 2; ++moe) {
+    int64_t l = 0;
+    while (l < m.num_layers && m.is_moe_layer(l) != bool(moe)) ++l;
+    if (l == m.num_layers) continue;
+    layer_params[size_t(moe)] = model::layer_params_per_rank(m, l, p.tp);
+    layer_experts[size_t(moe)] = model::expert_params_per_rank(m, l, p.ep, p.etp);
   }
-  params /= double(p.pp), expert_params /= double(p.pp);
+  std::vector<int64_t> dense(size_t(p.pp), 0), experts(size_t(p.pp), 0);
+  {
+    int64_t first = 0;
+    for (size_t g = 0; g < chunks.size(); ++g) {
+      const size_t stage = g % size_t(p.pp);
+      for (int64_t l = first; l < first + chunks[g] && l < m.num_layers; ++l) {
+        const size_t kind = m.is_moe_layer(l) ? 1 : 0;
+        dense[stage] += layer_params[kind], experts[stage] += layer_experts[kind];
+      }
+      first += chunks[g];
+    }
+  }
+  dense[0] += model::embedding_params_per_rank(m, p.tp);
+  dense[size_t(p.pp - 1)] += model::head_params_per_rank(m, p.tp) + model::mtp_params_per_rank(m, p.tp);
+  experts[size_t(p.pp - 1)] += m.mtp_num_layers * model::expert_params_per_rank(m, m.num_layers, p.ep, p.etp);
+  // After its last backward each stage runs the optimizer step on the compute stream (Adam,
+  // kAdamBytesPerParam per parameter of its ZeRO shard (routed experts sharded over the
+  // expert-data-parallel group), and the memset of its gradient buffer; builder.cpp, optimizer).
+  // FP8's weight cast is left out (a bound). On the chain: the average stage's, after the pipeline.
   const double shard = p.zero ? double(p.dp * p.cp) : 1.0, expert_shard = p.zero ? double(p.edp()) : 1.0;
-  const double optimizer = cost.elementwise_time(
-      int64_t((params / shard + expert_params / expert_shard) * double(plan::kAdamBytesPerParam) + (params + expert_params) * double(p.grad_bytes())));
+  auto optimizer_of = [&](double params, double expert_params) {
+    return cost.elementwise_time(int64_t((params / shard + expert_params / expert_shard) * double(plan::kAdamBytesPerParam) +
+                                         (params + expert_params) * double(p.grad_bytes())));
+  };
+  double params = 0, expert_params = 0;
+  for (size_t st = 0; st < size_t(p.pp); ++st) params += double(dense[st]), expert_params += double(experts[st]);
+  const double optimizer = optimizer_of(params / double(p.pp), expert_params / double(p.pp));
+  // Each stage's data-parallel stream (builder.cpp: reduce_bucket, and under ZeRO-1 the parameter
+  // all-gathers at the step's start) runs its gradient reductions and gathers one after another
+  // inside the step, and its optimizer step waits for the last of them: the step is at least that
+  // stream's time plus the optimizer's, on every stage. Megatron's buckets split them further, but
+  // a collective's time is concave in its bytes with a latency ≥ 0 (the min of the ring's and LL's
+  // α + β·S forms, capped by its channels' rate), so the buckets take at least the whole. Exposed
+  // DP traffic is what makes many plans slow (a rank holding many experts at small ep: ~1 s of
+  // fp32 gradients over the NIC), which the chain terms above cannot see. Left out under a
+  // calibration (measured bus bandwidths need not be concave).
+  double dp_stream = 0;
+  if (!calibration) {
+    const bool all_reduce = !p.zero || p.grad_all_reduce;
+    const bool gathers = p.zero && p.dp * p.cp > 1;
+    auto stream_of = [&](parallel::Group g, int64_t n) {
+      double t = time_of(all_reduce ? plan::CollKind::kAllReduce : plan::CollKind::kReduceScatter, g, n * p.grad_bytes());
+      if (gathers) t += time_of(plan::CollKind::kAllGather, g, n * plan::kParamBytes);
+      return t;
+    };
+    for (size_t st = 0; st < size_t(p.pp); ++st)
+      dp_stream = std::max(dp_stream, stream_of(parallel::Group::kDpCp, dense[st]) + stream_of(parallel::Group::kEdp, experts[st]) +
+                                          optimizer_of(double(dense[st]), double(experts[st])));
+  }
   // The host's step-boundary gap (apply_host_step_gap) follows every step whole.
-  return std::max(compute * fill_pipe + optimizer, last_stage) + jitter + host_step_gap(chip, p);
+  return std::max({compute * fill_pipe + optimizer, last_stage, dp_stream}) + jitter + host_step_gap(chip, p);
 }
 
 bool is_fixed(const SearchOptions& o, const char* name) {
