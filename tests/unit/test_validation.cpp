@@ -73,13 +73,15 @@ TEST(Validation, ShippedConstantsAreTheLeastSquaresFit) {
         << "hopper " << m.at("hopper").sustained << " ampere " << m.at("ampere").sustained << " sigma " << m.at("hopper").node_jitter
         << ": refit with capscale validate --fit";
   // The gap: the in-budget rows' error, with sustained and σ refitted at each trial gap, is no
-  // better 5 ms either side of the shipped one. (Finer steps see the refit's own jitter, ~3e-6 on
-  // an rms of 0.071: each trial gap refits sustained on interpolated curves and the rows are then
-  // predicted directly; the objective rises by ~2e-5 over 5 ms.)
+  // better 10 ms either side of the shipped one. (Finer steps see the refit's own jitter: each
+  // trial gap refits sustained on interpolated curves and the rows are then predicted directly.
+  // Since X1–X2 joined the rows the curve is flat from 0.052 to 0.058 s, with steps of up to 3e-5
+  // on an rms of 0.072 within 0.5 ms; it rises by 8e-5 over the 10 ms to 0.047 s and 1.5e-4 to
+  // 0.067 s.)
   const double gap = shipped.at("hopper").host_step_gap_s;
-  const auto at_gaps = predict::gap_rms_log_errors(runs, {gap, gap - 0.005, gap + 0.005});
+  const auto at_gaps = predict::gap_rms_log_errors(runs, {gap, gap - 0.010, gap + 0.010});
   for (size_t i = 1; i < 3; ++i)
-    EXPECT_LE(at_gaps[0], at_gaps[i] + 1e-12) << "host_step_gap_s " << gap << " ± 0.005: refit with capscale validate --fit";
+    EXPECT_LE(at_gaps[0], at_gaps[i] + 1e-12) << "host_step_gap_s " << gap << " ± 0.010: refit with capscale validate --fit";
   EXPECT_GT(shipped.at("hopper").host_step_gap_s, 0);
   // Chips of one architecture share sustained; every chip the one σ and the one gap.
   EXPECT_EQ(config::load_chip("h200").efficiency.sustained, config::load_chip("h100").efficiency.sustained);
