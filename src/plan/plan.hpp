@@ -255,7 +255,7 @@ struct Gemms {
   const Op* begin() const { return op.data(); }
   const Op* end() const { return op.data() + size; }
   void add(const Gemms& g) {
-    for (const Op& o : g) op[size_t(size++)] = o;
+    for (const Op& o : g) op.at(size_t(size++)) = o;  // at most 4 (expert_gemms: two linears backward)
   }
 };
 
