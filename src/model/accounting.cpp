@@ -133,7 +133,12 @@ double matmul_weights_per_layer(const ModelConfig& m, int64_t layer) {
   const double mats = double(m.mlp_matrices());
   if (!m.is_moe_layer(layer)) return attn + h * double(m.ffn_hidden_size) * mats;
   return attn + h * double(m.num_moe_experts) +  // router
-         h * mats * (double(m.moe_router_topk) * double(m.moe_ffn_hidden_size) + double(m.moe_shared_expert_intermediate_size));
+         h * mats * double(m.moe_shared_expert_intermediate_size) + routed_weights_per_layer(m, layer);
+}
+
+double routed_weights_per_layer(const ModelConfig& m, int64_t layer) {
+  if (!m.is_moe_layer(layer)) return 0;
+  return double(m.hidden_size) * double(m.mlp_matrices()) * double(m.moe_router_topk) * double(m.moe_ffn_hidden_size);
 }
 
 double model_flops_per_token(const ModelConfig& m, int64_t s) {

@@ -39,6 +39,8 @@ int64_t active_params(const config::ModelConfig& m);
 /// Weights one token multiplies in layer `layer` (attention projections, MLP — or router, top-k
 /// routed and shared experts; no norms or biases): its forward matmul FLOPs per token are twice this.
 double matmul_weights_per_layer(const config::ModelConfig& m, int64_t layer);
+/// The top-k routed experts' share of matmul_weights_per_layer (0 outside MoE layers).
+double routed_weights_per_layer(const config::ModelConfig& m, int64_t layer);
 /// Model FLOPs per token, forward + backward, no recompute, attention counted as in PaLM App. B
 /// (not halved for the causal mask): 6·N_matmul + 12·l·h_attn·s, with GQA/SwiGLU terms from the
 /// GEMM shapes. Equals the DGXC README formula (12Lh²(1+G/H+s/h) + 18L·ffn·h + 6Vh) for Llama and

@@ -86,7 +86,10 @@ class StageBuilder {
       : m_(m), p_(p), st_(stage), ops_(stage), layers_per_chunk_(layers_per_chunk), copy_layers_(copy_layers) {
     tokens_ = checked_mul(p.micro_batch_size, p.seq_length / p.cp, "tokens per micro-batch");
     sp_tokens_ = p.sequence_parallel ? tokens_ / p.tp : tokens_;
-    if (m.is_moe()) a2a_ = moe_all_to_all(m, p), moe_ = moe_sizes(m, p);
+    if (m.is_moe()) {
+      a2a_ = moe_all_to_all(m, p), moe_ = moe_sizes(m, p);
+      experts_fwd_ = expert_gemms(m, p, Phase::kForward), experts_bwd_ = expert_gemms(m, p, Phase::kBackward);
+    }
     heads_ = m.num_attention_heads / p.tp;
     groups_ = m.num_query_groups / p.tp;
     d_ = m.kv_channels;
@@ -319,6 +322,7 @@ class StageBuilder {
   int64_t tokens_, sp_tokens_, heads_, groups_, d_, h_, kv_, act_msg_;
   Op a2a_;  ///< an MoE layer's dispatch / combine all-to-all (moe_all_to_all): its bytes and routing
   MoeSizes moe_;  ///< an MoE layer's sizes on this rank (moe_sizes)
+  Gemms experts_fwd_, experts_bwd_;  ///< its routed experts' GEMMs (expert_gemms): fc1, fc2; fc2's then fc1's dgrad and wgrad
   int64_t mb_ = 0, chunk_ = 0;
   int32_t last_compute_ = -1;
   int32_t overlap_ag_ = -1;
@@ -588,7 +592,7 @@ void StageBuilder::shared_experts(int64_t layer, Phase ph) {
 void StageBuilder::moe_forward(int64_t layer, Phase ph) {
   const MoeSizes& z = moe_;
   const int64_t E = m_.num_moe_experts, Td = sp_tokens_;
-  const Gemms experts = expert_gemms(m_, p_, ph);  // fc1, fc2
+  const Gemms& experts = experts_fwd_;  // the recompute's forward too
   linear(OpName::kRouter, ph, layer, Td, E, h_);
   elementwise(OpName::kRouter, ph, layer, Td * E * 12);  // fp32 softmax / top-k over the logits
   elementwise(OpName::kPermute, ph, layer, z.permute);
@@ -607,7 +611,7 @@ void StageBuilder::moe_backward(int64_t layer) {
   const Phase B = Phase::kBackward;
   const MoeSizes& z = moe_;
   const int64_t E = m_.num_moe_experts, Td = sp_tokens_;
-  const Gemms experts = expert_gemms(m_, p_, B);  // fc2's dgrad and wgrad, then fc1's
+  const Gemms& experts = experts_bwd_;
   elementwise(OpName::kUnpermute, B, layer, z.permute);
   if (p_.ep > 1) expert_comm(OpName::kCombine, B, layer, CollKind::kAllToAll, Group::kEp, z.a2a);
   if (p_.etp > 1) expert_comm(OpName::kExpertScatter, B, layer, CollKind::kAllGather, Group::kEtp, z.a2a * p_.etp);
@@ -713,7 +717,7 @@ void StageBuilder::reduce_bucket(int group, int64_t layer, int64_t params) {
   Op op = base(OpName::kGradReduce, Phase::kBackward, layer);
   op.kind = OpKind::kCollective;
   op.stream = Stream::kDp;
-  op.coll = p_.zero && !p_.grad_all_reduce ? CollKind::kReduceScatter : CollKind::kAllReduce;
+  op.coll = grad_reduction(p_);
   op.group = dp;
   op.bytes = checked_mul(params, p_.grad_bytes(), "gradient bytes");
   if (last_compute_ >= 0) add_dep(op, last_compute_);

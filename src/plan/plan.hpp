@@ -236,6 +236,13 @@ std::vector<ScheduleItem> schedule_order(const config::ParallelConfig& p, int64_
 /// The search's lower bound times the same op.
 Op moe_all_to_all(const config::ModelConfig& model, const config::ParallelConfig& parallel);
 
+/// The collective that reduces a bucket's gradients over its data-parallel group: a reduce-scatter
+/// under ZeRO-1 (each rank keeps its shard), else an all-reduce; also under ZeRO-1 with
+/// grad_all_reduce (DeepSpeed's BF16_Optimizer reduces the whole gradient, then updates its shard).
+inline CollKind grad_reduction(const config::ParallelConfig& p) {
+  return p.zero && !p.grad_all_reduce ? CollKind::kReduceScatter : CollKind::kAllReduce;
+}
+
 /// A bf16 parameter, as ZeRO-1 all-gathers it.
 inline constexpr int64_t kParamBytes = 2;
 

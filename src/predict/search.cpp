@@ -74,10 +74,7 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // Matmul FLOPs per token (6 per weight; full recompute re-runs the layers' forward: +2).
   const double h = double(m.hidden_size);
   // Per token, over the layers; the routed experts' GEMMs are timed whole below (expert_s).
-  auto routed = [&](int64_t l) {
-    return m.is_moe_layer(l) ? h * double(m.mlp_matrices()) * double(m.moe_router_topk) * double(m.moe_ffn_hidden_size) : 0.0;
-  };
-  auto weights_of = [&](int64_t l) { return model::matmul_weights_per_layer(m, l) - routed(l); };
+  auto weights_of = [&](int64_t l) { return model::matmul_weights_per_layer(m, l) - model::routed_weights_per_layer(m, l); };
   double weights = 0;
   for (int64_t l = 0; l < m.num_layers; ++l) weights += weights_of(l);
   const double per_weight = p.recompute == config::Recompute::kFull ? 8.0 : 6.0;
@@ -162,6 +159,15 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   };
   int64_t fewest_layers = m.num_layers;
   for (int64_t s = 0; s < p.pp; ++s) fewest_layers = std::min(fewest_layers, layers_of(s));
+  // fn(stage, layer) for every decoder layer: global chunk g, on stage g % pp, holds the chunks[g]
+  // layers after those of the chunks before it.
+  auto for_each_placed_layer = [&](auto&& fn) {
+    int64_t first = 0;
+    for (size_t g = 0; g < chunks.size(); ++g) {
+      for (int64_t l = first; l < first + chunks[g] && l < m.num_layers; ++l) fn(int64_t(g) % p.pp, l);
+      first += chunks[g];
+    }
+  };
   // A layer's GEMMs at the best rate and its core attention, per rank of its stage (its work is
   // split over the stage's tp·cp·dp ranks, world / pp of them), over the step.
   const double per_rank = double(p.pp) / double(p.world());
@@ -313,7 +319,6 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     // Otherwise (layers of several kinds: dense and MoE, windowed and full) the last stage's own
     // layers, each with the terms `compute` gives it on the average stage: its GEMMs at the best
     // rate, its core attention and its blocking CP and MoE collectives; and the whole output layer.
-    // Global chunk c·pp + s holds the chunks[c·pp + s] layers after those of the chunks before it.
     // The MTP modules run there too (builder.cpp, mtp_forward): each its own layer (of index
     // num_layers + d, as the builder counts it), its 2h → h projection (12 h² FLOPs per token over
     // forward and backward, split over the stage's ranks) and the shared output layer once more.
@@ -321,12 +326,9 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
       const double comm = cp_of_layer[size_t(l)] + (m.is_moe_layer(l) ? a2a_per_moe_layer : 0.0) + layer_tp[size_t(l)];
       return layer_work(l) + (comm + layer_ew[size_t(l)]) * micro;
     };
-    int64_t first = 0;
-    for (size_t g = 0; g < chunks.size(); ++g) {
-      if (int64_t(g) % p.pp == p.pp - 1)
-        for (int64_t l = first; l < first + chunks[g] && l < m.num_layers; ++l) last_stage += stage_layer(l);
-      first += chunks[g];
-    }
+    for_each_placed_layer([&](int64_t stage, int64_t l) {
+      if (stage == p.pp - 1) last_stage += stage_layer(l);
+    });
     const double projection = 12.0 * h * h * tokens * per_rank / rate;
     for (int64_t l = m.num_layers; l < all_layers; ++l) last_stage += stage_layer(l) + projection + head * double(p.pp);
     last_stage += head * double(p.pp);
@@ -344,17 +346,10 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
     layer_experts[size_t(moe)] = model::expert_params_per_rank(m, l, p.ep, p.etp);
   }
   std::vector<int64_t> dense(size_t(p.pp), 0), experts(size_t(p.pp), 0);
-  {
-    int64_t first = 0;
-    for (size_t g = 0; g < chunks.size(); ++g) {
-      const size_t stage = g % size_t(p.pp);
-      for (int64_t l = first; l < first + chunks[g] && l < m.num_layers; ++l) {
-        const size_t kind = m.is_moe_layer(l) ? 1 : 0;
-        dense[stage] += layer_params[kind], experts[stage] += layer_experts[kind];
-      }
-      first += chunks[g];
-    }
-  }
+  for_each_placed_layer([&](int64_t stage, int64_t l) {
+    const size_t kind = m.is_moe_layer(l) ? 1 : 0;
+    dense[size_t(stage)] += layer_params[kind], experts[size_t(stage)] += layer_experts[kind];
+  });
   dense[0] += model::embedding_params_per_rank(m, p.tp);
   dense[size_t(p.pp - 1)] += model::head_params_per_rank(m, p.tp) + model::mtp_params_per_rank(m, p.tp);
   experts[size_t(p.pp - 1)] += m.mtp_num_layers * model::expert_params_per_rank(m, m.num_layers, p.ep, p.etp);
@@ -381,10 +376,9 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // calibration (measured bus bandwidths need not be concave).
   double dp_stream = 0;
   if (!calibration) {
-    const bool all_reduce = !p.zero || p.grad_all_reduce;
     const bool gathers = p.zero && p.dp * p.cp > 1;
     auto stream_of = [&](parallel::Group g, int64_t n) {
-      double t = time_of(all_reduce ? plan::CollKind::kAllReduce : plan::CollKind::kReduceScatter, g, n * p.grad_bytes());
+      double t = time_of(plan::grad_reduction(p), g, n * p.grad_bytes());
       if (gathers) t += time_of(plan::CollKind::kAllGather, g, n * plan::kParamBytes);
       return t;
     };
