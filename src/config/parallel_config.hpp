@@ -146,6 +146,12 @@ struct ParallelConfig {
   /// Expert-data-parallel size: the replicas of one expert shard, reduced over after backward.
   int64_t edp() const { return tp * cp * dp / (ep * etp); }
   int64_t world() const { return model_parallel() * dp; }
+  /// The ranks one parameter's optimizer state is split over (ZeRO-1's distributed optimizer: the
+  /// dense parameters over dp·cp, the routed experts over the expert-data-parallel group; 1 without).
+  int64_t optimizer_shards() const { return zero ? dp * cp : 1; }
+  int64_t expert_optimizer_shards() const { return zero ? edp() : 1; }
+  /// ZeRO-1 all-gathers the updated bf16 parameters from their shards every step.
+  bool gathers_params() const { return zero && dp * cp > 1; }
   /// Micro-batches per step on each pipeline: global / (micro · dp).
   int64_t num_microbatches() const { return global_batch_size / (micro_batch_size * dp); }
   Schedule schedule() const {

@@ -365,7 +365,7 @@ std::vector<MemoryEstimate> memory_per_stage(const ModelConfig& m, const config:
     // DeepSpeed's BF16_Optimizer (grad_all_reduce) keeps the bf16 .grad of every parameter beside
     // its fp32 accumulation buffer (it zeroes them, never frees them): 2 bytes more.
     e.grads = double(p.grad_bytes() + (p.grad_all_reduce ? 2 : 0)) * (dense + experts);
-    e.optimizer = 12.0 * dense / (p.zero ? double(p.dp * p.cp) : 1.0) + 12.0 * experts / (p.zero ? double(p.edp()) : 1.0);
+    e.optimizer = 12.0 * dense / double(p.optimizer_shards()) + 12.0 * experts / double(p.expert_optimizer_shards());
     e.activations = peak_stage_activations(chunk, p.pp, s, p.num_microbatches()) + once;
     return e;
   };

@@ -871,17 +871,13 @@ void StageBuilder::optimizer() {
   }
   // The optimizer waits for every gradient reduction on this rank (the last op on the dp stream).
   if (ops_.last_dp() >= 0) pending_.push_back(ops_.last_dp());
-  const int64_t shard = p_.zero ? p_.dp * p_.cp : 1, expert_shard = p_.zero ? p_.edp() : 1;
-  const int64_t opt_params = (st_.params + shard - 1) / shard + (st_.expert_params + expert_shard - 1) / expert_shard;
-  // Adam on this rank's shard, plus the memset of the whole (unsharded) gradient buffer that
-  // Megatron's zero_grad_buffer issues once per step, plus under FP8 the once-per-step cast of the
+  // The optimizer step (optimizer_step_bytes), plus under FP8 the once-per-step cast of the
   // layers' weights (kFp8WeightCastBytes; the embedding and the output layer stay bf16). The
   // cast belongs to the next step's first forward; on the compute stream between two steps its
   // place does not change the step.
   const int64_t cast_params = p_.precision == config::Precision::kFp8 ? layer_params_ : 0;
-  int64_t bytes = checked_add(checked_mul(opt_params, kAdamBytesPerParam, "optimizer bytes"),
-                              checked_mul(st_.params + st_.expert_params, p_.grad_bytes(), "grad buffer bytes"), "optimizer bytes");
-  bytes = checked_add(bytes, checked_mul(cast_params, kFp8WeightCastBytes, "weight cast bytes"), "optimizer bytes");
+  const int64_t bytes = checked_add(optimizer_step_bytes(p_, st_.params, st_.expert_params),
+                                    checked_mul(cast_params, kFp8WeightCastBytes, "weight cast bytes"), "optimizer bytes");
   elementwise(OpName::kOptimizerStep, Phase::kOptimizer, -1, bytes);
   ops_.back().phase = Phase::kOptimizer;
 }
@@ -922,7 +918,7 @@ void StageBuilder::build() {
   // the step's first op, is always exposed. Without it the whole all-gather runs after the
   // optimizer step: every first forward waits for the last one (the dp stream is in order), the
   // same exposure at the start of the step.
-  if (p_.zero && p_.dp * p_.cp > 1) {
+  if (p_.gathers_params()) {
     for (int64_t c = 0; c < p_.vpp; ++c) {
       const ChunkBuckets& cb = buckets_[size_t(c)];
       // Forward order: gather each bucket before the first item that needs it (its highest-
@@ -1025,6 +1021,13 @@ std::vector<ScheduleItem> schedule_order(const ParallelConfig& p, int64_t rank) 
     }
   }
   return out;
+}
+
+int64_t optimizer_step_bytes(const ParallelConfig& p, int64_t params, int64_t expert_params) {
+  const int64_t shard = p.optimizer_shards(), expert_shard = p.expert_optimizer_shards();
+  const int64_t shard_params = (params + shard - 1) / shard + (expert_params + expert_shard - 1) / expert_shard;
+  return checked_add(checked_mul(shard_params, kAdamBytesPerParam, "optimizer bytes"),
+                     checked_mul(checked_add(params, expert_params, "grad buffer"), p.grad_bytes(), "grad buffer bytes"), "optimizer bytes");
 }
 
 Op gemm_op(int64_t m, int64_t n, int64_t k, bool wgrad, int64_t batch) {

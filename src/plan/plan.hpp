@@ -250,6 +250,13 @@ inline constexpr int64_t kParamBytes = 2;
 /// param, m, v (12 B) and the bf16 model copy (2 B) — a bandwidth-bound elementwise pass.
 inline constexpr int64_t kAdamBytesPerParam = 30;
 
+/// HBM bytes of one rank's optimizer step for `params` dense and `expert_params` routed-expert
+/// parameters: Adam over its shard (each part rounded up, as Megatron pads the buffers it splits;
+/// ParallelConfig::optimizer_shards), plus the memset of its whole (unsharded) gradient buffer that
+/// Megatron's zero_grad_buffer issues once per step. The builder's optimizer op and the search's
+/// bound both take it from here. Throws InputError on overflow.
+int64_t optimizer_step_bytes(const config::ParallelConfig& p, int64_t params, int64_t expert_params);
+
 /// A GEMM op [m×k]·[k×n] with 2mnk FLOPs and its bf16 operands' bytes, `batch` times over (a
 /// grouped GEMM, one group per local expert); `wgrad` marks a weight gradient, whose C is the fp32
 /// main gradient (CostModel::gemm_bytes). Stand-alone for benchmarks and calibration.

@@ -353,18 +353,15 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   dense[0] += model::embedding_params_per_rank(m, p.tp);
   dense[size_t(p.pp - 1)] += model::head_params_per_rank(m, p.tp) + model::mtp_params_per_rank(m, p.tp);
   experts[size_t(p.pp - 1)] += m.mtp_num_layers * model::expert_params_per_rank(m, m.num_layers, p.ep, p.etp);
-  // After its last backward each stage runs the optimizer step on the compute stream (Adam,
-  // kAdamBytesPerParam per parameter of its ZeRO shard (routed experts sharded over the
-  // expert-data-parallel group), and the memset of its gradient buffer; builder.cpp, optimizer).
-  // FP8's weight cast is left out (a bound). On the chain: the average stage's, after the pipeline.
-  const double shard = p.zero ? double(p.dp * p.cp) : 1.0, expert_shard = p.zero ? double(p.edp()) : 1.0;
-  auto optimizer_of = [&](double params, double expert_params) {
-    return cost.elementwise_time(int64_t((params / shard + expert_params / expert_shard) * double(plan::kAdamBytesPerParam) +
-                                         (params + expert_params) * double(p.grad_bytes())));
+  // After its last backward each stage runs the optimizer step on the compute stream
+  // (plan::optimizer_step_bytes, as the builder emits it). FP8's weight cast is left out (a
+  // bound). On the chain: the average stage's (rounded down), after the pipeline.
+  auto optimizer_of = [&](int64_t params, int64_t expert_params) {
+    return cost.elementwise_time(plan::optimizer_step_bytes(p, params, expert_params));
   };
-  double params = 0, expert_params = 0;
-  for (size_t st = 0; st < size_t(p.pp); ++st) params += double(dense[st]), expert_params += double(experts[st]);
-  const double optimizer = optimizer_of(params / double(p.pp), expert_params / double(p.pp));
+  int64_t params = 0, expert_params = 0;
+  for (size_t st = 0; st < size_t(p.pp); ++st) params += dense[st], expert_params += experts[st];
+  const double optimizer = optimizer_of(params / p.pp, expert_params / p.pp);
   // Each stage's data-parallel stream (builder.cpp: reduce_bucket, and under ZeRO-1 the parameter
   // all-gathers at the step's start) runs its gradient reductions and gathers one after another
   // inside the step, and its optimizer step waits for the last of them: the step is at least that
@@ -376,15 +373,14 @@ double lower_bound_s(const config::ModelConfig& m, const config::ChipProfile& ch
   // calibration (measured bus bandwidths need not be concave).
   double dp_stream = 0;
   if (!calibration) {
-    const bool gathers = p.zero && p.dp * p.cp > 1;
     auto stream_of = [&](parallel::Group g, int64_t n) {
       double t = time_of(plan::grad_reduction(p), g, n * p.grad_bytes());
-      if (gathers) t += time_of(plan::CollKind::kAllGather, g, n * plan::kParamBytes);
+      if (p.gathers_params()) t += time_of(plan::CollKind::kAllGather, g, n * plan::kParamBytes);
       return t;
     };
     for (size_t st = 0; st < size_t(p.pp); ++st)
       dp_stream = std::max(dp_stream, stream_of(parallel::Group::kDpCp, dense[st]) + stream_of(parallel::Group::kEdp, experts[st]) +
-                                          optimizer_of(double(dense[st]), double(experts[st])));
+                                          optimizer_of(dense[st], experts[st]));
   }
   // The host's step-boundary gap (apply_host_step_gap) follows every step whole.
   return std::max({compute * fill_pipe + optimizer, last_stage, dp_stream}) + jitter + host_step_gap(chip, p);
