@@ -189,6 +189,27 @@ TEST(Plan, GradientBytesFollowTheReductionPrecision) {
     }
 }
 
+TEST(Plan, OptimizerStepShardsDenseOverDpAndExpertsOverEdp) {
+  // ZeRO-1 splits the dense parameters' Adam state over dp·cp and the routed experts' over the
+  // expert-data-parallel group (tp·cp·dp / (ep·etp)), each rounded up; the gradient buffer's memset
+  // covers every parameter. By hand: tp 2, dp 4, cp 1, ep 4, etp 1 → edp 2; 10 dense and 7 expert
+  // parameters: (⌈10/4⌉ + ⌈7/2⌉)·30 + 17·4 (fp32 gradients) = 7·30 + 68 = 278 bytes.
+  config::ParallelConfig p;
+  p.tp = 2, p.dp = 4, p.cp = 1, p.ep = 4, p.etp = 1, p.zero = 1;
+  ASSERT_EQ(p.edp(), 2);
+  EXPECT_EQ(plan::optimizer_step_bytes(p, 10, 7), 278);
+  EXPECT_TRUE(p.gathers_params());
+  // Without ZeRO every rank updates all of them: 17·30 + 17·4; nothing is gathered.
+  p.zero = 0;
+  EXPECT_EQ(plan::optimizer_step_bytes(p, 10, 7), 17 * 30 + 17 * 4);
+  EXPECT_FALSE(p.gathers_params());
+  // One replica (dp 1, ep 2 → edp 1) shards and gathers nothing; bf16 gradients halve the memset.
+  p.zero = 1, p.dp = 1, p.ep = 2, p.grad_reduce_in_bf16 = true;
+  ASSERT_EQ(p.edp(), 1);
+  EXPECT_EQ(plan::optimizer_step_bytes(p, 10, 7), 17 * 30 + 17 * 2);
+  EXPECT_FALSE(p.gathers_params());
+}
+
 TEST(Plan, Fp8CastsTheLayersWeightsOncePerStep) {
   // Transformer Engine casts each FP8 linear layer's weight once per step (the first micro-batch;
   // later ones reuse the cached FP8 weight and its transpose): read 2 B, write 1 + 1 B per weight.
