@@ -32,6 +32,16 @@ constexpr int64_t kActBytes = 2;   // bf16/fp16 activations
 /// takes: 2 + 1 + 1 bytes per weight.
 constexpr int64_t kFp8WeightCastBytes = 4;
 
+/// Tokens of one micro-batch on a rank: its sequences' tokens over cp.
+int64_t tokens_per_microbatch(const ParallelConfig& p) {
+  return checked_mul(p.micro_batch_size, p.seq_length / p.cp, "tokens per micro-batch");
+}
+/// The tokens a rank's elementwise ops and MoE router see: 1/tp of them under sequence parallelism.
+int64_t sp_tokens_per_microbatch(const ParallelConfig& p) {
+  const int64_t tokens = tokens_per_microbatch(p);
+  return p.sequence_parallel ? tokens / p.tp : tokens;
+}
+
 /// A stage's ops as the builder sees them: every op by its index in issue order, whether stored
 /// or (in a compact stage) standing in a copied range, where its source op stands for it — the
 /// builder reads only fields a copy shares with its source (stream, kind).
@@ -84,8 +94,8 @@ class StageBuilder {
   StageBuilder(const ModelConfig& m, const ParallelConfig& p, StagePlan& stage, const std::vector<int64_t>& layers_per_chunk,
                bool copy_layers)
       : m_(m), p_(p), st_(stage), ops_(stage), layers_per_chunk_(layers_per_chunk), copy_layers_(copy_layers) {
-    tokens_ = checked_mul(p.micro_batch_size, p.seq_length / p.cp, "tokens per micro-batch");
-    sp_tokens_ = p.sequence_parallel ? tokens_ / p.tp : tokens_;
+    tokens_ = tokens_per_microbatch(p);
+    sp_tokens_ = sp_tokens_per_microbatch(p);
     if (m.is_moe()) {
       a2a_ = moe_all_to_all(m, p), moe_ = moe_sizes(m, p);
       experts_fwd_ = expert_gemms(m, p, Phase::kForward), experts_bwd_ = expert_gemms(m, p, Phase::kBackward);
@@ -1057,8 +1067,7 @@ Gemms linear_gemms(Phase ph, int64_t m, int64_t n, int64_t k, int64_t batch) {
 }
 
 MoeSizes moe_sizes(const ModelConfig& model, const ParallelConfig& parallel) {
-  const int64_t tokens = checked_mul(parallel.micro_batch_size, parallel.seq_length / parallel.cp, "tokens per micro-batch");
-  const int64_t sp_tokens = parallel.sequence_parallel ? tokens / parallel.tp : tokens;
+  const int64_t sp_tokens = sp_tokens_per_microbatch(parallel);
   MoeSizes z;
   z.local = model.num_moe_experts / parallel.ep;
   z.f = model.moe_ffn_hidden_size / parallel.etp;
@@ -1086,8 +1095,7 @@ Gemms expert_gemms(const ModelConfig& model, const ParallelConfig& parallel, Pha
 }
 
 Op moe_all_to_all(const ModelConfig& model, const ParallelConfig& parallel) {
-  const int64_t tokens = checked_mul(parallel.micro_batch_size, parallel.seq_length / parallel.cp, "tokens per micro-batch");
-  const int64_t sp_tokens = parallel.sequence_parallel ? tokens / parallel.tp : tokens;
+  const int64_t sp_tokens = sp_tokens_per_microbatch(parallel);
   const int64_t copies = checked_mul(sp_tokens, model.moe_router_topk, "moe tokens");  // routed copies leaving this rank
   Op op;
   op.kind = OpKind::kCollective;
